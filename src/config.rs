@@ -1,0 +1,394 @@
+//! Job configuration: batch interval, workers and processes, clock and pacing.
+//!
+//! The worker flags are timely's own (`-w/--threads`, `-n/--processes`, `-p/--process`,
+//! `-h/--hostfile`), parsed by [`ClusterArgs`] so that they can sit beside a job's own flags
+//! (timely's getopts parser rejects unknown flags). The timely `Config` is built from them here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Result, SluiceError};
+use crate::listener::StreamingListener;
+use crate::time::whole_millis;
+
+/// Timely's worker flags, for embedding in a command line (`#[command(flatten)]`).
+///
+/// Clap's own `-h` is taken by `--hostfile`, as in timely; `--help` still works.
+///
+/// # Examples
+///
+/// ```
+/// use clap::Parser;
+/// #[derive(Parser)]
+/// #[command(disable_help_flag = true)]
+/// struct Cli {
+///     #[command(flatten)]
+///     cluster: sluice::ClusterArgs,
+/// }
+/// let cli = Cli::try_parse_from(["job", "-w", "2"]).unwrap();
+/// assert_eq!(cli.cluster.threads, 2);
+/// ```
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Worker threads per process (timely's -w).
+    #[arg(short = 'w', long = "threads", default_value_t = 1, value_name = "NUM")]
+    pub threads: usize,
+    /// Number of processes in the job (timely's -n).
+    #[arg(
+        short = 'n',
+        long = "processes",
+        default_value_t = 1,
+        value_name = "NUM"
+    )]
+    pub processes: usize,
+    /// Index of this process, 0..processes (timely's -p).
+    #[arg(short = 'p', long = "process", default_value_t = 0, value_name = "IDX")]
+    pub process: usize,
+    /// File with one host:port per line, in process order (timely's -h); default localhost:2101+i.
+    #[arg(short = 'h', long = "hostfile", value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// Checks the flags and turns them into a [`Cluster`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let args = sluice::ClusterArgs { threads: 2, processes: 1, process: 0, hostfile: None };
+    /// assert_eq!(args.to_cluster().unwrap().peers(), 2);
+    /// let bad = sluice::ClusterArgs { threads: 1, processes: 2, process: 2, hostfile: None };
+    /// assert!(bad.to_cluster().is_err());
+    /// ```
+    pub fn to_cluster(&self) -> Result<Cluster> {
+        if self.threads == 0 {
+            return Err(SluiceError::InvalidConfig {
+                problem: "-w/--threads is 0".into(),
+                fix: "give at least 1 worker thread per process".into(),
+            });
+        }
+        if self.processes == 0 {
+            return Err(SluiceError::InvalidConfig {
+                problem: "-n/--processes is 0".into(),
+                fix: "give at least 1 process".into(),
+            });
+        }
+        if self.process >= self.processes {
+            return Err(SluiceError::InvalidConfig {
+                problem: format!(
+                    "-p/--process is {} but there are only {} processes",
+                    self.process, self.processes
+                ),
+                fix: format!("use a process index from 0 to {}", self.processes - 1),
+            });
+        }
+        let addresses = if self.processes > 1 {
+            match &self.hostfile {
+                Some(path) => read_hostfile(path, self.processes)?,
+                None => (0..self.processes)
+                    .map(|i| format!("localhost:{}", 2101 + i))
+                    .collect(),
+            }
+        } else {
+            Vec::new()
+        };
+        Ok(Cluster {
+            threads: self.threads,
+            processes: self.processes,
+            process: self.process,
+            addresses,
+        })
+    }
+}
+
+fn read_hostfile(path: &PathBuf, processes: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| SluiceError::Hostfile {
+        path: path.clone(),
+        problem: e.to_string(),
+        processes,
+    })?;
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .take(processes)
+        .map(str::to_owned)
+        .collect();
+    if lines.len() < processes {
+        return Err(SluiceError::Hostfile {
+            path: path.clone(),
+            problem: format!("it has {} address lines", lines.len()),
+            processes,
+        });
+    }
+    if let Some(bad) = lines.iter().find(|l| {
+        l.rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+    }) {
+        return Err(SluiceError::Hostfile {
+            path: path.clone(),
+            problem: format!("`{bad}` is not host:port"),
+            processes,
+        });
+    }
+    Ok(lines)
+}
+
+/// Where the workers run: threads per process, processes, this process's index, addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// Worker threads per process.
+    pub threads: usize,
+    /// Number of processes.
+    pub processes: usize,
+    /// This process's index.
+    pub process: usize,
+    /// `host:port` of every process (empty for one process).
+    pub addresses: Vec<String>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            threads: 1,
+            processes: 1,
+            process: 0,
+            addresses: Vec::new(),
+        }
+    }
+}
+
+impl Cluster {
+    /// All workers of all processes.
+    pub fn peers(&self) -> usize {
+        self.threads * self.processes
+    }
+
+    pub(crate) fn timely_config(&self) -> timely::Config {
+        use timely::CommunicationConfig;
+        let communication = if self.processes > 1 {
+            CommunicationConfig::Cluster {
+                threads: self.threads,
+                process: self.process,
+                addresses: self.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            }
+        } else if self.threads > 1 {
+            CommunicationConfig::Process(self.threads)
+        } else {
+            CommunicationConfig::Thread
+        };
+        let mut config = timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        };
+        differential_dataflow::configure(
+            &mut config.worker,
+            &differential_dataflow::Config::default().idle_merge_effort(Some(1000)),
+        );
+        config
+    }
+}
+
+/// How batches are cut.
+#[derive(Clone)]
+pub enum Pacing {
+    /// Batch `t` is cut when the clock reads `t` (Spark's behaviour).
+    Clock(Arc<dyn Clock>),
+    /// Batch times still advance by the interval, but the next batch is cut as soon as fewer than
+    /// `max_in_flight` batches are unfinished: for tests and throughput benchmarks.
+    AsFastAsPossible {
+        /// Batches allowed in flight at once (at least 1).
+        max_in_flight: usize,
+    },
+}
+
+impl std::fmt::Debug for Pacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pacing::Clock(_) => write!(f, "Clock"),
+            Pacing::AsFastAsPossible { max_in_flight } => {
+                write!(f, "AsFastAsPossible({max_in_flight})")
+            }
+        }
+    }
+}
+
+/// Everything a [`StreamingContext`](crate::StreamingContext) needs to run a job.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sluice::{StreamingConfig, clock::ManualClock};
+/// let config = StreamingConfig::new(Duration::from_secs(2))?
+///     .threads(2)
+///     .clock(ManualClock::new());
+/// assert_eq!(config.batch_ms(), 2000);
+/// # Ok::<(), sluice::SluiceError>(())
+/// ```
+#[derive(Clone)]
+pub struct StreamingConfig {
+    pub(crate) batch_ms: u64,
+    pub(crate) cluster: Cluster,
+    pub(crate) pacing: Pacing,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) max_batches: Option<u64>,
+    pub(crate) first_batch_ms: Option<u64>,
+    pub(crate) stop_on_signals: bool,
+    pub(crate) listeners: Vec<Arc<dyn StreamingListener>>,
+}
+
+impl std::fmt::Debug for StreamingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingConfig")
+            .field("batch_ms", &self.batch_ms)
+            .field("cluster", &self.cluster)
+            .field("pacing", &self.pacing)
+            .field("max_batches", &self.max_batches)
+            .field("first_batch_ms", &self.first_batch_ms)
+            .field("stop_on_signals", &self.stop_on_signals)
+            .field("listeners", &self.listeners.len())
+            .finish()
+    }
+}
+
+impl StreamingConfig {
+    /// A one-process, one-worker configuration with the given batch interval (whole ms, ≥ 1 ms).
+    pub fn new(batch_interval: Duration) -> Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Ok(StreamingConfig {
+            batch_ms: whole_millis(batch_interval)?,
+            cluster: Cluster::default(),
+            pacing: Pacing::Clock(Arc::clone(&clock)),
+            clock,
+            max_batches: None,
+            first_batch_ms: None,
+            stop_on_signals: false,
+            listeners: Vec::new(),
+        })
+    }
+
+    /// The batch interval in ms.
+    pub fn batch_ms(&self) -> u64 {
+        self.batch_ms
+    }
+
+    /// The workers this configuration asks for.
+    pub fn cluster_ref(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Worker threads in this (single) process.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.cluster.threads = threads.max(1);
+        self
+    }
+
+    /// Workers and processes, as checked by [`ClusterArgs::to_cluster`].
+    pub fn cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Workers and processes from timely's flags (`-w 2 -n 2 -p 0 -h hosts.txt`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?
+    ///     .cluster_from_args(["-w", "2"])?;
+    /// assert_eq!(c.cluster_ref().threads, 2);
+    /// assert!(sluice::StreamingConfig::new(Duration::from_secs(1))?.cluster_from_args(["--bogus"]).is_err());
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn cluster_from_args<I, S>(self, args: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        #[command(name = "sluice", disable_help_flag = true)]
+        struct Flags {
+            #[command(flatten)]
+            cluster: ClusterArgs,
+        }
+        let argv = std::iter::once(std::ffi::OsString::from("sluice"))
+            .chain(args.into_iter().map(Into::into));
+        let flags = Flags::try_parse_from(argv).map_err(|e| SluiceError::InvalidConfig {
+            problem: e.to_string().trim().to_owned(),
+            fix: "use timely's flags: -w/--threads N, -n/--processes N, -p/--process I, -h/--hostfile FILE".into(),
+        })?;
+        Ok(self.cluster(flags.cluster.to_cluster()?))
+    }
+
+    /// Drives batches by `clock` (the system clock by default; a [`ManualClock`] in tests).
+    ///
+    /// [`ManualClock`]: crate::clock::ManualClock
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        self.pacing = Pacing::Clock(Arc::clone(&clock));
+        self.clock = clock;
+        self
+    }
+
+    /// Cuts batches as fast as the job finishes them (at most `max_in_flight` unfinished), with
+    /// batch times still `first + k * interval`. For tests and throughput benchmarks.
+    pub fn as_fast_as_possible(mut self, max_in_flight: usize) -> Self {
+        self.pacing = Pacing::AsFastAsPossible {
+            max_in_flight: max_in_flight.max(1),
+        };
+        self
+    }
+
+    /// Stops by itself after `n` batches (then behaves as a graceful stop).
+    pub fn max_batches(mut self, n: u64) -> Self {
+        self.max_batches = Some(n.max(1));
+        self
+    }
+
+    /// The time of the first batch (must be a multiple of the interval); by default the first
+    /// batch boundary after the clock's time at start.
+    pub fn first_batch_ms(mut self, ms: u64) -> Self {
+        self.first_batch_ms = Some(ms);
+        self
+    }
+
+    /// Stop gracefully on Ctrl-C (SIGINT) and SIGTERM.
+    pub fn stop_on_signals(mut self, yes: bool) -> Self {
+        self.stop_on_signals = yes;
+        self
+    }
+
+    /// Adds a listener for per-batch events.
+    pub fn listener(mut self, listener: impl StreamingListener) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(first) = self.first_batch_ms {
+            if first % self.batch_ms != 0 {
+                return Err(SluiceError::InvalidConfig {
+                    problem: format!(
+                        "the first batch time {first} ms is not a multiple of the batch interval {} ms",
+                        self.batch_ms
+                    ),
+                    fix: "give a multiple of the batch interval".into(),
+                });
+            }
+        }
+        if self.cluster.process >= self.cluster.processes || self.cluster.threads == 0 {
+            return Err(SluiceError::InvalidConfig {
+                problem: format!("{:?} is not a valid cluster", self.cluster),
+                fix: "build it with ClusterArgs::to_cluster".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! What the workers of one process agree on: which batches to cut, when to stop, how far the
+//! job has got, and the first fatal error.
+//!
+//! Invariants:
+//! - A batch `t` is cut by every local worker or by none: once a graceful stop fixes the final
+//!   batch `f` (the latest batch any local worker has cut, or the latest batch whose time has
+//!   come, whichever is later), every worker cuts every batch up to `f` without waiting for the
+//!   clock, and none cuts a batch after `f`.
+//! - `completed_through` only grows; it is the latest batch all local workers have finished.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::SluiceError;
+use crate::listener::{BatchInfo, SourceInput, StreamingListener};
+use crate::time::{batch_at_or_after, Time};
+
+/// What a worker may do with the next batch.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CutDecision {
+    /// Cut it now.
+    Cut,
+    /// Its time has not come.
+    NotYet,
+    /// The job is past its final batch: close the inputs.
+    Finished,
+}
+
+#[derive(Default)]
+struct CutState {
+    max_cut: Option<u64>,
+    final_batch: Option<u64>,
+}
+
+/// One worker's view of a finished batch.
+pub(crate) struct WorkerBatch {
+    pub(crate) batch_ms: u64,
+    pub(crate) inputs: Vec<SourceInput>,
+    pub(crate) cut_at: Instant,
+    pub(crate) started_at: Instant,
+    pub(crate) done_at: Instant,
+}
+
+struct Progress {
+    partial: BTreeMap<u64, (usize, WorkerBatch)>,
+    completed_through: Option<u64>,
+    completed_batches: u64,
+}
+
+pub(crate) struct Coordinator {
+    pub(crate) batch_ms: u64,
+    pub(crate) first_batch: u64,
+    local_workers: usize,
+    clock: Arc<dyn crate::clock::Clock>,
+    cut: Mutex<CutState>,
+    abort: AtomicBool,
+    signal: Arc<AtomicBool>,
+    fatal: Mutex<Option<SluiceError>>,
+    progress: Mutex<Progress>,
+    progressed: Condvar,
+    listeners: Vec<Arc<dyn StreamingListener>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking worker poisons nothing we cannot still read: the data are plain counters.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Coordinator {
+    pub(crate) fn new(config: &crate::config::StreamingConfig, signal: Arc<AtomicBool>) -> Self {
+        let batch_ms = config.batch_ms;
+        let first_batch = config
+            .first_batch_ms
+            .unwrap_or_else(|| crate::time::next_batch_after(config.clock.now_ms(), batch_ms));
+        let final_batch = config
+            .max_batches
+            .map(|n| first_batch + (n.saturating_sub(1)) * batch_ms);
+        Coordinator {
+            batch_ms,
+            first_batch,
+            local_workers: config.cluster.threads,
+            clock: Arc::clone(&config.clock),
+            cut: Mutex::new(CutState {
+                max_cut: None,
+                final_batch,
+            }),
+            abort: AtomicBool::new(false),
+            signal,
+            fatal: Mutex::new(None),
+            progress: Mutex::new(Progress {
+                partial: BTreeMap::new(),
+                completed_through: None,
+                completed_batches: 0,
+            }),
+            progressed: Condvar::new(),
+            listeners: config.listeners.clone(),
+        }
+    }
+
+    /// Decides about batch `t`; `due` says whether its time has come by the pacing rule.
+    pub(crate) fn try_cut(&self, t: u64, due: bool) -> CutDecision {
+        if self.signal.swap(false, Ordering::SeqCst) {
+            tracing::info!("stop signal received: finishing the batches in progress");
+            self.request_stop(true);
+        }
+        let mut state = lock(&self.cut);
+        match state.final_batch {
+            Some(f) if t > f => CutDecision::Finished,
+            Some(_) => {
+                state.max_cut = Some(state.max_cut.map_or(t, |m| m.max(t)));
+                CutDecision::Cut
+            }
+            None if due => {
+                state.max_cut = Some(state.max_cut.map_or(t, |m| m.max(t)));
+                CutDecision::Cut
+            }
+            None => CutDecision::NotYet,
+        }
+    }
+
+    /// Asks the job to stop: gracefully (every batch whose time has come, or that a worker has
+    /// cut, is processed and its outputs run) or at once.
+    pub(crate) fn request_stop(&self, graceful: bool) {
+        if !graceful {
+            self.abort.store(true, Ordering::SeqCst);
+        }
+        let mut state = lock(&self.cut);
+        let due = batch_at_or_after(self.clock.now_ms(), self.batch_ms);
+        let candidate = state.max_cut.map_or(due, |m| m.max(due));
+        // Never before the first batch minus one interval: a stop before start cuts nothing.
+        let candidate = candidate.max(self.first_batch.saturating_sub(self.batch_ms));
+        state.final_batch = Some(state.final_batch.map_or(candidate, |f| {
+            f.min(candidate).max(state.max_cut.unwrap_or(0))
+        }));
+        drop(state);
+        self.progressed.notify_all();
+    }
+
+    pub(crate) fn aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+
+    /// Records a fatal error (the first one wins) and stops the job at once.
+    pub(crate) fn fail(&self, error: SluiceError) {
+        tracing::error!("{error}");
+        let mut fatal = lock(&self.fatal);
+        if fatal.is_none() {
+            *fatal = Some(error);
+        }
+        drop(fatal);
+        self.request_stop(false);
+    }
+
+    pub(crate) fn take_error(&self) -> Option<SluiceError> {
+        lock(&self.fatal).take()
+    }
+
+    /// A local worker finished batch `b.batch_ms`; when all have, listeners hear about it.
+    pub(crate) fn report(&self, b: WorkerBatch) {
+        let t = b.batch_ms;
+        let mut p = lock(&self.progress);
+        let entry = p.partial.entry(t).or_insert_with(|| {
+            (
+                0,
+                WorkerBatch {
+                    batch_ms: t,
+                    inputs: Vec::new(),
+                    cut_at: b.cut_at,
+                    started_at: b.started_at,
+                    done_at: b.done_at,
+                },
+            )
+        });
+        entry.0 += 1;
+        let merged = &mut entry.1;
+        merged.cut_at = merged.cut_at.min(b.cut_at);
+        merged.started_at = merged.started_at.min(b.started_at);
+        merged.done_at = merged.done_at.max(b.done_at);
+        for input in b.inputs {
+            match merged.inputs.iter_mut().find(|i| i.source == input.source) {
+                Some(i) => {
+                    i.records += input.records;
+                    i.malformed += input.malformed;
+                }
+                None => merged.inputs.push(input),
+            }
+        }
+        let mut finished = Vec::new();
+        while let Some(entry) = p.partial.first_entry() {
+            if entry.get().0 < self.local_workers {
+                break;
+            }
+            finished.push(entry.remove().1);
+        }
+        for f in &finished {
+            p.completed_through = Some(f.batch_ms);
+            p.completed_batches += 1;
+        }
+        drop(p);
+        if !finished.is_empty() {
+            self.progressed.notify_all();
+        }
+        for f in finished {
+            let info = BatchInfo {
+                batch_time: Time::from_millis(f.batch_ms),
+                inputs: f.inputs,
+                scheduling_delay: f.started_at.saturating_duration_since(f.cut_at),
+                processing_time: f.done_at.saturating_duration_since(f.started_at),
+                total_delay: f.done_at.saturating_duration_since(f.cut_at),
+            };
+            for l in &self.listeners {
+                l.on_batch_completed(&info);
+            }
+        }
+    }
+
+    pub(crate) fn completed_batches(&self) -> u64 {
+        lock(&self.progress).completed_batches
+    }
+
+    pub(crate) fn completed_through(&self) -> Option<u64> {
+        lock(&self.progress).completed_through
+    }
+
+    /// Waits until batch `t` has completed here, or `timeout` passes; true if it completed.
+    pub(crate) fn wait_for_batch(&self, t: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut p = lock(&self.progress);
+        loop {
+            if p.completed_through.is_some_and(|c| c >= t) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline || self.aborted() {
+                return false;
+            }
+            p = self
+                .progressed
+                .wait_timeout(p, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+}

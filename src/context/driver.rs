@@ -1,0 +1,176 @@
+//! The loop every worker runs: build the dataflow, cut batches, step timely, report progress.
+//!
+//! Cutting batch `t` means: ask every source for its records of `t`, send them at time `t`,
+//! send the batch tick `t`, and advance every input to `t + interval`. A batch is finished on
+//! this worker when the job's probe (behind every output) has passed `t`.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::dataflow::{InputHandleVec, ProbeHandle};
+use timely::worker::Worker;
+
+use super::coordinator::{Coordinator, CutDecision, WorkerBatch};
+use super::job::Job;
+use crate::config::Pacing;
+use crate::dstream::{JobCtx, WorkerInfo};
+use crate::error::SluiceError;
+use crate::listener::SourceInput;
+use crate::source::{BatchSlot, Feeder};
+use crate::time::Time;
+
+pub(crate) type BuildFn = dyn for<'a, 's> Fn(&'a mut Job<'s>) + Send + Sync;
+
+struct InFlight {
+    t: u64,
+    inputs: Vec<SourceInput>,
+    cut_at: Instant,
+}
+
+pub(crate) fn run_worker(
+    worker: &mut Worker,
+    coord: Arc<Coordinator>,
+    pacing: Pacing,
+    threads: usize,
+    build: &BuildFn,
+) -> Result<(), String> {
+    let info = WorkerInfo {
+        index: worker.index(),
+        peers: worker.peers(),
+        threads,
+        process: worker.index() / threads.max(1),
+        batch_ms: coord.batch_ms,
+    };
+    let probe = ProbeHandle::new();
+    let mut ticks: InputHandleVec<u64, u64> = InputHandleVec::new();
+    let ctx = Rc::new(JobCtx {
+        probe: probe.clone(),
+        outputs: std::cell::Cell::new(0),
+        info,
+        coord: Arc::clone(&coord),
+        operator_count: std::cell::Cell::new(0),
+    });
+    let mut feeders: Vec<Box<dyn Feeder>> = worker.dataflow::<u64, _, _>(|scope| {
+        let mut job = Job {
+            scope,
+            ticks: ticks.to_stream(scope),
+            ctx: Rc::clone(&ctx),
+            feeders: Vec::new(),
+        };
+        build(&mut job);
+        job.feeders
+    });
+    if ctx.outputs.get() == 0 {
+        coord.fail(SluiceError::NoOutputOperations);
+        return Ok(());
+    }
+
+    let interval = coord.batch_ms;
+    let first = coord.first_batch;
+    for f in feeders.iter_mut() {
+        f.advance_to(first);
+    }
+    ticks.advance_to(first);
+
+    let mut next = first;
+    let mut index = 0u64;
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut last_done = Instant::now();
+    loop {
+        if coord.aborted() {
+            break;
+        }
+        let due = match &pacing {
+            Pacing::Clock(clock) => clock.now_ms() >= next,
+            Pacing::AsFastAsPossible { max_in_flight } => in_flight.len() < *max_in_flight,
+        };
+        match coord.try_cut(next, due) {
+            CutDecision::Cut => {
+                let slot = BatchSlot {
+                    time: Time::from_millis(next),
+                    interval_ms: interval,
+                    index,
+                    worker: info.index,
+                    peers: info.peers,
+                };
+                let cut_at = Instant::now();
+                let inputs = feeders
+                    .iter_mut()
+                    .map(|f| f.feed(&slot, next + interval))
+                    .collect();
+                ticks.send(next);
+                ticks.advance_to(next + interval);
+                in_flight.push_back(InFlight {
+                    t: next,
+                    inputs,
+                    cut_at,
+                });
+                next += interval;
+                index += 1;
+                worker.step();
+            }
+            CutDecision::NotYet => {
+                let wait = match &pacing {
+                    Pacing::Clock(clock) => {
+                        let until = Duration::from_millis(next.saturating_sub(clock.now_ms()));
+                        until.clamp(clock.poll_interval(), Duration::from_millis(20))
+                    }
+                    Pacing::AsFastAsPossible { .. } => Duration::from_millis(1),
+                };
+                worker.step_or_park(Some(wait));
+            }
+            CutDecision::Finished => break,
+        }
+        report_finished(&probe, &mut in_flight, &mut last_done, &coord);
+    }
+
+    drop(feeders);
+    drop(ticks);
+    if coord.aborted() {
+        for id in worker.installed_dataflows() {
+            worker.drop_dataflow(id);
+        }
+        return Ok(());
+    }
+    while !probe.done() {
+        worker.step_or_park(Some(Duration::from_millis(5)));
+        report_finished(&probe, &mut in_flight, &mut last_done, &coord);
+        if coord.aborted() {
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+            return Ok(());
+        }
+    }
+    report_finished(&probe, &mut in_flight, &mut last_done, &coord);
+    Ok(())
+}
+
+/// Reports every in-flight batch the probe has passed, oldest first.
+fn report_finished(
+    probe: &ProbeHandle<u64>,
+    in_flight: &mut VecDeque<InFlight>,
+    last_done: &mut Instant,
+    coord: &Coordinator,
+) {
+    while let Some(front) = in_flight.front() {
+        if probe.less_equal(&front.t) {
+            break;
+        }
+        let Some(b) = in_flight.pop_front() else {
+            break;
+        };
+        let done_at = Instant::now();
+        let started_at = b.cut_at.max(*last_done);
+        *last_done = done_at;
+        coord.report(WorkerBatch {
+            batch_ms: b.t,
+            inputs: b.inputs,
+            cut_at: b.cut_at,
+            started_at,
+            done_at,
+        });
+    }
+}

@@ -1,0 +1,152 @@
+//! `DStream<T>`: a stream of batches, with Spark Streaming's operators and per-batch semantics.
+//!
+//! A `DStream<'s, T>` at batch `t` is the multiset of records of Spark's RDD at `t`
+//! (`shared/DESIGN.md` §2). It wraps a timely stream whose timestamp is the batch time in ms;
+//! records of one batch are spread over the workers, which play the role of Spark's partitions.
+//!
+//! The operator families live one per file:
+//! - [`stateless`]: `map`, `flat_map`, `filter`, `union`, `repartition`, `map_partitions`,
+//!   `glom`, `transform`, `transform_with`;
+//! - [`aggregate`]: `count`, `reduce`, `count_by_value`;
+//! - [`pair`]: per-batch keyed operators on `DStream<(K, V)>`;
+//! - [`join`]: `cogroup` and the `join` family;
+//! - [`output`]: `print`, `foreach_batch`, `foreach_partition`, `save_as_text_files`,
+//!   `collect_into`.
+//!
+//! Operators take `&self`, so a DStream can be used several times, as in Spark.
+
+use std::cell::Cell;
+use std::hash::Hash;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use timely::dataflow::{ProbeHandle, StreamVec};
+
+use crate::context::coordinator::Coordinator;
+
+pub mod aggregate;
+pub(crate) mod batch_op;
+pub mod join;
+pub mod output;
+pub mod pair;
+pub mod render;
+pub mod stateless;
+
+/// What a record type needs: it can be cloned and sent between workers and processes.
+///
+/// Derive `Clone, serde::Serialize, serde::Deserialize` on your own record types.
+pub trait Data: timely::ExchangeData + Clone {}
+impl<T: timely::ExchangeData + Clone> Data for T {}
+
+/// What a key needs: [`Data`] that can be hashed and compared.
+pub trait Key: Data + Hash + Eq {}
+impl<T: Data + Hash + Eq> Key for T {}
+
+/// Where this worker sits in the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// Global worker index: `process * threads + thread`.
+    pub index: usize,
+    /// All workers of all processes.
+    pub peers: usize,
+    /// Worker threads per process.
+    pub threads: usize,
+    /// This worker's process.
+    pub process: usize,
+    /// The batch interval in ms.
+    pub batch_ms: u64,
+}
+
+/// Per-worker state shared by every DStream of a job.
+pub(crate) struct JobCtx {
+    pub(crate) probe: ProbeHandle<u64>,
+    pub(crate) outputs: Cell<usize>,
+    pub(crate) info: WorkerInfo,
+    pub(crate) coord: Arc<Coordinator>,
+    pub(crate) operator_count: Cell<usize>,
+}
+
+impl JobCtx {
+    /// A unique operator name for timely's logs.
+    pub(crate) fn name(&self, what: &str) -> String {
+        let n = self.operator_count.get();
+        self.operator_count.set(n + 1);
+        format!("{what}#{n}")
+    }
+}
+
+/// A discretized stream: one multiset of records per batch.
+///
+/// Build one from a [`Job`](crate::Job) (`socket_text_stream`, `queue_stream`, `generator`) and
+/// transform it with Spark's operators. Nothing runs until the job has an output operation.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sluice::{StreamingConfig, StreamingContext, CollectedBatches, source::BatchQueue};
+///
+/// let queue = BatchQueue::from_batches(vec![vec!["a b".to_owned(), "b".to_owned()], vec![]]);
+/// let out = CollectedBatches::new();
+/// let config = StreamingConfig::new(Duration::from_secs(1))?
+///     .as_fast_as_possible(1).first_batch_ms(1000).max_batches(2);
+/// let (q, o) = (queue.clone(), out.clone());
+/// StreamingContext::new(config).run(move |job| {
+///     job.queue_stream(&q)
+///         .flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+///         .map(|w| (w, 1u64))
+///         .reduce_by_key(|a, b| a + b)
+///         .collect_into(&o);
+/// })?;
+/// let mut first = out.batch_ms(1000);
+/// first.sort();
+/// assert_eq!(first, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
+/// assert!(out.batch_ms(2000).is_empty());
+/// # Ok::<(), sluice::SluiceError>(())
+/// ```
+pub struct DStream<'s, T> {
+    pub(crate) stream: StreamVec<'s, u64, T>,
+    pub(crate) ticks: StreamVec<'s, u64, u64>,
+    pub(crate) ctx: Rc<JobCtx>,
+}
+
+impl<T: Clone + 'static> Clone for DStream<'_, T> {
+    fn clone(&self) -> Self {
+        DStream {
+            stream: self.stream.clone(),
+            ticks: self.ticks.clone(),
+            ctx: Rc::clone(&self.ctx),
+        }
+    }
+}
+
+impl<'s, T: Data> DStream<'s, T> {
+    /// A DStream over another stream of this job (same ticks and context).
+    pub(crate) fn derive<U>(&self, stream: StreamVec<'s, u64, U>) -> DStream<'s, U> {
+        DStream {
+            stream,
+            ticks: self.ticks.clone(),
+            ctx: Rc::clone(&self.ctx),
+        }
+    }
+
+    /// The underlying timely stream (timestamps are batch times in ms), for custom operators.
+    pub fn inner(&self) -> StreamVec<'s, u64, T> {
+        self.stream.clone()
+    }
+
+    /// The job's batch ticks: every worker emits each batch time it cuts, at that time.
+    pub fn batch_ticks(&self) -> StreamVec<'s, u64, u64> {
+        self.ticks.clone()
+    }
+
+    /// Where this worker sits in the job.
+    pub fn worker(&self) -> WorkerInfo {
+        self.ctx.info
+    }
+
+    /// Wraps a timely stream of this job (timestamps must be batch times) as a DStream.
+    pub fn wrap<U: Data>(&self, stream: StreamVec<'s, u64, U>) -> DStream<'s, U> {
+        self.derive(stream)
+    }
+}

@@ -1,0 +1,325 @@
+//! Output operations: what makes a job run (Spark's `print`, `foreachRDD`, `saveAsTextFiles`).
+//!
+//! Every output runs for batch `t` once `t` is complete upstream of it, exactly once per batch,
+//! in batch order, also for batches without records. Outputs are followed by the job's probe:
+//! a batch counts as done (listeners, offsets) only after every output has finished it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::Probe;
+use timely::dataflow::StreamVec;
+
+use super::batch_op::batch_fold;
+use super::render::SparkDisplay;
+use super::{DStream, Data};
+use crate::error::SluiceError;
+use crate::time::Time;
+
+/// The dashes Spark prints around a batch header.
+const DASHES: &str = "-------------------------------------------";
+
+/// Formats one batch as Spark's `print(n)` does: dashes, `Time: <ms> ms`, dashes, the first `n`
+/// records, `...` if there are more, then an empty line.
+///
+/// # Examples
+///
+/// ```
+/// let text = sluice::dstream::output::format_print(sluice::Time::from_millis(2000), &[("a", 1), ("b", 2)], 1);
+/// assert_eq!(text, "-------------------------------------------\nTime: 2000 ms\n-------------------------------------------\n(a,1)\n...\n\n");
+/// ```
+pub fn format_print<T: SparkDisplay>(time: Time, records: &[T], n: usize) -> String {
+    let mut s = format!("{DASHES}\nTime: {time}\n{DASHES}\n");
+    for r in records.iter().take(n) {
+        r.write_spark(&mut s);
+        s.push('\n');
+    }
+    if records.len() > n {
+        s.push_str("...\n");
+    }
+    s.push('\n');
+    s
+}
+
+/// One worker's share of a batch, as a Spark partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// The batch.
+    pub time: Time,
+    /// The worker (the partition index).
+    pub worker: usize,
+    /// All workers.
+    pub peers: usize,
+}
+
+/// Batches collected by [`DStream::collect_into`], shared between the job and the caller.
+///
+/// # Examples
+///
+/// ```
+/// let out = sluice::CollectedBatches::<u64>::new();
+/// assert!(out.batches().is_empty());
+/// ```
+#[derive(Debug)]
+pub struct CollectedBatches<T> {
+    inner: Arc<Mutex<BTreeMap<u64, Vec<T>>>>,
+}
+
+impl<T> Clone for CollectedBatches<T> {
+    fn clone(&self) -> Self {
+        CollectedBatches {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> Default for CollectedBatches<T> {
+    fn default() -> Self {
+        CollectedBatches {
+            inner: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+}
+
+impl<T: Clone> CollectedBatches<T> {
+    /// An empty collection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Every batch seen, in batch order, with its records (empty batches included).
+    pub fn batches(&self) -> Vec<(Time, Vec<T>)> {
+        self.lock()
+            .iter()
+            .map(|(t, v)| (Time::from_millis(*t), v.clone()))
+            .collect()
+    }
+    /// The records of the batch at `ms` (empty if the batch had none or was not seen).
+    pub fn batch_ms(&self, ms: u64) -> Vec<T> {
+        self.lock().get(&ms).cloned().unwrap_or_default()
+    }
+    /// The records of every batch, in batch order, without the times.
+    pub fn values(&self) -> Vec<Vec<T>> {
+        self.lock().values().cloned().collect()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<T>>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn insert(&self, t: u64, records: Vec<T>) {
+        self.lock().entry(t).or_default().extend(records);
+    }
+}
+
+impl<'s, T: Data> DStream<'s, T> {
+    fn register_output(&self, done: StreamVec<'s, u64, ()>) {
+        let _ = done.probe_with(&self.ctx.probe);
+        self.ctx.outputs.set(self.ctx.outputs.get() + 1);
+    }
+
+    /// Prints the first `n` records of every batch to standard output in Spark's format (see
+    /// [`format_print`]), once per batch for the whole stream (from worker 0), also for empty
+    /// batches.
+    pub fn print(&self, n: usize)
+    where
+        T: SparkDisplay,
+    {
+        self.print_to(n, Arc::new(Mutex::new(std::io::stdout())));
+    }
+
+    /// [`print`](DStream::print) to any writer.
+    pub fn print_to<W: Write + Send + 'static>(&self, n: usize, out: Arc<Mutex<W>>)
+    where
+        T: SparkDisplay,
+    {
+        // Each worker sends at most n + 1 records of a batch (enough to know whether to print
+        // `...`), then worker 0 prints.
+        let keep = n.saturating_add(1);
+        let firsts = batch_fold(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &self.ctx.name("PrintTake"),
+            Vec::new,
+            move |acc: &mut Vec<T>, data: &mut Vec<T>| {
+                let room = keep.saturating_sub(acc.len());
+                acc.extend(data.drain(..).take(room));
+            },
+            |_t, acc, out| out.extend(acc),
+        );
+        let printed = batch_fold(
+            firsts,
+            self.ticks.clone(),
+            Exchange::new(|_: &T| 0),
+            Exchange::new(|_: &u64| 0),
+            &self.ctx.name("Print"),
+            Vec::new,
+            |acc: &mut Vec<T>, data: &mut Vec<T>| acc.append(data),
+            move |t, acc, _out: &mut Vec<()>| {
+                let text = format_print(Time::from_millis(t), &acc, n);
+                let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = w.write_all(text.as_bytes()).and_then(|_| w.flush()) {
+                    tracing::warn!("print: cannot write batch {t} ms: {e}");
+                }
+            },
+        );
+        self.register_output(printed);
+    }
+
+    /// Calls `f(time, records)` with the whole of every batch, on worker 0, once per batch and
+    /// in batch order, also for empty batches (Spark's `foreachRDD` with a `collect`). For
+    /// output that scales with the workers use [`foreach_partition`](DStream::foreach_partition).
+    pub fn foreach_batch(&self, f: impl FnMut(Time, Vec<T>) + 'static) {
+        let f = std::cell::RefCell::new(f);
+        let done = batch_fold(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Exchange::new(|_: &T| 0),
+            Exchange::new(|_: &u64| 0),
+            &self.ctx.name("ForeachBatch"),
+            Vec::new,
+            |acc: &mut Vec<T>, data: &mut Vec<T>| acc.append(data),
+            move |t, acc, _out: &mut Vec<()>| (f.borrow_mut())(Time::from_millis(t), acc),
+        );
+        self.register_output(done);
+    }
+
+    /// Calls `f(partition, records)` on every worker with its share of every batch (Spark's
+    /// `foreachRDD { _.foreachPartition(..) }`), also when the share is empty.
+    pub fn foreach_partition(&self, f: impl FnMut(Partition, Vec<T>) + 'static) {
+        let f = std::cell::RefCell::new(f);
+        let info = self.ctx.info;
+        let done = batch_fold(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &self.ctx.name("ForeachPartition"),
+            Vec::new,
+            |acc: &mut Vec<T>, data: &mut Vec<T>| acc.append(data),
+            move |t, acc, _out: &mut Vec<()>| {
+                let p = Partition {
+                    time: Time::from_millis(t),
+                    worker: info.index,
+                    peers: info.peers,
+                };
+                (f.borrow_mut())(p, acc)
+            },
+        );
+        self.register_output(done);
+    }
+
+    /// Collects every batch into `into` (on worker 0 of process 0): for tests and small jobs.
+    pub fn collect_into(&self, into: &CollectedBatches<T>) {
+        let into = into.clone();
+        self.foreach_batch(move |t, records| into.insert(t.millis(), records));
+    }
+
+    /// Writes every batch as text, one record per line in Spark's rendering, to the directory
+    /// `prefix-<ms>` (or `prefix-<ms>.suffix`), one `part-NNNNN` file per worker and `_SUCCESS`
+    /// once all parts are written (Spark's `saveAsTextFiles`). Files are written to a temporary
+    /// name and renamed, so a batch written again replaces its files whole.
+    pub fn save_as_text_files(&self, prefix: impl Into<String>, suffix: Option<&str>)
+    where
+        T: SparkDisplay,
+    {
+        let prefix: String = prefix.into();
+        let suffix = suffix.filter(|s| !s.is_empty()).map(str::to_owned);
+        let dir_for = move |t: u64| -> PathBuf {
+            match &suffix {
+                Some(s) => PathBuf::from(format!("{prefix}-{t}.{s}")),
+                None => PathBuf::from(format!("{prefix}-{t}")),
+            }
+        };
+        let dir_for = Arc::new(dir_for);
+        let info = self.ctx.info;
+        let coord = Arc::clone(&self.ctx.coord);
+        let parts_dir = Arc::clone(&dir_for);
+        let parts = batch_fold(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &self.ctx.name("SaveParts"),
+            String::new,
+            |text: &mut String, data: &mut Vec<T>| {
+                for r in data.drain(..) {
+                    r.write_spark(text);
+                    text.push('\n');
+                }
+            },
+            move |t, text, out: &mut Vec<u64>| {
+                let dir = parts_dir(t);
+                let part = dir.join(format!("part-{:05}", info.index));
+                match with_retries(|| write_atomically(&dir, &part, text.as_bytes())) {
+                    Ok(()) => out.push(t),
+                    Err(e) => coord.fail(SluiceError::OutputFailed {
+                        output: "save_as_text_files".into(),
+                        batch_ms: t,
+                        reason: format!("cannot write {}: {e}", part.display()),
+                    }),
+                }
+            },
+        );
+        let coord = Arc::clone(&self.ctx.coord);
+        let done = batch_fold(
+            parts,
+            self.ticks.clone(),
+            Exchange::new(|_: &u64| 0),
+            Exchange::new(|_: &u64| 0),
+            &self.ctx.name("SaveSuccess"),
+            || 0usize,
+            |n: &mut usize, data: &mut Vec<u64>| {
+                *n += data.len();
+                data.clear();
+            },
+            move |t, parts_written, _out: &mut Vec<()>| {
+                if parts_written < info.peers {
+                    return; // a part failed; the job is stopping with that error
+                }
+                let dir = dir_for(t);
+                if let Err(e) = with_retries(|| write_atomically(&dir, &dir.join("_SUCCESS"), b""))
+                {
+                    coord.fail(SluiceError::OutputFailed {
+                        output: "save_as_text_files".into(),
+                        batch_ms: t,
+                        reason: format!("cannot write {}/_SUCCESS: {e}", dir.display()),
+                    });
+                }
+            },
+        );
+        self.register_output(done);
+    }
+}
+
+/// Writes `bytes` to `path` inside `dir` through a temporary file, fsync and rename.
+pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Tries `op` up to three times, 100 ms then 400 ms apart.
+fn with_retries(mut op: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..2 {
+        match op() {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!("output write failed, retrying in {wait:?}: {e}");
+                std::thread::sleep(wait);
+                wait *= 4;
+            }
+        }
+    }
+    op()
+}

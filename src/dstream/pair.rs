@@ -1,0 +1,123 @@
+//! Per-batch keyed operators on `DStream<(K, V)>` (Spark's `PairDStreamFunctions`).
+//!
+//! Records are routed to workers by a hash of the key that every process computes alike
+//! ([`route`]); `combine_by_key` and `reduce_by_key` combine on each worker before routing
+//! (Spark's map-side combine), `group_by_key` does not. Output order within a batch is
+//! unspecified, as in Spark.
+
+use std::hash::{BuildHasher, Hash};
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::Exchange as _;
+use timely::dataflow::operators::vec::Map;
+
+use super::batch_op::batch_fold;
+use super::{DStream, Data, Key};
+
+/// The worker-routing hash of a key: the same in every process of a job.
+pub fn route<K: Hash + ?Sized>(key: &K) -> u64 {
+    foldhash::quality::FixedState::with_seed(0x5EED_5EED).hash_one(key)
+}
+
+type Map_<K, V> = foldhash::HashMap<K, V>;
+
+impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
+    /// Applies `f` to every value, keeping the key (Spark's `mapValues`).
+    pub fn map_values<W: Data>(&self, f: impl Fn(V) -> W + 'static) -> DStream<'s, (K, W)> {
+        self.derive(self.stream.clone().map(move |(k, v)| (k, f(v))))
+    }
+
+    /// Replaces every value by the values `f` returns, keeping the key (Spark's
+    /// `flatMapValues`).
+    pub fn flat_map_values<W: Data, I>(&self, f: impl Fn(V) -> I + 'static) -> DStream<'s, (K, W)>
+    where
+        I: IntoIterator<Item = W>,
+    {
+        self.derive(
+            self.stream
+                .clone()
+                .flat_map(move |(k, v)| f(v).into_iter().map(move |w| (k.clone(), w))),
+        )
+    }
+
+    /// Routes every record to the worker that owns its key, so that per-partition functions
+    /// (`transform`, `map_partitions`, `foreach_partition`) see all records of a key together.
+    pub fn partition_by_key(&self) -> DStream<'s, (K, V)> {
+        self.derive(self.stream.clone().exchange(|(k, _): &(K, V)| route(k)))
+    }
+
+    /// All values of each key in each batch (Spark's `groupByKey`).
+    pub fn group_by_key(&self) -> DStream<'s, (K, Vec<V>)> {
+        let stream = batch_fold(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Exchange::new(|(k, _): &(K, V)| route(k)),
+            Pipeline,
+            &self.ctx.name("GroupByKey"),
+            Map_::<K, Vec<V>>::default,
+            |groups, data: &mut Vec<(K, V)>| {
+                for (k, v) in data.drain(..) {
+                    groups.entry(k).or_default().push(v);
+                }
+            },
+            |_t, groups, out| out.extend(groups),
+        );
+        self.derive(stream)
+    }
+
+    /// Combines the values of each key in each batch (Spark's `combineByKey`): `create` makes a
+    /// combiner from a key's first value on a worker, `merge_value` adds a value to it, and
+    /// `merge_combiners` merges the combiners of different workers.
+    pub fn combine_by_key<C: Data>(
+        &self,
+        create: impl Fn(V) -> C + 'static,
+        merge_value: impl Fn(C, V) -> C + 'static,
+        merge_combiners: impl Fn(C, C) -> C + 'static,
+    ) -> DStream<'s, (K, C)> {
+        let local = batch_fold(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &self.ctx.name("CombineLocal"),
+            Map_::<K, Option<C>>::default,
+            move |combined, data: &mut Vec<(K, V)>| {
+                for (k, v) in data.drain(..) {
+                    let slot = combined.entry(k).or_insert(None);
+                    *slot = Some(match slot.take() {
+                        Some(c) => merge_value(c, v),
+                        None => create(v),
+                    });
+                }
+            },
+            |_t, combined, out| out.extend(combined.into_iter().filter_map(|(k, c)| Some((k, c?)))),
+        );
+        let merged = batch_fold(
+            local,
+            self.ticks.clone(),
+            Exchange::new(|(k, _): &(K, C)| route(k)),
+            Pipeline,
+            &self.ctx.name("CombineMerge"),
+            Map_::<K, Option<C>>::default,
+            move |combined, data: &mut Vec<(K, C)>| {
+                for (k, c) in data.drain(..) {
+                    let slot = combined.entry(k).or_insert(None);
+                    *slot = Some(match slot.take() {
+                        Some(prev) => merge_combiners(prev, c),
+                        None => c,
+                    });
+                }
+            },
+            |_t, combined, out| out.extend(combined.into_iter().filter_map(|(k, c)| Some((k, c?)))),
+        );
+        self.derive(merged)
+    }
+
+    /// Reduces the values of each key in each batch with `f` (Spark's `reduceByKey`), combining
+    /// on each worker before routing. `f` must be associative and commutative.
+    pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + 'static) -> DStream<'s, (K, V)> {
+        let f = std::rc::Rc::new(f);
+        let g = std::rc::Rc::clone(&f);
+        self.combine_by_key(|v| v, move |a, b| f(a, b), move |a, b| g(a, b))
+    }
+}

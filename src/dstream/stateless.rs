@@ -1,0 +1,198 @@
+//! Stateless operators: each batch `t` of the output depends on batch `t` of the input alone.
+//!
+//! `map`, `flat_map` and `filter` run record by record where the records are. `map_partitions`,
+//! `glom` and `transform` see one worker's share of a batch at once (a Spark partition);
+//! `transform_whole` sees the whole batch on one worker. `repartition` spreads records round
+//! robin over the workers, `union` merges two streams batch by batch.
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::{Concat, Concatenate, Exchange as _};
+use timely::dataflow::operators::vec::{Filter, Map};
+
+use super::batch_op::batch_fold;
+use super::{DStream, Data};
+use crate::time::Time;
+
+/// Either of two record types, for operators with two inputs.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum Either<A, B> {
+    /// From the first stream.
+    Left(A),
+    /// From the second stream.
+    Right(B),
+}
+
+impl<'s, T: Data> DStream<'s, T> {
+    /// Applies `f` to every record (Spark's `map`).
+    pub fn map<U: Data>(&self, f: impl Fn(T) -> U + 'static) -> DStream<'s, U> {
+        self.derive(self.stream.clone().map(f))
+    }
+
+    /// Applies `f` to every record and keeps every item it returns (Spark's `flatMap`).
+    pub fn flat_map<U: Data, I>(&self, f: impl Fn(T) -> I + 'static) -> DStream<'s, U>
+    where
+        I: IntoIterator<Item = U>,
+    {
+        self.derive(self.stream.clone().flat_map(f))
+    }
+
+    /// Keeps the records for which `p` holds (Spark's `filter`).
+    pub fn filter(&self, p: impl Fn(&T) -> bool + 'static) -> DStream<'s, T> {
+        self.derive(self.stream.clone().filter(p))
+    }
+
+    /// Batch `t` of the result holds batch `t` of both streams (Spark's `union`).
+    pub fn union(&self, other: &DStream<'s, T>) -> DStream<'s, T> {
+        self.derive(self.stream.clone().concat(other.stream.clone()))
+    }
+
+    /// Spreads the records round robin over `min(partitions, workers)` workers (Spark's
+    /// `repartition`; a worker is a partition here). Use it after a receiver, which reads on one
+    /// worker, to share the work.
+    pub fn repartition(&self, partitions: usize) -> DStream<'s, T> {
+        let targets = partitions.clamp(1, self.ctx.info.peers) as u64;
+        let mut next = self.ctx.info.index as u64;
+        let stream = self.stream.clone().exchange(move |_: &T| {
+            next = next.wrapping_add(1);
+            next % targets
+        });
+        self.derive(stream)
+    }
+
+    /// `f` gets each worker's share of a batch at once (Spark's `mapPartitions`); it is called
+    /// for every batch, with an empty vector when the share is empty.
+    pub fn map_partitions<U: Data, I>(&self, f: impl Fn(Vec<T>) -> I + 'static) -> DStream<'s, U>
+    where
+        I: IntoIterator<Item = U>,
+    {
+        self.transform(move |_t, records| f(records))
+    }
+
+    /// Each worker's share of a batch as one vector (Spark's `glom`; a worker is a partition).
+    pub fn glom(&self) -> DStream<'s, Vec<T>> {
+        self.transform(|_t, records| Some(records))
+    }
+
+    /// `f(time, records)` on each worker's share of batch `time` (Spark's `transform`, run per
+    /// partition). This equals Spark's whole-RDD `transform` for functions that work record by
+    /// record or per key on a key-partitioned stream: `map`, `filter`, joins against a table
+    /// every worker holds (the blacklist filter), per-key work after
+    /// [`partition_by_key`](DStream::partition_by_key). For functions of the whole batch
+    /// (sorting, top-N, distinct over all records) use [`transform_whole`](DStream::transform_whole).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use sluice::{StreamingConfig, StreamingContext, CollectedBatches, source::BatchQueue};
+    /// use std::collections::HashMap;
+    /// use sluice::table::PairBatchExt;
+    /// let blacklist: HashMap<String, bool> = [("27.19.74.143".to_owned(), true)].into();
+    /// let queue = BatchQueue::from_batches(vec![vec![
+    ///     ("27.19.74.143".to_owned(), "GET /a".to_owned()),
+    ///     ("110.52.250.1".to_owned(), "GET /b".to_owned()),
+    /// ]]);
+    /// let out = CollectedBatches::new();
+    /// # let config = StreamingConfig::new(Duration::from_secs(1))?.as_fast_as_possible(1).first_batch_ms(1000).max_batches(1);
+    /// let (q, o) = (queue.clone(), out.clone());
+    /// StreamingContext::new(config).run(move |job| {
+    ///     let blacklist = blacklist.clone();
+    ///     job.queue_stream(&q)
+    ///         .transform(move |_time, batch| {
+    ///             batch.left_outer_join(&blacklist).into_iter()
+    ///                 .filter(|(_, (_, hit))| hit.is_none())
+    ///                 .map(|(ip, (rest, _))| (ip, rest))
+    ///         })
+    ///         .collect_into(&o);
+    /// })?;
+    /// assert_eq!(out.batch_ms(1000), vec![("110.52.250.1".to_owned(), "GET /b".to_owned())]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn transform<U: Data, I>(&self, f: impl Fn(Time, Vec<T>) -> I + 'static) -> DStream<'s, U>
+    where
+        I: IntoIterator<Item = U>,
+    {
+        let name = self.ctx.name("Transform");
+        let stream = batch_fold(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &name,
+            Vec::new,
+            |acc: &mut Vec<T>, data| acc.append(data),
+            move |t, acc, out| out.extend(f(Time::from_millis(t), acc)),
+        );
+        self.derive(stream)
+    }
+
+    /// `f(time, records)` on the whole of batch `time`, gathered on worker 0: Spark's
+    /// `transform` for functions that need every record (sort, top-N). Costs one worker's time.
+    pub fn transform_whole<U: Data, I>(
+        &self,
+        f: impl Fn(Time, Vec<T>) -> I + 'static,
+    ) -> DStream<'s, U>
+    where
+        I: IntoIterator<Item = U>,
+    {
+        let name = self.ctx.name("TransformWhole");
+        let stream = batch_fold(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Exchange::new(|_: &T| 0),
+            Exchange::new(|_: &u64| 0),
+            &name,
+            Vec::new,
+            |acc: &mut Vec<T>, data| acc.append(data),
+            move |t, acc, out| out.extend(f(Time::from_millis(t), acc)),
+        );
+        self.derive(stream)
+    }
+
+    /// `f(time, mine, theirs)` on each worker's share of batch `time` of both streams (Spark's
+    /// `transformWith`, per partition). Co-partition keyed streams first with
+    /// [`partition_by_key`](DStream::partition_by_key) when `f` matches records by key.
+    pub fn transform_with<U: Data, V: Data, I>(
+        &self,
+        other: &DStream<'s, U>,
+        f: impl Fn(Time, Vec<T>, Vec<U>) -> I + 'static,
+    ) -> DStream<'s, V>
+    where
+        I: IntoIterator<Item = V>,
+    {
+        let name = self.ctx.name("TransformWith");
+        let both = self
+            .stream
+            .clone()
+            .map(Either::Left)
+            .concat(other.stream.clone().map(Either::Right));
+        let stream = batch_fold(
+            both,
+            self.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &name,
+            || (Vec::new(), Vec::new()),
+            |acc: &mut (Vec<T>, Vec<U>), data: &mut Vec<Either<T, U>>| {
+                for x in data.drain(..) {
+                    match x {
+                        Either::Left(a) => acc.0.push(a),
+                        Either::Right(b) => acc.1.push(b),
+                    }
+                }
+            },
+            move |t, (a, b), out| out.extend(f(Time::from_millis(t), a, b)),
+        );
+        self.derive(stream)
+    }
+}
+
+/// Unions many DStreams of one job at once (Spark's `StreamingContext.union`).
+pub(crate) fn union_all<'s, T: Data>(streams: &[DStream<'s, T>]) -> Option<DStream<'s, T>> {
+    let first = streams.first()?;
+    let scope = first.stream.scope();
+    let merged = scope.concatenate(streams.iter().map(|s| s.stream.clone()));
+    Some(first.derive(merged))
+}

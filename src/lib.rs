@@ -1,0 +1,57 @@
+//! # sluice
+//!
+//! Spark Streaming's DStream model, rebuilt on [timely dataflow] and [differential dataflow].
+//! The programs, answers and guarantees of Spark Streaming, at a fraction of the latency and
+//! memory.
+//!
+//! - **Time**: one timely epoch is one batch; the timestamp is the batch time in ms since the
+//!   Unix epoch, a multiple of the batch interval (`Time: 1565253462000 ms`).
+//! - **DStream**: [`DStream<T>`](DStream) at batch `t` is the multiset of records of Spark's RDD
+//!   at `t`; its operators keep Spark's per-batch semantics.
+//! - **Parallelism**: timely's workers (`-w/-n/-p/-h`) are the partitions.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sluice::{StreamingConfig, StreamingContext, CollectedBatches, source::BatchQueue};
+//!
+//! let lines = BatchQueue::from_batches(vec![vec!["hello world".to_owned(), "hello".to_owned()]]);
+//! let counts = CollectedBatches::new();
+//! let config = StreamingConfig::new(Duration::from_secs(2))?
+//!     .as_fast_as_possible(1).first_batch_ms(2000).max_batches(1);
+//! let (l, c) = (lines.clone(), counts.clone());
+//! StreamingContext::new(config).run(move |job| {
+//!     job.queue_stream(&l)
+//!         .flat_map(|line: String| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+//!         .map(|word| (word, 1u64))
+//!         .reduce_by_key(|a, b| a + b)
+//!         .collect_into(&c);
+//! })?;
+//! let mut got = counts.batch_ms(2000);
+//! got.sort();
+//! assert_eq!(got, vec![("hello".to_owned(), 2), ("world".to_owned(), 1)]);
+//! # Ok::<(), sluice::SluiceError>(())
+//! ```
+//!
+//! [timely dataflow]: https://docs.rs/timely
+//! [differential dataflow]: https://docs.rs/differential-dataflow
+
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod dstream;
+pub mod error;
+pub mod listener;
+pub mod logging;
+pub mod source;
+pub mod table;
+pub mod time;
+
+pub use config::{Cluster, ClusterArgs, Pacing, StreamingConfig};
+pub use context::{Job, StreamingContext, StreamingHandle};
+pub use dstream::output::CollectedBatches;
+pub use dstream::render::SparkDisplay;
+pub use dstream::{DStream, Data, Key, WorkerInfo};
+pub use error::{Result, SluiceError};
+pub use time::Time;

@@ -1,0 +1,110 @@
+//! Per-batch events: what Spark's `StreamingListener` and Streaming tab show.
+//!
+//! A listener is called once per process for every completed batch, with what that process's
+//! workers saw: input records per source, scheduling delay (waiting for earlier batches),
+//! processing time and total delay.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::time::Time;
+
+/// Input seen by one source in one batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceInput {
+    /// The source's name (`socket 127.0.0.1:9999`, `queue`, `generator`).
+    pub source: String,
+    /// Records the batch holds.
+    pub records: u64,
+    /// Malformed records set aside in this batch (counted, never silently dropped).
+    pub malformed: u64,
+}
+
+/// What happened to one batch in this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// The batch time.
+    pub batch_time: Time,
+    /// Input per source.
+    pub inputs: Vec<SourceInput>,
+    /// From the batch being cut to its processing starting (earlier batches still running).
+    pub scheduling_delay: Duration,
+    /// From processing starting to every output of the batch having finished.
+    pub processing_time: Duration,
+    /// From the batch being cut to every output having finished.
+    pub total_delay: Duration,
+}
+
+impl BatchInfo {
+    /// All input records of the batch.
+    pub fn num_records(&self) -> u64 {
+        self.inputs.iter().map(|s| s.records).sum()
+    }
+}
+
+/// Receives per-batch events. Called from a worker thread: keep it quick.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::listener::{BatchInfo, StreamingListener};
+/// struct Log;
+/// impl StreamingListener for Log {
+///     fn on_batch_completed(&self, batch: &BatchInfo) {
+///         eprintln!("{}: {} records in {:?}", batch.batch_time, batch.num_records(), batch.processing_time);
+///     }
+/// }
+/// ```
+pub trait StreamingListener: Send + Sync + 'static {
+    /// A batch's outputs have all finished.
+    fn on_batch_completed(&self, batch: &BatchInfo);
+}
+
+/// A listener that keeps every [`BatchInfo`], for tests and benchmarks.
+///
+/// # Examples
+///
+/// ```
+/// let recorder = sluice::listener::BatchRecorder::new();
+/// assert!(recorder.batches().is_empty());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct BatchRecorder {
+    batches: Arc<Mutex<Vec<BatchInfo>>>,
+}
+
+impl BatchRecorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The batches completed so far, in completion order.
+    pub fn batches(&self) -> Vec<BatchInfo> {
+        self.batches.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+impl StreamingListener for BatchRecorder {
+    fn on_batch_completed(&self, batch: &BatchInfo) {
+        if let Ok(mut b) = self.batches.lock() {
+            b.push(batch.clone());
+        }
+    }
+}
+
+/// Logs every batch through `tracing` at debug level (`-v` on the command line).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogListener;
+
+impl StreamingListener for LogListener {
+    fn on_batch_completed(&self, b: &BatchInfo) {
+        tracing::debug!(
+            batch = %b.batch_time,
+            records = b.num_records(),
+            scheduling_delay_ms = b.scheduling_delay.as_secs_f64() * 1e3,
+            processing_ms = b.processing_time.as_secs_f64() * 1e3,
+            total_delay_ms = b.total_delay.as_secs_f64() * 1e3,
+            "batch completed"
+        );
+    }
+}

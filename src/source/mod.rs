@@ -1,0 +1,95 @@
+//! Sources: what decides, per batch, which records belong to it (`shared/DESIGN.md` §4).
+//!
+//! A source is a [`BatchReader`]: when a worker cuts batch `t`, it asks each of its readers for
+//! their records of `t` (a socket receiver hands over what it buffered, a queue its next batch,
+//! a generator `rate × interval` new lines) and sends them into the dataflow at time `t`.
+//! Every worker runs every reader; a reader that owns nothing on a worker returns nothing.
+
+use timely::dataflow::InputHandleVec;
+
+use crate::listener::SourceInput;
+use crate::time::Time;
+
+pub mod dead_letter;
+pub mod generator;
+pub mod queue;
+pub mod socket;
+
+pub use dead_letter::{DeadLetters, Malformed};
+pub use generator::GeneratorConfig;
+pub use queue::BatchQueue;
+pub use socket::SocketOptions;
+
+/// The batch a reader is asked for, and where the asking worker sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSlot {
+    /// The batch time.
+    pub time: Time,
+    /// The batch interval in ms.
+    pub interval_ms: u64,
+    /// How many batches this worker has cut before this one.
+    pub index: u64,
+    /// The asking worker.
+    pub worker: usize,
+    /// All workers of all processes.
+    pub peers: usize,
+}
+
+/// Reads the records of each batch for one worker.
+///
+/// # Examples
+///
+/// A source of the batch numbers, on worker 0 only:
+///
+/// ```
+/// use sluice::source::{BatchReader, BatchSlot};
+/// struct Numbers;
+/// impl BatchReader<u64> for Numbers {
+///     fn name(&self) -> String { "numbers".into() }
+///     fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<u64>) -> u64 {
+///         if slot.worker == 0 { out.push(slot.index); }
+///         0 // nothing malformed
+///     }
+/// }
+/// ```
+pub trait BatchReader<T>: 'static {
+    /// A name for logs and metrics.
+    fn name(&self) -> String;
+    /// Appends this worker's records of batch `slot.time` to `out`; returns how many malformed
+    /// records were set aside for this batch.
+    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<T>) -> u64;
+}
+
+/// A reader bound to the timely input it feeds.
+pub(crate) trait Feeder {
+    fn advance_to(&mut self, t: u64);
+    fn feed(&mut self, slot: &BatchSlot, next: u64) -> SourceInput;
+}
+
+pub(crate) struct InputFeeder<T: Clone + 'static, R> {
+    pub(crate) input: InputHandleVec<u64, T>,
+    pub(crate) reader: R,
+    pub(crate) buffer: Vec<T>,
+}
+
+impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
+    fn advance_to(&mut self, t: u64) {
+        if *self.input.time() < t {
+            self.input.advance_to(t);
+        }
+    }
+
+    fn feed(&mut self, slot: &BatchSlot, next: u64) -> SourceInput {
+        let malformed = self.reader.read_batch(slot, &mut self.buffer);
+        let records = self.buffer.len() as u64;
+        for record in self.buffer.drain(..) {
+            self.input.send(record);
+        }
+        self.input.advance_to(next);
+        SourceInput {
+            source: self.reader.name(),
+            records,
+            malformed,
+        }
+    }
+}
