@@ -13,7 +13,7 @@ use super::{BatchReader, BatchSlot};
 struct QueueState<T> {
     pending: VecDeque<Vec<T>>,
     /// Batches already taken, until every local worker has read its share.
-    assigned: BTreeMap<u64, (Arc<Vec<T>>, usize)>,
+    assigned: BTreeMap<u64, (Vec<T>, usize)>,
     one_at_a_time: bool,
 }
 
@@ -102,28 +102,17 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
 
     fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<T>) -> u64 {
         let t = slot.time.millis();
-        let batch = {
-            let mut state = self.queue.lock();
-            if !state.assigned.contains_key(&t) {
-                let taken: Vec<T> = if state.one_at_a_time {
-                    state.pending.pop_front().unwrap_or_default()
-                } else {
-                    state.pending.drain(..).flatten().collect()
-                };
-                state
-                    .assigned
-                    .insert(t, (Arc::new(taken), self.local_workers));
-            }
-            let (batch, readers) = match state.assigned.get_mut(&t) {
-                Some(entry) => entry,
-                None => return 0,
+        let mut state = self.queue.lock();
+        if !state.assigned.contains_key(&t) {
+            let taken: Vec<T> = if state.one_at_a_time {
+                state.pending.pop_front().unwrap_or_default()
+            } else {
+                state.pending.drain(..).flatten().collect()
             };
-            let batch = Arc::clone(batch);
-            *readers -= 1;
-            if *readers == 0 {
-                state.assigned.remove(&t);
-            }
-            batch
+            state.assigned.insert(t, (taken, self.local_workers));
+        }
+        let Some((batch, readers)) = state.assigned.get_mut(&t) else {
+            return 0;
         };
         out.extend(
             batch
@@ -132,6 +121,10 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
                 .filter(|(j, _)| j % slot.peers == slot.worker)
                 .map(|(_, x)| x.clone()),
         );
+        *readers -= 1;
+        if *readers == 0 {
+            state.assigned.remove(&t);
+        }
         0
     }
 }

@@ -1,0 +1,191 @@
+//! Shared test harness: run a pipeline over queued batches with 1 worker, 2 workers, or as 2
+//! processes on loopback, and compare exact per-batch outputs.
+//!
+//! Multi-process runs re-execute the test binary itself: the parent starts two children
+//! (`--exact child_process_entry`) with the case name and the cluster in environment
+//! variables; process 0 writes the collected batches to a file the parent reads.
+
+#![allow(dead_code)]
+
+use std::fmt::Debug;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice::source::BatchQueue;
+use sluice::{Cluster, CollectedBatches, DStream, Data, StreamingConfig, StreamingContext};
+
+/// How a case is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    OneWorker,
+    TwoWorkers,
+    TwoProcesses,
+}
+
+pub const ALL: [Topology; 3] = [
+    Topology::OneWorker,
+    Topology::TwoWorkers,
+    Topology::TwoProcesses,
+];
+
+/// Per batch, the records' `Debug` renderings, sorted (batch order is kept).
+pub type Batches = Vec<Vec<String>>;
+
+pub fn config(batches: usize, cluster: Cluster) -> StreamingConfig {
+    StreamingConfig::new(Duration::from_secs(1))
+        .expect("1 s is a valid interval")
+        .cluster(cluster)
+        .as_fast_as_possible(2)
+        .first_batch_ms(1000)
+        .max_batches(batches as u64)
+}
+
+fn normalize<O: Debug + Clone>(out: &CollectedBatches<O>, batches: usize) -> Batches {
+    (0..batches)
+        .map(|i| {
+            let mut v: Vec<String> = out
+                .batch_ms(1000 * (i as u64 + 1))
+                .iter()
+                .map(|x| format!("{x:?}"))
+                .collect();
+            v.sort();
+            v
+        })
+        .collect()
+}
+
+/// Runs `f` over one queued input.
+pub fn run1<I: Data, O: Data + Debug>(
+    input: Vec<Vec<I>>,
+    cluster: Cluster,
+    f: impl for<'s> Fn(DStream<'s, I>) -> DStream<'s, O> + Send + Sync + 'static,
+) -> Batches {
+    let n = input.len();
+    let queue = BatchQueue::from_batches(input);
+    let out = CollectedBatches::new();
+    let (q, o) = (queue.clone(), out.clone());
+    StreamingContext::new(config(n, cluster))
+        .run(move |job| f(job.queue_stream(&q)).collect_into(&o))
+        .expect("the job runs");
+    normalize(&out, n)
+}
+
+/// Runs `f` over two queued inputs of the same number of batches.
+pub fn run2<I: Data, J: Data, O: Data + Debug>(
+    a: Vec<Vec<I>>,
+    b: Vec<Vec<J>>,
+    cluster: Cluster,
+    f: impl for<'s> Fn(DStream<'s, I>, DStream<'s, J>) -> DStream<'s, O> + Send + Sync + 'static,
+) -> Batches {
+    let n = a.len().max(b.len());
+    let (qa, qb) = (BatchQueue::from_batches(a), BatchQueue::from_batches(b));
+    let out = CollectedBatches::new();
+    let o = out.clone();
+    StreamingContext::new(config(n, cluster))
+        .run(move |job| {
+            let x = job.queue_stream(&qa);
+            let y = job.queue_stream(&qb);
+            f(x, y).collect_into(&o)
+        })
+        .expect("the job runs");
+    normalize(&out, n)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on loopback")
+}
+
+/// Runs the named case as two processes of one worker each; returns process 0's output.
+pub fn run_two_processes(case: &str, dir: &Path) -> Batches {
+    let hostfile = dir.join("hosts.txt");
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .expect("write the hostfile");
+    let out = dir.join("out.json");
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut children = Vec::new();
+    for p in 0..2 {
+        let child = Command::new(&exe)
+            .args([
+                "--exact",
+                "child_process_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SLUICE_CASE", case)
+            .env("SLUICE_PROCESS", p.to_string())
+            .env("SLUICE_HOSTFILE", &hostfile)
+            .env("SLUICE_OUT", &out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn a child process");
+        children.push(child);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    for c in children {
+        let output = c.wait_with_output().expect("wait for the child");
+        assert!(
+            output.status.success(),
+            "child process of case {case} failed: {}\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&out).expect("process 0 wrote its output");
+    serde_json::from_str(&text).expect("valid output")
+}
+
+/// In a child process: the cluster from the environment, or None in a normal test run.
+pub fn child_cluster() -> Option<(String, Cluster, String)> {
+    let case = std::env::var("SLUICE_CASE").ok()?;
+    let process: usize = std::env::var("SLUICE_PROCESS").ok()?.parse().ok()?;
+    let hostfile = std::env::var("SLUICE_HOSTFILE").ok()?;
+    let out = std::env::var("SLUICE_OUT").ok()?;
+    let args = sluice::ClusterArgs {
+        threads: 1,
+        processes: 2,
+        process,
+        hostfile: Some(hostfile.into()),
+    };
+    let cluster = args.to_cluster().expect("a valid cluster");
+    Some((
+        case,
+        cluster,
+        if process == 0 { out } else { String::new() },
+    ))
+}
+
+pub fn cluster_for(t: Topology) -> Cluster {
+    match t {
+        Topology::OneWorker => Cluster::default(),
+        Topology::TwoWorkers => Cluster {
+            threads: 2,
+            ..Cluster::default()
+        },
+        Topology::TwoProcesses => unreachable!("run through run_two_processes"),
+    }
+}
+
+/// Expected batches from literal records (rendered with `Debug`, sorted per batch).
+pub fn expect<T: Debug>(batches: Vec<Vec<T>>) -> Batches {
+    batches
+        .into_iter()
+        .map(|b| {
+            let mut v: Vec<String> = b.iter().map(|x| format!("{x:?}")).collect();
+            v.sort();
+            v
+        })
+        .collect()
+}
+
+pub type CaseFn = Arc<dyn Fn(Cluster) -> Batches + Send + Sync>;
