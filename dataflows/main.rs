@@ -1,1 +1,75 @@
-fn main() {}
+//! `sluice`: run the course's streaming jobs from the command line.
+//!
+//! `sluice run <dataflow> [flags]`; `sluice run --help` lists the dataflows, and
+//! `sluice run <dataflow> --help` explains every flag. Worker flags are timely's:
+//! `-w/--threads`, `-n/--processes`, `-p/--process`, `-h/--hostfile` (so `-h` is not help).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod blacklist_filter;
+mod common;
+mod network_wordcount;
+
+/// Spark Streaming's DStream jobs on timely dataflow.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one of the ready-made dataflows.
+    #[command(subcommand)]
+    Run(Dataflow),
+}
+
+/// The ready-made dataflows, one per case of the course.
+#[derive(Subcommand, Debug)]
+enum Dataflow {
+    /// Word count per batch of lines from a socket (course §2.2); generated words without --host.
+    NetworkWordcount(network_wordcount::Args),
+    /// Drop access-log lines whose IP is on a blacklist file, re-read on change (course §5.2).
+    BlacklistFilter(blacklist_filter::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    let Command::Run(dataflow) = cli.command;
+    let verbose = match &dataflow {
+        Dataflow::NetworkWordcount(a) => a.common.verbose,
+        Dataflow::BlacklistFilter(a) => a.common.verbose,
+    };
+    sluice::logging::init(verbose);
+    let result = match dataflow {
+        Dataflow::NetworkWordcount(args) => network_wordcount::run(args),
+        Dataflow::BlacklistFilter(args) => blacklist_filter::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: error: {e}");
+            match e {
+                sluice::SluiceError::InvalidBatchInterval { .. }
+                | sluice::SluiceError::InvalidConfig { .. }
+                | sluice::SluiceError::Hostfile { .. }
+                | sluice::SluiceError::NotAMultipleOfBatch { .. } => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}

@@ -32,6 +32,8 @@ pub(crate) enum CutDecision {
 struct CutState {
     max_cut: Option<u64>,
     final_batch: Option<u64>,
+    /// A stop was requested: cut up to the final batch without waiting for the clock.
+    hurry: bool,
 }
 
 /// One worker's view of a finished batch.
@@ -85,6 +87,7 @@ impl Coordinator {
             cut: Mutex::new(CutState {
                 max_cut: None,
                 final_batch,
+                hurry: false,
             }),
             abort: AtomicBool::new(false),
             signal,
@@ -106,17 +109,13 @@ impl Coordinator {
             self.request_stop(true);
         }
         let mut state = lock(&self.cut);
-        match state.final_batch {
-            Some(f) if t > f => CutDecision::Finished,
-            Some(_) => {
-                state.max_cut = Some(state.max_cut.map_or(t, |m| m.max(t)));
-                CutDecision::Cut
-            }
-            None if due => {
-                state.max_cut = Some(state.max_cut.map_or(t, |m| m.max(t)));
-                CutDecision::Cut
-            }
-            None => CutDecision::NotYet,
+        if state.final_batch.is_some_and(|f| t > f) {
+            CutDecision::Finished
+        } else if due || state.hurry {
+            state.max_cut = Some(state.max_cut.map_or(t, |m| m.max(t)));
+            CutDecision::Cut
+        } else {
+            CutDecision::NotYet
         }
     }
 

@@ -1,0 +1,92 @@
+//! Flags every dataflow shares, and how they become a [`StreamingConfig`].
+
+use std::path::PathBuf;
+
+use sluice::listener::LogListener;
+use sluice::source::{DeadLetters, GeneratorConfig, SocketOptions};
+use sluice::{ClusterArgs, Result, StreamingConfig};
+
+/// Flags of every dataflow.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CommonArgs {
+    /// Batch interval: a whole number of milliseconds, e.g. 2s, 500ms, 1m.
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub batch: String,
+    /// Records shown per batch by the printed output.
+    #[arg(long = "print", default_value_t = 10, value_name = "N")]
+    pub print: usize,
+    /// Stop by itself after this many batches (default: run until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "N")]
+    pub max_batches: Option<u64>,
+    /// More log output on stderr: -v for info, -vv for one line per batch.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print help (-h is --hostfile, as in timely).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl CommonArgs {
+    /// The job configuration these flags describe.
+    pub fn config(&self) -> Result<StreamingConfig> {
+        let batch = sluice::time::parse_duration(&self.batch)?;
+        let mut config = StreamingConfig::new(batch)?
+            .cluster(self.cluster.to_cluster()?)
+            .stop_on_signals(true)
+            .listener(LogListener);
+        if let Some(n) = self.max_batches {
+            config = config.max_batches(n);
+        }
+        Ok(config)
+    }
+}
+
+/// Where text lines come from: a TCP server (`--host`) or the built-in generator.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LineSourceArgs {
+    /// Read lines from this TCP server (e.g. one started with `nc -lk 9999`); without it the
+    /// dataflow runs on generated input so that you see output at once.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Port of the TCP server.
+    #[arg(long, default_value_t = 9999)]
+    pub port: u16,
+    /// Longest accepted line in bytes; longer lines are set aside as malformed.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_line_bytes: usize,
+    /// Append malformed input (not UTF-8, too long) to this file, one tab-separated line each.
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+    /// Generated input: words per second over the whole job (without --host).
+    #[arg(long, default_value_t = 20, value_name = "WORDS")]
+    pub rate: u64,
+    /// Generated input: distinct words (without --host).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub vocabulary: usize,
+}
+
+impl LineSourceArgs {
+    /// Socket options from the flags.
+    pub fn socket_options(&self) -> Result<SocketOptions> {
+        let dead_letters = match &self.dead_letter {
+            Some(path) => DeadLetters::to_file(path)?,
+            None => DeadLetters::counting(),
+        };
+        Ok(SocketOptions {
+            max_line_bytes: self.max_line_bytes.max(1),
+            dead_letters,
+            ..SocketOptions::default()
+        })
+    }
+
+    /// Generator settings from the flags.
+    pub fn generator(&self) -> GeneratorConfig {
+        GeneratorConfig {
+            rate_per_sec: self.rate,
+            vocabulary: self.vocabulary.max(1),
+            ..GeneratorConfig::default()
+        }
+    }
+}

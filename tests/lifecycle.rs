@@ -1,0 +1,394 @@
+//! Lifecycle and outputs: manual and system clocks, graceful and immediate stop, failures, and
+//! the exact output formats of `print`, `foreach_batch` and `save_as_text_files`.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sluice::clock::{Clock, ManualClock, SystemClock};
+use sluice::listener::BatchRecorder;
+use sluice::source::BatchQueue;
+use sluice::{Cluster, CollectedBatches, SluiceError, StreamingConfig, StreamingContext, Time};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn manual_clock_cuts_a_batch_only_when_its_time_comes() {
+    let clock = ManualClock::new();
+    let queue = BatchQueue::from_batches(vec![vec![1u64], vec![2], vec![3]]);
+    let out = CollectedBatches::new();
+    let config = StreamingConfig::new(secs(1)).unwrap().clock(clock.clone());
+    let (q, o) = (queue.clone(), out.clone());
+    let mut running = StreamingContext::new(config)
+        .start(move |job| job.queue_stream(&q).collect_into(&o))
+        .unwrap();
+    assert_eq!(running.first_batch(), Time::from_millis(1000));
+    assert!(
+        !running.await_batch(Time::from_millis(1000), Duration::from_millis(200)),
+        "no batch before the clock moves"
+    );
+    clock.advance(secs(1));
+    assert!(running.await_batch(Time::from_millis(1000), secs(10)));
+    assert_eq!(out.values(), vec![vec![1]]);
+    clock.advance(secs(2));
+    assert!(running.await_batch(Time::from_millis(3000), secs(10)));
+    running.stop(true);
+    running.await_termination().unwrap();
+    assert_eq!(out.values(), vec![vec![1], vec![2], vec![3]]);
+}
+
+#[test]
+fn graceful_stop_processes_every_batch_whose_time_has_come() {
+    for threads in [1, 2] {
+        let clock = ManualClock::new();
+        let queue = BatchQueue::from_batches((1..=5u64).map(|i| vec![i]));
+        let out = CollectedBatches::new();
+        let config = StreamingConfig::new(secs(1))
+            .unwrap()
+            .threads(threads)
+            .clock(clock.clone());
+        let (q, o) = (queue.clone(), out.clone());
+        let mut running = StreamingContext::new(config)
+            .start(move |job| job.queue_stream(&q).collect_into(&o))
+            .unwrap();
+        clock.advance(secs(4));
+        running.stop(true); // batches 1000..=4000 are due: all of them must be processed
+        running.await_termination().unwrap();
+        assert_eq!(
+            out.values(),
+            vec![vec![1], vec![2], vec![3], vec![4]],
+            "with {threads} workers"
+        );
+    }
+}
+
+#[test]
+fn max_batches_follows_the_system_clock() {
+    let recorder = BatchRecorder::new();
+    let start = Instant::now();
+    let config = StreamingConfig::new(Duration::from_millis(100))
+        .unwrap()
+        .max_batches(3)
+        .listener(recorder.clone());
+    let queue = BatchQueue::<u64>::new();
+    StreamingContext::new(config)
+        .run(move |job| job.queue_stream(&queue).count().foreach_batch(|_, _| {}))
+        .unwrap();
+    let batches = recorder.batches();
+    assert_eq!(batches.len(), 3);
+    assert!(
+        start.elapsed() >= Duration::from_millis(200),
+        "3 batches of 100 ms took {:?}",
+        start.elapsed()
+    );
+    for b in &batches {
+        assert_eq!(
+            b.batch_time.millis() % 100,
+            0,
+            "batch times are multiples of the interval"
+        );
+    }
+    // Each batch finished no earlier than its own time on the wall clock.
+    let now = SystemClock.now_ms();
+    assert!(batches.iter().all(|b| b.batch_time.millis() <= now));
+}
+
+#[test]
+fn immediate_stop_returns_quickly() {
+    let config = StreamingConfig::new(secs(1)).unwrap().threads(2);
+    let mut running = StreamingContext::new(config)
+        .start(|job| job.generator(Default::default()).print(1))
+        .unwrap();
+    let start = Instant::now();
+    running.stop(false);
+    running.await_termination().unwrap();
+    assert!(start.elapsed() < secs(5));
+}
+
+#[test]
+fn a_job_without_outputs_is_an_error() {
+    let config = StreamingConfig::new(secs(1))
+        .unwrap()
+        .as_fast_as_possible(1)
+        .max_batches(1);
+    let err = StreamingContext::new(config)
+        .run(|job| {
+            let _ = job.generator(Default::default()).map(|l| l.len());
+        })
+        .unwrap_err();
+    assert!(matches!(err, SluiceError::NoOutputOperations), "{err}");
+    assert!(err.to_string().contains("print(10)"));
+}
+
+#[test]
+fn a_panicking_user_function_fails_the_job_without_hanging() {
+    let config = StreamingConfig::new(secs(1))
+        .unwrap()
+        .threads(2)
+        .as_fast_as_possible(1)
+        .max_batches(100);
+    let queue = BatchQueue::from_batches(vec![vec![1u64, 2, 3, 4]]);
+    let err = StreamingContext::new(config)
+        .run(move |job| {
+            job.queue_stream(&queue)
+                .map(|x| {
+                    if x == 3 {
+                        panic!("user code failed on {x}")
+                    } else {
+                        x
+                    }
+                })
+                .print(1)
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("user code failed on 3"), "{err}");
+}
+
+#[test]
+fn await_termination_or_timeout_reports_a_running_job() {
+    let config = StreamingConfig::new(secs(1))
+        .unwrap()
+        .clock(ManualClock::new());
+    let mut running = StreamingContext::new(config)
+        .start(|job| job.generator(Default::default()).print(1))
+        .unwrap();
+    assert!(!running
+        .await_termination_or_timeout(Duration::from_millis(100))
+        .unwrap());
+    running.stop(true);
+    assert!(running.await_termination_or_timeout(secs(10)).unwrap());
+}
+
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+impl Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn print_has_sparks_exact_format_once_per_batch() {
+    for threads in [1, 2] {
+        let buf = SharedBuf::default();
+        let queue = BatchQueue::from_batches(vec![
+            vec![("hello".to_owned(), 1u64)],
+            vec![],
+            (0..12).map(|i| (format!("w{i:02}"), i)).collect(),
+        ]);
+        let config = common::config(
+            3,
+            Cluster {
+                threads,
+                ..Cluster::default()
+            },
+        );
+        let b = buf.clone();
+        StreamingContext::new(config)
+            .run(move |job| {
+                job.queue_stream(&queue)
+                    .print_to(10, Arc::new(Mutex::new(b.clone())))
+            })
+            .unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let dashes = "-".repeat(43);
+        let expected_head = format!("{dashes}\nTime: 1000 ms\n{dashes}\n(hello,1)\n\n{dashes}\nTime: 2000 ms\n{dashes}\n\n{dashes}\nTime: 3000 ms\n{dashes}\n");
+        assert!(
+            text.starts_with(&expected_head),
+            "with {threads} workers:\n{text}"
+        );
+        let third: Vec<&str> = text[expected_head.len()..].lines().collect();
+        assert_eq!(third.len(), 12, "10 records, `...`, empty line:\n{text}");
+        assert_eq!(third[10], "...");
+        assert_eq!(third[11], "");
+        assert!(third[..10]
+            .iter()
+            .all(|l| l.starts_with("(w") && l.ends_with(')')));
+        if threads == 1 {
+            assert_eq!(third[0], "(w00,0)", "one worker keeps the input order");
+        }
+    }
+}
+
+#[test]
+fn foreach_batch_runs_for_every_batch_including_empty_ones() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let queue = BatchQueue::from_batches(vec![vec![1u64], vec![], vec![], vec![2, 3]]);
+    StreamingContext::new(common::config(
+        4,
+        Cluster {
+            threads: 2,
+            ..Cluster::default()
+        },
+    ))
+    .run(move |job| {
+        let s = Arc::clone(&s);
+        job.queue_stream(&queue)
+            .foreach_batch(move |t, mut records| {
+                records.sort();
+                s.lock().unwrap().push((t.millis(), records));
+            })
+    })
+    .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            (1000, vec![1]),
+            (2000, vec![]),
+            (3000, vec![]),
+            (4000, vec![2, 3])
+        ]
+    );
+}
+
+#[test]
+fn save_as_text_files_writes_sparks_layout_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("out").to_string_lossy().into_owned();
+    let queue = BatchQueue::from_batches(vec![
+        vec![("a".to_owned(), 1u64), ("b".to_owned(), 2)],
+        vec![],
+    ]);
+    let p = prefix.clone();
+    StreamingContext::new(common::config(
+        2,
+        Cluster {
+            threads: 2,
+            ..Cluster::default()
+        },
+    ))
+    .run(move |job| {
+        job.queue_stream(&queue)
+            .save_as_text_files(p.clone(), Some("txt"))
+    })
+    .unwrap();
+    for t in [1000, 2000] {
+        let batch_dir = std::path::PathBuf::from(format!("{prefix}-{t}.txt"));
+        assert!(
+            batch_dir.join("_SUCCESS").exists(),
+            "{batch_dir:?} has _SUCCESS"
+        );
+        let mut lines: Vec<String> = (0..2)
+            .flat_map(|w| {
+                std::fs::read_to_string(batch_dir.join(format!("part-{w:05}")))
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        let expected: Vec<String> = if t == 1000 {
+            vec!["(a,1)".into(), "(b,2)".into()]
+        } else {
+            vec![]
+        };
+        assert_eq!(lines, expected);
+        let leftovers: Vec<_> = std::fs::read_dir(&batch_dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "no temporary files left");
+    }
+}
+
+#[test]
+fn context_union_glom_and_map_partitions() {
+    for threads in [1usize, 2] {
+        let queue = BatchQueue::from_batches(vec![vec![1u64, 2, 3, 4]]);
+        let (unioned, glommed, sums) = (
+            CollectedBatches::new(),
+            CollectedBatches::new(),
+            CollectedBatches::new(),
+        );
+        let (u, g, s) = (unioned.clone(), glommed.clone(), sums.clone());
+        StreamingContext::new(common::config(
+            1,
+            Cluster {
+                threads,
+                ..Cluster::default()
+            },
+        ))
+        .run(move |job| {
+            let d = job.queue_stream(&queue);
+            job.union(&[d.clone(), d.map(|x| x * 10), d.map(|x| x * 100)])
+                .collect_into(&u);
+            d.glom().collect_into(&g);
+            d.map_partitions(|xs| Some(xs.iter().sum::<u64>()))
+                .collect_into(&s);
+        })
+        .unwrap();
+        let mut all = unioned.batch_ms(1000);
+        all.sort();
+        assert_eq!(all, vec![1, 2, 3, 4, 10, 20, 30, 40, 100, 200, 300, 400]);
+        let mut parts = glommed.batch_ms(1000);
+        parts.sort();
+        let mut partial_sums = sums.batch_ms(1000);
+        partial_sums.sort();
+        if threads == 1 {
+            assert_eq!(parts, vec![vec![1, 2, 3, 4]]);
+            assert_eq!(partial_sums, vec![10]);
+        } else {
+            // One partition per worker: the queue deals records out round robin.
+            assert_eq!(parts, vec![vec![1, 3], vec![2, 4]]);
+            assert_eq!(partial_sums, vec![4, 6]);
+        }
+    }
+}
+
+#[test]
+fn listeners_see_every_batch_with_its_input() {
+    let recorder = BatchRecorder::new();
+    let queue = BatchQueue::from_batches(vec![vec![1u64, 2, 3], vec![], vec![4]]);
+    let config = common::config(
+        3,
+        Cluster {
+            threads: 2,
+            ..Cluster::default()
+        },
+    )
+    .listener(recorder.clone());
+    StreamingContext::new(config)
+        .run(move |job| job.queue_stream(&queue).count().print(1))
+        .unwrap();
+    let counts: Vec<(u64, u64)> = recorder
+        .batches()
+        .iter()
+        .map(|b| (b.batch_time.millis(), b.num_records()))
+        .collect();
+    assert_eq!(counts, vec![(1000, 3), (2000, 0), (3000, 1)]);
+}
+
+#[test]
+fn configuration_errors_name_the_fix() {
+    let e = StreamingConfig::new(Duration::from_micros(1500)).unwrap_err();
+    assert!(
+        e.to_string().contains("whole number of milliseconds"),
+        "{e}"
+    );
+    let e = StreamingConfig::new(secs(1))
+        .unwrap()
+        .cluster_from_args(["-n", "2", "-p", "5"])
+        .unwrap_err();
+    assert!(e.to_string().contains("process index from 0 to 1"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1:2101\n").unwrap();
+    let e = StreamingConfig::new(secs(1))
+        .unwrap()
+        .cluster_from_args(["-n", "2", "-h", hosts.to_str().unwrap()])
+        .unwrap_err();
+    assert!(e.to_string().contains("one line per process"), "{e}");
+    let e = sluice::time::multiple_of_batch("window length", secs(3), 2000).unwrap_err();
+    assert!(e.to_string().contains("4000 ms"), "{e}");
+}
