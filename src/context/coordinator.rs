@@ -20,8 +20,11 @@ use crate::time::{batch_at_or_after, Time};
 /// What a worker may do with the next batch.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum CutDecision {
-    /// Cut it now.
-    Cut,
+    /// Cut it now; `last` when no batch will follow it (a stop or `max_batches`).
+    Cut {
+        /// This is the final batch.
+        last: bool,
+    },
     /// Its time has not come.
     NotYet,
     /// The job is past its final batch: close the inputs.
@@ -113,7 +116,9 @@ impl Coordinator {
             CutDecision::Finished
         } else if due || state.hurry {
             state.max_cut = Some(state.max_cut.map_or(t, |m| m.max(t)));
-            CutDecision::Cut
+            CutDecision::Cut {
+                last: state.final_batch == Some(t),
+            }
         } else {
             CutDecision::NotYet
         }

@@ -87,13 +87,14 @@ pub(crate) fn run_worker(
             Pacing::AsFastAsPossible { max_in_flight } => in_flight.len() < *max_in_flight,
         };
         match coord.try_cut(next, due) {
-            CutDecision::Cut => {
+            CutDecision::Cut { last } => {
                 let slot = BatchSlot {
                     time: Time::from_millis(next),
                     interval_ms: interval,
                     index,
                     worker: info.index,
                     peers: info.peers,
+                    last,
                 };
                 let cut_at = Instant::now();
                 let inputs = feeders

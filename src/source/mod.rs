@@ -33,6 +33,9 @@ pub struct BatchSlot {
     pub worker: usize,
     /// All workers of all processes.
     pub peers: usize,
+    /// No batch follows this one (the job is stopping): a receiver should stop receiving and
+    /// hand over everything it has read.
+    pub last: bool,
 }
 
 /// Reads the records of each batch for one worker.

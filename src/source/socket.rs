@@ -49,6 +49,7 @@ struct Shared {
 pub(crate) struct SocketReader {
     name: String,
     shared: Option<Arc<Shared>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SocketReader {
@@ -56,7 +57,11 @@ impl SocketReader {
     pub(crate) fn new(host: &str, port: u16, options: SocketOptions, receiver: bool) -> Self {
         let name = format!("socket {host}:{port}");
         if !receiver {
-            return SocketReader { name, shared: None };
+            return SocketReader {
+                name,
+                shared: None,
+                thread: None,
+            };
         }
         let shared = Arc::new(Shared {
             lines: Mutex::new(Vec::new()),
@@ -69,12 +74,17 @@ impl SocketReader {
         let spawned = std::thread::Builder::new()
             .name(format!("receiver {address}"))
             .spawn(move || receive(&address, &thread_name, &options, &thread_shared));
-        if let Err(e) = spawned {
-            tracing::error!("{name}: cannot start the receiver thread: {e}");
-        }
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!("{name}: cannot start the receiver thread: {e}");
+                None
+            }
+        };
         SocketReader {
             name,
             shared: Some(shared),
+            thread,
         }
     }
 }
@@ -92,8 +102,15 @@ impl BatchReader<String> for SocketReader {
         self.name.clone()
     }
 
-    fn read_batch(&mut self, _slot: &BatchSlot, out: &mut Vec<String>) -> u64 {
+    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<String>) -> u64 {
         let Some(shared) = &self.shared else { return 0 };
+        if slot.last {
+            // Stop receiving first, so that every line read so far is in this last batch.
+            shared.stop.store(true, Ordering::SeqCst);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
         let mut lines = shared.lines.lock().unwrap_or_else(|p| p.into_inner());
         if out.is_empty() {
             std::mem::swap(&mut *lines, out);

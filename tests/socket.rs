@@ -1,0 +1,187 @@
+//! The socket receiver against real TCP servers on loopback: every line exactly once across
+//! batch boundaries and server restarts; malformed lines set aside; a refused port retried.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use sluice::listener::BatchRecorder;
+use sluice::source::{DeadLetters, SocketOptions};
+use sluice::{CollectedBatches, StreamingConfig, StreamingContext, StreamingHandle};
+
+fn start_job(
+    port: u16,
+    threads: usize,
+    options: SocketOptions,
+    out: &CollectedBatches<String>,
+    recorder: &BatchRecorder,
+) -> StreamingHandle {
+    let config = StreamingConfig::new(Duration::from_millis(20))
+        .unwrap()
+        .threads(threads)
+        .listener(recorder.clone());
+    let o = out.clone();
+    StreamingContext::new(config)
+        .start(move |job| {
+            job.socket_text_stream_with("127.0.0.1", port, options.clone())
+                .repartition(threads)
+                .collect_into(&o)
+        })
+        .unwrap()
+}
+
+fn accept(listener: &TcpListener) -> TcpStream {
+    listener.set_nonblocking(false).unwrap();
+    let (s, _) = listener.accept().unwrap();
+    s
+}
+
+/// Writes `lines` in uneven chunks, some split in the middle of a line, with short pauses so
+/// that they straddle many batch boundaries.
+fn send_lines(stream: &mut TcpStream, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    let mut chunk = 1;
+    while at < bytes.len() {
+        let end = (at + chunk).min(bytes.len());
+        stream.write_all(&bytes[at..end]).unwrap();
+        at = end;
+        chunk = (chunk * 7 + 13) % 4099 + 1;
+        if chunk % 5 == 0 {
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+    stream.flush().unwrap();
+}
+
+fn wait_for(out: &CollectedBatches<String>, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while out.values().iter().map(Vec::len).sum::<usize>() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn received(out: &CollectedBatches<String>) -> Vec<String> {
+    out.values().into_iter().flatten().collect()
+}
+
+#[test]
+fn every_line_arrives_exactly_once_across_batches_and_a_server_restart() {
+    for threads in [1, 2] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let out = CollectedBatches::new();
+        let recorder = BatchRecorder::new();
+        let mut job = start_job(port, threads, SocketOptions::default(), &out, &recorder);
+
+        let first: Vec<String> = (0..20_000).map(|i| format!("first {i}")).collect();
+        let mut conn = accept(&listener);
+        send_lines(&mut conn, &first);
+        drop(conn);
+        drop(listener); // the server goes away: the receiver retries with backoff
+
+        std::thread::sleep(Duration::from_millis(300));
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let second: Vec<String> = (0..20_000).map(|i| format!("second {i}")).collect();
+        let mut conn = accept(&listener);
+        send_lines(&mut conn, &second);
+        conn.write_all(b"last line without newline").unwrap();
+        drop(conn);
+
+        wait_for(&out, 40_001, Duration::from_secs(20));
+        job.stop(true);
+        job.await_termination().unwrap();
+
+        let mut got = received(&out);
+        let batches_with_data = out.values().iter().filter(|b| !b.is_empty()).count();
+        got.sort();
+        let mut want: Vec<String> = first.iter().chain(second.iter()).cloned().collect();
+        want.push("last line without newline".into());
+        want.sort();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "with {threads} workers: no line lost or duplicated"
+        );
+        assert_eq!(got, want);
+        assert!(
+            batches_with_data > 2,
+            "the lines straddled batch boundaries ({batches_with_data} batches)"
+        );
+        let counted: u64 = recorder.batches().iter().map(|b| b.num_records()).sum();
+        assert_eq!(counted, 40_001, "metrics count every line once");
+    }
+}
+
+#[test]
+fn malformed_lines_are_set_aside_and_the_job_goes_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let dead_path = dir.path().join("dead.tsv");
+    let options = SocketOptions {
+        max_line_bytes: 100,
+        dead_letters: DeadLetters::to_file(&dead_path).unwrap(),
+        ..SocketOptions::default()
+    };
+    let out = CollectedBatches::new();
+    let recorder = BatchRecorder::new();
+    let mut job = start_job(port, 1, options, &out, &recorder);
+    let mut conn = accept(&listener);
+    conn.write_all(b"good 1\n\xff\xfe bad bytes\ngood 2\n")
+        .unwrap();
+    conn.write_all(&vec![b'x'; 5000]).unwrap();
+    conn.write_all(b"\ngood 3\n").unwrap();
+    conn.flush().unwrap();
+    wait_for(&out, 3, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(100));
+    job.stop(true);
+    job.await_termination().unwrap();
+    assert_eq!(received(&out), vec!["good 1", "good 2", "good 3"]);
+    let dead = std::fs::read_to_string(&dead_path).unwrap();
+    let lines: Vec<&str> = dead.lines().collect();
+    assert_eq!(lines.len(), 2, "{dead}");
+    assert!(
+        lines[0].contains("not UTF-8")
+            && lines[0].contains("line 2")
+            && lines[0].contains("\\xff\\xfe"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains("longer than 100 bytes"), "{}", lines[1]);
+    let malformed: u64 = recorder
+        .batches()
+        .iter()
+        .flat_map(|b| b.inputs.iter())
+        .map(|i| i.malformed)
+        .sum();
+    assert_eq!(
+        malformed, 2,
+        "malformed lines are counted in the batch metrics"
+    );
+}
+
+#[test]
+fn a_refused_port_is_retried_while_batches_go_on() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }; // nothing listens there now
+    let out = CollectedBatches::new();
+    let recorder = BatchRecorder::new();
+    let mut job = start_job(port, 1, SocketOptions::default(), &out, &recorder);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        recorder.batches().len() >= 5,
+        "empty batches keep completing while the port refuses"
+    );
+    // A server appears later: its lines arrive.
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut conn = accept(&listener);
+    conn.write_all(b"late hello\n").unwrap();
+    wait_for(&out, 1, Duration::from_secs(10));
+    job.stop(true);
+    job.await_termination().unwrap();
+    assert_eq!(received(&out), vec!["late hello"]);
+}
