@@ -373,7 +373,7 @@ impl StreamingConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         if let Some(first) = self.first_batch_ms {
-            if first % self.batch_ms != 0 {
+            if !first.is_multiple_of(self.batch_ms) {
                 return Err(SluiceError::InvalidConfig {
                     problem: format!(
                         "the first batch time {first} ms is not a multiple of the batch interval {} ms",

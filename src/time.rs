@@ -70,7 +70,7 @@ pub fn whole_millis(d: Duration) -> Result<u64> {
 /// ```
 pub fn multiple_of_batch(what: &'static str, d: Duration, batch_ms: u64) -> Result<u64> {
     let ms = d.as_millis() as u64;
-    if ms == 0 || Duration::from_millis(ms) != d || ms % batch_ms != 0 {
+    if ms == 0 || Duration::from_millis(ms) != d || !ms.is_multiple_of(batch_ms) {
         let suggestion = (ms.div_ceil(batch_ms)).max(1) * batch_ms;
         return Err(SluiceError::NotAMultipleOfBatch {
             what,

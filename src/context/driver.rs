@@ -23,6 +23,9 @@ use crate::time::Time;
 
 pub(crate) type BuildFn = dyn for<'a, 's> Fn(&'a mut Job<'s>) + Send + Sync;
 
+/// Records sent into the dataflow between two steps of the worker while a batch enters.
+const FEED_CHUNK: usize = 16 * 1024;
+
 struct InFlight {
     t: u64,
     inputs: Vec<SourceInput>,
@@ -97,11 +100,17 @@ pub(crate) fn run_worker(
                     last,
                 };
                 let cut_at = Instant::now();
-                let inputs = feeders
-                    .iter_mut()
-                    .map(|f| f.feed(&slot, next + interval))
-                    .collect();
+                let inputs = feeders.iter_mut().map(|f| f.read(&slot)).collect();
                 ticks.send(next);
+                ticks.flush();
+                for f in feeders.iter_mut() {
+                    while f.send_chunk(FEED_CHUNK) {
+                        worker.step();
+                    }
+                }
+                for f in feeders.iter_mut() {
+                    f.advance_to(next + interval);
+                }
                 ticks.advance_to(next + interval);
                 in_flight.push_back(InFlight {
                     t: next,

@@ -5,10 +5,11 @@ use std::rc::Rc;
 use timely::dataflow::{InputHandleVec, Scope, StreamVec};
 
 use crate::dstream::{DStream, Data, JobCtx, WorkerInfo};
-use crate::source::generator::GeneratorReader;
 use crate::source::queue::QueueReader;
 use crate::source::socket::SocketReader;
-use crate::source::{BatchQueue, BatchReader, Feeder, GeneratorConfig, InputFeeder, SocketOptions};
+use crate::source::{
+    BatchQueue, BatchReader, Feeder, Generator, GeneratorConfig, InputFeeder, SocketOptions,
+};
 
 /// The sources and context of one job, as seen by one worker while it builds the dataflow.
 ///
@@ -37,11 +38,7 @@ impl<'s> Job<'s> {
     pub fn source<T: Data, R: BatchReader<T>>(&mut self, reader: R) -> DStream<'s, T> {
         let mut input = InputHandleVec::new();
         let stream = input.to_stream(self.scope);
-        self.feeders.push(Box::new(InputFeeder {
-            input,
-            reader,
-            buffer: Vec::new(),
-        }));
+        self.feeders.push(Box::new(InputFeeder::new(input, reader)));
         DStream {
             stream,
             ticks: self.ticks.clone(),
@@ -76,7 +73,7 @@ impl<'s> Job<'s> {
 
     /// Random words at a set rate, as text lines (for demos and benchmarks).
     pub fn generator(&mut self, config: GeneratorConfig) -> DStream<'s, String> {
-        let reader = GeneratorReader::new(config, self.ctx.info.index);
+        let reader = Generator::new(config, self.ctx.info.index);
         self.source(reader)
     }
 

@@ -92,7 +92,20 @@ fn word(i: usize) -> String {
     }
 }
 
-pub(crate) struct GeneratorReader {
+/// The generator as a [`BatchReader`]: usable on its own, e.g. to produce the same lines a
+/// job sees for a baseline measurement.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::source::{BatchReader, BatchSlot, Generator, GeneratorConfig};
+/// let mut g = Generator::new(GeneratorConfig { rate_per_sec: 100, ..Default::default() }, 0);
+/// let slot = BatchSlot { time: sluice::Time::from_millis(1000), interval_ms: 1000, index: 0, worker: 0, peers: 1, last: false };
+/// let mut lines = Vec::new();
+/// g.read_batch(&slot, &mut lines);
+/// assert_eq!(lines.iter().map(|l| l.split(' ').count()).sum::<usize>(), 100);
+/// ```
+pub struct Generator {
     config: GeneratorConfig,
     vocabulary: Vec<String>,
     pool: Vec<String>,
@@ -100,8 +113,9 @@ pub(crate) struct GeneratorReader {
     rng: SmallRng,
 }
 
-impl GeneratorReader {
-    pub(crate) fn new(mut config: GeneratorConfig, worker: usize) -> Self {
+impl Generator {
+    /// The generator of worker `worker` (each worker has its own seed).
+    pub fn new(mut config: GeneratorConfig, worker: usize) -> Self {
         config.vocabulary = config.vocabulary.max(1);
         config.words_per_line = config.words_per_line.max(1);
         let vocabulary: Vec<String> = (0..config.vocabulary).map(word).collect();
@@ -110,7 +124,7 @@ impl GeneratorReader {
         let pool = (0..4096)
             .map(|_| random_line(&vocabulary, config.words_per_line, &mut rng))
             .collect();
-        GeneratorReader {
+        Generator {
             config,
             vocabulary,
             pool,
@@ -131,7 +145,7 @@ fn random_line(vocabulary: &[String], words: usize, rng: &mut SmallRng) -> Strin
     line
 }
 
-impl BatchReader<String> for GeneratorReader {
+impl BatchReader<String> for Generator {
     fn name(&self) -> String {
         "generator".into()
     }

@@ -16,7 +16,7 @@ pub mod queue;
 pub mod socket;
 
 pub use dead_letter::{DeadLetters, Malformed};
-pub use generator::GeneratorConfig;
+pub use generator::{Generator, GeneratorConfig};
 pub use queue::BatchQueue;
 pub use socket::SocketOptions;
 
@@ -64,15 +64,34 @@ pub trait BatchReader<T>: 'static {
 }
 
 /// A reader bound to the timely input it feeds.
+///
+/// A batch is fed in chunks ([`Feeder::send_chunk`]) with the worker stepping in between, so
+/// that the dataflow consumes a large batch while it enters and memory holds about one chunk of
+/// intermediate records, not the whole batch.
 pub(crate) trait Feeder {
     fn advance_to(&mut self, t: u64);
-    fn feed(&mut self, slot: &BatchSlot, next: u64) -> SourceInput;
+    /// Reads this worker's records of the batch; they are sent by `send_chunk`.
+    fn read(&mut self, slot: &BatchSlot) -> SourceInput;
+    /// Sends up to `max` of the records read; true while records remain.
+    fn send_chunk(&mut self, max: usize) -> bool;
 }
 
 pub(crate) struct InputFeeder<T: Clone + 'static, R> {
     pub(crate) input: InputHandleVec<u64, T>,
     pub(crate) reader: R,
-    pub(crate) buffer: Vec<T>,
+    pub(crate) buffer: std::collections::VecDeque<T>,
+    pub(crate) scratch: Vec<T>,
+}
+
+impl<T: Clone + 'static, R: BatchReader<T>> InputFeeder<T, R> {
+    pub(crate) fn new(input: InputHandleVec<u64, T>, reader: R) -> Self {
+        InputFeeder {
+            input,
+            reader,
+            buffer: Default::default(),
+            scratch: Vec::new(),
+        }
+    }
 }
 
 impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
@@ -82,17 +101,26 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
         }
     }
 
-    fn feed(&mut self, slot: &BatchSlot, next: u64) -> SourceInput {
-        let malformed = self.reader.read_batch(slot, &mut self.buffer);
-        let records = self.buffer.len() as u64;
-        for record in self.buffer.drain(..) {
-            self.input.send(record);
+    fn read(&mut self, slot: &BatchSlot) -> SourceInput {
+        if self.input.time() < &slot.time.millis() {
+            self.input.advance_to(slot.time.millis());
         }
-        self.input.advance_to(next);
+        let malformed = self.reader.read_batch(slot, &mut self.scratch);
+        let records = self.scratch.len() as u64;
+        self.buffer.extend(self.scratch.drain(..));
         SourceInput {
             source: self.reader.name(),
             records,
             malformed,
         }
+    }
+
+    fn send_chunk(&mut self, max: usize) -> bool {
+        let n = max.min(self.buffer.len());
+        for record in self.buffer.drain(..n) {
+            self.input.send(record);
+        }
+        self.input.flush();
+        !self.buffer.is_empty()
     }
 }

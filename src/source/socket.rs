@@ -243,7 +243,7 @@ fn receive(address: &str, source: &str, options: &SocketOptions, shared: &Shared
                     "{source}: cannot connect ({e}); is a server listening there (for example `nc -lk {}`)? retrying in {backoff:?}",
                     address.rsplit(':').next().unwrap_or("PORT")
                 );
-                if failures == 1 || failures % 30 == 0 {
+                if failures == 1 || failures.is_multiple_of(30) {
                     tracing::warn!("{msg}");
                 } else {
                     tracing::debug!("{msg}");
