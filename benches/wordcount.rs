@@ -10,6 +10,10 @@
 //!
 //! Run with `cargo bench --bench wordcount`. `SLUICE_BENCH_QUICK=1` shortens every phase.
 
+/// mimalloc, as in the `sluice` binary (glibc's malloc is the bottleneck of word counts).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

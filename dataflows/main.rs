@@ -8,6 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: records are allocated in one operator and freed in another, the pattern glibc's
+/// malloc handles worst; measured 2.2× faster on the word count (see benches/wordcount.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod blacklist_filter;
 mod common;
 mod network_wordcount;

@@ -2,6 +2,10 @@
 //!
 //! `cargo run --release --example wordcount_rate -- <words/s> <batch ms> <batches> [-w N]`
 
+/// mimalloc, as in the `sluice` binary (glibc's malloc is the bottleneck of word counts).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Duration;
 
 use sluice::listener::{BatchInfo, StreamingListener};
