@@ -14,7 +14,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::Probe;
 use timely::dataflow::StreamVec;
 
-use super::batch_op::batch_fold;
+use super::batch_op::{batch_collect, batch_fold};
 use super::render::SparkDisplay;
 use super::{DStream, Data};
 use crate::error::SluiceError;
@@ -150,14 +150,12 @@ impl<'s, T: Data> DStream<'s, T> {
             },
             |_t, acc, out| out.extend(acc),
         );
-        let printed = batch_fold(
+        let printed = batch_collect(
             firsts,
             self.ticks.clone(),
             Exchange::new(|_: &T| 0),
             Exchange::new(|_: &u64| 0),
             &self.ctx.name("Print"),
-            Vec::new,
-            |acc: &mut Vec<T>, data: &mut Vec<T>| acc.append(data),
             move |t, acc, _out: &mut Vec<()>| {
                 let text = format_print(Time::from_millis(t), &acc, n);
                 let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,14 +172,12 @@ impl<'s, T: Data> DStream<'s, T> {
     /// output that scales with the workers use [`foreach_partition`](DStream::foreach_partition).
     pub fn foreach_batch(&self, f: impl FnMut(Time, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
-        let done = batch_fold(
+        let done = batch_collect(
             self.stream.clone(),
             self.ticks.clone(),
             Exchange::new(|_: &T| 0),
             Exchange::new(|_: &u64| 0),
             &self.ctx.name("ForeachBatch"),
-            Vec::new,
-            |acc: &mut Vec<T>, data: &mut Vec<T>| acc.append(data),
             move |t, acc, _out: &mut Vec<()>| (f.borrow_mut())(Time::from_millis(t), acc),
         );
         self.register_output(done);
@@ -192,14 +188,12 @@ impl<'s, T: Data> DStream<'s, T> {
     pub fn foreach_partition(&self, f: impl FnMut(Partition, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
         let info = self.ctx.info;
-        let done = batch_fold(
+        let done = batch_collect(
             self.stream.clone(),
             self.ticks.clone(),
             Pipeline,
             Pipeline,
             &self.ctx.name("ForeachPartition"),
-            Vec::new,
-            |acc: &mut Vec<T>, data: &mut Vec<T>| acc.append(data),
             move |t, acc, _out: &mut Vec<()>| {
                 let p = Partition {
                     time: Time::from_millis(t),

@@ -21,6 +21,22 @@ pub fn route<K: Hash + ?Sized>(key: &K) -> u64 {
 
 type Map_<K, V> = foldhash::HashMap<K, V>;
 
+/// Adds `x` to the combiner of `k`: `merge(old, x)` if there is one, else `create(x)`.
+/// (The map holds `Option`s so that combiners move by value with one hash lookup.)
+fn upsert<K: Key, C, X>(
+    map: &mut Map_<K, Option<C>>,
+    k: K,
+    x: X,
+    create: impl FnOnce(X) -> C,
+    merge: impl FnOnce(C, X) -> C,
+) {
+    let slot = map.entry(k).or_insert(None);
+    *slot = Some(match slot.take() {
+        Some(c) => merge(c, x),
+        None => create(x),
+    });
+}
+
 impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// Applies `f` to every value, keeping the key (Spark's `mapValues`).
     pub fn map_values<W: Data>(&self, f: impl Fn(V) -> W + 'static) -> DStream<'s, (K, W)> {
@@ -83,11 +99,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             Map_::<K, Option<C>>::default,
             move |combined, data: &mut Vec<(K, V)>| {
                 for (k, v) in data.drain(..) {
-                    let slot = combined.entry(k).or_insert(None);
-                    *slot = Some(match slot.take() {
-                        Some(c) => merge_value(c, v),
-                        None => create(v),
-                    });
+                    upsert(combined, k, v, &create, &merge_value);
                 }
             },
             |_t, combined, out| out.extend(combined.into_iter().filter_map(|(k, c)| Some((k, c?)))),
@@ -101,11 +113,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             Map_::<K, Option<C>>::default,
             move |combined, data: &mut Vec<(K, C)>| {
                 for (k, c) in data.drain(..) {
-                    let slot = combined.entry(k).or_insert(None);
-                    *slot = Some(match slot.take() {
-                        Some(prev) => merge_combiners(prev, c),
-                        None => c,
-                    });
+                    upsert(combined, k, c, |c| c, &merge_combiners);
                 }
             },
             |_t, combined, out| out.extend(combined.into_iter().filter_map(|(k, c)| Some((k, c?)))),

@@ -9,7 +9,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::{Concat, Concatenate, Exchange as _};
 use timely::dataflow::operators::vec::{Filter, Map};
 
-use super::batch_op::batch_fold;
+use super::batch_op::{batch_collect, batch_fold};
 use super::{DStream, Data};
 use crate::time::Time;
 
@@ -115,14 +115,12 @@ impl<'s, T: Data> DStream<'s, T> {
         I: IntoIterator<Item = U>,
     {
         let name = self.ctx.name("Transform");
-        let stream = batch_fold(
+        let stream = batch_collect(
             self.stream.clone(),
             self.ticks.clone(),
             Pipeline,
             Pipeline,
             &name,
-            Vec::new,
-            |acc: &mut Vec<T>, data| acc.append(data),
             move |t, acc, out| out.extend(f(Time::from_millis(t), acc)),
         );
         self.derive(stream)
@@ -138,14 +136,12 @@ impl<'s, T: Data> DStream<'s, T> {
         I: IntoIterator<Item = U>,
     {
         let name = self.ctx.name("TransformWhole");
-        let stream = batch_fold(
+        let stream = batch_collect(
             self.stream.clone(),
             self.ticks.clone(),
             Exchange::new(|_: &T| 0),
             Exchange::new(|_: &u64| 0),
             &name,
-            Vec::new,
-            |acc: &mut Vec<T>, data| acc.append(data),
             move |t, acc, out| out.extend(f(Time::from_millis(t), acc)),
         );
         self.derive(stream)
