@@ -20,6 +20,19 @@ pub struct SourceInput {
     pub malformed: u64,
 }
 
+/// The size of one stateful operator's state after a batch (summed over this process's
+/// workers). `approx_bytes` counts the keys' and values' own sizes plus a word per entry, not
+/// the heap data they point to (string contents).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateSize {
+    /// The operator's name (set with `.name(..)` on its spec).
+    pub operator: String,
+    /// Keys with state.
+    pub keys: u64,
+    /// Approximate bytes of state.
+    pub approx_bytes: u64,
+}
+
 /// What happened to one batch in this process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchInfo {
@@ -33,6 +46,8 @@ pub struct BatchInfo {
     pub processing_time: Duration,
     /// From the batch being cut to every output having finished.
     pub total_delay: Duration,
+    /// State size of every stateful operator after this batch.
+    pub state: Vec<StateSize>,
 }
 
 impl BatchInfo {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::SluiceError;
-use crate::listener::{BatchInfo, SourceInput, StreamingListener};
+use crate::listener::{BatchInfo, SourceInput, StateSize, StreamingListener};
 use crate::time::{batch_at_or_after, Time};
 
 /// What a worker may do with the next batch.
@@ -50,6 +50,7 @@ pub(crate) struct WorkerBatch {
 
 struct Progress {
     partial: BTreeMap<u64, (usize, WorkerBatch)>,
+    state_sizes: BTreeMap<u64, Vec<StateSize>>,
     completed_through: Option<u64>,
     completed_batches: u64,
 }
@@ -65,6 +66,7 @@ pub(crate) struct Coordinator {
     fatal: Mutex<Option<SluiceError>>,
     progress: Mutex<Progress>,
     progressed: Condvar,
+    built: Mutex<usize>,
     listeners: Vec<Arc<dyn StreamingListener>>,
 }
 
@@ -97,10 +99,12 @@ impl Coordinator {
             fatal: Mutex::new(None),
             progress: Mutex::new(Progress {
                 partial: BTreeMap::new(),
+                state_sizes: BTreeMap::new(),
                 completed_through: None,
                 completed_batches: 0,
             }),
             progressed: Condvar::new(),
+            built: Mutex::new(0),
             listeners: config.listeners.clone(),
         }
     }
@@ -140,6 +144,29 @@ impl Coordinator {
         }));
         drop(state);
         self.progressed.notify_all();
+    }
+
+    /// A local worker has built its dataflow (or failed to).
+    pub(crate) fn built(&self) {
+        *lock(&self.built) += 1;
+        self.progressed.notify_all();
+    }
+
+    /// Waits until every local worker has built its dataflow, the job failed, or `timeout`.
+    pub(crate) fn wait_built(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut built = lock(&self.built);
+        while *built < self.local_workers && !self.aborted() {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            built = self
+                .progressed
+                .wait_timeout(built, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
     }
 
     pub(crate) fn aborted(&self) -> bool {
@@ -198,25 +225,54 @@ impl Coordinator {
             }
             finished.push(entry.remove().1);
         }
+        let mut states = Vec::with_capacity(finished.len());
         for f in &finished {
             p.completed_through = Some(f.batch_ms);
             p.completed_batches += 1;
+            states.push(p.state_sizes.remove(&f.batch_ms).unwrap_or_default());
+        }
+        if let Some(done) = p.completed_through {
+            // Reports of operators no output depends on may come late: drop them.
+            while p
+                .state_sizes
+                .first_key_value()
+                .is_some_and(|(t, _)| *t <= done)
+            {
+                p.state_sizes.pop_first();
+            }
         }
         drop(p);
         if !finished.is_empty() {
             self.progressed.notify_all();
         }
-        for f in finished {
+        for (f, state) in finished.into_iter().zip(states) {
             let info = BatchInfo {
                 batch_time: Time::from_millis(f.batch_ms),
                 inputs: f.inputs,
                 scheduling_delay: f.started_at.saturating_duration_since(f.cut_at),
                 processing_time: f.done_at.saturating_duration_since(f.started_at),
                 total_delay: f.done_at.saturating_duration_since(f.cut_at),
+                state,
             };
             for l in &self.listeners {
                 l.on_batch_completed(&info);
             }
+        }
+    }
+
+    /// A worker's stateful operator reports its state size after batch `t`.
+    pub(crate) fn report_state(&self, t: u64, size: StateSize) {
+        let mut p = lock(&self.progress);
+        if p.completed_through.is_some_and(|done| t <= done) {
+            return;
+        }
+        let sizes = p.state_sizes.entry(t).or_default();
+        match sizes.iter_mut().find(|s| s.operator == size.operator) {
+            Some(s) => {
+                s.keys += size.keys;
+                s.approx_bytes += size.approx_bytes;
+            }
+            None => sizes.push(size),
         }
     }
 

@@ -54,6 +54,7 @@ pub(crate) fn run_worker(
         info,
         coord: Arc::clone(&coord),
         operator_count: std::cell::Cell::new(0),
+        build_error: std::cell::RefCell::new(None),
     });
     let mut feeders: Vec<Box<dyn Feeder>> = worker.dataflow::<u64, _, _>(|scope| {
         let mut job = Job {
@@ -65,10 +66,18 @@ pub(crate) fn run_worker(
         build(&mut job);
         job.feeders
     });
-    if ctx.outputs.get() == 0 {
-        coord.fail(SluiceError::NoOutputOperations);
+    let build_error = ctx.build_error.borrow_mut().take();
+    if let Some(e) = build_error {
+        coord.fail(e);
+        coord.built();
         return Ok(());
     }
+    if ctx.outputs.get() == 0 {
+        coord.fail(SluiceError::NoOutputOperations);
+        coord.built();
+        return Ok(());
+    }
+    coord.built();
 
     let interval = coord.batch_ms;
     let first = coord.first_batch;

@@ -130,11 +130,17 @@ impl StreamingContext {
                 let _ = done_tx.send(result);
             })
             .map_err(|e| SluiceError::Startup(format!("cannot start the driver thread: {e}")))?;
-        Ok(StreamingHandle {
+        // Errors found while building (no outputs, a bad window) come back from `start` itself.
+        coord.wait_built(Duration::from_secs(30));
+        let mut handle = StreamingHandle {
             coord,
             done: done_rx,
             finished: false,
-        })
+        };
+        if handle.coord.aborted() {
+            handle.await_termination()?;
+        }
+        Ok(handle)
     }
 
     /// Starts the job and waits until it ends (for jobs that stop by themselves, such as those

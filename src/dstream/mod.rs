@@ -26,11 +26,15 @@ use crate::context::coordinator::Coordinator;
 
 pub mod aggregate;
 pub(crate) mod batch_op;
+pub mod collection;
 pub mod join;
 pub mod output;
 pub mod pair;
 pub mod render;
+pub mod state;
+pub mod stateful;
 pub mod stateless;
+pub mod window;
 
 /// What a record type needs: it can be cloned and sent between workers and processes.
 ///
@@ -64,9 +68,19 @@ pub(crate) struct JobCtx {
     pub(crate) info: WorkerInfo,
     pub(crate) coord: Arc<Coordinator>,
     pub(crate) operator_count: Cell<usize>,
+    /// The first error found while the dataflow was built (a bad window length, …).
+    pub(crate) build_error: std::cell::RefCell<Option<crate::error::SluiceError>>,
 }
 
 impl JobCtx {
+    /// Records an error found while building; the job fails with it before its first batch.
+    pub(crate) fn fail_build(&self, error: crate::error::SluiceError) {
+        let mut slot = self.build_error.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+    }
+
     /// A unique operator name for timely's logs.
     pub(crate) fn name(&self, what: &str) -> String {
         let n = self.operator_count.get();
@@ -128,6 +142,50 @@ impl<'s, T: Data> DStream<'s, T> {
             ticks: self.ticks.clone(),
             ctx: Rc::clone(&self.ctx),
         }
+    }
+
+    /// The same records, with batch ticks only at the times `every` includes: operators and
+    /// outputs downstream then run only at those times (Spark: a windowed DStream and everything
+    /// derived from it compute only at slide times).
+    pub(crate) fn on(&self, every: stateful::Every) -> DStream<'s, T> {
+        use timely::dataflow::channels::pact::Pipeline;
+        use timely::dataflow::operators::generic::Operator;
+        let ticks = self
+            .ticks
+            .clone()
+            .unary(Pipeline, "SlideTicks", move |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, times| {
+                        times.retain(|t| every.includes(*t));
+                        if !times.is_empty() {
+                            output.session(&cap).give_container(times);
+                        }
+                    });
+                }
+            });
+        DStream {
+            stream: self.stream.clone(),
+            ticks,
+            ctx: Rc::clone(&self.ctx),
+        }
+    }
+
+    /// Drops records at times that are not batches (differential schedules retractions past
+    /// the last batch; they surface when the job ends).
+    pub(crate) fn only_batches(&self) -> DStream<'s, T> {
+        use timely::dataflow::channels::pact::Pipeline;
+        let stream = batch_op::batch_fold_core(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &self.ctx.name("OnlyBatches"),
+            true,
+            Vec::new,
+            |acc: &mut Vec<T>, data: &mut Vec<T>| acc.append(data),
+            |_t, records, out| out.extend(records),
+        );
+        self.derive(stream)
     }
 
     /// The underlying timely stream (timestamps are batch times in ms), for custom operators.

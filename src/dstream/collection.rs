@@ -1,0 +1,76 @@
+//! Between DStreams and differential dataflow collections.
+//!
+//! A DStream record of batch `t` is the update `(record, t, +1)`; a change stream
+//! `DStream<(T, isize)>` holds `(T, diff)` at the batch where the change takes effect. DD
+//! operators such as `delay` move an update's data time but keep its message at the old
+//! capability, so [`retime`] re-sends every update at its own data time before per-batch
+//! operators see it.
+
+use differential_dataflow::collection::AsCollection;
+use differential_dataflow::VecCollection;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+use super::{DStream, Data};
+
+/// Re-sends each update `(d, t, r)` at time `t` as `(d, r)`.
+pub(crate) fn retime<'s, D: Data>(
+    coll: VecCollection<'s, u64, D, isize>,
+) -> StreamVec<'s, u64, (D, isize)> {
+    coll.inner.unary(Pipeline, "Retime", |_, _| {
+        let mut by_time: std::collections::BTreeMap<u64, Vec<(D, isize)>> = Default::default();
+        move |input, output| {
+            input.for_each(|cap, updates| {
+                for (d, t, r) in updates.drain(..) {
+                    by_time.entry(t).or_default().push((d, r));
+                }
+                for (t, mut batch) in std::mem::take(&mut by_time) {
+                    output
+                        .session(&cap.delayed(&t, 0))
+                        .give_container(&mut batch);
+                }
+            });
+        }
+    })
+}
+
+impl<'s, T: Data> DStream<'s, T> {
+    /// This stream as a differential collection: each record of batch `t` is `(record, t, +1)`.
+    pub fn to_collection(&self) -> VecCollection<'s, u64, T, isize> {
+        self.stream
+            .clone()
+            .unary(Pipeline, "ToCollection", |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, records| {
+                        let Some(&t) = cap.least() else { return };
+                        let mut session = output.session(&cap);
+                        for r in records.drain(..) {
+                            session.give((r, t, 1isize));
+                        }
+                    });
+                }
+            })
+            .as_collection()
+    }
+}
+
+impl<'s, T: Data> DStream<'s, (T, isize)> {
+    /// A change stream (`(record, diff)` per batch) as a differential collection.
+    pub fn changes_to_collection(&self) -> VecCollection<'s, u64, T, isize> {
+        self.stream
+            .clone()
+            .unary(Pipeline, "ChangesToCollection", |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, records| {
+                        let Some(&t) = cap.least() else { return };
+                        let mut session = output.session(&cap);
+                        for (r, d) in records.drain(..) {
+                            session.give((r, t, d));
+                        }
+                    });
+                }
+            })
+            .as_collection()
+    }
+}

@@ -1,0 +1,498 @@
+//! Running per-key state across batches: `update_state_by_key` and `map_with_state`.
+//!
+//! Both are keyed operators: records are routed to the worker that owns their key, which keeps
+//! that key's state in a hash map. Each batch they emit the state's *changes* (`-old`, `+new`);
+//! Spark's full-state view is built from those only when used (see [`Stateful`]).
+//!
+//! **Cost.** Spark's `updateStateByKey` calls the function for every key with state on every
+//! batch, so a batch costs O(all keys). `update_state_by_key` keeps that rule (it is what the
+//! function may rely on, e.g. to age state). A function declared **pure** with
+//! [`UpdateState::pure`] — its result depends only on the key, the new values and the old
+//! state — is called only for keys with new values and keys whose state changed at the previous
+//! batch: a key whose state `f(∅, s) == s` is at a fixpoint and would not change again, so a
+//! batch costs O(keys touched). `map_with_state` is O(records + keys timing out) per batch.
+//!
+//! **Timeouts** (`map_with_state`): a key idle (no records) for at least the timeout is
+//! called once with `state.is_timing_out()` at the *first batch* where that holds, then its state
+//! is removed. Spark only looks for idle keys on checkpoint batches (every 10 batches by
+//! default), so its timeouts fire up to 10 batches late; sluice's are prompt.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::Concat;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::StreamVec;
+
+use super::batch_op::batch_fold;
+use super::pair::route;
+use super::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
+use super::stateless::Either;
+use super::{DStream, Data, Key};
+use crate::listener::StateSize;
+use crate::time::Time;
+
+type UpdateFn<K, V, S> = Box<dyn Fn(Time, &K, Vec<V>, Option<S>) -> Option<S>>;
+
+/// How [`DStream::update_state_by_key_with`] updates state (Spark's `updateStateByKey` forms).
+///
+/// # Examples
+///
+/// ```
+/// use sluice::dstream::state::UpdateState;
+/// // Spark's (Seq[V], Option[S]) => Option[S], declared pure, with an initial state:
+/// let spec = UpdateState::new(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()))
+///     .pure()
+///     .initial_state(vec![("spark".to_owned(), 10)])
+///     .name("word-totals");
+/// ```
+pub struct UpdateState<K, V, S> {
+    f: UpdateFn<K, V, S>,
+    pure: bool,
+    initial: Vec<(K, S)>,
+    name: Option<String>,
+}
+
+impl<K, V, S> UpdateState<K, V, S> {
+    /// `f(new values, old state)`: `Some` is the new state, `None` removes the key.
+    pub fn new(f: impl Fn(Vec<V>, Option<S>) -> Option<S> + 'static) -> Self {
+        UpdateState {
+            f: Box::new(move |_t, _k, v, s| f(v, s)),
+            pure: false,
+            initial: Vec::new(),
+            name: None,
+        }
+    }
+    /// `f(batch time, key, new values, old state)` (Spark's form with time and key).
+    pub fn with_time_and_key(
+        f: impl Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + 'static,
+    ) -> Self {
+        UpdateState {
+            f: Box::new(f),
+            pure: false,
+            initial: Vec::new(),
+            name: None,
+        }
+    }
+    /// Declares `f` pure: its result depends only on the key, the values and the old state (not
+    /// on the time, a clock, randomness or side effects). Keys without new values whose state
+    /// did not change at the previous batch are then skipped.
+    pub fn pure(mut self) -> Self {
+        self.pure = true;
+        self
+    }
+    /// State the keys start with (Spark's `initialRDD`), applied at the first batch before its
+    /// values. Every worker may pass the same list; each key is kept once.
+    pub fn initial_state(mut self, initial: Vec<(K, S)>) -> Self {
+        self.initial = initial;
+        self
+    }
+    /// A stable name for metrics (and, later, checkpoints).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// The state of one key as `map_with_state`'s function sees it (Spark's `State`).
+#[derive(Debug)]
+pub struct State<S> {
+    value: Option<S>,
+    changed: bool,
+    timing_out: bool,
+}
+
+impl<S> State<S> {
+    /// Whether the key has state.
+    pub fn exists(&self) -> bool {
+        self.value.is_some()
+    }
+    /// The state, if any.
+    pub fn get(&self) -> Option<&S> {
+        self.value.as_ref()
+    }
+    /// Sets the state. Ignored (with a warning) while the key is timing out: its state is being
+    /// removed, as in Spark, where this throws.
+    pub fn update(&mut self, value: S) {
+        if self.timing_out {
+            tracing::warn!("map_with_state: update() on a key that is timing out is ignored");
+            return;
+        }
+        self.value = Some(value);
+        self.changed = true;
+    }
+    /// Removes the state.
+    pub fn remove(&mut self) {
+        self.value = None;
+        self.changed = true;
+    }
+    /// True when the function is called because the key timed out (with no value).
+    pub fn is_timing_out(&self) -> bool {
+        self.timing_out
+    }
+}
+
+type MapFn<K, V, S, U> = Box<dyn FnMut(Time, &K, Option<V>, &mut State<S>) -> Option<U>>;
+
+/// How [`DStream::map_with_state`] maps records and keeps state (Spark's `StateSpec`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sluice::dstream::state::StateSpec;
+/// // Running count per word; emits (word, count so far); forgets words idle for 30 s.
+/// let spec = StateSpec::function(|_time, word: &String, one: Option<u64>, state| {
+///     let count = state.get().copied().unwrap_or(0) + one.unwrap_or(0);
+///     if !state.is_timing_out() {
+///         state.update(count);
+///     }
+///     Some((word.clone(), count))
+/// })
+/// .timeout(Duration::from_secs(30));
+/// ```
+pub struct StateSpec<K, V, S, U> {
+    f: MapFn<K, V, S, U>,
+    initial: Vec<(K, S)>,
+    timeout: Option<Duration>,
+    name: Option<String>,
+}
+
+impl<K, V, S, U> StateSpec<K, V, S, U> {
+    /// `f(batch time, key, value, state)` for every record, in order, and once with no value
+    /// for a key that times out; its `Some` results form the mapped stream.
+    pub fn function(
+        f: impl FnMut(Time, &K, Option<V>, &mut State<S>) -> Option<U> + 'static,
+    ) -> Self {
+        StateSpec {
+            f: Box::new(f),
+            initial: Vec::new(),
+            timeout: None,
+            name: None,
+        }
+    }
+    /// State the keys start with, applied at the first batch.
+    pub fn initial_state(mut self, initial: Vec<(K, S)>) -> Self {
+        self.initial = initial;
+        self
+    }
+    /// Removes the state of keys without records for at least `idle` (rounded up to batches).
+    pub fn timeout(mut self, idle: Duration) -> Self {
+        self.timeout = Some(idle);
+        self
+    }
+    /// A stable name for metrics (and, later, checkpoints).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// The result of [`DStream::map_with_state`]: the mapped records (through `Deref`), and the
+/// state as snapshots or changes.
+pub struct MapWithState<'s, U: Data, K: Key, S: Data> {
+    mapped: DStream<'s, U>,
+    state: Stateful<'s, (K, S)>,
+}
+
+impl<'s, U: Data, K: Key, S: Data> MapWithState<'s, U, K, S> {
+    /// Every key's state at every batch (Spark's `stateSnapshots()`).
+    pub fn state_snapshots(&self) -> DStream<'s, (K, S)> {
+        self.state.snapshots()
+    }
+    /// What changed in the state at each batch.
+    pub fn state_changes(&self) -> DStream<'s, ((K, S), isize)> {
+        self.state.changes()
+    }
+}
+
+impl<'s, U: Data, K: Key, S: Data> std::ops::Deref for MapWithState<'s, U, K, S> {
+    type Target = DStream<'s, U>;
+    fn deref(&self) -> &DStream<'s, U> {
+        &self.mapped
+    }
+}
+
+/// Emits `initial` (this worker's share) at the first batch.
+fn initial_stream<'s, T: Data>(
+    of: &DStream<'s, impl Data>,
+    initial: Vec<T>,
+) -> StreamVec<'s, u64, T> {
+    let first = of.ctx.coord.first_batch;
+    let info = of.ctx.info;
+    let mine: Vec<T> = initial
+        .into_iter()
+        .enumerate()
+        .filter(|(j, _)| j % info.peers == info.index)
+        .map(|(_, x)| x)
+        .collect();
+    source(of.stream.scope(), "InitialState", move |cap, _info| {
+        let mut start = Some((cap.delayed(&first), mine));
+        move |output| {
+            if let Some((cap, mut data)) = start.take() {
+                output.session(&cap).give_container(&mut data);
+            }
+        }
+    })
+}
+
+fn state_size<K, S>(operator: &str, keys: usize) -> StateSize {
+    StateSize {
+        operator: operator.to_owned(),
+        keys: keys as u64,
+        approx_bytes: (keys * (std::mem::size_of::<K>() + std::mem::size_of::<S>() + 8)) as u64,
+    }
+}
+
+impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
+    /// Running state per key (Spark's `updateStateByKey` with `(Seq[V], Option[S]) => Option[S]`):
+    /// every batch, `f(new values, old state)` for every key with state or new values; `None`
+    /// removes the key. See [`UpdateState`] for the other forms and the module docs for cost.
+    pub fn update_state_by_key<S: Data + PartialEq>(
+        &self,
+        f: impl Fn(Vec<V>, Option<S>) -> Option<S> + 'static,
+    ) -> Stateful<'s, (K, S)> {
+        self.update_state_by_key_with(UpdateState::new(f))
+    }
+
+    /// `update_state_by_key` with a full [`UpdateState`] (time and key, purity, initial state).
+    pub fn update_state_by_key_with<S: Data + PartialEq>(
+        &self,
+        spec: UpdateState<K, V, S>,
+    ) -> Stateful<'s, (K, S)> {
+        let UpdateState {
+            f,
+            pure,
+            initial,
+            name,
+        } = spec;
+        let name = name.unwrap_or_else(|| self.ctx.name("update_state_by_key"));
+        let coord = std::sync::Arc::clone(&self.ctx.coord);
+        let input = self
+            .stream
+            .clone()
+            .map(|(k, v)| (k, Either::Left(v)))
+            .concat(initial_stream(self, initial).map(|(k, s)| (k, Either::Right(s))));
+        let mut state: foldhash::HashMap<K, S> = Default::default();
+        let mut dirty: foldhash::HashSet<K> = Default::default();
+        let op_name = name.clone();
+        let changes = batch_fold(
+            input,
+            self.ticks.clone(),
+            Exchange::new(|(k, _): &(K, Either<V, S>)| route(k)),
+            Pipeline,
+            &name,
+            foldhash::HashMap::<K, (Vec<V>, Option<S>)>::default,
+            |acc, data: &mut Vec<(K, Either<V, S>)>| {
+                for (k, x) in data.drain(..) {
+                    let entry = acc.entry(k).or_default();
+                    match x {
+                        Either::Left(v) => entry.0.push(v),
+                        Either::Right(s) => entry.1 = Some(s),
+                    }
+                }
+            },
+            move |t, mut news, out: &mut Vec<((K, S), isize)>| {
+                let time = Time::from_millis(t);
+                // Initial state first, as if it had been there before this batch.
+                for (k, (_, init)) in news.iter_mut() {
+                    if let Some(s) = init.take() {
+                        if let Some(old) = state.insert(k.clone(), s.clone()) {
+                            out.push(((k.clone(), old), -1));
+                        }
+                        out.push(((k.clone(), s), 1));
+                    }
+                }
+                let mut next_dirty: foldhash::HashSet<K> = Default::default();
+                let mut apply = |k: K,
+                                 values: Vec<V>,
+                                 old: Option<S>,
+                                 state: &mut foldhash::HashMap<K, S>,
+                                 out: &mut Vec<((K, S), isize)>| {
+                    let new = f(time, &k, values, old.clone());
+                    if new == old {
+                        if let Some(s) = new {
+                            state.insert(k, s);
+                        }
+                        return;
+                    }
+                    if let Some(o) = old {
+                        out.push(((k.clone(), o), -1));
+                    }
+                    match new {
+                        Some(n) => {
+                            out.push(((k.clone(), n.clone()), 1));
+                            state.insert(k.clone(), n);
+                            next_dirty.insert(k);
+                        }
+                        None => {
+                            state.remove(&k);
+                        }
+                    }
+                };
+                if pure {
+                    let mut visit: Vec<K> = news.keys().cloned().collect();
+                    visit.extend(dirty.drain().filter(|k| !news.contains_key(k)));
+                    for k in visit {
+                        let values = news.remove(&k).map(|(v, _)| v).unwrap_or_default();
+                        let old = state.remove(&k);
+                        apply(k, values, old, &mut state, out);
+                    }
+                } else {
+                    // Spark's rule: every key with state, every batch.
+                    let keys: Vec<K> = state.keys().cloned().collect();
+                    for k in keys {
+                        let values = news.remove(&k).map(|(v, _)| v).unwrap_or_default();
+                        let old = state.remove(&k);
+                        apply(k, values, old, &mut state, out);
+                    }
+                    for (k, (values, _)) in news.drain() {
+                        apply(k, values, None, &mut state, out);
+                    }
+                }
+                dirty = next_dirty;
+                shrink_if_sparse(&mut state);
+                coord.report_state(t, state_size::<K, S>(&op_name, state.len()));
+            },
+        );
+        let changes = self.derive(changes);
+        let c = changes.clone();
+        Stateful::new(
+            changes,
+            Box::new(move || upsert_snapshots(&c, Every::Batch)),
+        )
+    }
+
+    /// Maps every record with access to its key's state (Spark's `mapWithState`); see
+    /// [`StateSpec`]. Records of a key are seen in the order they arrived on their worker.
+    pub fn map_with_state<S: Data + PartialEq, U: Data>(
+        &self,
+        spec: StateSpec<K, V, S, U>,
+    ) -> MapWithState<'s, U, K, S> {
+        let StateSpec {
+            mut f,
+            initial,
+            timeout,
+            name,
+        } = spec;
+        let name = name.unwrap_or_else(|| self.ctx.name("map_with_state"));
+        let batch_ms = self.ctx.info.batch_ms;
+        let timeout_ms = timeout.map(|d| (d.as_millis() as u64).max(1));
+        let coord = std::sync::Arc::clone(&self.ctx.coord);
+        let input = self
+            .stream
+            .clone()
+            .map(|(k, v)| (k, Either::Left(v)))
+            .concat(initial_stream(self, initial).map(|(k, s)| (k, Either::Right(s))));
+        let mut state: foldhash::HashMap<K, S> = Default::default();
+        let mut last_seen: foldhash::HashMap<K, u64> = Default::default();
+        let mut expiring: BTreeMap<u64, Vec<K>> = BTreeMap::new();
+        let op_name = name.clone();
+        let both = batch_fold(
+            input,
+            self.ticks.clone(),
+            Exchange::new(|(k, _): &(K, Either<V, S>)| route(k)),
+            Pipeline,
+            &name,
+            Vec::new,
+            |acc: &mut Vec<(K, Either<V, S>)>, data| acc.append(data),
+            move |t, records, out: &mut Vec<Either<U, ((K, S), isize)>>| {
+                let time = Time::from_millis(t);
+                // The state of every key touched in this batch as it was before the batch.
+                let mut before: foldhash::HashMap<K, Option<S>> = Default::default();
+                let touch = |k: &K,
+                             last_seen: &mut foldhash::HashMap<K, u64>,
+                             expiring: &mut BTreeMap<u64, Vec<K>>| {
+                    if let Some(ms) = timeout_ms {
+                        last_seen.insert(k.clone(), t);
+                        expiring
+                            .entry((t + ms).div_ceil(batch_ms) * batch_ms)
+                            .or_default()
+                            .push(k.clone());
+                    }
+                };
+                for (k, x) in records {
+                    if !before.contains_key(&k) {
+                        before.insert(k.clone(), state.get(&k).cloned());
+                    }
+                    match x {
+                        Either::Right(initial) => {
+                            state.insert(k.clone(), initial);
+                        }
+                        Either::Left(v) => {
+                            let mut handle = State {
+                                value: state.remove(&k),
+                                changed: false,
+                                timing_out: false,
+                            };
+                            if let Some(u) = f(time, &k, Some(v), &mut handle) {
+                                out.push(Either::Left(u));
+                            }
+                            if let Some(s) = handle.value {
+                                state.insert(k.clone(), s);
+                            }
+                        }
+                    }
+                    touch(&k, &mut last_seen, &mut expiring);
+                }
+                // Keys idle for at least the timeout: called once, then forgotten.
+                while let Some(entry) = expiring.first_entry() {
+                    if *entry.key() > t {
+                        break;
+                    }
+                    for k in entry.remove() {
+                        let idle_since = last_seen.get(&k).copied();
+                        let Some(ms) = timeout_ms else { break };
+                        if idle_since.is_none_or(|since| since + ms > t) {
+                            continue; // touched again since: a later entry covers it
+                        }
+                        last_seen.remove(&k);
+                        let Some(s) = state.remove(&k) else { continue };
+                        before.entry(k.clone()).or_insert_with(|| Some(s.clone()));
+                        let mut handle = State {
+                            value: Some(s),
+                            changed: false,
+                            timing_out: true,
+                        };
+                        if let Some(u) = f(time, &k, None, &mut handle) {
+                            out.push(Either::Left(u));
+                        }
+                    }
+                }
+                for (k, old) in before {
+                    let new = state.get(&k);
+                    if old.as_ref() == new {
+                        continue;
+                    }
+                    if let Some(o) = old {
+                        out.push(Either::Right(((k.clone(), o), -1)));
+                    }
+                    if let Some(n) = new {
+                        out.push(Either::Right(((k, n.clone()), 1)));
+                    }
+                }
+                shrink_if_sparse(&mut state);
+                shrink_if_sparse(&mut last_seen);
+                coord.report_state(t, state_size::<K, S>(&op_name, state.len()));
+            },
+        );
+        let mapped = self.derive(both.clone().flat_map(|x| match x {
+            Either::Left(u) => Some(u),
+            Either::Right(_) => None,
+        }));
+        let changes = self.derive(both.flat_map(|x| match x {
+            Either::Left(_) => None,
+            Either::Right(c) => Some(c),
+        }));
+        let c = changes.clone();
+        MapWithState {
+            mapped,
+            state: Stateful::new(
+                changes,
+                Box::new(move || upsert_snapshots(&c, Every::Batch)),
+            ),
+        }
+    }
+}

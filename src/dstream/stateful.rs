@@ -1,0 +1,154 @@
+//! [`Stateful`]: the result of a windowed or stateful operator, as Spark's DStream and as a
+//! change stream.
+//!
+//! Spark's windowed and stateful DStreams hold the *whole* window or state at every batch
+//! (every slide for windows). Producing that costs one record per key per batch, whatever
+//! changed, so sluice builds it only when it is used: dereferencing a `Stateful` (calling any
+//! DStream method on it, such as `print`) builds the snapshot operator once. The change stream
+//! ([`Stateful::changes`]) costs only what changed: `(record, -1)` for a value that is gone and
+//! `(record, +1)` for one that is new, at the batch where it happens; a sink can upsert just
+//! those.
+
+use std::cell::{Cell, OnceCell};
+use std::hash::Hash;
+use std::ops::Deref;
+
+use differential_dataflow::VecCollection;
+use timely::dataflow::channels::pact::Pipeline;
+
+use super::batch_op::batch_fold_core;
+use super::{DStream, Data, Key};
+
+type Build<'s, T> = Box<dyn FnOnce() -> DStream<'s, T> + 's>;
+
+/// A windowed or stateful DStream: Spark's full snapshots (through `Deref`) and its changes.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use sluice::{StreamingConfig, StreamingContext, CollectedBatches, source::BatchQueue};
+/// let queue = BatchQueue::from_batches(vec![vec![("a".to_owned(), 1u64)], vec![("b".to_owned(), 1)], vec![("a".to_owned(), 1)]]);
+/// let (totals, changes) = (CollectedBatches::new(), CollectedBatches::new());
+/// # let config = StreamingConfig::new(Duration::from_secs(1))?.as_fast_as_possible(1).first_batch_ms(1000).max_batches(3);
+/// let (q, t, c) = (queue.clone(), totals.clone(), changes.clone());
+/// StreamingContext::new(config).run(move |job| {
+///     let running = job.queue_stream(&q).update_state_by_key(|new: Vec<u64>, old: Option<u64>| {
+///         Some(old.unwrap_or(0) + new.iter().sum::<u64>())
+///     });
+///     running.collect_into(&t);           // Spark's view: every key, every batch
+///     running.changes().collect_into(&c); // only what changed
+/// })?;
+/// let mut last = totals.batch_ms(3000);
+/// last.sort();
+/// assert_eq!(last, vec![("a".to_owned(), 2), ("b".to_owned(), 1)]);
+/// let mut third = changes.batch_ms(3000);
+/// third.sort();
+/// assert_eq!(third, vec![(("a".to_owned(), 1), -1), (("a".to_owned(), 2), 1)]);
+/// # Ok::<(), sluice::SluiceError>(())
+/// ```
+pub struct Stateful<'s, T: Data> {
+    changes: DStream<'s, (T, isize)>,
+    build: Cell<Option<Build<'s, T>>>,
+    snapshots: OnceCell<DStream<'s, T>>,
+}
+
+impl<'s, T: Data> Stateful<'s, T> {
+    pub(crate) fn new(changes: DStream<'s, (T, isize)>, build: Build<'s, T>) -> Self {
+        Stateful {
+            changes,
+            build: Cell::new(Some(build)),
+            snapshots: OnceCell::new(),
+        }
+    }
+
+    /// What changed at each batch: `(record, -1)` for a value that is gone, `(record, +1)` for a
+    /// new one (a changed value is both). Empty for batches where nothing changed.
+    pub fn changes(&self) -> DStream<'s, (T, isize)> {
+        self.changes.clone()
+    }
+
+    /// The changes as a differential dataflow collection, for joins and further incremental
+    /// operators.
+    pub fn collection(&self) -> VecCollection<'s, u64, T, isize> {
+        self.changes.changes_to_collection()
+    }
+
+    /// Spark's view: the whole window or state at every batch (every slide for windows).
+    pub fn snapshots(&self) -> DStream<'s, T> {
+        self.deref().clone()
+    }
+}
+
+impl<'s, T: Data> Deref for Stateful<'s, T> {
+    type Target = DStream<'s, T>;
+    fn deref(&self) -> &DStream<'s, T> {
+        self.snapshots.get_or_init(|| match self.build.take() {
+            Some(build) => build(),
+            None => self.changes.map(|(t, _)| t).filter(|_| false),
+        })
+    }
+}
+
+/// When a snapshot is emitted: every batch, or at the slide times of a window.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Every {
+    Batch,
+    Slide { zero: u64, slide_ms: u64 },
+}
+
+impl Every {
+    pub(crate) fn includes(self, t: u64) -> bool {
+        match self {
+            Every::Batch => true,
+            Every::Slide { zero, slide_ms } => t >= zero && (t - zero).is_multiple_of(slide_ms),
+        }
+    }
+}
+
+/// Spark's view of keyed upserts: keeps the current value of every key from `changes`
+/// (`-old`, `+new`; at most one of each per key and batch) and emits all `(key, value)` pairs at
+/// every batch `every` includes. Runs where the changes are (keys stay on their worker).
+pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
+    changes: &DStream<'s, ((K, V), isize)>,
+    every: Every,
+) -> DStream<'s, (K, V)> {
+    let mut current: foldhash::HashMap<K, V> = Default::default();
+    let stream = batch_fold_core(
+        changes.stream.clone(),
+        changes.ticks.clone(),
+        Pipeline,
+        Pipeline,
+        &changes.ctx.name("Snapshot"),
+        true,
+        Vec::new,
+        |acc: &mut Vec<((K, V), isize)>, data| acc.append(data),
+        move |t, updates, out| {
+            // Retractions first: a batch may carry `+new` before `-old` for the same key.
+            for ((k, v), d) in &updates {
+                if *d < 0 && current.get(k) == Some(v) {
+                    current.remove(k);
+                }
+            }
+            for ((k, v), d) in updates {
+                if d > 0 {
+                    current.insert(k, v);
+                }
+            }
+            shrink_if_sparse(&mut current);
+            if every.includes(t) {
+                out.extend(current.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        },
+    );
+    changes.derive(stream)
+}
+
+/// Gives memory back when a map has emptied out (state removed, keys timed out).
+pub(crate) fn shrink_if_sparse<K: Hash + Eq, V, S: std::hash::BuildHasher>(
+    map: &mut std::collections::HashMap<K, V, S>,
+) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}

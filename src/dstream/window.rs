@@ -1,0 +1,356 @@
+//! Sliding windows (Spark's `window`, `reduceByKeyAndWindow`, `countByWindow`, …).
+//!
+//! The window at slide time `t` covers the batches in `(t - L, t]`; output appears only at
+//! slide times, which are `zero + k·S` with `zero` one interval before the first batch (Spark's
+//! `zeroTime`). `L` and `S` must be multiples of the batch interval; anything else fails the job
+//! when its dataflow is built, with an error that names the nearest valid value.
+//!
+//! **How.** A record of batch `b` is inserted at `b` and retracted at `b + L` (differential's
+//! `delay` + `negate`), and both changes move to the next slide time: the collection at a slide
+//! time *is* the window. Keyed reductions first reduce each batch (`reduce_by_key`), then:
+//! - without an inverse function, differential's `reduce` folds the per-batch values of each key
+//!   whose window changed (an arrangement per operator; work ∝ keys entering or leaving);
+//! - with an inverse function (Spark's incremental form), a keyed operator applies
+//!   `inv(old, leaving)` then `f(·, entering)`; work ∝ per-batch values entering and leaving.
+//!
+//! **Zero-valued keys** (with an inverse function): as in Spark, a key stays in the window's
+//! state when its value returns to "zero" (say a count of 0) unless the filter function drops
+//! it; `count_by_value_and_window` passes Spark's filter (`count != 0`). The plain form needs no
+//! inverse function: retractions do that work, and a key leaves when its last value does.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use differential_dataflow::Data as DdData;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+
+use super::batch_op::{batch_fold, batch_fold_core};
+use super::collection::retime;
+use super::pair::route;
+use super::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
+use super::{DStream, Data, Key};
+use crate::time::multiple_of_batch;
+
+/// Window length and slide in ms, checked against the batch interval.
+#[derive(Clone, Copy, Debug)]
+struct Spec {
+    length: u64,
+    slide: u64,
+    zero: u64,
+}
+
+impl Spec {
+    /// The first slide time at or after `t`.
+    fn round_up(self, t: u64) -> u64 {
+        self.zero + (t.saturating_sub(self.zero)).div_ceil(self.slide) * self.slide
+    }
+    fn every(self) -> Every {
+        Every::Slide {
+            zero: self.zero,
+            slide_ms: self.slide,
+        }
+    }
+}
+
+type Reducer<V> = Rc<dyn Fn(V, V) -> V>;
+
+impl<'s, T: Data> DStream<'s, T> {
+    /// Checks `L` and `S`; on error fails the job at build time and returns `None`.
+    fn window_spec(&self, length: Duration, slide: Duration) -> Option<Spec> {
+        let batch = self.ctx.info.batch_ms;
+        let checked = multiple_of_batch("window length", length, batch)
+            .and_then(|l| multiple_of_batch("slide interval", slide, batch).map(|s| (l, s)));
+        match checked {
+            Ok((length, slide)) => Some(Spec {
+                length,
+                slide,
+                zero: self.ctx.coord.first_batch.saturating_sub(batch),
+            }),
+            Err(e) => {
+                self.ctx.fail_build(e);
+                None
+            }
+        }
+    }
+
+    /// The changes of the window: `(record, +1)` at the first slide time at or after its batch,
+    /// `(record, -1)` at the first slide time at or after its batch + `L` (not consolidated).
+    fn window_changes(&self, spec: Spec) -> DStream<'s, (T, isize)> {
+        let coll = self.to_collection();
+        let length = spec.length;
+        let windowed = coll
+            .clone()
+            .concat(coll.delay(move |t| t + length).negate())
+            .delay(move |t| spec.round_up(*t));
+        self.derive(retime(windowed)).only_batches()
+    }
+
+    /// All records of the batches in `(t - L, t]`, at every slide time `t` (Spark's `window`).
+    /// Its [`changes`](Stateful::changes) are records entering and leaving the window.
+    pub fn window(&self, length: Duration, slide: Duration) -> Stateful<'s, T> {
+        let Some(spec) = self.window_spec(length, slide) else {
+            return Stateful::new(
+                self.map(|t| (t, 0isize)).filter(|_| false),
+                Box::new({
+                    let empty = self.filter(|_| false);
+                    move || empty
+                }),
+            );
+        };
+        let changes = self.window_changes(spec).on(spec.every());
+        let this = self.clone();
+        Stateful::new(
+            changes,
+            Box::new(move || {
+                // Each worker keeps its own share of the window's batches.
+                let mut batches: std::collections::VecDeque<(u64, Vec<T>)> = Default::default();
+                let every = spec.every();
+                let stream = batch_fold_core(
+                    this.stream.clone(),
+                    this.ticks.clone(),
+                    Pipeline,
+                    Pipeline,
+                    &this.ctx.name("Window"),
+                    true,
+                    Vec::new,
+                    |acc: &mut Vec<T>, data| acc.append(data),
+                    move |t, records, out| {
+                        batches.push_back((t, records));
+                        while batches.front().is_some_and(|(b, _)| *b + spec.length <= t) {
+                            batches.pop_front();
+                        }
+                        if every.includes(t) {
+                            for (_, records) in &batches {
+                                out.extend(records.iter().cloned());
+                            }
+                        }
+                    },
+                );
+                this.derive(stream).on(every)
+            }),
+        )
+    }
+
+    /// The number of records in the window at every slide time (Spark's `countByWindow`: `0`
+    /// once records have left an empty window, nothing before the first record).
+    pub fn count_by_window(&self, length: Duration, slide: Duration) -> Stateful<'s, u64> {
+        self.map(|_| 1u64)
+            .reduce_by_window_inv(|a, b| a + b, |a, b| a - b, length, slide)
+    }
+
+    /// The window reduced with `f` at every slide time (Spark's `reduceByWindow`); nothing for
+    /// an empty window.
+    pub fn reduce_by_window(
+        &self,
+        f: impl Fn(T, T) -> T + 'static,
+        length: Duration,
+        slide: Duration,
+    ) -> Stateful<'s, T>
+    where
+        T: DdData,
+    {
+        unkeyed(
+            self.map(|x| ((), x))
+                .reduce_by_key_and_window(f, length, slide),
+        )
+    }
+
+    /// [`reduce_by_window`](DStream::reduce_by_window) with an inverse function (Spark's
+    /// incremental form): once the window has had records, an empty window gives `f`'s "zero".
+    pub fn reduce_by_window_inv(
+        &self,
+        f: impl Fn(T, T) -> T + 'static,
+        inv: impl Fn(T, T) -> T + 'static,
+        length: Duration,
+        slide: Duration,
+    ) -> Stateful<'s, T>
+    where
+        T: PartialEq,
+    {
+        unkeyed(self.map(|x| ((), x)).reduce_by_key_and_window_inv(
+            f,
+            inv,
+            length,
+            slide,
+            None::<fn(&((), T)) -> bool>,
+        ))
+    }
+
+    /// How often each distinct record occurs in the window, at every slide time (Spark's
+    /// `countByValueAndWindow`; records whose count drops to 0 leave).
+    pub fn count_by_value_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+    ) -> Stateful<'s, (T, u64)>
+    where
+        T: Key,
+    {
+        self.map(|x| (x, 1u64)).reduce_by_key_and_window_inv(
+            |a, b| a + b,
+            |a, b| a - b,
+            length,
+            slide,
+            Some(|(_, c): &(T, u64)| *c != 0),
+        )
+    }
+}
+
+/// A `Stateful` keyed by `()` seen as unkeyed.
+fn unkeyed<'s, T: Data>(keyed: Stateful<'s, ((), T)>) -> Stateful<'s, T> {
+    let changes = keyed.changes().map(|(((), t), d)| (t, d));
+    Stateful::new(changes, Box::new(move || keyed.map(|((), t)| t)))
+}
+
+impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
+    /// Reduces each key's values in the window with `f` at every slide time (Spark's
+    /// `reduceByKeyAndWindow` without an inverse function). Keys and values must be `Ord` (they
+    /// live in a differential arrangement).
+    pub fn reduce_by_key_and_window(
+        &self,
+        f: impl Fn(V, V) -> V + 'static,
+        length: Duration,
+        slide: Duration,
+    ) -> Stateful<'s, (K, V)>
+    where
+        K: DdData,
+        V: DdData,
+    {
+        let f: Reducer<V> = Rc::new(f);
+        let Some(spec) = self.window_spec(length, slide) else {
+            return empty_stateful(self);
+        };
+        let g = Rc::clone(&f);
+        let per_batch = self
+            .reduce_by_key(move |a, b| g(a, b))
+            .transform(|t, kvs| kvs.into_iter().map(move |(k, v)| (k, (t.millis(), v))));
+        let tagged = per_batch.window_changes(spec).changes_to_collection();
+        let reduced = tagged.reduce(move |_key, values, out| {
+            // Values are (batch, value), in batch order; each batch's value appears once.
+            let mut acc: Option<V> = None;
+            for ((_, v), r) in values {
+                for _ in 0..*r {
+                    acc = Some(match acc.take() {
+                        Some(a) => f(a, v.clone()),
+                        None => v.clone(),
+                    });
+                }
+            }
+            if let Some(a) = acc {
+                out.push((a, 1isize));
+            }
+        });
+        let changes = self.derive(retime(reduced)).only_batches().on(spec.every());
+        let c = changes.clone();
+        Stateful::new(
+            changes,
+            Box::new(move || upsert_snapshots(&c, spec.every())),
+        )
+    }
+
+    /// Spark's incremental `reduceByKeyAndWindow(f, inv, L, S, filter)`: the window's value of a
+    /// key is updated with `inv(old, leaving)` then `f(·, entering)`. Keys stay when their value
+    /// returns to zero unless `filter` (given the key and new value) returns false.
+    pub fn reduce_by_key_and_window_inv(
+        &self,
+        f: impl Fn(V, V) -> V + 'static,
+        inv: impl Fn(V, V) -> V + 'static,
+        length: Duration,
+        slide: Duration,
+        filter: Option<impl Fn(&(K, V)) -> bool + 'static>,
+    ) -> Stateful<'s, (K, V)>
+    where
+        V: PartialEq,
+    {
+        let f: Reducer<V> = Rc::new(f);
+        let Some(spec) = self.window_spec(length, slide) else {
+            return empty_stateful(self);
+        };
+        let g = Rc::clone(&f);
+        let per_batch = self.reduce_by_key(move |a, b| g(a, b));
+        // Entering values at +1, leaving at -1, at slide times; routed by key.
+        let moves = per_batch.window_changes(spec);
+        let mut state: foldhash::HashMap<K, V> = Default::default();
+        let every = spec.every();
+        let (f_absorb, f_finish) = (Rc::clone(&f), f);
+        let changes = batch_fold(
+            moves.stream.clone(),
+            moves.ticks.clone(),
+            Exchange::new(|((k, _), _): &((K, V), isize)| route(k)),
+            Pipeline,
+            &self.ctx.name("ReduceByKeyAndWindowInv"),
+            foldhash::HashMap::<K, (Option<V>, Option<V>)>::default,
+            move |acc, data: &mut Vec<((K, V), isize)>| {
+                // Per key: the leaving values reduced with f, and the entering ones.
+                for ((k, v), d) in data.drain(..) {
+                    let (leaving, entering) = acc.entry(k).or_default();
+                    let slot = if d < 0 { leaving } else { entering };
+                    for _ in 0..d.unsigned_abs() {
+                        *slot = Some(match slot.take() {
+                            Some(a) => f_absorb(a, v.clone()),
+                            None => v.clone(),
+                        });
+                    }
+                }
+            },
+            move |t, moved, out: &mut Vec<((K, V), isize)>| {
+                if !every.includes(t) {
+                    return;
+                }
+                for (k, (leaving, entering)) in moved {
+                    let old = state.remove(&k);
+                    // Spark's order: inv(old, leaving), then f(that, entering).
+                    let mut value = match (old.clone(), leaving) {
+                        (Some(v), Some(l)) => Some(inv(v, l)),
+                        (v, _) => v,
+                    };
+                    if let Some(e) = entering {
+                        value = Some(match value {
+                            Some(v) => f_finish(v, e),
+                            None => e,
+                        });
+                    }
+                    let kept = value
+                        .map(|v| (k.clone(), v))
+                        .filter(|kv| filter.as_ref().is_none_or(|keep| keep(kv)));
+                    if kept.as_ref().map(|(_, v)| v) == old.as_ref() {
+                        if let Some((k, v)) = kept {
+                            state.insert(k, v);
+                        }
+                        continue;
+                    }
+                    if let Some(o) = old {
+                        out.push(((k.clone(), o), -1));
+                    }
+                    if let Some((k, v)) = kept {
+                        out.push(((k.clone(), v.clone()), 1));
+                        state.insert(k, v);
+                    }
+                }
+                shrink_if_sparse(&mut state);
+            },
+        );
+        let changes = self.derive(changes).on(spec.every());
+        let c = changes.clone();
+        Stateful::new(
+            changes,
+            Box::new(move || upsert_snapshots(&c, spec.every())),
+        )
+    }
+
+    /// Each key's values in the window at every slide time (Spark's `groupByKeyAndWindow`); its
+    /// change stream is `window(L, S).changes()`.
+    pub fn group_by_key_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+    ) -> DStream<'s, (K, Vec<V>)> {
+        self.window(length, slide).group_by_key()
+    }
+}
+
+fn empty_stateful<'s, T: Data, U: Data>(of: &DStream<'s, U>) -> Stateful<'s, T> {
+    let none = of.flat_map(|_| None::<T>);
+    let changes = none.map(|t| (t, 0isize));
+    Stateful::new(changes, Box::new(move || none))
+}

@@ -1,0 +1,568 @@
+//! Conformance of windows and state against Spark's `WindowOperationsSuite`,
+//! `BasicOperationsSuite` (`updateStateByKey`) and `MapWithStateSuite`, each run with 1 worker,
+//! 2 workers and as 2 processes. Batches are 1 s; windows are given in seconds.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{expect, run1, Batches, Topology, ALL};
+use sluice::dstream::state::{StateSpec, UpdateState};
+use sluice::Cluster;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn s(x: &str) -> String {
+    x.to_owned()
+}
+
+fn pairs(batches: &[&[&str]]) -> Vec<Vec<(String, i64)>> {
+    batches
+        .iter()
+        .map(|b| b.iter().map(|w| (s(w), 1)).collect())
+        .collect()
+}
+
+/// Spark's `bigInput`.
+fn big_input() -> Vec<Vec<(String, i64)>> {
+    pairs(&[
+        &["a"],
+        &["a", "b"],
+        &["a", "b", "c"],
+        &["a", "b"],
+        &["a"],
+        &[],
+        &["a"],
+        &["a", "b"],
+        &["a", "b", "c"],
+        &["a", "b"],
+        &["a"],
+        &[],
+    ])
+}
+
+fn words(batches: &[&[&str]]) -> Vec<Vec<String>> {
+    batches
+        .iter()
+        .map(|b| b.iter().map(|w| s(w)).collect())
+        .collect()
+}
+
+fn ints(batches: &[&[i64]]) -> Vec<Vec<i64>> {
+    batches.iter().map(|b| b.to_vec()).collect()
+}
+
+/// Spark's updateStateByKey test function: running sum.
+fn running_sum(values: Vec<i64>, state: Option<i64>) -> Option<i64> {
+    Some(values.iter().sum::<i64>() + state.unwrap_or(0))
+}
+
+/// Running sum that forgets a key after two batches without values: (sum, idle batches).
+fn sum_with_ttl(values: Vec<i64>, state: Option<(i64, u32)>) -> Option<(i64, u32)> {
+    let (sum, idle) = state.unwrap_or((0, 0));
+    if values.is_empty() {
+        (idle < 1).then_some((sum, idle + 1))
+    } else {
+        Some((sum + values.iter().sum::<i64>(), 0))
+    }
+}
+
+fn run_case(name: &str, cluster: Cluster) -> Batches {
+    match name {
+        "window_basic" => run1(ints(&[&[1], &[2], &[3], &[4], &[5]]), cluster, |d| {
+            d.window(secs(2), secs(1)).snapshots()
+        }),
+        "window_tumbling" => run1(ints(&[&[1], &[2], &[3], &[4], &[5], &[6]]), cluster, |d| {
+            d.window(secs(2), secs(2)).snapshots()
+        }),
+        "window_larger_slide" => run1(
+            ints(&[&[1], &[2], &[3], &[4], &[5], &[6], &[7], &[8]]),
+            cluster,
+            |d| d.window(secs(3), secs(2)).snapshots(),
+        ),
+        "window_count" => run1(ints(&[&[1], &[2], &[3], &[4], &[5], &[6]]), cluster, |d| {
+            d.window(secs(3), secs(2)).count()
+        }),
+        "window_changes" => run1(ints(&[&[1], &[2], &[3], &[4]]), cluster, |d| {
+            d.window(secs(2), secs(1)).changes()
+        }),
+        "reduce_by_key_and_window" => run1(big_input(), cluster, |d| {
+            d.reduce_by_key_and_window(|a, b| a + b, secs(2), secs(1))
+                .snapshots()
+        }),
+        "reduce_by_key_and_window_inv" => run1(big_input(), cluster, |d| {
+            d.reduce_by_key_and_window_inv(
+                |a, b| a + b,
+                |a, b| a - b,
+                secs(2),
+                secs(1),
+                None::<fn(&(String, i64)) -> bool>,
+            )
+            .snapshots()
+        }),
+        "reduce_by_key_and_window_inv_filtered" => run1(big_input(), cluster, |d| {
+            d.reduce_by_key_and_window_inv(
+                |a, b| a + b,
+                |a, b| a - b,
+                secs(2),
+                secs(1),
+                Some(|(_, v): &(String, i64)| *v != 0),
+            )
+            .snapshots()
+        }),
+        "reduce_by_key_and_window_changes" => run1(big_input(), cluster, |d| {
+            d.reduce_by_key_and_window(|a, b| a + b, secs(2), secs(1))
+                .changes()
+        }),
+        "group_by_key_and_window" => run1(big_input(), cluster, |d| {
+            d.group_by_key_and_window(secs(2), secs(1))
+        }),
+        "count_by_window" => run1(ints(&[&[1], &[1], &[1, 2], &[0], &[], &[]]), cluster, |d| {
+            d.count_by_window(secs(2), secs(1)).snapshots()
+        }),
+        "reduce_by_window" => run1(ints(&[&[1], &[2], &[3], &[], &[], &[]]), cluster, |d| {
+            d.reduce_by_window(|a, b| a + b, secs(2), secs(1))
+                .snapshots()
+        }),
+        "count_by_value_and_window" => {
+            run1(words(&[&["a"], &["b", "b"], &["a", "b"]]), cluster, |d| {
+                d.count_by_value_and_window(secs(2), secs(1)).snapshots()
+            })
+        }
+        "update_state_by_key" => run1(
+            pairs(&[
+                &["a"],
+                &["a", "b"],
+                &["a", "b", "c"],
+                &["a", "b"],
+                &["a"],
+                &[],
+            ]),
+            cluster,
+            |d| d.update_state_by_key(running_sum).snapshots(),
+        ),
+        "update_state_by_key_initial" => run1(
+            pairs(&[
+                &["a"],
+                &["a", "b"],
+                &["a", "b", "c"],
+                &["a", "b"],
+                &["a"],
+                &[],
+            ]),
+            cluster,
+            |d| {
+                d.update_state_by_key_with(
+                    UpdateState::new(running_sum).initial_state(vec![(s("a"), 1), (s("c"), 2)]),
+                )
+                .snapshots()
+            },
+        ),
+        "update_state_by_key_lifecycle" => run1(
+            pairs(&[&["a", "b"], &[], &["a", "c", "a"], &["c"], &[], &[], &[]]),
+            cluster,
+            |d| {
+                d.update_state_by_key(sum_with_ttl)
+                    .snapshots()
+                    .map(|(k, (sum, _))| (k, sum))
+            },
+        ),
+        "update_state_by_key_lifecycle_pure" => run1(
+            pairs(&[&["a", "b"], &[], &["a", "c", "a"], &["c"], &[], &[], &[]]),
+            cluster,
+            |d| {
+                d.update_state_by_key_with(UpdateState::new(sum_with_ttl).pure())
+                    .snapshots()
+                    .map(|(k, (sum, _))| (k, sum))
+            },
+        ),
+        "update_state_by_key_time" => run1(pairs(&[&["a"], &["b"]]), cluster, |d| {
+            d.update_state_by_key_with(UpdateState::with_time_and_key(
+                |t, k: &String, vs: Vec<i64>, s: Option<String>| {
+                    Some(format!(
+                        "{}{k}{}@{}",
+                        s.unwrap_or_default(),
+                        vs.len(),
+                        t.millis()
+                    ))
+                },
+            ))
+            .snapshots()
+        }),
+        "map_with_state" | "map_with_state_snapshots" => {
+            let snapshots = name == "map_with_state_snapshots";
+            run1(
+                words(&[
+                    &[],
+                    &["a"],
+                    &["a", "b"],
+                    &["a", "b", "c"],
+                    &["a", "b"],
+                    &["a"],
+                    &[],
+                ]),
+                cluster,
+                move |d| {
+                    let mapped = d.map(|w| (w, 1i64)).map_with_state(StateSpec::function(
+                        |_t, _k: &String, v: Option<i64>, state| {
+                            let sum = v.unwrap_or(0) + state.get().copied().unwrap_or(0);
+                            state.update(sum);
+                            Some(sum)
+                        },
+                    ));
+                    if snapshots {
+                        mapped.state_snapshots().map(|(k, v)| format!("{k}={v}"))
+                    } else {
+                        mapped.map(|v| v.to_string())
+                    }
+                },
+            )
+        }
+        "map_with_state_timeout" => run1(
+            words(&[&["a", "b"], &["b"], &[], &["b"], &[], &[], &[]]),
+            cluster,
+            |d| {
+                let mapped = d.map(|w| (w, 1i64)).map_with_state(
+                    StateSpec::function(|t, k: &String, v: Option<i64>, state| {
+                        if state.is_timing_out() {
+                            return Some(format!(
+                                "{k} timed out at {} with {}",
+                                t.millis(),
+                                state.get().copied().unwrap_or(0)
+                            ));
+                        }
+                        let sum = v.unwrap_or(0) + state.get().copied().unwrap_or(0);
+                        state.update(sum);
+                        None
+                    })
+                    .timeout(secs(2)),
+                );
+                mapped.clone()
+            },
+        ),
+        other => panic!("unknown case {other}"),
+    }
+}
+
+fn check(name: &str, expected: Batches) {
+    for topology in ALL {
+        let got = match topology {
+            Topology::TwoProcesses => {
+                let dir = tempfile::tempdir().expect("a temp dir");
+                common::run_two_processes(name, dir.path())
+            }
+            t => run_case(name, common::cluster_for(t)),
+        };
+        assert_eq!(got, expected, "case {name} with {topology:?}");
+    }
+}
+
+#[test]
+fn child_process_entry() {
+    if let Some((case, cluster, out)) = common::child_cluster() {
+        let got = run_case(&case, cluster);
+        if !out.is_empty() {
+            std::fs::write(&out, serde_json::to_string(&got).expect("serializable"))
+                .expect("write the output");
+        }
+    }
+}
+
+#[test]
+fn window_basic() {
+    check(
+        "window_basic",
+        expect(vec![
+            vec![1],
+            vec![1, 2],
+            vec![2, 3],
+            vec![3, 4],
+            vec![4, 5],
+        ]),
+    );
+}
+
+#[test]
+fn window_tumbling_outputs_only_at_slide_times() {
+    check(
+        "window_tumbling",
+        expect(vec![vec![1, 2], vec![3, 4], vec![5, 6]]),
+    );
+}
+
+#[test]
+fn window_longer_than_slide() {
+    // Slides at 2, 4, 6, 8 s; windows (−1,2], (1,4], (3,6], (5,8].
+    check(
+        "window_larger_slide",
+        expect(vec![
+            vec![1, 2],
+            vec![2, 3, 4],
+            vec![4, 5, 6],
+            vec![6, 7, 8],
+        ]),
+    );
+}
+
+#[test]
+fn count_of_a_window_runs_only_at_slide_times() {
+    check("window_count", expect(vec![vec![2u64], vec![3], vec![3]]));
+}
+
+#[test]
+fn window_changes_are_records_entering_and_leaving() {
+    check(
+        "window_changes",
+        expect(vec![
+            vec![(1i64, 1isize)],
+            vec![(2, 1)],
+            vec![(1, -1), (3, 1)],
+            vec![(2, -1), (4, 1)],
+        ]),
+    );
+}
+
+fn big_reduce_output() -> Batches {
+    expect(vec![
+        vec![(s("a"), 1i64)],
+        vec![(s("a"), 2), (s("b"), 1)],
+        vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)],
+        vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)],
+        vec![(s("a"), 2), (s("b"), 1)],
+        vec![(s("a"), 1)],
+        vec![(s("a"), 1)],
+        vec![(s("a"), 2), (s("b"), 1)],
+        vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)],
+        vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)],
+        vec![(s("a"), 2), (s("b"), 1)],
+        vec![(s("a"), 1)],
+    ])
+}
+
+#[test]
+fn reduce_by_key_and_window() {
+    check("reduce_by_key_and_window", big_reduce_output());
+}
+
+#[test]
+fn reduce_by_key_and_window_with_inverse_keeps_zero_valued_keys_like_spark() {
+    check(
+        "reduce_by_key_and_window_inv",
+        expect(vec![
+            vec![(s("a"), 1i64)],
+            vec![(s("a"), 2), (s("b"), 1)],
+            vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)],
+            vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)],
+            vec![(s("a"), 2), (s("b"), 1), (s("c"), 0)],
+            vec![(s("a"), 1), (s("b"), 0), (s("c"), 0)],
+            vec![(s("a"), 1), (s("b"), 0), (s("c"), 0)],
+            vec![(s("a"), 2), (s("b"), 1), (s("c"), 0)],
+            vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)],
+            vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)],
+            vec![(s("a"), 2), (s("b"), 1), (s("c"), 0)],
+            vec![(s("a"), 1), (s("b"), 0), (s("c"), 0)],
+        ]),
+    );
+}
+
+#[test]
+fn with_and_without_inverse_agree_but_for_zero_valued_keys() {
+    // With Spark's filter the inverse form equals the plain one exactly.
+    check("reduce_by_key_and_window_inv_filtered", big_reduce_output());
+}
+
+#[test]
+fn reduce_by_key_and_window_changes_are_upserts() {
+    check(
+        "reduce_by_key_and_window_changes",
+        expect(vec![
+            vec![((s("a"), 1i64), 1isize)],
+            vec![((s("a"), 1), -1), ((s("a"), 2), 1), ((s("b"), 1), 1)],
+            vec![((s("b"), 1), -1), ((s("b"), 2), 1), ((s("c"), 1), 1)],
+            vec![],
+            vec![((s("b"), 1), 1), ((s("b"), 2), -1), ((s("c"), 1), -1)],
+            vec![((s("a"), 1), 1), ((s("a"), 2), -1), ((s("b"), 1), -1)],
+            vec![],
+            vec![((s("a"), 1), -1), ((s("a"), 2), 1), ((s("b"), 1), 1)],
+            vec![((s("b"), 1), -1), ((s("b"), 2), 1), ((s("c"), 1), 1)],
+            vec![],
+            vec![((s("b"), 1), 1), ((s("b"), 2), -1), ((s("c"), 1), -1)],
+            vec![((s("a"), 1), 1), ((s("a"), 2), -1), ((s("b"), 1), -1)],
+        ]),
+    );
+}
+
+#[test]
+fn group_by_key_and_window() {
+    let v = |n: usize| vec![1i64; n];
+    check(
+        "group_by_key_and_window",
+        expect(vec![
+            vec![(s("a"), v(1))],
+            vec![(s("a"), v(2)), (s("b"), v(1))],
+            vec![(s("a"), v(2)), (s("b"), v(2)), (s("c"), v(1))],
+            vec![(s("a"), v(2)), (s("b"), v(2)), (s("c"), v(1))],
+            vec![(s("a"), v(2)), (s("b"), v(1))],
+            vec![(s("a"), v(1))],
+            vec![(s("a"), v(1))],
+            vec![(s("a"), v(2)), (s("b"), v(1))],
+            vec![(s("a"), v(2)), (s("b"), v(2)), (s("c"), v(1))],
+            vec![(s("a"), v(2)), (s("b"), v(2)), (s("c"), v(1))],
+            vec![(s("a"), v(2)), (s("b"), v(1))],
+            vec![(s("a"), v(1))],
+        ]),
+    );
+}
+
+#[test]
+fn count_by_window_as_in_spark() {
+    // WindowOperationsSuite "countByWindow": 0 once the window has emptied.
+    check(
+        "count_by_window",
+        expect(vec![
+            vec![1u64],
+            vec![2],
+            vec![3],
+            vec![3],
+            vec![1],
+            vec![0],
+        ]),
+    );
+}
+
+#[test]
+fn reduce_by_window_yields_nothing_for_an_empty_window() {
+    check(
+        "reduce_by_window",
+        expect(vec![vec![1i64], vec![3], vec![5], vec![3], vec![], vec![]]),
+    );
+}
+
+#[test]
+fn count_by_value_and_window_drops_zero_counts() {
+    check(
+        "count_by_value_and_window",
+        expect(vec![
+            vec![(s("a"), 1u64)],
+            vec![(s("a"), 1), (s("b"), 2)],
+            vec![(s("a"), 1), (s("b"), 3)],
+        ]),
+    );
+}
+
+fn running_sums() -> Batches {
+    expect(vec![
+        vec![(s("a"), 1i64)],
+        vec![(s("a"), 2), (s("b"), 1)],
+        vec![(s("a"), 3), (s("b"), 2), (s("c"), 1)],
+        vec![(s("a"), 4), (s("b"), 3), (s("c"), 1)],
+        vec![(s("a"), 5), (s("b"), 3), (s("c"), 1)],
+        vec![(s("a"), 5), (s("b"), 3), (s("c"), 1)],
+    ])
+}
+
+#[test]
+fn update_state_by_key() {
+    check("update_state_by_key", running_sums());
+}
+
+#[test]
+fn update_state_by_key_with_initial_state() {
+    check(
+        "update_state_by_key_initial",
+        expect(vec![
+            vec![(s("a"), 2i64), (s("c"), 2)],
+            vec![(s("a"), 3), (s("b"), 1), (s("c"), 2)],
+            vec![(s("a"), 4), (s("b"), 2), (s("c"), 3)],
+            vec![(s("a"), 5), (s("b"), 3), (s("c"), 3)],
+            vec![(s("a"), 6), (s("b"), 3), (s("c"), 3)],
+            vec![(s("a"), 6), (s("b"), 3), (s("c"), 3)],
+        ]),
+    );
+}
+
+fn lifecycle() -> Batches {
+    expect(vec![
+        vec![(s("a"), 1i64), (s("b"), 1)],
+        vec![(s("a"), 1), (s("b"), 1)],
+        vec![(s("a"), 3), (s("c"), 1)],
+        vec![(s("a"), 3), (s("c"), 2)],
+        vec![(s("c"), 2)],
+        vec![],
+        vec![],
+    ])
+}
+
+#[test]
+fn update_state_by_key_sees_every_key_every_batch_and_removes_state() {
+    check("update_state_by_key_lifecycle", lifecycle());
+}
+
+#[test]
+fn a_pure_update_function_gives_the_same_answer() {
+    check("update_state_by_key_lifecycle_pure", lifecycle());
+}
+
+#[test]
+fn update_state_by_key_with_time_and_key() {
+    check(
+        "update_state_by_key_time",
+        expect(vec![
+            vec![(s("a"), s("a1@1000"))],
+            vec![(s("a"), s("a1@1000a0@2000")), (s("b"), s("b1@2000"))],
+        ]),
+    );
+}
+
+#[test]
+fn map_with_state_maps_each_record() {
+    let b = |v: &[&str]| v.iter().map(|x| s(x)).collect::<Vec<_>>();
+    check(
+        "map_with_state",
+        expect(vec![
+            b(&[]),
+            b(&["1"]),
+            b(&["2", "1"]),
+            b(&["3", "2", "1"]),
+            b(&["4", "3"]),
+            b(&["5"]),
+            b(&[]),
+        ]),
+    );
+}
+
+#[test]
+fn map_with_state_snapshots() {
+    let b = |v: &[&str]| v.iter().map(|x| s(x)).collect::<Vec<_>>();
+    check(
+        "map_with_state_snapshots",
+        expect(vec![
+            b(&[]),
+            b(&["a=1"]),
+            b(&["a=2", "b=1"]),
+            b(&["a=3", "b=2", "c=1"]),
+            b(&["a=4", "b=3", "c=1"]),
+            b(&["a=5", "b=3", "c=1"]),
+            b(&["a=5", "b=3", "c=1"]),
+        ]),
+    );
+}
+
+#[test]
+fn map_with_state_times_out_at_the_first_idle_enough_batch() {
+    // a: last seen at 1000 → idle 2 s at 3000. b: last seen at 4000 → times out at 6000.
+    check(
+        "map_with_state_timeout",
+        expect(vec![
+            vec![],
+            vec![],
+            vec![s("a timed out at 3000 with 1")],
+            vec![],
+            vec![],
+            vec![s("b timed out at 6000 with 3")],
+            vec![],
+        ]),
+    );
+}
