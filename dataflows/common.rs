@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use sluice::listener::LogListener;
 use sluice::source::{DeadLetters, GeneratorConfig, SocketOptions};
-use sluice::{ClusterArgs, Result, StreamingConfig};
+use sluice::{ClusterArgs, DStream, Job, Result, StreamingConfig};
 
 /// Flags of every dataflow.
 #[derive(Clone, Debug, clap::Args)]
@@ -88,5 +88,62 @@ impl LineSourceArgs {
             vocabulary: self.vocabulary.max(1),
             ..GeneratorConfig::default()
         }
+    }
+
+    /// The source these flags choose; tells the user on stderr when it is the generator.
+    pub fn source(&self) -> Result<LineSource> {
+        Ok(match &self.host {
+            Some(host) => LineSource::Socket {
+                host: host.clone(),
+                port: self.port,
+                options: self.socket_options()?,
+            },
+            None => {
+                let generator = self.generator();
+                eprintln!(
+                    "sluice: no --host given: reading {} generated words/s (use --host 127.0.0.1 --port 9999 with `nc -lk 9999` for your own input)",
+                    generator.rate_per_sec
+                );
+                LineSource::Generator(generator)
+            }
+        })
+    }
+}
+
+/// Where a dataflow's text lines come from.
+#[derive(Clone, Debug)]
+pub enum LineSource {
+    /// A TCP server (Spark's `socketTextStream`).
+    Socket {
+        host: String,
+        port: u16,
+        options: SocketOptions,
+    },
+    /// Generated words.
+    Generator(GeneratorConfig),
+}
+
+impl LineSource {
+    /// The lines, on this worker's job.
+    pub fn lines<'s>(&self, job: &mut Job<'s>) -> DStream<'s, String> {
+        match self {
+            LineSource::Socket {
+                host,
+                port,
+                options,
+            } => job.socket_text_stream_with(host, *port, options.clone()),
+            LineSource::Generator(g) => job.generator(g.clone()),
+        }
+    }
+
+    /// `(word, 1)` for every word of every line: `flatMap(_.split("\\s+")).map((_, 1))`.
+    pub fn word_ones<'s>(&self, job: &mut Job<'s>) -> DStream<'s, (String, u64)> {
+        self.lines(job)
+            .flat_map(|line| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .map(|word| (word, 1u64))
     }
 }

@@ -16,6 +16,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod blacklist_filter;
 mod common;
 mod network_wordcount;
+mod stateful_wordcount;
+mod windowed_wordcount;
 
 /// Spark Streaming's DStream jobs on timely dataflow.
 #[derive(Parser, Debug)]
@@ -39,6 +41,21 @@ enum Dataflow {
     NetworkWordcount(network_wordcount::Args),
     /// Drop access-log lines whose IP is on a blacklist file, re-read on change (course §5.2).
     BlacklistFilter(blacklist_filter::Args),
+    /// Running word totals since the start, updateStateByKey (course §5.3).
+    StatefulWordcount(stateful_wordcount::Args),
+    /// Word counts over a sliding window, reduceByKeyAndWindow (course §5.4).
+    WindowedWordcount(windowed_wordcount::Args),
+}
+
+impl Dataflow {
+    fn verbosity(&self) -> u8 {
+        match self {
+            Dataflow::NetworkWordcount(a) => a.common.verbose,
+            Dataflow::BlacklistFilter(a) => a.common.verbose,
+            Dataflow::StatefulWordcount(a) => a.common.verbose,
+            Dataflow::WindowedWordcount(a) => a.common.verbose,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -55,14 +72,12 @@ fn main() -> ExitCode {
         }
     };
     let Command::Run(dataflow) = cli.command;
-    let verbose = match &dataflow {
-        Dataflow::NetworkWordcount(a) => a.common.verbose,
-        Dataflow::BlacklistFilter(a) => a.common.verbose,
-    };
-    sluice::logging::init(verbose);
+    sluice::logging::init(dataflow.verbosity());
     let result = match dataflow {
         Dataflow::NetworkWordcount(args) => network_wordcount::run(args),
         Dataflow::BlacklistFilter(args) => blacklist_filter::run(args),
+        Dataflow::StatefulWordcount(args) => stateful_wordcount::run(args),
+        Dataflow::WindowedWordcount(args) => windowed_wordcount::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -303,3 +303,79 @@ fn two_processes_print_once() {
     let words: u64 = totals(&s0).values().sum();
     assert_eq!(words, 100 * 4, "every generated word is counted once: {s0}");
 }
+
+/// The records of the last printed batch.
+fn last_batch(stdout: &str) -> BTreeMap<String, u64> {
+    let last = stdout.rsplit("Time: ").next().unwrap_or("");
+    totals(last)
+}
+
+#[test]
+fn stateful_wordcount_prints_running_totals() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"a b a\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        s.write_all(b"a c\n").unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let out = run(&[
+        "run",
+        "stateful-wordcount",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--batch",
+        "200ms",
+        "--max-batches",
+        "8",
+        "-w",
+        "2",
+    ]);
+    server.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let last = last_batch(&stdout);
+    assert_eq!(last.get("a"), Some(&3), "{stdout}");
+    assert_eq!(last.get("b"), Some(&1));
+    assert_eq!(last.get("c"), Some(&1));
+}
+
+#[test]
+fn windowed_wordcount_prints_at_slide_times_only() {
+    let out = run(&[
+        "run",
+        "windowed-wordcount",
+        "--batch",
+        "100ms",
+        "--max-batches",
+        "6",
+        "--rate",
+        "100",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Window 300 ms, slide 200 ms: slides at every other batch.
+    assert_eq!(
+        text(&out.stdout).matches("Time: ").count(),
+        3,
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[
+        "run",
+        "windowed-wordcount",
+        "--batch",
+        "2s",
+        "--window",
+        "5s",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("use a multiple such as 6000 ms"),
+        "{}",
+        text(&out.stderr)
+    );
+}

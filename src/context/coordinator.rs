@@ -175,7 +175,8 @@ impl Coordinator {
 
     /// Records a fatal error (the first one wins) and stops the job at once.
     pub(crate) fn fail(&self, error: SluiceError) {
-        tracing::error!("{error}");
+        // Reported once, by whoever awaits the job; logged here only for -vv.
+        tracing::debug!("job failing: {error}");
         let mut fatal = lock(&self.fatal);
         if fatal.is_none() {
             *fatal = Some(error);

@@ -1,0 +1,45 @@
+//! `stateful-wordcount`: the course's running word count (seed §5.3): every batch prints the
+//! total of every word since the job started, `updateStateByKey((seq, old) => Some(seq.sum +
+//! old.getOrElse(0)))`.
+//!
+//! The update function is declared pure, so a batch costs what its words touch, not all words
+//! ever seen; `--changes` prints only the totals that changed in the batch.
+
+use sluice::dstream::state::UpdateState;
+use sluice::{Result, StreamingContext};
+
+use crate::common::{CommonArgs, LineSourceArgs};
+
+/// Flags of `sluice run stateful-wordcount`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub source: LineSourceArgs,
+    /// Print only the totals that changed in each batch, as `((word,total),±1)`.
+    #[arg(long)]
+    pub changes: bool,
+}
+
+/// Runs the job until it is stopped.
+pub fn run(args: Args) -> Result<()> {
+    let config = args.common.config()?;
+    let source = args.source.source()?;
+    let (print, changes) = (args.common.print, args.changes);
+    StreamingContext::new(config).run(move |job| {
+        let totals = source.word_ones(job).update_state_by_key_with(
+            UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
+                Some(new.iter().sum::<u64>() + old.unwrap_or(0))
+            })
+            .pure()
+            .name("word-totals"),
+        );
+        if changes {
+            totals.changes().print(print);
+        } else {
+            totals.print(print);
+        }
+    })
+}
