@@ -341,12 +341,28 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         apply(k, values, old, &mut state, out);
                     }
                 } else {
-                    // Spark's rule: every key with state, every batch.
-                    let keys: Vec<K> = state.keys().cloned().collect();
-                    for k in keys {
-                        let values = news.remove(&k).map(|(v, _)| v).unwrap_or_default();
-                        let old = state.remove(&k);
-                        apply(k, values, old, &mut state, out);
+                    // Spark's rule: every key with state, every batch; updated in place.
+                    let mut gone = Vec::new();
+                    for (k, s) in state.iter_mut() {
+                        let values = if news.is_empty() {
+                            Vec::new()
+                        } else {
+                            news.remove(k).map(|(v, _)| v).unwrap_or_default()
+                        };
+                        match f(time, k, values, Some(s.clone())) {
+                            Some(n) if n == *s => {}
+                            Some(n) => {
+                                out.push(((k.clone(), std::mem::replace(s, n.clone())), -1));
+                                out.push(((k.clone(), n), 1));
+                            }
+                            None => {
+                                out.push(((k.clone(), s.clone()), -1));
+                                gone.push(k.clone());
+                            }
+                        }
+                    }
+                    for k in gone {
+                        state.remove(&k);
                     }
                     for (k, (values, _)) in news.drain() {
                         apply(k, values, None, &mut state, out);
