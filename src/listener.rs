@@ -33,6 +33,17 @@ pub struct StateSize {
     pub approx_bytes: u64,
 }
 
+impl StateSize {
+    /// The size of `keys` entries of `K` and `V` held by `operator`.
+    pub fn of<K, V>(operator: &str, keys: usize) -> Self {
+        StateSize {
+            operator: operator.to_owned(),
+            keys: keys as u64,
+            approx_bytes: (keys * (std::mem::size_of::<K>() + std::mem::size_of::<V>() + 8)) as u64,
+        }
+    }
+}
+
 /// What happened to one batch in this process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchInfo {

@@ -146,3 +146,53 @@ fn a_window_that_is_not_a_multiple_of_the_batch_fails_at_start() {
         "window length is 5000 ms, which is not a multiple of the batch interval (2000 ms); use a multiple such as 6000 ms"
     );
 }
+
+#[test]
+fn windows_report_their_state_in_the_batch_metrics() {
+    let recorder = BatchRecorder::new();
+    let config = StreamingConfig::new(Duration::from_secs(1))
+        .unwrap()
+        .threads(2)
+        .as_fast_as_possible(1)
+        .first_batch_ms(1000)
+        .max_batches(4)
+        .listener(recorder.clone());
+    let queue = sluice::source::BatchQueue::from_batches(
+        (0..4).map(|i| vec![(format!("k{i}"), 1u64), ("x".to_owned(), 1)]),
+    );
+    StreamingContext::new(config)
+        .run(move |job| {
+            let d = job.queue_stream(&queue);
+            d.window(Duration::from_secs(2), Duration::from_secs(1))
+                .print(0);
+            d.reduce_by_key_and_window_inv(
+                |a, b| a + b,
+                |a, b| a - b,
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+                Some(|(_, n): &(String, u64)| *n > 0),
+            )
+            .print(0);
+        })
+        .unwrap();
+    let last = recorder.batches().pop().expect("batches ran");
+    let keys = |prefix: &str| {
+        last.state
+            .iter()
+            .filter(|s| s.operator.starts_with(prefix))
+            .map(|s| s.keys)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        keys("window"),
+        4,
+        "two batches of two records in the window: {:?}",
+        last.state
+    );
+    assert_eq!(
+        keys("reduce_by_key_and_window_inv"),
+        3,
+        "k2, k3 and x: {:?}",
+        last.state
+    );
+}

@@ -238,14 +238,6 @@ fn initial_stream<'s, T: Data>(
     })
 }
 
-fn state_size<K, S>(operator: &str, keys: usize) -> StateSize {
-    StateSize {
-        operator: operator.to_owned(),
-        keys: keys as u64,
-        approx_bytes: (keys * (std::mem::size_of::<K>() + std::mem::size_of::<S>() + 8)) as u64,
-    }
-}
-
 impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// Running state per key (Spark's `updateStateByKey` with `(Seq[V], Option[S]) => Option[S]`):
     /// every batch, `f(new values, old state)` for every key with state or new values; `None`
@@ -370,7 +362,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 }
                 dirty = next_dirty;
                 shrink_if_sparse(&mut state);
-                coord.report_state(t, state_size::<K, S>(&op_name, state.len()));
+                coord.report_state(t, StateSize::of::<K, S>(&op_name, state.len()));
             },
         );
         let changes = self.derive(changes);
@@ -491,7 +483,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 }
                 shrink_if_sparse(&mut state);
                 shrink_if_sparse(&mut last_seen);
-                coord.report_state(t, state_size::<K, S>(&op_name, state.len()));
+                coord.report_state(t, StateSize::of::<K, S>(&op_name, state.len()));
             },
         );
         let mapped = self.derive(both.clone().flat_map(|x| match x {

@@ -114,12 +114,14 @@ pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
     every: Every,
 ) -> DStream<'s, (K, V)> {
     let mut current: foldhash::HashMap<K, V> = Default::default();
+    let op_name = changes.ctx.name("snapshot");
+    let coord = std::sync::Arc::clone(&changes.ctx.coord);
     let stream = batch_fold_core(
         changes.stream.clone(),
         changes.ticks.clone(),
         Pipeline,
         Pipeline,
-        &changes.ctx.name("Snapshot"),
+        &op_name.clone(),
         true,
         Vec::new,
         |acc: &mut Vec<((K, V), isize)>, data| acc.append(data),
@@ -136,6 +138,10 @@ pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
                 }
             }
             shrink_if_sparse(&mut current);
+            coord.report_state(
+                t,
+                crate::listener::StateSize::of::<K, V>(&op_name, current.len()),
+            );
             if every.includes(t) {
                 out.extend(current.iter().map(|(k, v)| (k.clone(), v.clone())));
             }

@@ -29,6 +29,7 @@ use super::collection::retime;
 use super::pair::route;
 use super::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
 use super::{DStream, Data, Key};
+use crate::listener::StateSize;
 use crate::time::multiple_of_batch;
 
 /// Window length and slide in ms, checked against the batch interval.
@@ -105,6 +106,8 @@ impl<'s, T: Data> DStream<'s, T> {
                 // Each worker keeps its own share of the window's batches.
                 let mut batches: std::collections::VecDeque<(u64, Vec<T>)> = Default::default();
                 let every = spec.every();
+                let op_name = this.ctx.name("window");
+                let coord = std::sync::Arc::clone(&this.ctx.coord);
                 let stream = batch_fold_core(
                     this.stream.clone(),
                     this.ticks.clone(),
@@ -124,6 +127,8 @@ impl<'s, T: Data> DStream<'s, T> {
                                 out.extend(records.iter().cloned());
                             }
                         }
+                        let held = batches.iter().map(|(_, r)| r.len()).sum();
+                        coord.report_state(t, StateSize::of::<T, ()>(&op_name, held));
                     },
                 );
                 this.derive(stream).on(every)
@@ -273,12 +278,14 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let mut state: foldhash::HashMap<K, V> = Default::default();
         let every = spec.every();
         let (f_absorb, f_finish) = (Rc::clone(&f), f);
+        let op_name = self.ctx.name("reduce_by_key_and_window_inv");
+        let coord = std::sync::Arc::clone(&self.ctx.coord);
         let changes = batch_fold(
             moves.stream.clone(),
             moves.ticks.clone(),
             Exchange::new(|((k, _), _): &((K, V), isize)| route(k)),
             Pipeline,
-            &self.ctx.name("ReduceByKeyAndWindowInv"),
+            &op_name.clone(),
             foldhash::HashMap::<K, (Option<V>, Option<V>)>::default,
             move |acc, data: &mut Vec<((K, V), isize)>| {
                 // Per key: the leaving values reduced with f, and the entering ones.
@@ -328,6 +335,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     }
                 }
                 shrink_if_sparse(&mut state);
+                coord.report_state(t, StateSize::of::<K, V>(&op_name, state.len()));
             },
         );
         let changes = self.derive(changes).on(spec.every());
