@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{expect, run1, run2, Batches, Topology, ALL};
+use common::{expect, run1, run2, Batches};
 use sluice::table::PairBatchExt;
 use sluice::Cluster;
 
@@ -126,28 +126,13 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
 }
 
 fn check(name: &str, expected: Batches) {
-    for topology in ALL {
-        let got = match topology {
-            Topology::TwoProcesses => {
-                let dir = tempfile::tempdir().expect("a temp dir");
-                common::run_two_processes(name, dir.path())
-            }
-            t => run_case(name, common::cluster_for(t)),
-        };
-        assert_eq!(got, expected, "case {name} with {topology:?}");
-    }
+    common::check(name, expected, run_case);
 }
 
 /// Entry point of the child processes of multi-process runs; does nothing in a normal run.
 #[test]
 fn child_process_entry() {
-    if let Some((case, cluster, out)) = common::child_cluster() {
-        let got = run_case(&case, cluster);
-        if !out.is_empty() {
-            std::fs::write(&out, serde_json::to_string(&got).expect("serializable"))
-                .expect("write the output");
-        }
-    }
+    common::child_entry(run_case);
 }
 
 #[test]

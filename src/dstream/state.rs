@@ -239,6 +239,18 @@ fn initial_stream<'s, T: Data>(
 }
 
 impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
+    /// The records as `(key, Left(value))` and this worker's share of `initial` as
+    /// `(key, Right(state))` at the first batch.
+    fn with_initial_state<S: Data>(
+        &self,
+        initial: Vec<(K, S)>,
+    ) -> StreamVec<'s, u64, (K, Either<V, S>)> {
+        self.stream
+            .clone()
+            .map(|(k, v)| (k, Either::Left(v)))
+            .concat(initial_stream(self, initial).map(|(k, s)| (k, Either::Right(s))))
+    }
+
     /// Running state per key (Spark's `updateStateByKey` with `(Seq[V], Option[S]) => Option[S]`):
     /// every batch, `f(new values, old state)` for every key with state or new values; `None`
     /// removes the key. See [`UpdateState`] for the other forms and the module docs for cost.
@@ -262,11 +274,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         } = spec;
         let name = name.unwrap_or_else(|| self.ctx.name("update_state_by_key"));
         let coord = std::sync::Arc::clone(&self.ctx.coord);
-        let input = self
-            .stream
-            .clone()
-            .map(|(k, v)| (k, Either::Left(v)))
-            .concat(initial_stream(self, initial).map(|(k, s)| (k, Either::Right(s))));
+        let input = self.with_initial_state(initial);
         let mut state: foldhash::HashMap<K, S> = Default::default();
         let mut dirty: foldhash::HashSet<K> = Default::default();
         let op_name = name.clone();
@@ -389,11 +397,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let batch_ms = self.ctx.info.batch_ms;
         let timeout_ms = timeout.map(|d| (d.as_millis() as u64).max(1));
         let coord = std::sync::Arc::clone(&self.ctx.coord);
-        let input = self
-            .stream
-            .clone()
-            .map(|(k, v)| (k, Either::Left(v)))
-            .concat(initial_stream(self, initial).map(|(k, s)| (k, Either::Right(s))));
+        let input = self.with_initial_state(initial);
         let mut state: foldhash::HashMap<K, S> = Default::default();
         let mut last_seen: foldhash::HashMap<K, u64> = Default::default();
         let mut expiring: BTreeMap<u64, Vec<K>> = BTreeMap::new();

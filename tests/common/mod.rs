@@ -187,3 +187,30 @@ pub fn expect<T: Debug>(batches: Vec<Vec<T>>) -> Batches {
 }
 
 pub type CaseFn = Arc<dyn Fn(Cluster) -> Batches + Send + Sync>;
+
+/// Runs the named case with every topology (2 processes through `run_two_processes`) and
+/// compares each run's batches with `expected`.
+pub fn check(name: &str, expected: Batches, run_case: fn(&str, Cluster) -> Batches) {
+    for topology in ALL {
+        let got = match topology {
+            Topology::TwoProcesses => {
+                let dir = tempfile::tempdir().expect("a temp dir");
+                run_two_processes(name, dir.path())
+            }
+            t => run_case(name, cluster_for(t)),
+        };
+        assert_eq!(got, expected, "case {name} with {topology:?}");
+    }
+}
+
+/// The body of each test binary's `child_process_entry`: in a child process, runs its case and
+/// (process 0) writes the batches for the parent; in a normal test run, does nothing.
+pub fn child_entry(run_case: fn(&str, Cluster) -> Batches) {
+    if let Some((case, cluster, out)) = child_cluster() {
+        let got = run_case(&case, cluster);
+        if !out.is_empty() {
+            std::fs::write(&out, serde_json::to_string(&got).expect("serializable"))
+                .expect("write the output");
+        }
+    }
+}
