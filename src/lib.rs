@@ -44,6 +44,7 @@ pub mod dstream;
 pub mod error;
 pub mod listener;
 pub mod logging;
+pub mod offsets;
 pub mod source;
 pub mod table;
 pub mod time;

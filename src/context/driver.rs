@@ -110,6 +110,9 @@ pub(crate) fn run_worker(
                 };
                 let cut_at = Instant::now();
                 let inputs = feeders.iter_mut().map(|f| f.read(&slot)).collect();
+                if let Some(e) = feeders.iter_mut().find_map(|f| f.failure()) {
+                    coord.fail(e);
+                }
                 ticks.send(next);
                 ticks.flush();
                 for f in feeders.iter_mut() {
@@ -142,10 +145,12 @@ pub(crate) fn run_worker(
             }
             CutDecision::Finished => break,
         }
-        report_finished(&probe, &mut in_flight, &mut last_done, &coord);
+        report_finished(&probe, &mut in_flight, &mut last_done, &coord, &mut feeders);
     }
 
-    drop(feeders);
+    for f in feeders.iter_mut() {
+        f.close();
+    }
     drop(ticks);
     if coord.aborted() {
         for id in worker.installed_dataflows() {
@@ -155,7 +160,7 @@ pub(crate) fn run_worker(
     }
     while !probe.done() {
         worker.step_or_park(Some(Duration::from_millis(5)));
-        report_finished(&probe, &mut in_flight, &mut last_done, &coord);
+        report_finished(&probe, &mut in_flight, &mut last_done, &coord, &mut feeders);
         if coord.aborted() {
             for id in worker.installed_dataflows() {
                 worker.drop_dataflow(id);
@@ -163,7 +168,7 @@ pub(crate) fn run_worker(
             return Ok(());
         }
     }
-    report_finished(&probe, &mut in_flight, &mut last_done, &coord);
+    report_finished(&probe, &mut in_flight, &mut last_done, &coord, &mut feeders);
     Ok(())
 }
 
@@ -173,6 +178,7 @@ fn report_finished(
     in_flight: &mut VecDeque<InFlight>,
     last_done: &mut Instant,
     coord: &Coordinator,
+    feeders: &mut [Box<dyn Feeder>],
 ) {
     while let Some(front) = in_flight.front() {
         if probe.less_equal(&front.t) {
@@ -184,6 +190,10 @@ fn report_finished(
         let done_at = Instant::now();
         let started_at = b.cut_at.max(*last_done);
         *last_done = done_at;
+        // Every output of the batch has finished everywhere: sources may commit it.
+        for f in feeders.iter_mut() {
+            f.completed(b.t);
+        }
         coord.report(WorkerBatch {
             batch_ms: b.t,
             inputs: b.inputs,

@@ -71,6 +71,20 @@ impl<'s> Job<'s> {
         self.source(reader)
     }
 
+    /// A Kafka direct stream (Spark's `KafkaUtils.createDirectStream`): each partition read by
+    /// one worker, exact offset ranges per batch, offsets committed after the outputs.
+    pub fn kafka_direct_stream(
+        &mut self,
+        config: crate::source::kafka::KafkaConfig,
+    ) -> crate::source::kafka::DirectStream<'s> {
+        let reader = crate::source::kafka::KafkaReader::new(
+            config,
+            self.ctx.info.index,
+            self.ctx.info.peers,
+        );
+        crate::source::kafka::DirectStream::new(self.source(reader))
+    }
+
     /// Random words at a set rate, as text lines (for demos and benchmarks).
     pub fn generator(&mut self, config: GeneratorConfig) -> DStream<'s, String> {
         let reader = Generator::new(config, self.ctx.info.index);

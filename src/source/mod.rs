@@ -12,6 +12,7 @@ use crate::time::Time;
 
 pub mod dead_letter;
 pub mod generator;
+pub mod kafka;
 pub mod queue;
 pub mod socket;
 
@@ -61,6 +62,15 @@ pub trait BatchReader<T>: 'static {
     /// Appends this worker's records of batch `slot.time` to `out`; returns how many malformed
     /// records were set aside for this batch.
     fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<T>) -> u64;
+
+    /// Batch `batch` has finished every output operation on every worker (the job's probe has
+    /// passed it): a source can now commit what the batch consumed (Kafka offsets).
+    fn batch_completed(&mut self, _batch: Time) {}
+
+    /// A fault the job cannot go on with (checked after every read); the job fails with it.
+    fn failure(&mut self) -> Option<crate::error::SluiceError> {
+        None
+    }
 }
 
 /// A reader bound to the timely input it feeds.
@@ -74,10 +84,16 @@ pub(crate) trait Feeder {
     fn read(&mut self, slot: &BatchSlot) -> SourceInput;
     /// Sends up to `max` of the records read; true while records remain.
     fn send_chunk(&mut self, max: usize) -> bool;
+    /// No batch follows: closes the input (the reader stays, to commit).
+    fn close(&mut self);
+    /// See [`BatchReader::batch_completed`].
+    fn completed(&mut self, t: u64);
+    /// See [`BatchReader::failure`].
+    fn failure(&mut self) -> Option<crate::error::SluiceError>;
 }
 
 pub(crate) struct InputFeeder<T: Clone + 'static, R> {
-    pub(crate) input: InputHandleVec<u64, T>,
+    pub(crate) input: Option<InputHandleVec<u64, T>>,
     pub(crate) reader: R,
     pub(crate) buffer: std::collections::VecDeque<T>,
     pub(crate) scratch: Vec<T>,
@@ -86,7 +102,7 @@ pub(crate) struct InputFeeder<T: Clone + 'static, R> {
 impl<T: Clone + 'static, R: BatchReader<T>> InputFeeder<T, R> {
     pub(crate) fn new(input: InputHandleVec<u64, T>, reader: R) -> Self {
         InputFeeder {
-            input,
+            input: Some(input),
             reader,
             buffer: Default::default(),
             scratch: Vec::new(),
@@ -96,15 +112,15 @@ impl<T: Clone + 'static, R: BatchReader<T>> InputFeeder<T, R> {
 
 impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
     fn advance_to(&mut self, t: u64) {
-        if *self.input.time() < t {
-            self.input.advance_to(t);
+        if let Some(input) = self.input.as_mut() {
+            if *input.time() < t {
+                input.advance_to(t);
+            }
         }
     }
 
     fn read(&mut self, slot: &BatchSlot) -> SourceInput {
-        if self.input.time() < &slot.time.millis() {
-            self.input.advance_to(slot.time.millis());
-        }
+        self.advance_to(slot.time.millis());
         let malformed = self.reader.read_batch(slot, &mut self.scratch);
         let records = self.scratch.len() as u64;
         self.buffer.extend(self.scratch.drain(..));
@@ -117,10 +133,27 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
 
     fn send_chunk(&mut self, max: usize) -> bool {
         let n = max.min(self.buffer.len());
-        for record in self.buffer.drain(..n) {
-            self.input.send(record);
+        match self.input.as_mut() {
+            Some(input) => {
+                for record in self.buffer.drain(..n) {
+                    input.send(record);
+                }
+                input.flush();
+            }
+            None => self.buffer.clear(),
         }
-        self.input.flush();
         !self.buffer.is_empty()
+    }
+
+    fn close(&mut self) {
+        self.input = None;
+    }
+
+    fn completed(&mut self, t: u64) {
+        self.reader.batch_completed(Time::from_millis(t));
+    }
+
+    fn failure(&mut self) -> Option<crate::error::SluiceError> {
+        self.reader.failure()
     }
 }

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::fmt::Debug;
 use std::net::TcpListener;
 use std::path::Path;
@@ -101,6 +103,11 @@ pub fn free_port() -> u16 {
 
 /// Runs the named case as two processes of one worker each; returns process 0's output.
 pub fn run_two_processes(case: &str, dir: &Path) -> Batches {
+    run_two_processes_with(case, dir, &[])
+}
+
+/// [`run_two_processes`] with extra environment variables for the children.
+pub fn run_two_processes_with(case: &str, dir: &Path, env: &[(&str, String)]) -> Batches {
     let hostfile = dir.join("hosts.txt");
     std::fs::write(
         &hostfile,
@@ -122,6 +129,7 @@ pub fn run_two_processes(case: &str, dir: &Path) -> Batches {
             .env("SLUICE_PROCESS", p.to_string())
             .env("SLUICE_HOSTFILE", &hostfile)
             .env("SLUICE_OUT", &out)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -213,4 +221,17 @@ pub fn child_entry(run_case: fn(&str, Cluster) -> Batches) {
                 .expect("write the output");
         }
     }
+}
+
+/// Runs a job whose build function makes the stream to collect; its batches, normalized.
+pub fn run_source<O: Data + Debug>(
+    config: StreamingConfig,
+    f: impl for<'s> Fn(&mut sluice::Job<'s>) -> DStream<'s, O> + Send + Sync + 'static,
+) -> Batches {
+    let out = CollectedBatches::new();
+    let o = out.clone();
+    StreamingContext::new(config)
+        .run(move |job| f(job).collect_into(&o))
+        .expect("the job runs");
+    normalize(&out)
 }

@@ -1,0 +1,151 @@
+//! Where a Kafka direct stream keeps its offsets (Spark: Kafka itself, a checkpoint, ZooKeeper,
+//! Redis or MySQL, course §4.2.2).
+//!
+//! Every store implements [`OffsetStore`]: `load` the next offset to read of some partitions,
+//! `commit` new ones. The offsets of batch `t` are committed only after every output operation
+//! of `t` has finished (the job's probe, behind the outputs, has passed `t`), each worker
+//! committing the partitions it owns; a job stopped or killed before that replays the batch from
+//! its plan. A stored offset is the *next* offset to read (Kafka's convention), i.e. the `until`
+//! of the last committed batch.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::{Result, SluiceError};
+
+pub mod checkpoint;
+pub mod sql;
+
+pub use checkpoint::CheckpointStore;
+pub use sql::{MySqlStore, PostgresStore, RedisStore};
+
+/// A partition of a topic.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`/`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// The records of one partition a batch holds: offsets `[from, until)` (Spark's `OffsetRange`).
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct OffsetRange {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// First offset of the batch.
+    pub from: i64,
+    /// One past the last offset of the batch (the next batch starts here).
+    pub until: i64,
+}
+
+impl OffsetRange {
+    /// How many offsets the range spans.
+    pub fn count(&self) -> i64 {
+        self.until - self.from
+    }
+    /// The partition.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.clone(), self.partition)
+    }
+}
+
+impl crate::SparkDisplay for OffsetRange {
+    fn write_spark(&self, out: &mut String) {
+        out.push_str(&format!(
+            "OffsetRange(topic: '{}', partition: {}, range: [{} -> {}])",
+            self.topic, self.partition, self.from, self.until
+        ));
+    }
+}
+
+/// Loads and commits the next offsets to read, per consumer group and partition.
+pub trait OffsetStore: Send {
+    /// The stored next offset of each of `partitions` that has one.
+    fn load(
+        &mut self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, i64>>;
+    /// Stores the next offsets to read.
+    fn commit(&mut self, group: &str, offsets: &[(TopicPartition, i64)]) -> Result<()>;
+    /// A name for messages (`redis redis://127.0.0.1/`).
+    fn describe(&self) -> String;
+}
+
+/// Which offset store a Kafka direct stream uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OffsetStoreKind {
+    /// Kafka's consumer-group commit (the default, Spark's `commitAsync`).
+    Kafka,
+    /// Files in a checkpoint directory: `<dir>/kafka-offsets/<group>/<topic>/<partition>`.
+    Checkpoint(PathBuf),
+    /// Redis: one hash per topic, field `group|partition` (the course's layout).
+    Redis(String),
+    /// A PostgreSQL table `sluice_kafka_offsets` (URL `postgres://user@host/db`).
+    Postgres(String),
+    /// A MySQL/MariaDB table `sluice_kafka_offsets` (URL `mysql://user@host/db`).
+    MySql(String),
+}
+
+impl OffsetStoreKind {
+    /// Parses `kafka`, `checkpoint:DIR`, `redis:URL`, `postgres:URL`, `mysql:URL`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::offsets::OffsetStoreKind;
+    /// assert_eq!(OffsetStoreKind::parse("kafka").unwrap(), OffsetStoreKind::Kafka);
+    /// assert_eq!(OffsetStoreKind::parse("redis:redis://127.0.0.1/").unwrap(), OffsetStoreKind::Redis("redis://127.0.0.1/".into()));
+    /// assert!(OffsetStoreKind::parse("etcd").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self> {
+        let (kind, arg) = text.split_once(':').unwrap_or((text, ""));
+        let need = |what: &str| -> Result<String> {
+            if arg.is_empty() {
+                Err(SluiceError::InvalidConfig {
+                    problem: format!("the `{kind}` offset store needs {what}"),
+                    fix: format!("write it as `{kind}:{what}`"),
+                })
+            } else {
+                Ok(arg.to_owned())
+            }
+        };
+        Ok(match kind {
+            "kafka" => OffsetStoreKind::Kafka,
+            "checkpoint" => OffsetStoreKind::Checkpoint(PathBuf::from(need("DIR")?)),
+            "redis" => OffsetStoreKind::Redis(need("URL")?),
+            "postgres" | "postgresql" => OffsetStoreKind::Postgres(need("URL")?),
+            "mysql" | "mariadb" => OffsetStoreKind::MySql(need("URL")?),
+            other => {
+                return Err(SluiceError::InvalidConfig {
+                    problem: format!("`{other}` is not an offset store"),
+                    fix: "use kafka, checkpoint:DIR, redis:URL, postgres:URL or mysql:URL".into(),
+                })
+            }
+        })
+    }
+}

@@ -1,0 +1,728 @@
+//! Kafka direct stream (Spark's `KafkaUtils.createDirectStream`, course §4.2.2, §4.3.2).
+//!
+//! No receiver: each Kafka partition is read by exactly one worker, chosen by a stable hash of
+//! `(topic, partition)` over all workers of all processes (Spark's one task per partition), so
+//! partitions added later do not move existing ones. For every batch `t`, each owning worker
+//! first fixes the **batch plan** — the offset range `[from, until)` of each of its partitions,
+//! `until` capped by the rate limit — and then reads exactly that range (records fetched past
+//! `until` wait in a look-ahead buffer for the next batch). The ranges flow through the
+//! dataflow as [`DirectStream::offset_ranges`] (Spark's `HasOffsetRanges`).
+//!
+//! Offsets of batch `t` go to the [`OffsetStore`](crate::offsets::OffsetStore) only after every
+//! output of `t` has finished (the driver tells the reader when the job's probe passed `t`).
+//! On start, offsets come from the store; partitions without one follow `auto.offset.reset`
+//! (`earliest`, `latest`, or `none`: fail). A stored offset below the partition's earliest
+//! (retention deleted the records) follows [`ExpiredOffsets`]. Partitions that appear while the
+//! job runs are read from their earliest offset.
+//!
+//! Faults: when the broker is unreachable, the batch waits (reported every 5 s) and resumes
+//! where it was; nothing is skipped or read twice.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::{BatchReader, BatchSlot};
+use crate::dstream::pair::route;
+use crate::dstream::DStream;
+use crate::error::SluiceError;
+use crate::offsets::{
+    CheckpointStore, MySqlStore, OffsetRange, OffsetStore, OffsetStoreKind, PostgresStore,
+    RedisStore, TopicPartition,
+};
+use crate::time::Time;
+
+/// Which partitions a direct stream reads (Spark's `ConsumerStrategies`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsumerStrategy {
+    /// Every partition of these topics, including partitions added later.
+    Subscribe(Vec<String>),
+    /// Every partition of every topic whose name matches this regular expression.
+    SubscribePattern(String),
+    /// Exactly these partitions, optionally from given offsets (else from the store).
+    Assign(Vec<(TopicPartition, Option<i64>)>),
+}
+
+/// What to do with a stored offset that retention has already deleted (course §4.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpiredOffsets {
+    /// Fail with an error naming topic, partition, stored and earliest offsets (default).
+    Fail,
+    /// Start from the earliest offset, logging and counting the skipped records.
+    ResetToEarliest,
+}
+
+/// Settings of a Kafka direct stream.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::source::kafka::{KafkaConfig, ConsumerStrategy};
+/// use sluice::offsets::OffsetStoreKind;
+/// let config = KafkaConfig::new("127.0.0.1:9092", "my-group", ConsumerStrategy::Subscribe(vec!["logs".into()]))
+///     .param("auto.offset.reset", "earliest")
+///     .offset_store(OffsetStoreKind::Redis("redis://127.0.0.1/".into()))
+///     .max_rate_per_partition(100);
+/// ```
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    brokers: String,
+    group: String,
+    strategy: ConsumerStrategy,
+    params: Vec<(String, String)>,
+    store: OffsetStoreKind,
+    max_rate_per_partition: Option<u64>,
+    min_rate_per_partition: u64,
+    expired: ExpiredOffsets,
+    metadata_refresh: Duration,
+}
+
+impl KafkaConfig {
+    /// Brokers (`host:port,…`), consumer group, and which partitions to read.
+    pub fn new(
+        brokers: impl Into<String>,
+        group: impl Into<String>,
+        strategy: ConsumerStrategy,
+    ) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            group: group.into(),
+            strategy,
+            params: Vec::new(),
+            store: OffsetStoreKind::Kafka,
+            max_rate_per_partition: None,
+            min_rate_per_partition: 1,
+            expired: ExpiredOffsets::Fail,
+            metadata_refresh: Duration::from_secs(5),
+        }
+    }
+    /// A consumer setting passed to librdkafka as it is (`auto.offset.reset`,
+    /// `security.protocol`, `sasl.*`, …). `auto.offset.reset` is `latest` unless set.
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((key.into(), value.into()));
+        self
+    }
+    /// Where offsets are kept (default: the consumer group in Kafka).
+    pub fn offset_store(mut self, store: OffsetStoreKind) -> Self {
+        self.store = store;
+        self
+    }
+    /// At most `records` per second per partition (Spark's `maxRatePerPartition`): a batch holds
+    /// at most `records × batch seconds` per partition (at least `min_rate_per_partition` × s).
+    pub fn max_rate_per_partition(mut self, records: u64) -> Self {
+        self.max_rate_per_partition = Some(records);
+        self
+    }
+    /// The lowest per-partition rate a limit may impose (Spark's `minRatePerPartition`, 1).
+    pub fn min_rate_per_partition(mut self, records: u64) -> Self {
+        self.min_rate_per_partition = records.max(1);
+        self
+    }
+    /// What to do with stored offsets that retention deleted.
+    pub fn expired_offsets(mut self, policy: ExpiredOffsets) -> Self {
+        self.expired = policy;
+        self
+    }
+    /// How often partitions are looked up again to pick up new ones (default 5 s).
+    pub fn metadata_refresh(mut self, every: Duration) -> Self {
+        self.metadata_refresh = every;
+        self
+    }
+    fn reset(&self) -> String {
+        self.params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "auto.offset.reset")
+            .map(|(_, v)| v.to_lowercase())
+            .unwrap_or_else(|| "latest".into())
+    }
+    /// Records per partition a batch of `batch_ms` may hold.
+    fn per_batch_cap(&self, batch_ms: u64) -> Option<i64> {
+        self.max_rate_per_partition.map(|rate| {
+            let rate = rate.max(self.min_rate_per_partition);
+            ((rate * batch_ms) / 1000).max(1) as i64
+        })
+    }
+}
+
+/// One Kafka record (Spark's `ConsumerRecord`).
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct ConsumerRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// The record's timestamp in ms, if it has one.
+    pub timestamp: Option<i64>,
+    /// The key.
+    pub key: Option<Vec<u8>>,
+    /// The value.
+    pub value: Option<Vec<u8>>,
+    /// The headers, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl ConsumerRecord {
+    /// The value as UTF-8 text, if it is.
+    pub fn value_str(&self) -> Option<&str> {
+        self.value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+    /// The key as UTF-8 text, if it is.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+impl crate::SparkDisplay for ConsumerRecord {
+    fn write_spark(&self, out: &mut String) {
+        out.push_str(&format!(
+            "ConsumerRecord(topic = {}, partition = {}, offset = {}, timestamp = {}, key = {}, value = {})",
+            self.topic,
+            self.partition,
+            self.offset,
+            self.timestamp.unwrap_or(-1),
+            self.key.as_deref().map(String::from_utf8_lossy).unwrap_or_else(|| "null".into()),
+            self.value.as_deref().map(String::from_utf8_lossy).unwrap_or_else(|| "null".into()),
+        ));
+    }
+}
+
+/// What a direct stream's source emits: records and the batch's offset ranges.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum KafkaItem {
+    /// A record.
+    Record(ConsumerRecord),
+    /// The offset range of one partition in this batch.
+    Range(OffsetRange),
+}
+
+/// A Kafka direct stream: its records (through `Deref`) and its batches' offset ranges.
+pub struct DirectStream<'s> {
+    records: DStream<'s, ConsumerRecord>,
+    ranges: DStream<'s, OffsetRange>,
+}
+
+impl<'s> DirectStream<'s> {
+    pub(crate) fn new(items: DStream<'s, KafkaItem>) -> Self {
+        let records = items.flat_map(|i| match i {
+            KafkaItem::Record(r) => Some(r),
+            KafkaItem::Range(_) => None,
+        });
+        let ranges = items.flat_map(|i| match i {
+            KafkaItem::Range(r) => Some(r),
+            KafkaItem::Record(_) => None,
+        });
+        DirectStream { records, ranges }
+    }
+    /// The offset range of every partition of the job in every batch (Spark's
+    /// `rdd.asInstanceOf[HasOffsetRanges].offsetRanges`); `foreach_batch` sees them all.
+    pub fn offset_ranges(&self) -> DStream<'s, OffsetRange> {
+        self.ranges.clone()
+    }
+    /// The records.
+    pub fn records(&self) -> DStream<'s, ConsumerRecord> {
+        self.records.clone()
+    }
+}
+
+impl<'s> std::ops::Deref for DirectStream<'s> {
+    type Target = DStream<'s, ConsumerRecord>;
+    fn deref(&self) -> &DStream<'s, ConsumerRecord> {
+        &self.records
+    }
+}
+
+/// A partition this worker reads.
+struct Owned {
+    next: i64,
+    lookahead: VecDeque<ConsumerRecord>,
+}
+
+pub(crate) struct KafkaReader {
+    config: Arc<KafkaConfig>,
+    worker: usize,
+    peers: usize,
+    consumer: Option<BaseConsumer>,
+    store: Option<Box<dyn OffsetStore>>,
+    owned: BTreeMap<TopicPartition, Owned>,
+    /// Planned `until` per partition of batches not yet committed.
+    uncommitted: BTreeMap<u64, Vec<(TopicPartition, i64)>>,
+    refreshed: Option<Instant>,
+    started: bool,
+    failure: Option<SluiceError>,
+    pattern: Option<regex::Regex>,
+}
+
+fn kafka_error(what: &str, e: impl std::fmt::Display) -> SluiceError {
+    SluiceError::InvalidConfig {
+        problem: format!("Kafka: {what}: {e}"),
+        fix: "check --brokers and that the broker is reachable; consumer settings are passed to librdkafka as given".into(),
+    }
+}
+
+impl KafkaReader {
+    pub(crate) fn new(config: KafkaConfig, worker: usize, peers: usize) -> Self {
+        let mut failure = None;
+        let pattern = match &config.strategy {
+            ConsumerStrategy::SubscribePattern(p) => match regex::Regex::new(p) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    failure = Some(SluiceError::InvalidConfig {
+                        problem: format!(
+                            "the topic pattern `{p}` is not a regular expression: {e}"
+                        ),
+                        fix: "give a valid regular expression, e.g. `^logs-.*`".into(),
+                    });
+                    None
+                }
+            },
+            _ => None,
+        };
+        if !matches!(
+            config.reset().as_str(),
+            "earliest" | "latest" | "none" | "smallest" | "largest"
+        ) {
+            failure = Some(SluiceError::InvalidConfig {
+                problem: format!("auto.offset.reset is `{}`", config.reset()),
+                fix: "use earliest, latest or none".into(),
+            });
+        }
+        KafkaReader {
+            config: Arc::new(config),
+            worker,
+            peers,
+            consumer: None,
+            store: None,
+            owned: BTreeMap::new(),
+            uncommitted: BTreeMap::new(),
+            refreshed: None,
+            started: false,
+            failure,
+            pattern,
+        }
+    }
+
+    fn owns(&self, tp: &TopicPartition) -> bool {
+        (route(&tp.topic).wrapping_add(tp.partition as u64) % self.peers as u64) as usize
+            == self.worker
+    }
+
+    fn consumer(&mut self) -> Result<&BaseConsumer, SluiceError> {
+        if self.consumer.is_none() {
+            let mut cc = ClientConfig::new();
+            cc.set("bootstrap.servers", &self.config.brokers)
+                .set("group.id", &self.config.group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("enable.partition.eof", "false")
+                .set("receive.message.max.bytes", "1000000000");
+            for (k, v) in &self.config.params {
+                if k != "auto.offset.reset" {
+                    cc.set(k, v);
+                }
+            }
+            let consumer: BaseConsumer = cc
+                .create()
+                .map_err(|e| kafka_error("cannot create the consumer", e))?;
+            self.consumer = Some(consumer);
+        }
+        self.consumer
+            .as_ref()
+            .ok_or_else(|| kafka_error("no consumer", "not created"))
+    }
+
+    fn store(&mut self) -> Option<&mut Box<dyn OffsetStore>> {
+        if self.store.is_none() {
+            self.store = match &self.config.store {
+                OffsetStoreKind::Kafka => None,
+                OffsetStoreKind::Checkpoint(dir) => Some(Box::new(CheckpointStore::new(dir))),
+                OffsetStoreKind::Redis(url) => Some(Box::new(RedisStore::new(url.clone()))),
+                OffsetStoreKind::Postgres(url) => Some(Box::new(PostgresStore::new(url.clone()))),
+                OffsetStoreKind::MySql(url) => Some(Box::new(MySqlStore::new(url.clone()))),
+            };
+        }
+        self.store.as_mut()
+    }
+
+    /// Every partition the strategy names right now.
+    fn discover(&mut self) -> Result<Vec<TopicPartition>, SluiceError> {
+        let strategy = self.config.strategy.clone();
+        if let ConsumerStrategy::Assign(list) = &strategy {
+            return Ok(list.iter().map(|(tp, _)| tp.clone()).collect());
+        }
+        let pattern = self.pattern.clone();
+        let consumer = self.consumer()?;
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| kafka_error("cannot read the topics' metadata", e))?;
+        let mut found = Vec::new();
+        for topic in metadata.topics() {
+            let wanted = match &strategy {
+                ConsumerStrategy::Subscribe(topics) => topics.iter().any(|t| t == topic.name()),
+                ConsumerStrategy::SubscribePattern(_) => {
+                    !topic.name().starts_with("__")
+                        && pattern.as_ref().is_some_and(|p| p.is_match(topic.name()))
+                }
+                ConsumerStrategy::Assign(_) => false,
+            };
+            if wanted {
+                found.extend(
+                    topic
+                        .partitions()
+                        .iter()
+                        .map(|p| TopicPartition::new(topic.name(), p.id())),
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    fn watermarks(&mut self, tp: &TopicPartition) -> Result<(i64, i64), SluiceError> {
+        let mut waited = Instant::now();
+        loop {
+            match self
+                .consumer()?
+                .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5))
+            {
+                Ok(w) => return Ok(w),
+                Err(e) => {
+                    if waited.elapsed() >= Duration::from_secs(5) {
+                        tracing::warn!("Kafka: cannot read the offsets of {tp} ({e}); the batch waits for the broker");
+                        waited = Instant::now();
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// The partitions, retried while the broker is unreachable: up to 30 s at start (then the
+    /// job fails with the broker's error), and without failing once the job runs (the known
+    /// partitions go on being read; new ones are picked up when the broker is back).
+    fn discover_patiently(&mut self) -> Result<Option<Vec<TopicPartition>>, SluiceError> {
+        let first = Instant::now();
+        loop {
+            match self.discover() {
+                Ok(found) => return Ok(Some(found)),
+                Err(e) if self.started => {
+                    tracing::warn!("{e}; keeping the partitions known so far");
+                    return Ok(None);
+                }
+                Err(e) if first.elapsed() >= Duration::from_secs(30) => return Err(e),
+                Err(e) => {
+                    tracing::warn!("{e}; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Picks up partitions this worker owns and does not read yet, with their start offsets.
+    fn refresh(&mut self) -> Result<(), SluiceError> {
+        self.refreshed = Some(Instant::now());
+        let Some(found) = self.discover_patiently()? else {
+            return Ok(());
+        };
+        let mine: Vec<TopicPartition> = found
+            .into_iter()
+            .filter(|tp| self.owns(tp) && !self.owned.contains_key(tp))
+            .collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        let group = self.config.group.clone();
+        let stored: HashMap<TopicPartition, i64> = match self.store() {
+            Some(store) => store.load(&group, &mine)?,
+            None => {
+                let mut tpl = TopicPartitionList::new();
+                for tp in &mine {
+                    tpl.add_partition(&tp.topic, tp.partition);
+                }
+                let committed = self
+                    .consumer()?
+                    .committed_offsets(tpl, Duration::from_secs(10))
+                    .map_err(|e| kafka_error("cannot read the group's committed offsets", e))?;
+                committed
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => {
+                            Some((TopicPartition::new(e.topic(), e.partition()), o))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            }
+        };
+        let explicit: HashMap<TopicPartition, i64> = match &self.config.strategy {
+            ConsumerStrategy::Assign(list) => list
+                .iter()
+                .filter_map(|(tp, o)| Some((tp.clone(), (*o)?)))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        let reset = self.config.reset();
+        for tp in mine {
+            let (low, high) = self.watermarks(&tp)?;
+            let start = match explicit.get(&tp).or(stored.get(&tp)) {
+                Some(&o) if o < low => match self.config.expired {
+                    ExpiredOffsets::Fail => {
+                        return Err(SluiceError::InvalidConfig {
+                            problem: format!(
+                                "the stored offset {o} of {tp} has expired: the earliest offset still in Kafka is {low} (retention deleted {} records)",
+                                low - o
+                            ),
+                            fix: "reset the group's offset, or use the expired-offsets policy `reset-to-earliest` to skip the lost records".into(),
+                        })
+                    }
+                    ExpiredOffsets::ResetToEarliest => {
+                        tracing::warn!("Kafka: the stored offset {o} of {tp} has expired; starting from {low}, skipping {} records", low - o);
+                        low
+                    }
+                },
+                Some(&o) => o.min(high),
+                None if self.started => low,
+                None => match reset.as_str() {
+                    "earliest" | "smallest" => low,
+                    "latest" | "largest" => high,
+                    _ => {
+                        return Err(SluiceError::InvalidConfig {
+                            problem: format!("{tp} has no stored offset for group `{group}` and auto.offset.reset is none"),
+                            fix: "set auto.offset.reset to earliest or latest, or store a start offset".into(),
+                        })
+                    }
+                },
+            };
+            tracing::info!(
+                "Kafka: reading {tp} from offset {start} (earliest {low}, latest {high})"
+            );
+            self.owned.insert(
+                tp,
+                Owned {
+                    next: start,
+                    lookahead: VecDeque::new(),
+                },
+            );
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, o) in &self.owned {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(o.next))
+                .map_err(|e| kafka_error("cannot build the assignment", e))?;
+        }
+        self.consumer()?
+            .assign(&tpl)
+            .map_err(|e| kafka_error("cannot assign the partitions", e))?;
+        Ok(())
+    }
+
+    fn read(&mut self, slot: &BatchSlot, out: &mut Vec<KafkaItem>) -> Result<(), SluiceError> {
+        let due = self
+            .refreshed
+            .is_none_or(|r| r.elapsed() >= self.config.metadata_refresh);
+        if due {
+            self.refresh()?;
+        }
+        self.started = true;
+        // The plan: [next, until) per partition, fixed before reading.
+        let cap = self.config.per_batch_cap(slot.interval_ms);
+        let mut plan: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
+        let owned: Vec<TopicPartition> = self.owned.keys().cloned().collect();
+        for tp in owned {
+            let (_, high) = self.watermarks(&tp)?;
+            let from = self.owned.get(&tp).map_or(0, |o| o.next);
+            let until = cap.map_or(high, |c| high.min(from + c)).max(from);
+            plan.insert(tp, (from, until));
+        }
+        // Read exactly that, look-ahead first.
+        let mut missing: usize = 0;
+        for (tp, (from, until)) in &plan {
+            if let Some(o) = self.owned.get_mut(tp) {
+                while o.lookahead.front().is_some_and(|r| r.offset < *until) {
+                    if let Some(r) = o.lookahead.pop_front() {
+                        o.next = r.offset + 1;
+                        out.push(KafkaItem::Record(r));
+                    }
+                }
+                if o.next < *until {
+                    missing += 1;
+                }
+                let _ = from;
+            }
+        }
+        let mut waiting_since = Instant::now();
+        while missing > 0 {
+            let polled = match self.consumer.as_ref() {
+                Some(c) => c.poll(Duration::from_millis(100)),
+                None => break,
+            };
+            match polled {
+                Some(Ok(m)) => {
+                    let tp = TopicPartition::new(m.topic(), m.partition());
+                    let Some((_, until)) = plan.get(&tp).copied() else {
+                        continue;
+                    };
+                    let record = ConsumerRecord {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        headers: m
+                            .headers()
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    };
+                    let Some(o) = self.owned.get_mut(&tp) else {
+                        continue;
+                    };
+                    if record.offset < o.next {
+                        continue; // already read (a re-fetch after a reconnect)
+                    }
+                    if record.offset < until {
+                        o.next = record.offset + 1;
+                        out.push(KafkaItem::Record(record));
+                        if o.next >= until {
+                            missing -= 1;
+                        }
+                    } else {
+                        o.lookahead.push_back(record);
+                    }
+                }
+                Some(Err(e)) => {
+                    if waiting_since.elapsed() >= Duration::from_secs(5) {
+                        tracing::warn!(
+                            "Kafka: {e}; batch {} waits for {missing} partitions",
+                            slot.time
+                        );
+                        waiting_since = Instant::now();
+                    }
+                }
+                None => {
+                    // Offsets without records (transaction markers) leave gaps: the consumer's
+                    // position tells when a partition is past its `until`.
+                    if let Some(positions) = self.consumer.as_ref().and_then(|c| c.position().ok())
+                    {
+                        for e in positions.elements() {
+                            let tp = TopicPartition::new(e.topic(), e.partition());
+                            if let (Offset::Offset(pos), Some((_, until)), Some(o)) =
+                                (e.offset(), plan.get(&tp), self.owned.get_mut(&tp))
+                            {
+                                if o.next < *until && pos >= *until && o.lookahead.is_empty() {
+                                    o.next = *until;
+                                    missing -= 1;
+                                }
+                            }
+                        }
+                    }
+                    if waiting_since.elapsed() >= Duration::from_secs(5) {
+                        tracing::warn!(
+                            "Kafka: batch {} still waits for records of {missing} partitions",
+                            slot.time
+                        );
+                        waiting_since = Instant::now();
+                    }
+                }
+            }
+        }
+        let mut ranges = Vec::with_capacity(plan.len());
+        for (tp, (from, until)) in plan {
+            if let Some(o) = self.owned.get_mut(&tp) {
+                o.next = until;
+            }
+            ranges.push((tp.clone(), until));
+            out.push(KafkaItem::Range(OffsetRange {
+                topic: tp.topic,
+                partition: tp.partition,
+                from,
+                until,
+            }));
+        }
+        self.uncommitted.insert(slot.time.millis(), ranges);
+        Ok(())
+    }
+
+    fn commit_through(&mut self, t: u64) {
+        let mut latest: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        let done: Vec<u64> = self.uncommitted.range(..=t).map(|(k, _)| *k).collect();
+        for k in &done {
+            if let Some(ranges) = self.uncommitted.get(k) {
+                for (tp, until) in ranges {
+                    latest.insert(tp.clone(), *until);
+                }
+            }
+        }
+        if latest.is_empty() {
+            for k in done {
+                self.uncommitted.remove(&k);
+            }
+            return;
+        }
+        let offsets: Vec<(TopicPartition, i64)> = latest.into_iter().collect();
+        let group = self.config.group.clone();
+        let result = match self.store() {
+            Some(store) => store.commit(&group, &offsets),
+            None => {
+                let mut tpl = TopicPartitionList::new();
+                for (tp, o) in &offsets {
+                    let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*o));
+                }
+                match self.consumer.as_ref() {
+                    Some(c) => c
+                        .commit(&tpl, CommitMode::Sync)
+                        .map_err(|e| kafka_error("cannot commit offsets to the group", e)),
+                    None => Ok(()),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                for k in done {
+                    self.uncommitted.remove(&k);
+                }
+            }
+            // Kept: the next finished batch commits these offsets too (a later commit covers).
+            Err(e) => tracing::warn!("offsets of batch {t} ms not committed yet: {e}"),
+        }
+    }
+}
+
+impl BatchReader<KafkaItem> for KafkaReader {
+    fn name(&self) -> String {
+        format!("kafka {}", self.config.group)
+    }
+
+    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<KafkaItem>) -> u64 {
+        if self.failure.is_some() {
+            return 0;
+        }
+        if let Err(e) = self.read(slot, out) {
+            self.failure = Some(e);
+        }
+        0
+    }
+
+    fn batch_completed(&mut self, batch: Time) {
+        self.commit_through(batch.millis());
+    }
+
+    fn failure(&mut self) -> Option<SluiceError> {
+        self.failure.take()
+    }
+}

@@ -1,0 +1,130 @@
+//! A real Kafka-protocol broker per test: noida-db (installed by `scripts/kafka-broker.sh`)
+//! on a free loopback port with a fresh data dir; stopped when dropped. Helpers create topics
+//! and produce records with rdkafka.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    data: tempfile::TempDir,
+}
+
+fn noida() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/noida/bin/noida-db");
+    assert!(bin.exists(), "the test broker is not installed: run `scripts/kafka-broker.sh install` (scripts/test.sh does)");
+    bin
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let mut b = Broker {
+            child: None,
+            port: super::free_port(),
+            data: tempfile::tempdir().expect("a temp dir"),
+        };
+        b.launch();
+        b
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(noida())
+            .args(["start", "--data-dir"])
+            .arg(self.data.path())
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--only",
+                "kafka",
+                "--kafka-port",
+                &self.port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start noida-db");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the broker did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker (SIGTERM: it saves its data).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .create()
+            .expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let result =
+            futures::executor::block_on(admin.create_topics([&topic], &AdminOptions::new()))
+                .expect("create topic");
+        for r in result {
+            r.expect("topic created");
+        }
+    }
+
+    /// Produces `values` to `partition` of `topic`, waiting until all are acknowledged.
+    pub fn produce(&self, topic: &str, partition: i32, values: &[String]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        for v in values {
+            let mut record = BaseRecord::<str, str>::to(topic)
+                .partition(partition)
+                .payload(v.as_str())
+                .key(v.as_str());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        record = r;
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("records acknowledged");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
