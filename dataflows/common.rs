@@ -147,3 +147,46 @@ impl LineSource {
             .map(|word| (word, 1u64))
     }
 }
+
+/// Flags of the Kafka dataflows.
+#[derive(Clone, Debug, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka brokers, host:port[,host:port…].
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "LIST")]
+    pub brokers: String,
+    /// Topics to read, comma-separated.
+    #[arg(long, required = true, value_delimiter = ',', value_name = "LIST")]
+    pub topics: Vec<String>,
+    /// Consumer group.
+    #[arg(long, default_value = "sluice", value_name = "NAME")]
+    pub group: String,
+    /// Where to start without a stored offset: earliest, latest or none.
+    #[arg(long, default_value = "latest", value_name = "WHERE")]
+    pub offset_reset: String,
+    /// Any librdkafka consumer setting, KEY=VALUE (repeatable), e.g. security.protocol=SSL.
+    #[arg(long = "kafka-param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+}
+
+impl KafkaArgs {
+    /// The direct stream's configuration (Subscribe to `--topics`).
+    pub fn config(&self) -> Result<sluice::source::kafka::KafkaConfig> {
+        use sluice::source::kafka::{ConsumerStrategy, KafkaConfig};
+        let mut config = KafkaConfig::new(
+            self.brokers.clone(),
+            self.group.clone(),
+            ConsumerStrategy::Subscribe(self.topics.clone()),
+        )
+        .param("auto.offset.reset", self.offset_reset.clone());
+        for p in &self.params {
+            let Some((k, v)) = p.split_once('=') else {
+                return Err(sluice::SluiceError::InvalidConfig {
+                    problem: format!("--kafka-param `{p}` has no `=`"),
+                    fix: "write it as KEY=VALUE, e.g. --kafka-param security.protocol=SSL".into(),
+                });
+            };
+            config = config.param(k, v);
+        }
+        Ok(config)
+    }
+}

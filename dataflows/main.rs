@@ -15,6 +15,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod blacklist_filter;
 mod common;
+mod kafka_direct;
+mod kafka_offsets;
+mod kafka_rate_limit;
 mod network_wordcount;
 mod stateful_wordcount;
 mod windowed_wordcount;
@@ -45,6 +48,12 @@ enum Dataflow {
     StatefulWordcount(stateful_wordcount::Args),
     /// Word counts over a sliding window, reduceByKeyAndWindow (course §5.4).
     WindowedWordcount(windowed_wordcount::Args),
+    /// Kafka direct stream: offset ranges and count of every batch (course §4.2.2).
+    KafkaDirect(kafka_direct::Args),
+    /// Kafka direct stream with offsets kept in a store of your choice; resumes (course §4.2.2).
+    KafkaOffsets(kafka_offsets::Args),
+    /// Kafka direct stream with a rate limit per partition (course §4.3.2).
+    KafkaRateLimit(kafka_rate_limit::Args),
 }
 
 impl Dataflow {
@@ -54,6 +63,9 @@ impl Dataflow {
             Dataflow::BlacklistFilter(a) => a.common.verbose,
             Dataflow::StatefulWordcount(a) => a.common.verbose,
             Dataflow::WindowedWordcount(a) => a.common.verbose,
+            Dataflow::KafkaDirect(a) => a.common.verbose,
+            Dataflow::KafkaOffsets(a) => a.common.verbose,
+            Dataflow::KafkaRateLimit(a) => a.common.verbose,
         }
     }
 }
@@ -78,6 +90,9 @@ fn main() -> ExitCode {
         Dataflow::BlacklistFilter(args) => blacklist_filter::run(args),
         Dataflow::StatefulWordcount(args) => stateful_wordcount::run(args),
         Dataflow::WindowedWordcount(args) => windowed_wordcount::run(args),
+        Dataflow::KafkaDirect(args) => kafka_direct::run(args),
+        Dataflow::KafkaOffsets(args) => kafka_offsets::run(args),
+        Dataflow::KafkaRateLimit(args) => kafka_rate_limit::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
