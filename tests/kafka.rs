@@ -401,3 +401,66 @@ fn two_processes_read_every_record_exactly_once() {
     want.sort();
     assert_eq!(all, want);
 }
+
+#[test]
+fn backpressure_bounds_the_first_batch_and_converges_under_overload() {
+    let broker = Broker::start();
+    broker.create_topic("flood", 2);
+    for p in 0..2 {
+        broker.produce("flood", p, &values(&format!("p{p}"), 20_000));
+    }
+    let kafka = KafkaConfig::new(
+        broker.brokers(),
+        unique("bp"),
+        ConsumerStrategy::Subscribe(vec!["flood".into()]),
+    )
+    .param("auto.offset.reset", "earliest")
+    .backpressure(Some(1000), sluice::source::PidSettings::default());
+    let recorder = sluice::listener::BatchRecorder::new();
+    let config = StreamingConfig::new(Duration::from_millis(200))
+        .unwrap()
+        .max_batches(30)
+        .listener(recorder.clone());
+    StreamingContext::new(config)
+        .run(move |job| {
+            // About 50 µs of work per record: ~4 000 records fit in a 200 ms batch.
+            job.kafka_direct_stream(kafka.clone())
+                .map(|r| {
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < Duration::from_micros(50) {}
+                    r.offset
+                })
+                .count()
+                .print(0)
+        })
+        .unwrap();
+    let batches = recorder.batches();
+    let sizes: Vec<u64> = batches.iter().map(|b| b.num_records()).collect();
+    assert_eq!(
+        sizes[0], 200,
+        "the first batch holds initial rate × interval: {sizes:?}"
+    );
+    assert!(
+        sizes.iter().any(|n| *n > 1000),
+        "the rate adapts upward: {sizes:?}"
+    );
+    let late: Vec<Duration> = batches
+        .iter()
+        .rev()
+        .take(5)
+        .map(|b| b.processing_time)
+        .collect();
+    assert!(
+        late.iter().all(|t| *t < Duration::from_millis(600)),
+        "converged near the interval: {late:?}, sizes {sizes:?}"
+    );
+    assert!(
+        sizes.iter().all(|n| *n < 8_000),
+        "no batch swallowed the backlog: {sizes:?}"
+    );
+    assert_eq!(
+        sizes.iter().sum::<u64>(),
+        40_000,
+        "and every record was read once: {sizes:?}"
+    );
+}

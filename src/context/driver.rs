@@ -18,7 +18,7 @@ use crate::config::Pacing;
 use crate::dstream::{JobCtx, WorkerInfo};
 use crate::error::SluiceError;
 use crate::listener::SourceInput;
-use crate::source::{BatchSlot, Feeder};
+use crate::source::{BatchSlot, CompletedBatch, Feeder};
 use crate::time::Time;
 
 pub(crate) type BuildFn = dyn for<'a, 's> Fn(&'a mut Job<'s>) + Send + Sync;
@@ -191,8 +191,14 @@ fn report_finished(
         let started_at = b.cut_at.max(*last_done);
         *last_done = done_at;
         // Every output of the batch has finished everywhere: sources may commit it.
-        for f in feeders.iter_mut() {
-            f.completed(b.t);
+        for (f, input) in feeders.iter_mut().zip(&b.inputs) {
+            f.completed(&CompletedBatch {
+                time: Time::from_millis(b.t),
+                interval_ms: coord.batch_ms,
+                records: input.records,
+                processing_delay: done_at.saturating_duration_since(started_at),
+                scheduling_delay: started_at.saturating_duration_since(b.cut_at),
+            });
         }
         coord.report(WorkerBatch {
             batch_ms: b.t,

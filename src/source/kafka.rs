@@ -26,7 +26,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::{BatchReader, BatchSlot};
+use super::rate::{PidRateEstimator, PidSettings};
+use super::{BatchReader, BatchSlot, CompletedBatch};
 use crate::dstream::pair::route;
 use crate::dstream::DStream;
 use crate::error::SluiceError;
@@ -34,7 +35,6 @@ use crate::offsets::{
     CheckpointStore, MySqlStore, OffsetRange, OffsetStore, OffsetStoreKind, PostgresStore,
     RedisStore, TopicPartition,
 };
-use crate::time::Time;
 
 /// Which partitions a direct stream reads (Spark's `ConsumerStrategies`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +79,16 @@ pub struct KafkaConfig {
     min_rate_per_partition: u64,
     expired: ExpiredOffsets,
     metadata_refresh: Duration,
+    backpressure: Option<Backpressure>,
+}
+
+/// Backpressure settings (Spark's `spark.streaming.backpressure.*`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backpressure {
+    /// Records/s over the stream before the first batch has finished (bounds the first batch).
+    pub initial_rate: Option<u64>,
+    /// The PID estimator's settings.
+    pub pid: PidSettings,
 }
 
 impl KafkaConfig {
@@ -98,7 +108,15 @@ impl KafkaConfig {
             min_rate_per_partition: 1,
             expired: ExpiredOffsets::Fail,
             metadata_refresh: Duration::from_secs(5),
+            backpressure: None,
         }
+    }
+    /// Adapts the rate to what the job processes (Spark's backpressure): the PID estimator's
+    /// rate, split over the partitions in proportion to their lag, within
+    /// `max_rate_per_partition`; `initial_rate` (records/s) bounds the first batch.
+    pub fn backpressure(mut self, initial_rate: Option<u64>, pid: PidSettings) -> Self {
+        self.backpressure = Some(Backpressure { initial_rate, pid });
+        self
     }
     /// A consumer setting passed to librdkafka as it is (`auto.offset.reset`,
     /// `security.protocol`, `sasl.*`, …). `auto.offset.reset` is `latest` unless set.
@@ -140,12 +158,39 @@ impl KafkaConfig {
             .map(|(_, v)| v.to_lowercase())
             .unwrap_or_else(|| "latest".into())
     }
-    /// Records per partition a batch of `batch_ms` may hold.
-    fn per_batch_cap(&self, batch_ms: u64) -> Option<i64> {
-        self.max_rate_per_partition.map(|rate| {
-            let rate = rate.max(self.min_rate_per_partition);
-            ((rate * batch_ms) / 1000).max(1) as i64
-        })
+    /// Records each partition may contribute to a batch of `batch_ms` (Spark's
+    /// `maxMessagesPerPartition`): `rate` (records/s over this reader's partitions, from
+    /// backpressure) is split in proportion to each partition's lag and capped by
+    /// `max_rate_per_partition`; at least `min_rate_per_partition` per batch.
+    fn per_batch_caps(
+        &self,
+        batch_ms: u64,
+        rate: Option<f64>,
+        lags: &BTreeMap<TopicPartition, i64>,
+    ) -> BTreeMap<TopicPartition, Option<i64>> {
+        let secs = batch_ms as f64 / 1000.0;
+        let total: i64 = lags.values().sum();
+        lags.iter()
+            .map(|(tp, lag)| {
+                let pressured = rate.map(|r| {
+                    if total > 0 {
+                        *lag as f64 / total as f64 * r
+                    } else {
+                        r / lags.len().max(1) as f64
+                    }
+                });
+                let limit = match (pressured, self.max_rate_per_partition) {
+                    (Some(p), Some(m)) => Some(p.min(m as f64)),
+                    (Some(p), None) => Some(p),
+                    (None, Some(m)) => Some(m as f64),
+                    (None, None) => None,
+                };
+                (
+                    tp.clone(),
+                    limit.map(|l| ((secs * l) as i64).max(self.min_rate_per_partition as i64)),
+                )
+            })
+            .collect()
     }
 }
 
@@ -263,6 +308,9 @@ pub(crate) struct KafkaReader {
     started: bool,
     failure: Option<SluiceError>,
     pattern: Option<regex::Regex>,
+    estimator: Option<PidRateEstimator>,
+    /// The backpressure rate for this worker's partitions, records/s.
+    rate: Option<f64>,
 }
 
 fn kafka_error(what: &str, e: impl std::fmt::Display) -> SluiceError {
@@ -299,6 +347,10 @@ impl KafkaReader {
                 fix: "use earliest, latest or none".into(),
             });
         }
+        let rate = config
+            .backpressure
+            .and_then(|b| b.initial_rate)
+            .map(|r| r as f64 / peers.max(1) as f64);
         KafkaReader {
             config: Arc::new(config),
             worker,
@@ -311,6 +363,8 @@ impl KafkaReader {
             started: false,
             failure,
             pattern,
+            estimator: None,
+            rate,
         }
     }
 
@@ -536,12 +590,28 @@ impl KafkaReader {
         }
         self.started = true;
         // The plan: [next, until) per partition, fixed before reading.
-        let cap = self.config.per_batch_cap(slot.interval_ms);
-        let mut plan: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
+        let mut highs: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         let owned: Vec<TopicPartition> = self.owned.keys().cloned().collect();
         for tp in owned {
             let (_, high) = self.watermarks(&tp)?;
+            highs.insert(tp, high);
+        }
+        let lags: BTreeMap<TopicPartition, i64> = highs
+            .iter()
+            .map(|(tp, high)| {
+                (
+                    tp.clone(),
+                    (high - self.owned.get(tp).map_or(0, |o| o.next)).max(0),
+                )
+            })
+            .collect();
+        let caps = self
+            .config
+            .per_batch_caps(slot.interval_ms, self.rate, &lags);
+        let mut plan: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
+        for (tp, high) in highs {
             let from = self.owned.get(&tp).map_or(0, |o| o.next);
+            let cap = caps.get(&tp).copied().flatten();
             let until = cap.map_or(high, |c| high.min(from + c)).max(from);
             plan.insert(tp, (from, until));
         }
@@ -708,6 +778,13 @@ impl BatchReader<KafkaItem> for KafkaReader {
         format!("kafka {}", self.config.group)
     }
 
+    fn records_in(&self, items: &[KafkaItem]) -> u64 {
+        items
+            .iter()
+            .filter(|i| matches!(i, KafkaItem::Record(_)))
+            .count() as u64
+    }
+
     fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<KafkaItem>) -> u64 {
         if self.failure.is_some() {
             return 0;
@@ -718,8 +795,30 @@ impl BatchReader<KafkaItem> for KafkaReader {
         0
     }
 
-    fn batch_completed(&mut self, batch: Time) {
-        self.commit_through(batch.millis());
+    fn batch_completed(&mut self, batch: &CompletedBatch) {
+        self.commit_through(batch.time.millis());
+        if let Some(bp) = self.config.backpressure {
+            let estimator = self
+                .estimator
+                .get_or_insert_with(|| PidRateEstimator::new(batch.interval_ms, bp.pid));
+            // Batches in flight are processed concurrently in timely (Spark runs one job at a
+            // time): a batch that waited for earlier ones was partly processed while waiting, so
+            // its processing time lies between `processing` and `processing + scheduling`. The
+            // upper bound gives a conservative rate, exact when batches do not overlap.
+            let busy = batch.processing_delay + batch.scheduling_delay;
+            if let Some(rate) = estimator.compute(
+                batch.time.millis(),
+                batch.records,
+                busy,
+                batch.scheduling_delay,
+            ) {
+                tracing::debug!(
+                    "backpressure: {} records/s for this worker's partitions",
+                    rate as u64
+                );
+                self.rate = Some(rate);
+            }
+        }
     }
 
     fn failure(&mut self) -> Option<SluiceError> {

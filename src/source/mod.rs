@@ -14,11 +14,13 @@ pub mod dead_letter;
 pub mod generator;
 pub mod kafka;
 pub mod queue;
+pub mod rate;
 pub mod socket;
 
 pub use dead_letter::{DeadLetters, Malformed};
 pub use generator::{Generator, GeneratorConfig};
 pub use queue::BatchQueue;
+pub use rate::{PidRateEstimator, PidSettings};
 pub use socket::SocketOptions;
 
 /// The batch a reader is asked for, and where the asking worker sits.
@@ -37,6 +39,21 @@ pub struct BatchSlot {
     /// No batch follows this one (the job is stopping): a receiver should stop receiving and
     /// hand over everything it has read.
     pub last: bool,
+}
+
+/// A finished batch, as one source on one worker saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompletedBatch {
+    /// The batch.
+    pub time: Time,
+    /// The batch interval in ms.
+    pub interval_ms: u64,
+    /// Records this source read for the batch on this worker.
+    pub records: u64,
+    /// From the batch's processing starting to all its outputs finishing.
+    pub processing_delay: std::time::Duration,
+    /// From the batch being cut to its processing starting.
+    pub scheduling_delay: std::time::Duration,
 }
 
 /// Reads the records of each batch for one worker.
@@ -63,9 +80,15 @@ pub trait BatchReader<T>: 'static {
     /// records were set aside for this batch.
     fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<T>) -> u64;
 
-    /// Batch `batch` has finished every output operation on every worker (the job's probe has
-    /// passed it): a source can now commit what the batch consumed (Kafka offsets).
-    fn batch_completed(&mut self, _batch: Time) {}
+    /// A batch has finished every output operation on every worker (the job's probe has passed
+    /// it): a source can now commit what the batch consumed (Kafka offsets) and adapt its rate.
+    fn batch_completed(&mut self, _batch: &CompletedBatch) {}
+
+    /// How many of the items read are records, for the batch metrics (a source may send
+    /// bookkeeping items along, such as Kafka's offset ranges).
+    fn records_in(&self, items: &[T]) -> u64 {
+        items.len() as u64
+    }
 
     /// A fault the job cannot go on with (checked after every read); the job fails with it.
     fn failure(&mut self) -> Option<crate::error::SluiceError> {
@@ -87,7 +110,7 @@ pub(crate) trait Feeder {
     /// No batch follows: closes the input (the reader stays, to commit).
     fn close(&mut self);
     /// See [`BatchReader::batch_completed`].
-    fn completed(&mut self, t: u64);
+    fn completed(&mut self, batch: &CompletedBatch);
     /// See [`BatchReader::failure`].
     fn failure(&mut self) -> Option<crate::error::SluiceError>;
 }
@@ -122,7 +145,7 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
     fn read(&mut self, slot: &BatchSlot) -> SourceInput {
         self.advance_to(slot.time.millis());
         let malformed = self.reader.read_batch(slot, &mut self.scratch);
-        let records = self.scratch.len() as u64;
+        let records = self.reader.records_in(&self.scratch);
         self.buffer.extend(self.scratch.drain(..));
         SourceInput {
             source: self.reader.name(),
@@ -149,8 +172,8 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
         self.input = None;
     }
 
-    fn completed(&mut self, t: u64) {
-        self.reader.batch_completed(Time::from_millis(t));
+    fn completed(&mut self, batch: &CompletedBatch) {
+        self.reader.batch_completed(batch);
     }
 
     fn failure(&mut self) -> Option<crate::error::SluiceError> {
