@@ -464,3 +464,43 @@ fn backpressure_bounds_the_first_batch_and_converges_under_overload() {
         "and every record was read once: {sizes:?}"
     );
 }
+
+#[test]
+fn partitions_added_while_the_job_runs_are_picked_up() {
+    let broker = Broker::start();
+    broker.create_topic("growing", 1);
+    broker.produce("growing", 0, &values("p0", 10));
+    let kafka = KafkaConfig::new(
+        broker.brokers(),
+        unique("g"),
+        ConsumerStrategy::Subscribe(vec!["growing".into()]),
+    )
+    .param("auto.offset.reset", "earliest")
+    .metadata_refresh(Duration::from_millis(100));
+    let out = CollectedBatches::new();
+    let o = out.clone();
+    let config = StreamingConfig::new(Duration::from_millis(100))
+        .unwrap()
+        .threads(2);
+    let mut job = StreamingContext::new(config)
+        .start(move |job| job.kafka_direct_stream(kafka.clone()).collect_into(&o))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    broker.add_partitions("growing", 3);
+    broker.produce("growing", 1, &values("p1", 10));
+    broker.produce("growing", 2, &values("p2", 10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while out.values().iter().map(Vec::len).sum::<usize>() < 30
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    job.stop(true);
+    job.await_termination().unwrap();
+    let mut want: Vec<String> = ["p0", "p1", "p2"]
+        .iter()
+        .flat_map(|p| values(p, 10))
+        .collect();
+    want.sort();
+    assert_eq!(sorted_values(&out.values()), want);
+}

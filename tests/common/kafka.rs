@@ -128,3 +128,22 @@ impl Drop for Broker {
         }
     }
 }
+
+impl Broker {
+    /// Grows `topic` to `partitions` partitions.
+    pub fn add_partitions(&self, topic: &str, partitions: usize) {
+        use rdkafka::admin::NewPartitions;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .create()
+            .expect("admin client");
+        let result = futures::executor::block_on(admin.create_partitions(
+            [&NewPartitions::new(topic, partitions)],
+            &AdminOptions::new(),
+        ))
+        .expect("create partitions");
+        for r in result {
+            r.expect("partitions added");
+        }
+    }
+}
