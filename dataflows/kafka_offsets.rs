@@ -16,10 +16,10 @@ pub struct Args {
     pub common: CommonArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
-    /// Offset store: kafka, checkpoint, redis, postgres or mysql.
+    /// Offset store: kafka, checkpoint, redis, zookeeper, postgres or mysql.
     #[arg(long, default_value = "kafka", value_name = "STORE")]
     pub store: String,
-    /// URL of the redis/postgres/mysql store (defaults: the local servers on their default ports).
+    /// URL of the redis/postgres/mysql store or host:port of ZooKeeper (defaults: the local servers on their default ports).
     #[arg(long, value_name = "URL")]
     pub store_url: Option<String>,
     /// Directory of the checkpoint store.
@@ -35,16 +35,11 @@ fn store(args: &Args) -> Result<OffsetStoreKind> {
         "redis" => OffsetStoreKind::Redis(url("redis://127.0.0.1:6379/")),
         "postgres" => OffsetStoreKind::Postgres(url("postgres://postgres@127.0.0.1:5432/test")),
         "mysql" => OffsetStoreKind::MySql(url("mysql://root@127.0.0.1:3306/test")),
-        "zookeeper" => {
-            return Err(SluiceError::InvalidConfig {
-                problem: "the zookeeper offset store is not built yet".into(),
-                fix: "use kafka, checkpoint, redis, postgres or mysql".into(),
-            })
-        }
+        "zookeeper" => OffsetStoreKind::ZooKeeper(url("127.0.0.1:2181")),
         other => {
             return Err(SluiceError::InvalidConfig {
                 problem: format!("`{other}` is not an offset store"),
-                fix: "use --store kafka, checkpoint, redis, postgres or mysql".into(),
+                fix: "use --store kafka, checkpoint, redis, zookeeper, postgres or mysql".into(),
             })
         }
     })

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup" >&2; exit 1; }
 
-# A real Kafka-protocol broker for the Kafka tests (each test starts its own instance).
+# A real Kafka-protocol broker for the Kafka tests (each test starts its own instance), and
+# the servers behind the offset stores.
 scripts/kafka-broker.sh install
+scripts/services.sh
 
 cargo test --locked "$@"

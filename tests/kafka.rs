@@ -504,3 +504,8 @@ fn partitions_added_while_the_job_runs_are_picked_up() {
     want.sort();
     assert_eq!(sorted_values(&out.values()), want);
 }
+
+#[test]
+fn zookeeper_store_resumes() {
+    resumes(OffsetStoreKind::ZooKeeper("127.0.0.1:2181".into()));
+}

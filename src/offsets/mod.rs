@@ -16,9 +16,11 @@ use crate::error::{Result, SluiceError};
 
 pub mod checkpoint;
 pub mod sql;
+pub mod zookeeper;
 
 pub use checkpoint::CheckpointStore;
 pub use sql::{MySqlStore, PostgresStore, RedisStore};
+pub use zookeeper::ZooKeeperStore;
 
 /// A partition of a topic.
 #[derive(
@@ -109,10 +111,13 @@ pub enum OffsetStoreKind {
     Postgres(String),
     /// A MySQL/MariaDB table `sluice_kafka_offsets` (URL `mysql://user@host/db`).
     MySql(String),
+    /// ZooKeeper nodes `/consumers/offsets/<topic>/<group>/<partition>` (`host:port[,…]`).
+    ZooKeeper(String),
 }
 
 impl OffsetStoreKind {
-    /// Parses `kafka`, `checkpoint:DIR`, `redis:URL`, `postgres:URL`, `mysql:URL`.
+    /// Parses `kafka`, `checkpoint:DIR`, `redis:URL`, `postgres:URL`, `mysql:URL`,
+    /// `zookeeper:HOST:PORT`.
     ///
     /// # Examples
     ///
@@ -140,10 +145,11 @@ impl OffsetStoreKind {
             "redis" => OffsetStoreKind::Redis(need("URL")?),
             "postgres" | "postgresql" => OffsetStoreKind::Postgres(need("URL")?),
             "mysql" | "mariadb" => OffsetStoreKind::MySql(need("URL")?),
+            "zookeeper" | "zk" => OffsetStoreKind::ZooKeeper(need("HOST:PORT")?),
             other => {
                 return Err(SluiceError::InvalidConfig {
                     problem: format!("`{other}` is not an offset store"),
-                    fix: "use kafka, checkpoint:DIR, redis:URL, postgres:URL or mysql:URL".into(),
+                    fix: "use kafka, checkpoint:DIR, redis:URL, postgres:URL, mysql:URL or zookeeper:HOST:PORT".into(),
                 })
             }
         })

@@ -31,6 +31,7 @@ use super::{BatchReader, BatchSlot, CompletedBatch};
 use crate::dstream::pair::route;
 use crate::dstream::DStream;
 use crate::error::SluiceError;
+use crate::offsets::ZooKeeperStore;
 use crate::offsets::{
     CheckpointStore, MySqlStore, OffsetRange, OffsetStore, OffsetStoreKind, PostgresStore,
     RedisStore, TopicPartition,
@@ -405,6 +406,9 @@ impl KafkaReader {
                 OffsetStoreKind::Redis(url) => Some(Box::new(RedisStore::new(url.clone()))),
                 OffsetStoreKind::Postgres(url) => Some(Box::new(PostgresStore::new(url.clone()))),
                 OffsetStoreKind::MySql(url) => Some(Box::new(MySqlStore::new(url.clone()))),
+                OffsetStoreKind::ZooKeeper(connect) => {
+                    Some(Box::new(ZooKeeperStore::new(connect.clone())))
+                }
             };
         }
         self.store.as_mut()
