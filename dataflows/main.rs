@@ -18,6 +18,7 @@ mod common;
 mod kafka_direct;
 mod kafka_offsets;
 mod kafka_rate_limit;
+mod kafka_to_sql;
 mod network_wordcount;
 mod stateful_wordcount;
 mod windowed_wordcount;
@@ -54,6 +55,10 @@ enum Dataflow {
     KafkaOffsets(kafka_offsets::Args),
     /// Kafka direct stream with a rate limit per partition (course §4.3.2).
     KafkaRateLimit(kafka_rate_limit::Args),
+    /// `name,orderid` records from Kafka into PostgreSQL, exactly once (course §4.3.1).
+    KafkaToPostgres(kafka_to_sql::Args),
+    /// `name,orderid` records from Kafka into MySQL/MariaDB, exactly once (course §4.3.1).
+    KafkaToMysql(kafka_to_sql::Args),
 }
 
 impl Dataflow {
@@ -66,6 +71,7 @@ impl Dataflow {
             Dataflow::KafkaDirect(a) => a.common.verbose,
             Dataflow::KafkaOffsets(a) => a.common.verbose,
             Dataflow::KafkaRateLimit(a) => a.common.verbose,
+            Dataflow::KafkaToPostgres(a) | Dataflow::KafkaToMysql(a) => a.common.verbose,
         }
     }
 }
@@ -93,6 +99,10 @@ fn main() -> ExitCode {
         Dataflow::KafkaDirect(args) => kafka_direct::run(args),
         Dataflow::KafkaOffsets(args) => kafka_offsets::run(args),
         Dataflow::KafkaRateLimit(args) => kafka_rate_limit::run(args),
+        Dataflow::KafkaToPostgres(args) => {
+            kafka_to_sql::run(args, kafka_to_sql::Database::Postgres)
+        }
+        Dataflow::KafkaToMysql(args) => kafka_to_sql::run(args, kafka_to_sql::Database::MySql),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,6 +45,7 @@ pub mod error;
 pub mod listener;
 pub mod logging;
 pub mod offsets;
+pub mod sink;
 pub mod source;
 pub mod table;
 pub mod time;

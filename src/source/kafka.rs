@@ -256,6 +256,7 @@ pub enum KafkaItem {
 
 /// A Kafka direct stream: its records (through `Deref`) and its batches' offset ranges.
 pub struct DirectStream<'s> {
+    items: DStream<'s, KafkaItem>,
     records: DStream<'s, ConsumerRecord>,
     ranges: DStream<'s, OffsetRange>,
 }
@@ -270,7 +271,53 @@ impl<'s> DirectStream<'s> {
             KafkaItem::Range(r) => Some(r),
             KafkaItem::Record(_) => None,
         });
-        DirectStream { records, ranges }
+        DirectStream {
+            items,
+            records,
+            ranges,
+        }
+    }
+
+    /// Exactly-once into PostgreSQL or MySQL (course §4.3.1, "atomic"): on the worker that reads
+    /// each partition, a batch's rows (`to_row` of its records, skipping `None`) and the new
+    /// offsets of its partitions commit in one transaction, in the `sluice_kafka_offsets` table.
+    /// Give the stream the same table as its offset store
+    /// (`OffsetStoreKind::Postgres(url)` / `MySql(url)`) so that a restart resumes from what was
+    /// committed with the rows.
+    pub fn write_sql_with_offsets(
+        &self,
+        url: &str,
+        group: &str,
+        setup: Vec<String>,
+        statement: &str,
+        to_row: impl Fn(&ConsumerRecord) -> Option<Vec<crate::sink::SqlValue>> + 'static,
+    ) {
+        let mut sink = match crate::sink::SqlSink::new(url, setup, statement) {
+            Ok(s) => s,
+            Err(e) => {
+                self.items.ctx.fail_build(e);
+                return;
+            }
+        };
+        let group = group.to_owned();
+        let coord = Arc::clone(&self.items.ctx.coord);
+        self.items.foreach_partition(move |p, items| {
+            let mut rows = Vec::new();
+            let mut ranges = Vec::new();
+            for item in &items {
+                match item {
+                    KafkaItem::Record(r) => rows.extend(to_row(r)),
+                    KafkaItem::Range(r) if r.until > r.from => ranges.push(r.clone()),
+                    KafkaItem::Range(_) => {}
+                }
+            }
+            if rows.is_empty() && ranges.is_empty() {
+                return;
+            }
+            if let Err(e) = sink.write(&rows, Some((&group, &ranges)), || coord.aborted()) {
+                coord.fail(crate::sink::sql::with_batch(e, p.time));
+            }
+        });
     }
     /// The offset range of every partition of the job in every batch (Spark's
     /// `rdd.asInstanceOf[HasOffsetRanges].offsetRanges`); `foreach_batch` sees them all.

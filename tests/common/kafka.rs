@@ -147,3 +147,45 @@ impl Broker {
         }
     }
 }
+
+impl Broker {
+    /// A handle on a broker another test thread started (for producing only; never stops it).
+    pub fn attach(brokers: &str) -> AttachedBroker {
+        AttachedBroker {
+            brokers: brokers.to_owned(),
+        }
+    }
+}
+
+/// A broker started elsewhere.
+pub struct AttachedBroker {
+    brokers: String,
+}
+
+impl AttachedBroker {
+    /// Produces `values` to `partition` of `topic`.
+    pub fn produce(&self, topic: &str, partition: i32, values: &[String]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        for v in values {
+            let mut record = BaseRecord::<str, str>::to(topic)
+                .partition(partition)
+                .payload(v.as_str());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        record = r;
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("records acknowledged");
+    }
+}

@@ -1,0 +1,216 @@
+//! Crash harness: the course's Kafka → database jobs killed with SIGKILL at random points and
+//! restarted, while records keep arriving; afterwards the table must hold every record exactly
+//! once. `SLUICE_CRASH_KILLS` sets the kills per job (default 20; the soak script uses 200).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kafka::Broker;
+
+const RECORDS: usize = 3000;
+
+fn kills() -> usize {
+    std::env::var("SLUICE_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+/// A small deterministic generator for kill times; the seed is printed so a failure replays.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Db {
+    Postgres,
+    MySql,
+}
+
+fn fresh_database(db: Db, name: &str) -> String {
+    match db {
+        Db::Postgres => {
+            let mut c = postgres::Client::connect(
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                postgres::NoTls,
+            )
+            .expect("PostgreSQL on 5432");
+            c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+                .expect("drop database");
+            c.batch_execute(&format!("CREATE DATABASE {name}"))
+                .expect("create database");
+            format!("postgres://postgres@127.0.0.1:5432/{name}")
+        }
+        Db::MySql => {
+            use mysql::prelude::Queryable;
+            let mut c = mysql::Conn::new(
+                mysql::Opts::from_url("mysql://root@127.0.0.1:3306/test").unwrap(),
+            )
+            .expect("MariaDB on 3306");
+            c.query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+                .unwrap();
+            c.query_drop(format!("CREATE DATABASE {name}")).unwrap();
+            format!("mysql://root@127.0.0.1:3306/{name}")
+        }
+    }
+}
+
+/// (id, times present) of every row.
+fn rows(db: Db, url: &str, transactional: bool) -> Vec<(i64, i64)> {
+    let sql = if transactional {
+        "SELECT id, COUNT(*) FROM mydata GROUP BY id ORDER BY id"
+    } else {
+        "SELECT CAST(orderid AS SIGNED), COUNT(*) FROM myorders GROUP BY orderid ORDER BY CAST(orderid AS SIGNED)"
+    };
+    match db {
+        Db::Postgres => {
+            let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) else {
+                return Vec::new();
+            };
+            let sql = sql.replace("SIGNED", "BIGINT");
+            c.query(sql.as_str(), &[])
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        Db::MySql => {
+            use mysql::prelude::Queryable;
+            let Ok(mut c) = mysql::Conn::new(mysql::Opts::from_url(url).unwrap()) else {
+                return Vec::new();
+            };
+            c.query(sql).unwrap_or_default()
+        }
+    }
+}
+
+fn start_job(db: Db, broker: &str, url: &str, mode: &str, group: &str) -> Child {
+    let job = match db {
+        Db::Postgres => "kafka-to-postgres",
+        Db::MySql => "kafka-to-mysql",
+    };
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "run",
+            job,
+            "--brokers",
+            broker,
+            "--topics",
+            "orders",
+            "--group",
+            group,
+            "--offset-reset",
+            "earliest",
+        ])
+        .args(["--mode", mode, "--url", url, "--batch", "100ms", "-w", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sluice")
+}
+
+fn crash_test(db: Db, mode: &str) {
+    let transactional = mode == "transactional";
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("{db:?} {mode}: seed {seed}");
+    let mut rng = Lcg(seed);
+    let broker = Broker::start();
+    broker.create_topic("orders", 3);
+    let name = format!(
+        "sluice_crash_{}_{}_{}",
+        format!("{db:?}").to_lowercase(),
+        mode,
+        std::process::id()
+    );
+    let url = fresh_database(db, &name);
+    // Records arrive while the job is killed and restarted.
+    let brokers = broker.brokers();
+    let producer = {
+        let b = broker.brokers();
+        std::thread::spawn(move || {
+            let broker = Broker::attach(&b);
+            // 30 chunks of 100 records, spread over the 3 partitions.
+            for chunk in 0..30 {
+                for p in 0..3 {
+                    let values: Vec<String> = (chunk * 100..(chunk + 1) * 100)
+                        .filter(|id| id % 3 == p)
+                        .map(|id| format!("name{id},{id}"))
+                        .collect();
+                    broker.produce("orders", p, &values);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    for _ in 0..kills() {
+        let mut child = start_job(db, &brokers, &url, mode, "crash");
+        std::thread::sleep(Duration::from_millis(150 + rng.next(500)));
+        let _ = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    producer.join().unwrap();
+    // A last run without a crash drains the rest.
+    let mut child = start_job(db, &brokers, &url, mode, "crash");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = rows(db, &url, transactional);
+    while seen.len() < RECORDS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        seen = rows(db, &url, transactional);
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    seen = rows(db, &url, transactional);
+    let missing = RECORDS - seen.len().min(RECORDS);
+    let duplicated: Vec<&(i64, i64)> = seen.iter().filter(|(_, n)| *n != 1).collect();
+    assert_eq!(
+        missing, 0,
+        "{db:?} {mode} (seed {seed}): {missing} records lost"
+    );
+    assert!(
+        duplicated.is_empty(),
+        "{db:?} {mode} (seed {seed}): duplicated {:?}",
+        &duplicated[..duplicated.len().min(10)]
+    );
+    assert_eq!(
+        seen.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        (0..RECORDS as i64).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn postgres_transactional_survives_sigkill() {
+    crash_test(Db::Postgres, "transactional");
+}
+
+#[test]
+fn postgres_idempotent_survives_sigkill() {
+    crash_test(Db::Postgres, "idempotent");
+}
+
+#[test]
+fn mysql_transactional_survives_sigkill() {
+    crash_test(Db::MySql, "transactional");
+}
+
+#[test]
+fn mysql_idempotent_survives_sigkill() {
+    crash_test(Db::MySql, "idempotent");
+}
