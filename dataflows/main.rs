@@ -16,6 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod blacklist_filter;
 mod common;
 mod kafka_direct;
+mod kafka_etl;
 mod kafka_offsets;
 mod kafka_rate_limit;
 mod kafka_to_sql;
@@ -55,6 +56,8 @@ enum Dataflow {
     KafkaOffsets(kafka_offsets::Args),
     /// Kafka direct stream with a rate limit per partition (course §4.3.2).
     KafkaRateLimit(kafka_rate_limit::Args),
+    /// Online ETL from Kafka to Kafka with a dead-letter topic (course §4.3.3).
+    KafkaEtl(kafka_etl::Args),
     /// `name,orderid` records from Kafka into PostgreSQL, exactly once (course §4.3.1).
     KafkaToPostgres(kafka_to_sql::Args),
     /// `name,orderid` records from Kafka into MySQL/MariaDB, exactly once (course §4.3.1).
@@ -72,6 +75,7 @@ impl Dataflow {
             Dataflow::KafkaOffsets(a) => a.common.verbose,
             Dataflow::KafkaRateLimit(a) => a.common.verbose,
             Dataflow::KafkaToPostgres(a) | Dataflow::KafkaToMysql(a) => a.common.verbose,
+            Dataflow::KafkaEtl(a) => a.common.verbose,
         }
     }
 }
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         Dataflow::KafkaDirect(args) => kafka_direct::run(args),
         Dataflow::KafkaOffsets(args) => kafka_offsets::run(args),
         Dataflow::KafkaRateLimit(args) => kafka_rate_limit::run(args),
+        Dataflow::KafkaEtl(args) => kafka_etl::run(args),
         Dataflow::KafkaToPostgres(args) => {
             kafka_to_sql::run(args, kafka_to_sql::Database::Postgres)
         }

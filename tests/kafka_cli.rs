@@ -3,6 +3,7 @@
 mod common;
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::kafka::Broker;
 
@@ -139,4 +140,152 @@ fn kafka_rate_limit_caps_every_batch() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(counts(&text(&out.stdout)), vec![60, 60, 60, 60]);
+}
+
+fn etl_record(id: usize) -> String {
+    let f = |s: &str| format!("<<<!>>>{s}<<<!>>>");
+    [
+        f(&id.to_string()),
+        f(&format!("u{id}")),
+        f("20181111132902"),
+        f("58.223.1.112"),
+        f("202.102.92.18"),
+        f("59947"),
+        f("80"),
+        f("www.sumecjob.com"),
+        f(""),
+        f(""),
+        f(""),
+        f(""),
+        f(""),
+        f(&format!("http://www.sumecjob.com/{id}")),
+        f("2556928066"),
+    ]
+    .join(",")
+}
+
+#[test]
+fn kafka_etl_cleans_records_and_sends_malformed_ones_to_the_dead_letter_topic() {
+    let broker = Broker::start();
+    broker.create_topic("source", 2);
+    broker.produce("source", 0, &(0..50).map(etl_record).collect::<Vec<_>>());
+    broker.produce(
+        "source",
+        1,
+        &[
+            "not,a,record".to_owned(),
+            etl_record(50).replace("20181111132902", "yesterday"),
+        ],
+    );
+    let out = sluice(&[
+        "run",
+        "kafka-etl",
+        "--brokers",
+        &broker.brokers(),
+        "--topics",
+        "source",
+        "--offset-reset",
+        "earliest",
+        "--batch",
+        "200ms",
+        "--max-batches",
+        "4",
+        "-w",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut cleaned: Vec<String> = broker
+        .read_all("target")
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    cleaned.sort();
+    let mut want: Vec<String> = (0..50).map(|id| format!("u{id}|1541914142000|58.223.1.112:59947|202.102.92.18:80|http://www.sumecjob.com/{id}")).collect();
+    want.sort();
+    assert_eq!(cleaned, want);
+    let dead = broker.read_all("target-dead-letter");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reasons: Vec<&str> = dead
+        .iter()
+        .flat_map(|(_, h)| {
+            h.iter()
+                .filter(|(k, _)| k == "sluice-error")
+                .map(|(_, v)| v.as_str())
+        })
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("3 fields"))
+            && reasons.iter().any(|r| r.contains("yyyyMMddHHmmss")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn kafka_etl_loses_nothing_when_killed() {
+    let broker = Broker::start();
+    broker.create_topic("source", 2);
+    for p in 0..2 {
+        broker.produce(
+            "source",
+            p,
+            &(p as usize * 500..(p as usize + 1) * 500)
+                .map(etl_record)
+                .collect::<Vec<_>>(),
+        );
+    }
+    for i in 0..5 {
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "run",
+                "kafka-etl",
+                "--brokers",
+                &broker.brokers(),
+                "--topics",
+                "source",
+                "--group",
+                "etl",
+                "--offset-reset",
+                "earliest",
+                "--batch",
+                "100ms",
+                "--kafka-param",
+                "max.partition.fetch.bytes=20000",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200 + 97 * i));
+        let _ = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+        let _ = child.wait_with_output();
+    }
+    let out = sluice(&[
+        "run",
+        "kafka-etl",
+        "--brokers",
+        &broker.brokers(),
+        "--topics",
+        "source",
+        "--group",
+        "etl",
+        "--offset-reset",
+        "earliest",
+        "--batch",
+        "100ms",
+        "--max-batches",
+        "10",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cleaned: std::collections::BTreeSet<String> = broker
+        .read_all("target")
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    assert_eq!(
+        cleaned.len(),
+        1000,
+        "every record reached the target at least once"
+    );
 }

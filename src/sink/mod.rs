@@ -5,6 +5,7 @@
 //! (idempotent: an upsert keyed by the data) or when the batch's rows and its offsets commit in
 //! one transaction (transactional).
 
+pub mod kafka;
 pub mod sql;
 
 pub use sql::{SqlSink, SqlValue};
