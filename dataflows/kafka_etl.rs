@@ -29,6 +29,10 @@ pub struct Args {
     /// Time zone of the records' times (IANA name).
     #[arg(long, default_value = "Asia/Shanghai", value_name = "ZONE")]
     pub time_zone: String,
+    /// Exactly once: records and offsets in one Kafka transaction per worker and batch (read the
+    /// target with isolation.level=read_committed).
+    #[arg(long)]
+    pub exactly_once: bool,
 }
 
 /// Why a record is malformed.
@@ -87,25 +91,34 @@ pub fn run(args: Args) -> Result<()> {
         args.target.clone(),
         args.dead_letter_topic.clone(),
     );
+    let (exactly_once, group) = (args.exactly_once, args.kafka.group.clone());
     StreamingContext::new(config).run(move |job| {
         let zone = zone.clone();
         let (target, dead) = (target.clone(), dead.clone());
-        job.kafka_direct_stream(kafka.clone())
-            .map(move |r| {
-                let value = r.value_str().unwrap_or("");
-                match clean(value, &zone) {
-                    Ok(line) => OutRecord::new(&target, line.into_bytes()),
-                    Err(Rejected(reason)) => {
-                        OutRecord::new(&dead, r.value.clone().unwrap_or_default())
-                            .header("sluice-error", reason.into_bytes())
-                            .header(
-                                "sluice-source",
-                                format!("{}/{}/{}", r.topic, r.partition, r.offset).into_bytes(),
-                            )
-                    }
-                }
-            })
-            .write_kafka(KafkaSink::new(brokers.clone()));
+        let transform = move |r: &sluice::source::kafka::ConsumerRecord| -> OutRecord {
+            match clean(r.value_str().unwrap_or(""), &zone) {
+                Ok(line) => OutRecord::new(&target, line.into_bytes()),
+                Err(Rejected(reason)) => OutRecord::new(&dead, r.value.clone().unwrap_or_default())
+                    .header("sluice-error", reason.into_bytes())
+                    .header(
+                        "sluice-source",
+                        format!("{}/{}/{}", r.topic, r.partition, r.offset).into_bytes(),
+                    ),
+            }
+        };
+        let stream = job.kafka_direct_stream(kafka.clone());
+        if exactly_once {
+            stream.write_kafka_exactly_once(
+                KafkaSink::new(brokers.clone()),
+                "kafka-etl",
+                &group,
+                move |r| vec![transform(r)],
+            );
+        } else {
+            stream
+                .map(move |r| transform(&r))
+                .write_kafka(KafkaSink::new(brokers.clone()));
+        }
     })
 }
 

@@ -289,3 +289,66 @@ fn kafka_etl_loses_nothing_when_killed() {
         "every record reached the target at least once"
     );
 }
+
+#[test]
+fn kafka_etl_exactly_once_survives_sigkill() {
+    let broker = Broker::start();
+    broker.create_topic("source", 2);
+    for p in 0..2 {
+        broker.produce(
+            "source",
+            p,
+            &(p as usize * 500..(p as usize + 1) * 500)
+                .map(etl_record)
+                .collect::<Vec<_>>(),
+        );
+    }
+    let args = |max: Option<&str>| {
+        let mut a = vec![
+            "run",
+            "kafka-etl",
+            "--exactly-once",
+            "--topics",
+            "source",
+            "--group",
+            "etl-eos",
+            "--offset-reset",
+            "earliest",
+            "--batch",
+            "100ms",
+        ];
+        a.extend(["--kafka-param", "max.partition.fetch.bytes=20000"]);
+        if let Some(m) = max {
+            a.extend(["--max-batches", m]);
+        }
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    for i in 0..10 {
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args(None))
+            .args(["--brokers", &broker.brokers()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150 + 61 * i));
+        let _ = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+        let _ = child.wait_with_output();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args(Some("15")))
+        .args(["--brokers", &broker.brokers()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let committed: Vec<String> = broker
+        .read_all_with("target", "read_committed")
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = committed.iter().collect();
+    assert_eq!(distinct.len(), 1000, "every record reached the target");
+    assert_eq!(committed.len(), 1000, "and none twice (read_committed)");
+}

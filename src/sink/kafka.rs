@@ -1,10 +1,20 @@
-//! Kafka producer sink, at-least-once (course §4.3.3, without its producer-per-record).
+//! Kafka producer sinks (course §4.3.3, without its producer-per-record).
 //!
+//! **At-least-once** ([`DStream::write_kafka`]):
 //! One producer per worker, created on first use and reused across batches. A batch's output
 //! finishes only when the producer has flushed every record of it and the broker acknowledged
 //! them all; if any delivery fails, the whole share is sent again (duplicates are what
 //! at-least-once allows) with backoff, so the batch's source offsets, committed after the
 //! output, never run ahead of what Kafka holds.
+//!
+//! **Exactly-once** ([`DirectStream::write_kafka_exactly_once`], Kafka → Kafka): on the worker
+//! that reads each partition, one transactional producer (`transactional.id` =
+//! `sluice-<job>-<worker>`, stable across restarts, so a restarted job fences its zombie) writes
+//! a batch's records and commits its partitions' offsets to the consumer group inside the same
+//! transaction (`send_offsets_to_transaction`). Readers with `isolation.level=read_committed` see
+//! every record once; an aborted or interrupted batch is replayed from the committed offsets.
+//!
+//! [`DirectStream::write_kafka_exactly_once`]: crate::source::kafka::DirectStream::write_kafka_exactly_once
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -189,5 +199,102 @@ impl<'s> DStream<'s, OutRecord> {
                 }
             }
         });
+    }
+}
+
+/// Where a transactional producer stands.
+pub(crate) struct Transactional {
+    sink: KafkaSink,
+    transactional_id: String,
+    group: String,
+    producer: Option<BaseProducer<Deliveries>>,
+    metadata: Option<rdkafka::consumer::ConsumerGroupMetadata>,
+    failed: Arc<AtomicU64>,
+}
+
+impl Transactional {
+    pub(crate) fn new(sink: KafkaSink, transactional_id: String, group: String) -> Self {
+        Transactional {
+            sink,
+            transactional_id,
+            group,
+            producer: None,
+            metadata: None,
+            failed: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn ready(&mut self) -> Result<(), String> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        if self.producer.is_none() {
+            let sink = self
+                .sink
+                .clone()
+                .param("transactional.id", self.transactional_id.clone());
+            let producer = sink
+                .producer(Arc::clone(&self.failed))
+                .map_err(|e| e.to_string())?;
+            // Fences any earlier producer with the same id (a killed run's zombie).
+            producer
+                .init_transactions(Duration::from_secs(30))
+                .map_err(|e| format!("init_transactions: {e}"))?;
+            self.producer = Some(producer);
+        }
+        if self.metadata.is_none() {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &self.sink.brokers)
+                .set("group.id", &self.group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .map_err(|e| e.to_string())?;
+            self.metadata = consumer.group_metadata();
+        }
+        Ok(())
+    }
+
+    /// Writes `records` and commits `offsets` (topic, partition, next offset) in one transaction.
+    pub(crate) fn write(
+        &mut self,
+        records: &[OutRecord],
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), String> {
+        self.ready()?;
+        let (Some(producer), Some(metadata)) = (self.producer.as_ref(), self.metadata.as_ref())
+        else {
+            return Err("the producer or the group metadata is missing".into());
+        };
+        let attempt = (|| -> Result<(), String> {
+            producer
+                .begin_transaction()
+                .map_err(|e| format!("begin_transaction: {e}"))?;
+            self.failed.store(0, Ordering::SeqCst);
+            produce_all(producer, records)?;
+            let failures = self.failed.load(Ordering::SeqCst);
+            if failures > 0 {
+                return Err(format!("{failures} deliveries failed"));
+            }
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for (topic, partition, next) in offsets {
+                tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*next))
+                    .map_err(|e| e.to_string())?;
+            }
+            producer
+                .send_offsets_to_transaction(&tpl, metadata, Duration::from_secs(30))
+                .map_err(|e| format!("send_offsets_to_transaction: {e}"))?;
+            producer
+                .commit_transaction(Duration::from_secs(60))
+                .map_err(|e| format!("commit_transaction: {e}"))
+        })();
+        if let Err(e) = &attempt {
+            if producer.abort_transaction(Duration::from_secs(30)).is_err() {
+                // Fenced or fatal: start over with a new producer (init_transactions again).
+                self.producer = None;
+            }
+            tracing::warn!(
+                "Kafka exactly-once sink {}: {e}; the batch is retried",
+                self.transactional_id
+            );
+        }
+        attempt
     }
 }

@@ -278,6 +278,55 @@ impl<'s> DirectStream<'s> {
         }
     }
 
+    /// Exactly-once into Kafka (see [`crate::sink::kafka`]): on the worker that reads each
+    /// partition, `to_records` of a batch's records are produced and the partitions' new
+    /// offsets committed to `group` in one Kafka transaction; `job` names the transactional ids
+    /// (`sluice-<job>-<worker>`), which must stay the same across restarts. Use the default
+    /// (Kafka) offset store with the same group.
+    pub fn write_kafka_exactly_once(
+        &self,
+        sink: crate::sink::kafka::KafkaSink,
+        job: &str,
+        group: &str,
+        to_records: impl Fn(&ConsumerRecord) -> Vec<crate::sink::kafka::OutRecord> + 'static,
+    ) {
+        let worker = self.items.ctx.info.index;
+        let mut tx = crate::sink::kafka::Transactional::new(
+            sink,
+            format!("sluice-{job}-{worker}"),
+            group.to_owned(),
+        );
+        let coord = Arc::clone(&self.items.ctx.coord);
+        self.items.foreach_partition(move |p, items| {
+            let mut out = Vec::new();
+            let mut offsets = Vec::new();
+            for item in &items {
+                match item {
+                    KafkaItem::Record(r) => out.extend(to_records(r)),
+                    KafkaItem::Range(r) if r.until > r.from => {
+                        offsets.push((r.topic.clone(), r.partition, r.until))
+                    }
+                    KafkaItem::Range(_) => {}
+                }
+            }
+            if out.is_empty() && offsets.is_empty() {
+                return;
+            }
+            let mut wait = Duration::from_millis(100);
+            while let Err(e) = tx.write(&out, &offsets) {
+                if coord.aborted() {
+                    return;
+                }
+                tracing::warn!(
+                    "batch {} waits for the Kafka transaction ({e}); retrying in {wait:?}",
+                    p.time
+                );
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
     /// Exactly-once into PostgreSQL or MySQL (course §4.3.1, "atomic"): on the worker that reads
     /// each partition, a batch's rows (`to_row` of its records, skipping `None`) and the new
     /// offsets of its partitions commit in one transaction, in the `sluice_kafka_offsets` table.

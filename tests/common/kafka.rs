@@ -193,12 +193,23 @@ impl AttachedBroker {
 impl Broker {
     /// Every record of `topic` (all partitions), as (value, headers).
     pub fn read_all(&self, topic: &str) -> Vec<(String, Vec<(String, String)>)> {
+        self.read_all_with(topic, "read_uncommitted")
+    }
+
+    /// Every record of `topic` visible at `isolation` (`read_committed` skips aborted ones);
+    /// stops when the partitions are read to their end or nothing arrives for 3 s.
+    pub fn read_all_with(
+        &self,
+        topic: &str,
+        isolation: &str,
+    ) -> Vec<(String, Vec<(String, String)>)> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         use rdkafka::message::{Headers, Message};
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.brokers())
             .set("group.id", "test-reader")
             .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
             .create()
             .expect("consumer");
         let metadata = consumer
@@ -219,8 +230,13 @@ impl Broker {
         consumer.assign(&tpl).expect("assign");
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while (out.len() as i64) < total && Instant::now() < deadline {
+        let mut last = Instant::now();
+        while (out.len() as i64) < total
+            && Instant::now() < deadline
+            && last.elapsed() < Duration::from_secs(3)
+        {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                last = Instant::now();
                 let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
                 let headers = m
                     .headers()
