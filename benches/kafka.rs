@@ -209,6 +209,60 @@ fn latency(brokers: &str) -> (Duration, Duration, Duration, usize) {
     (v[n / 2], v[(n * 99) / 100], v[n - 1], n)
 }
 
+/// Kafka → Kafka pass-through of `total` records from `source`: records/s, at-least-once or
+/// exactly-once (transactional), batches cut back to back.
+fn kafka_to_kafka(brokers: &str, source: &str, total: u64, exactly_once: bool) -> f64 {
+    use sluice::sink::kafka::{KafkaSink, OutRecord};
+    let recorder = BatchRecorder::new();
+    let group = format!("k2k-{exactly_once}");
+    let config = StreamingConfig::new(Duration::from_secs(1))
+        .unwrap()
+        .threads(2)
+        .as_fast_as_possible(1)
+        .listener(recorder.clone());
+    let kafka = KafkaConfig::new(
+        brokers,
+        group.clone(),
+        ConsumerStrategy::Subscribe(vec![source.to_owned()]),
+    )
+    .param("auto.offset.reset", "earliest")
+    .max_rate_per_partition(100_000);
+    let target = format!("out-{exactly_once}");
+    let b = brokers.to_owned();
+    let started = Instant::now();
+    let mut running = StreamingContext::new(config)
+        .start(move |job| {
+            let stream = job.kafka_direct_stream(kafka.clone());
+            let target = target.clone();
+            if exactly_once {
+                stream.write_kafka_exactly_once(
+                    KafkaSink::new(b.clone()),
+                    "bench",
+                    &group,
+                    move |r| vec![OutRecord::new(&target, r.value.clone().unwrap_or_default())],
+                );
+            } else {
+                stream
+                    .map(move |r| OutRecord::new(&target, r.value.unwrap_or_default()))
+                    .write_kafka(KafkaSink::new(b.clone()));
+            }
+        })
+        .unwrap();
+    while recorder
+        .batches()
+        .iter()
+        .map(|b| b.num_records())
+        .sum::<u64>()
+        < total
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    running.stop(false);
+    let _ = running.await_termination();
+    total as f64 / secs
+}
+
 fn create_topic(brokers: &str, topic: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
@@ -264,6 +318,15 @@ fn main() {
             rate / bare
         );
     }
+    let k2k = (total / 4).min(500_000);
+    let alos = kafka_to_kafka(&brokers, "bench", k2k, false);
+    let eos = kafka_to_kafka(&brokers, "bench", k2k, true);
+    println!(
+        "\nKafka → Kafka pass-through of {k2k} records, -w 2: at-least-once {:.2} M/s, exactly-once (transactional) {:.2} M/s, ratio {:.2}",
+        alos / 1e6,
+        eos / 1e6,
+        eos / alos
+    );
     let (p50, p99, max, n) = latency(&brokers);
     println!(
         "\nproduce → output latency at 100 ms batches, 2 000 records/s ({n} records): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
