@@ -109,6 +109,19 @@ impl OffsetStore for RedisStore {
 
 const TABLE: &str = "sluice_kafka_offsets";
 
+/// The offsets table in PostgreSQL (shared with the transactional SQL sink).
+pub(crate) const PG_CREATE: &str = "CREATE TABLE IF NOT EXISTS sluice_kafka_offsets (topic TEXT NOT NULL, group_id TEXT NOT NULL, \
+     partition_id INT NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))";
+/// Stores `$4` as the next offset of (`$1` topic, `$2` group, `$3` partition) in PostgreSQL.
+pub(crate) const PG_UPSERT: &str = "INSERT INTO sluice_kafka_offsets (topic, group_id, partition_id, next_offset) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (topic, group_id, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset";
+/// The offsets table in MySQL/MariaDB.
+pub(crate) const MY_CREATE: &str = "CREATE TABLE IF NOT EXISTS sluice_kafka_offsets (topic VARCHAR(249) NOT NULL, group_id VARCHAR(255) NOT NULL, \
+     partition_id INT NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))";
+/// Stores the next offset of (topic, group, partition) in MySQL/MariaDB.
+pub(crate) const MY_UPSERT: &str = "INSERT INTO sluice_kafka_offsets (topic, group_id, partition_id, next_offset) VALUES (?, ?, ?, ?) \
+     ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)";
+
 /// Offsets in a PostgreSQL table.
 pub struct PostgresStore {
     url: String,
@@ -128,15 +141,12 @@ impl PostgresStore {
         if self.client.is_none() {
             let mut client = postgres::Client::connect(&self.url, postgres::NoTls)
                 .map_err(|e| store_error("postgres", &self.url, pg(e)))?;
-            let create = format!(
-                "CREATE TABLE IF NOT EXISTS {TABLE} (topic TEXT NOT NULL, group_id TEXT NOT NULL, partition_id INT NOT NULL, \
-                 next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))"
-            );
+            let create = PG_CREATE;
             // Two workers creating the table at once can collide (a known PostgreSQL race on
             // `IF NOT EXISTS`); the second attempt finds the table.
-            if client.batch_execute(&create).is_err() {
+            if client.batch_execute(create).is_err() {
                 client
-                    .batch_execute(&create)
+                    .batch_execute(create)
                     .map_err(|e| store_error("postgres", &self.url, pg(e)))?;
             }
             self.client = Some(client);
@@ -179,14 +189,8 @@ impl OffsetStore for PostgresStore {
                 .transaction()
                 .map_err(|e| store_error("postgres", &url, pg(e)))?;
             for (tp, offset) in offsets {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {TABLE} (topic, group_id, partition_id, next_offset) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (topic, group_id, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset"
-                    ),
-                    &[&tp.topic, &group, &tp.partition, offset],
-                )
-                .map_err(|e| store_error("postgres", &url, pg(e)))?;
+                tx.execute(PG_UPSERT, &[&tp.topic, &group, &tp.partition, offset])
+                    .map_err(|e| store_error("postgres", &url, pg(e)))?;
             }
             tx.commit()
                 .map_err(|e| store_error("postgres", &url, pg(e)))
@@ -224,11 +228,8 @@ impl MySqlStore {
                 mysql::Opts::from_url(&self.url).map_err(|e| store_error("mysql", &self.url, e))?;
             let mut conn =
                 mysql::Conn::new(opts).map_err(|e| store_error("mysql", &self.url, e))?;
-            conn.query_drop(format!(
-                "CREATE TABLE IF NOT EXISTS {TABLE} (topic VARCHAR(249) NOT NULL, group_id VARCHAR(255) NOT NULL, \
-                 partition_id INT NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))"
-            ))
-            .map_err(|e| store_error("mysql", &self.url, e))?;
+            conn.query_drop(MY_CREATE)
+                .map_err(|e| store_error("mysql", &self.url, e))?;
             self.conn = Some(conn);
         }
         match self.conn.as_mut() {
@@ -271,14 +272,8 @@ impl OffsetStore for MySqlStore {
                 .start_transaction(mysql::TxOpts::default())
                 .map_err(|e| store_error("mysql", &url, e))?;
             for (tp, offset) in offsets {
-                tx.exec_drop(
-                    format!(
-                        "INSERT INTO {TABLE} (topic, group_id, partition_id, next_offset) VALUES (?, ?, ?, ?) \
-                         ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)"
-                    ),
-                    (&tp.topic, group, tp.partition, offset),
-                )
-                .map_err(|e| store_error("mysql", &url, e))?;
+                tx.exec_drop(MY_UPSERT, (&tp.topic, group, tp.partition, offset))
+                    .map_err(|e| store_error("mysql", &url, e))?;
             }
             tx.commit().map_err(|e| store_error("mysql", &url, e))
         })();

@@ -52,8 +52,6 @@ fn pg_text(e: postgres::Error) -> String {
     }
 }
 
-const OFFSETS_TABLE: &str = "sluice_kafka_offsets";
-
 impl SqlSink {
     /// A sink at `url`; `setup` statements (e.g. `CREATE TABLE IF NOT EXISTS …`) run once per
     /// connection; `statement` runs once per row.
@@ -90,11 +88,8 @@ impl SqlSink {
                     c.query_drop(s).map_err(|e| e.to_string())?;
                 }
                 // DDL commits implicitly in MySQL: create the offsets table outside any batch.
-                c.query_drop(format!(
-                    "CREATE TABLE IF NOT EXISTS {OFFSETS_TABLE} (topic VARCHAR(249) NOT NULL, group_id VARCHAR(255) NOT NULL, \
-                     partition_id INT NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))"
-                ))
-                .map_err(|e| e.to_string())?;
+                c.query_drop(crate::offsets::sql::MY_CREATE)
+                    .map_err(|e| e.to_string())?;
                 Conn::MySql(c)
             } else {
                 let mut c =
@@ -173,17 +168,11 @@ impl SqlSink {
                     }
                 }
                 if let Some((group, ranges)) = offsets {
-                    tx.batch_execute(&format!(
-                        "CREATE TABLE IF NOT EXISTS {OFFSETS_TABLE} (topic TEXT NOT NULL, group_id TEXT NOT NULL, partition_id INT NOT NULL, \
-                         next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))"
-                    ))
-                    .map_err(pg_text)?;
+                    tx.batch_execute(crate::offsets::sql::PG_CREATE)
+                        .map_err(pg_text)?;
                     for r in ranges {
                         tx.execute(
-                            &format!(
-                                "INSERT INTO {OFFSETS_TABLE} (topic, group_id, partition_id, next_offset) VALUES ($1, $2, $3, $4) \
-                                 ON CONFLICT (topic, group_id, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset"
-                            ),
+                            crate::offsets::sql::PG_UPSERT,
                             &[&r.topic, &group, &r.partition, &r.until],
                         )
                         .map_err(pg_text)?;
@@ -211,10 +200,7 @@ impl SqlSink {
                 if let Some((group, ranges)) = offsets {
                     for r in ranges {
                         tx.exec_drop(
-                            format!(
-                                "INSERT INTO {OFFSETS_TABLE} (topic, group_id, partition_id, next_offset) VALUES (?, ?, ?, ?) \
-                                 ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)"
-                            ),
+                            crate::offsets::sql::MY_UPSERT,
                             (&r.topic, group, r.partition, r.until),
                         )
                         .map_err(|e| e.to_string())?;

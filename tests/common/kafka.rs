@@ -94,29 +94,7 @@ impl Broker {
 
     /// Produces `values` to `partition` of `topic`, waiting until all are acknowledged.
     pub fn produce(&self, topic: &str, partition: i32, values: &[String]) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer");
-        for v in values {
-            let mut record = BaseRecord::<str, str>::to(topic)
-                .partition(partition)
-                .payload(v.as_str())
-                .key(v.as_str());
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        producer.poll(Duration::from_millis(10));
-                        record = r;
-                    }
-                }
-            }
-        }
-        producer
-            .flush(Duration::from_secs(30))
-            .expect("records acknowledged");
+        Broker::attach(&self.brokers()).produce_keyed(topic, partition, values, true);
     }
 }
 
@@ -163,8 +141,13 @@ pub struct AttachedBroker {
 }
 
 impl AttachedBroker {
-    /// Produces `values` to `partition` of `topic`.
+    /// Produces `values` to `partition` of `topic`, waiting until all are acknowledged.
     pub fn produce(&self, topic: &str, partition: i32, values: &[String]) {
+        self.produce_keyed(topic, partition, values, false);
+    }
+
+    /// As `produce`; with `keyed`, each value is its own key.
+    pub fn produce_keyed(&self, topic: &str, partition: i32, values: &[String], keyed: bool) {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("linger.ms", "5")
@@ -174,6 +157,9 @@ impl AttachedBroker {
             let mut record = BaseRecord::<str, str>::to(topic)
                 .partition(partition)
                 .payload(v.as_str());
+            if keyed {
+                record = record.key(v.as_str());
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
