@@ -325,7 +325,10 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         Some(n) => {
                             out.push(((k.clone(), n.clone()), 1));
                             state.insert(k.clone(), n);
-                            next_dirty.insert(k);
+                            // Only a pure function skips keys; the others visit every key.
+                            if pure {
+                                next_dirty.insert(k);
+                            }
                         }
                         None => {
                             state.remove(&k);

@@ -717,7 +717,7 @@ impl KafkaReader {
         }
         // Read exactly that, look-ahead first.
         let mut missing: usize = 0;
-        for (tp, (from, until)) in &plan {
+        for (tp, (_, until)) in &plan {
             if let Some(o) = self.owned.get_mut(tp) {
                 while o.lookahead.front().is_some_and(|r| r.offset < *until) {
                     if let Some(r) = o.lookahead.pop_front() {
@@ -728,7 +728,6 @@ impl KafkaReader {
                 if o.next < *until {
                     missing += 1;
                 }
-                let _ = from;
             }
         }
         let mut waiting_since = Instant::now();
