@@ -34,6 +34,21 @@ fn totals(stdout: &str) -> BTreeMap<String, u64> {
     totals
 }
 
+/// A one-connection TCP server on a free loopback port: writes each chunk, then sleeps its
+/// pause (the last pause keeps the connection open while the job runs). Returns the port.
+fn serve(script: Vec<(&'static [u8], Duration)>) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        for (bytes, pause) in script {
+            s.write_all(bytes).unwrap();
+            std::thread::sleep(pause);
+        }
+    });
+    (port, server)
+}
+
 #[test]
 fn help_lists_the_dataflows_and_flags() {
     let out = run(&["run", "--help"]);
@@ -84,16 +99,13 @@ fn bad_flags_name_the_problem() {
 
 #[test]
 fn network_wordcount_counts_a_servers_words_with_two_workers() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.write_all(b"hello world hello\nhello  spark\tstreaming\n")
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        s.write_all(b"world\n").unwrap();
-        std::thread::sleep(Duration::from_secs(2));
-    });
+    let (port, server) = serve(vec![
+        (
+            b"hello world hello\nhello  spark\tstreaming\n",
+            Duration::from_millis(300),
+        ),
+        (b"world\n", Duration::from_secs(2)),
+    ]);
     let out = run(&[
         "run",
         "network-wordcount",
@@ -190,19 +202,13 @@ fn blacklist_filter_drops_listed_ips_and_sets_malformed_lines_aside() {
     )
     .unwrap();
     let dead = dir.path().join("dead.tsv");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.write_all(
-            b"27.19.74.143##2016-05-30 17:38:20##GET /a HTTP/1.1##200##1127\n\
-              8.35.201.144##2016-05-30 17:38:20##GET /b HTTP/1.1##200##680\n\
-              no separator here\n\
-              110.52.250.126##2016-05-30 17:38:20##GET /c HTTP/1.1##200##1292\n",
-        )
-        .unwrap();
-        std::thread::sleep(Duration::from_secs(1));
-    });
+    let (port, server) = serve(vec![(
+        b"27.19.74.143##2016-05-30 17:38:20##GET /a HTTP/1.1##200##1127\n\
+          8.35.201.144##2016-05-30 17:38:20##GET /b HTTP/1.1##200##680\n\
+          no separator here\n\
+          110.52.250.126##2016-05-30 17:38:20##GET /c HTTP/1.1##200##1292\n",
+        Duration::from_secs(1),
+    )]);
     let out = run(&[
         "run",
         "blacklist-filter",
@@ -312,15 +318,10 @@ fn last_batch(stdout: &str) -> BTreeMap<String, u64> {
 
 #[test]
 fn stateful_wordcount_prints_running_totals() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.write_all(b"a b a\n").unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        s.write_all(b"a c\n").unwrap();
-        std::thread::sleep(Duration::from_secs(2));
-    });
+    let (port, server) = serve(vec![
+        (b"a b a\n", Duration::from_millis(500)),
+        (b"a c\n", Duration::from_secs(2)),
+    ]);
     let out = run(&[
         "run",
         "stateful-wordcount",

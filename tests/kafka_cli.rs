@@ -220,8 +220,8 @@ fn kafka_etl_cleans_records_and_sends_malformed_ones_to_the_dead_letter_topic() 
     );
 }
 
-#[test]
-fn kafka_etl_loses_nothing_when_killed() {
+/// A broker with a 2-partition topic `source` holding ETL records 0..1000.
+fn etl_source() -> Broker {
     let broker = Broker::start();
     broker.create_topic("source", 2);
     for p in 0..2 {
@@ -233,39 +233,44 @@ fn kafka_etl_loses_nothing_when_killed() {
                 .collect::<Vec<_>>(),
         );
     }
-    for i in 0..5 {
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args([
-                "run",
-                "kafka-etl",
-                "--brokers",
-                &broker.brokers(),
-                "--topics",
-                "source",
-                "--group",
-                "etl",
-                "--offset-reset",
-                "earliest",
-                "--batch",
-                "100ms",
-                "--kafka-param",
-                "max.partition.fetch.bytes=20000",
-            ])
+    broker
+}
+
+/// Runs `sluice run kafka-etl` with `killed` flags `kills` times, each SIGKILLed after
+/// `first_ms + step_ms × i` ms, then once to its end with `last` flags; that run's output.
+fn etl_killed_then_finished(
+    broker: &Broker,
+    killed: &[&str],
+    kills: u64,
+    first_ms: u64,
+    step_ms: u64,
+    last: &[&str],
+) -> Output {
+    let etl = |flags: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        c.args(["run", "kafka-etl", "--brokers", &broker.brokers()])
+            .args(flags);
+        c
+    };
+    for i in 0..kills {
+        let child = etl(killed)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(200 + 97 * i));
+        std::thread::sleep(Duration::from_millis(first_ms + step_ms * i));
         let _ = Command::new("kill")
             .args(["-KILL", &child.id().to_string()])
             .status();
         let _ = child.wait_with_output();
     }
-    let out = sluice(&[
-        "run",
-        "kafka-etl",
-        "--brokers",
-        &broker.brokers(),
+    etl(last).output().unwrap()
+}
+
+#[test]
+fn kafka_etl_loses_nothing_when_killed() {
+    let broker = etl_source();
+    let common = [
         "--topics",
         "source",
         "--group",
@@ -274,9 +279,18 @@ fn kafka_etl_loses_nothing_when_killed() {
         "earliest",
         "--batch",
         "100ms",
-        "--max-batches",
-        "10",
-    ]);
+    ];
+    let killed: Vec<&str> = common
+        .iter()
+        .copied()
+        .chain(["--kafka-param", "max.partition.fetch.bytes=20000"])
+        .collect();
+    let last: Vec<&str> = common
+        .iter()
+        .copied()
+        .chain(["--max-batches", "10"])
+        .collect();
+    let out = etl_killed_then_finished(&broker, &killed, 5, 200, 97, &last);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let cleaned: std::collections::BTreeSet<String> = broker
         .read_all("target")
@@ -292,56 +306,26 @@ fn kafka_etl_loses_nothing_when_killed() {
 
 #[test]
 fn kafka_etl_exactly_once_survives_sigkill() {
-    let broker = Broker::start();
-    broker.create_topic("source", 2);
-    for p in 0..2 {
-        broker.produce(
-            "source",
-            p,
-            &(p as usize * 500..(p as usize + 1) * 500)
-                .map(etl_record)
-                .collect::<Vec<_>>(),
-        );
-    }
-    let args = |max: Option<&str>| {
-        let mut a = vec![
-            "run",
-            "kafka-etl",
-            "--exactly-once",
-            "--topics",
-            "source",
-            "--group",
-            "etl-eos",
-            "--offset-reset",
-            "earliest",
-            "--batch",
-            "100ms",
-        ];
-        a.extend(["--kafka-param", "max.partition.fetch.bytes=20000"]);
-        if let Some(m) = max {
-            a.extend(["--max-batches", m]);
-        }
-        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
-    };
-    for i in 0..10 {
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(args(None))
-            .args(["--brokers", &broker.brokers()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(150 + 61 * i));
-        let _ = Command::new("kill")
-            .args(["-KILL", &child.id().to_string()])
-            .status();
-        let _ = child.wait_with_output();
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args(Some("15")))
-        .args(["--brokers", &broker.brokers()])
-        .output()
-        .unwrap();
+    let broker = etl_source();
+    let killed = [
+        "--exactly-once",
+        "--topics",
+        "source",
+        "--group",
+        "etl-eos",
+        "--offset-reset",
+        "earliest",
+        "--batch",
+        "100ms",
+        "--kafka-param",
+        "max.partition.fetch.bytes=20000",
+    ];
+    let last: Vec<&str> = killed
+        .iter()
+        .copied()
+        .chain(["--max-batches", "15"])
+        .collect();
+    let out = etl_killed_then_finished(&broker, &killed, 10, 150, 61, &last);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let committed: Vec<String> = broker
         .read_all_with("target", "read_committed")
