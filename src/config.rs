@@ -240,6 +240,7 @@ pub struct StreamingConfig {
     pub(crate) first_batch_ms: Option<u64>,
     pub(crate) stop_on_signals: bool,
     pub(crate) listeners: Vec<Arc<dyn StreamingListener>>,
+    pub(crate) checkpoint: Option<crate::checkpoint::CheckpointConfig>,
 }
 
 impl std::fmt::Debug for StreamingConfig {
@@ -252,6 +253,7 @@ impl std::fmt::Debug for StreamingConfig {
             .field("first_batch_ms", &self.first_batch_ms)
             .field("stop_on_signals", &self.stop_on_signals)
             .field("listeners", &self.listeners.len())
+            .field("checkpoint", &self.checkpoint)
             .finish()
     }
 }
@@ -269,6 +271,7 @@ impl StreamingConfig {
             first_batch_ms: None,
             stop_on_signals: false,
             listeners: Vec::new(),
+            checkpoint: None,
         })
     }
 
@@ -346,7 +349,8 @@ impl StreamingConfig {
         self
     }
 
-    /// Stops by itself after `n` batches (then behaves as a graceful stop).
+    /// Stops by itself after `n` batches (then behaves as a graceful stop). A job resumed from
+    /// a checkpoint counts from the first batch whose outputs had not run.
     pub fn max_batches(mut self, n: u64) -> Self {
         self.max_batches = Some(n.max(1));
         self
@@ -371,7 +375,43 @@ impl StreamingConfig {
         self
     }
 
+    /// Keeps batch plans, the completed batch and state snapshots in `dir` (Spark's
+    /// `ssc.checkpoint(dir)`), so that a restarted job resumes where this one stopped or
+    /// crashed: see [`checkpoint`](crate::checkpoint) for what is kept and how it recovers.
+    pub fn checkpoint(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        let interval_ms = self.checkpoint.as_ref().and_then(|c| c.interval_ms);
+        self.checkpoint = Some(crate::checkpoint::CheckpointConfig {
+            dir: dir.into(),
+            interval_ms,
+        });
+        self
+    }
+
+    /// Snapshots state every `every` (a multiple of the batch interval; by default 10 batch
+    /// intervals, as Spark). Takes effect with [`checkpoint`](StreamingConfig::checkpoint).
+    pub fn checkpoint_interval(mut self, every: Duration) -> Self {
+        let ms = every.as_millis() as u64;
+        match self.checkpoint.as_mut() {
+            Some(c) => c.interval_ms = Some(ms),
+            None => {
+                self.checkpoint = Some(crate::checkpoint::CheckpointConfig {
+                    dir: std::path::PathBuf::new(),
+                    interval_ms: Some(ms),
+                })
+            }
+        }
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(c) = &self.checkpoint {
+            if c.dir.as_os_str().is_empty() {
+                return Err(SluiceError::InvalidConfig {
+                    problem: "a checkpoint interval is set but no checkpoint directory".into(),
+                    fix: "add `.checkpoint(dir)` (`--checkpoint DIR` on the command line)".into(),
+                });
+            }
+        }
         if let Some(first) = self.first_batch_ms {
             if !first.is_multiple_of(self.batch_ms) {
                 return Err(SluiceError::InvalidConfig {

@@ -37,6 +37,7 @@
 
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod context;

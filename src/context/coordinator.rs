@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::SluiceError;
 use crate::listener::{BatchInfo, SourceInput, StateSize, StreamingListener};
 use crate::time::{batch_at_or_after, Time};
@@ -57,7 +58,16 @@ struct Progress {
 
 pub(crate) struct Coordinator {
     pub(crate) batch_ms: u64,
-    pub(crate) first_batch: u64,
+    /// The first batch this run would start at without a checkpoint.
+    proposed_first: u64,
+    /// The first batch of this run, decided once the dataflow is built.
+    start: std::sync::OnceLock<std::result::Result<u64, String>>,
+    /// The job's first batch ever (window slides are aligned to it).
+    pub(crate) zero: u64,
+    max_batches: Option<u64>,
+    process: usize,
+    peers: usize,
+    checkpoint: Option<Arc<Checkpoint>>,
     local_workers: usize,
     clock: Arc<dyn crate::clock::Clock>,
     cut: Mutex<CutState>,
@@ -76,22 +86,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Coordinator {
-    pub(crate) fn new(config: &crate::config::StreamingConfig, signal: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(
+        config: &crate::config::StreamingConfig,
+        signal: Arc<AtomicBool>,
+    ) -> Result<Self, SluiceError> {
         let batch_ms = config.batch_ms;
-        let first_batch = config
+        let proposed_first = config
             .first_batch_ms
             .unwrap_or_else(|| crate::time::next_batch_after(config.clock.now_ms(), batch_ms));
-        let final_batch = config
-            .max_batches
-            .map(|n| first_batch + (n.saturating_sub(1)) * batch_ms);
-        Coordinator {
+        let checkpoint = match &config.checkpoint {
+            Some(c) => Some(Checkpoint::open(c, batch_ms, proposed_first)?),
+            None => None,
+        };
+        let zero = checkpoint.as_ref().map_or(proposed_first, |c| c.zero);
+        Ok(Coordinator {
             batch_ms,
-            first_batch,
+            proposed_first,
+            start: std::sync::OnceLock::new(),
+            zero,
+            max_batches: config.max_batches,
+            process: config.cluster.process,
+            peers: config.cluster.threads * config.cluster.processes,
+            checkpoint,
             local_workers: config.cluster.threads,
             clock: Arc::clone(&config.clock),
             cut: Mutex::new(CutState {
                 max_cut: None,
-                final_batch,
+                final_batch: None,
                 hurry: false,
             }),
             abort: AtomicBool::new(false),
@@ -106,6 +127,64 @@ impl Coordinator {
             progressed: Condvar::new(),
             built: Mutex::new(0),
             listeners: config.listeners.clone(),
+        })
+    }
+
+    /// Decides the first batch of this run (once; every worker calls it after building): the
+    /// batch after the restored snapshot when a checkpoint is resumed, else the configured one.
+    pub(crate) fn decide_start(&self) -> Result<u64, SluiceError> {
+        let decided = self.start.get_or_init(|| {
+            let first = match &self.checkpoint {
+                Some(c) => c.first_batch().map_err(|e| e.to_string())?,
+                None => self.proposed_first,
+            };
+            if let Some(n) = self.max_batches {
+                // Batches replayed only to rebuild state do not count.
+                let base = self
+                    .silent_through()
+                    .map_or(first, |c| (c + self.batch_ms).max(first));
+                let last = base + n.saturating_sub(1) * self.batch_ms;
+                let mut cut = lock(&self.cut);
+                cut.final_batch = Some(cut.final_batch.map_or(last, |f| f.min(last)));
+            }
+            Ok(first)
+        });
+        decided.clone().map_err(SluiceError::Lifecycle)
+    }
+
+    /// The first batch of this run (the proposed one until it is decided).
+    pub(crate) fn first_batch(&self) -> u64 {
+        match self.start.get() {
+            Some(Ok(t)) => *t,
+            _ => self.proposed_first,
+        }
+    }
+
+    /// The job's checkpoint, if it has one.
+    pub(crate) fn checkpoint(&self) -> Option<&Arc<Checkpoint>> {
+        self.checkpoint.as_ref()
+    }
+
+    /// Outputs are off up to this batch: it finished every output before a restart.
+    pub(crate) fn silent_through(&self) -> Option<u64> {
+        self.checkpoint
+            .as_ref()
+            .filter(|c| c.resuming)
+            .and_then(|c| c.completed())
+    }
+
+    /// Whether stateful operators snapshot their state after batch `t`: at the end of every
+    /// checkpoint interval, and after the final batch of a graceful stop.
+    pub(crate) fn snapshot_due(&self, t: u64) -> bool {
+        self.checkpoint.as_ref().is_some_and(|c| {
+            c.on_schedule(t) || (!self.aborted() && lock(&self.cut).final_batch == Some(t))
+        })
+    }
+
+    /// Waits for the checkpoint's background writes (at the end of a graceful stop).
+    pub(crate) fn flush_checkpoint(&self) {
+        if let Some(c) = &self.checkpoint {
+            c.flush();
         }
     }
 
@@ -138,7 +217,14 @@ impl Coordinator {
         let due = batch_at_or_after(self.clock.now_ms(), self.batch_ms);
         let candidate = state.max_cut.map_or(due, |m| m.max(due));
         // Never before the first batch minus one interval: a stop before start cuts nothing.
-        let candidate = candidate.max(self.first_batch.saturating_sub(self.batch_ms));
+        let candidate = candidate.max(self.first_batch().saturating_sub(self.batch_ms));
+        // With a checkpoint, a graceful stop cuts one more batch, known to be the last when it
+        // is cut, so stateful operators snapshot it (a batch already cut may have been
+        // processed before the stop was asked).
+        let candidate = match (&self.checkpoint, state.max_cut) {
+            (Some(_), Some(m)) if graceful => candidate.max(m + self.batch_ms),
+            _ => candidate,
+        };
         state.final_batch = Some(state.final_batch.map_or(candidate, |f| {
             f.min(candidate).max(state.max_cut.unwrap_or(0))
         }));
@@ -225,6 +311,15 @@ impl Coordinator {
                 break;
             }
             finished.push(entry.remove().1);
+        }
+        if let (Some(c), 0) = (&self.checkpoint, self.process) {
+            // Process 0's probe passing a batch means every worker of every process finished it.
+            let before = c.completed();
+            for f in &finished {
+                if before.is_none_or(|b| f.batch_ms > b) {
+                    c.batch_completed(f.batch_ms, self.peers, self.snapshot_due(f.batch_ms));
+                }
+            }
         }
         let mut states = Vec::with_capacity(finished.len());
         for f in &finished {

@@ -55,6 +55,7 @@ pub(crate) fn run_worker(
         coord: Arc::clone(&coord),
         operator_count: std::cell::Cell::new(0),
         build_error: std::cell::RefCell::new(None),
+        state_names: Default::default(),
     });
     let mut feeders: Vec<Box<dyn Feeder>> = worker.dataflow::<u64, _, _>(|scope| {
         let mut job = Job {
@@ -77,10 +78,35 @@ pub(crate) fn run_worker(
         coord.built();
         return Ok(());
     }
+    let first = match coord.decide_start() {
+        Ok(t) => t,
+        Err(e) => {
+            coord.fail(e);
+            coord.built();
+            return Ok(());
+        }
+    };
+    let keys = source_keys(&feeders);
+    let checkpoint = coord.checkpoint().cloned();
+    let mut plan_log = None;
+    if let Some(c) = &checkpoint {
+        if c.resuming {
+            for (f, key) in feeders.iter_mut().zip(&keys) {
+                f.recover(c.source_recovery(key));
+            }
+        }
+        match c.plan_log(first, info.index) {
+            Ok(log) => plan_log = Some((first, log)),
+            Err(e) => {
+                coord.fail(e);
+                coord.built();
+                return Ok(());
+            }
+        }
+    }
     coord.built();
 
     let interval = coord.batch_ms;
-    let first = coord.first_batch;
     for f in feeders.iter_mut() {
         f.advance_to(first);
     }
@@ -112,6 +138,12 @@ pub(crate) fn run_worker(
                 let inputs = feeders.iter_mut().map(|f| f.read(&slot)).collect();
                 if let Some(e) = feeders.iter_mut().find_map(|f| f.failure()) {
                     coord.fail(e);
+                }
+                if let (Some(c), Some(log)) = (&checkpoint, plan_log.as_mut()) {
+                    // The batch's plan is durable before the batch runs (DESIGN §4).
+                    if let Err(e) = record_plans(c, log, &mut feeders, &keys, &slot) {
+                        coord.fail(e);
+                    }
                 }
                 ticks.send(next);
                 ticks.flush();
@@ -170,6 +202,45 @@ pub(crate) fn run_worker(
     }
     report_finished(&probe, &mut in_flight, &mut last_done, &coord, &mut feeders);
     Ok(())
+}
+
+/// A stable key per source for its recorded plans: its name, numbered among sources of the
+/// same name in build order.
+fn source_keys(feeders: &[Box<dyn Feeder>]) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    feeders
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            let n = seen.entry(name.clone()).or_default();
+            *n += 1;
+            format!("{name}#{}", *n - 1)
+        })
+        .collect()
+}
+
+/// Appends the plans of the batch just read to this worker's plan log, starting a new log
+/// segment at every checkpoint batch (so old segments can be pruned with old snapshots).
+fn record_plans(
+    c: &crate::checkpoint::Checkpoint,
+    log: &mut (u64, crate::checkpoint::file::LogWriter),
+    feeders: &mut [Box<dyn Feeder>],
+    keys: &[String],
+    slot: &BatchSlot,
+) -> Result<(), SluiceError> {
+    let t = slot.time.millis();
+    let plans: Vec<(String, Vec<u8>)> = feeders
+        .iter_mut()
+        .zip(keys)
+        .filter_map(|(f, k)| f.plan(slot).map(|p| (k.clone(), p)))
+        .collect();
+    if plans.is_empty() {
+        return Ok(());
+    }
+    if c.on_schedule(t) && log.0 != t {
+        *log = (t, c.plan_log(t, slot.worker)?);
+    }
+    c.record_plan(&mut log.1, t, plans)
 }
 
 /// Reports every in-flight batch the probe has passed, oldest first.

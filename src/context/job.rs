@@ -48,10 +48,7 @@ impl<'s> Job<'s> {
 
     /// One queued batch per interval (Spark's `queueStream`); see [`BatchQueue`].
     pub fn queue_stream<T: Data>(&mut self, queue: &BatchQueue<T>) -> DStream<'s, T> {
-        let reader = QueueReader {
-            queue: queue.clone(),
-            local_workers: self.ctx.info.threads,
-        };
+        let reader = QueueReader::new(queue.clone(), self.ctx.info.threads);
         self.source(reader)
     }
 

@@ -75,7 +75,7 @@ impl StreamingContext {
         if config.stop_on_signals {
             register_signals(&signal)?;
         }
-        let coord = Arc::new(Coordinator::new(&config, signal));
+        let coord = Arc::new(Coordinator::new(&config, signal)?);
         let build: Arc<BuildFn> = Arc::new(build);
         let timely_config = config.cluster.timely_config();
         let threads = config.cluster.threads;
@@ -123,6 +123,10 @@ impl StreamingContext {
                         result
                     }
                 };
+                if !thread_coord.aborted() {
+                    // The final snapshot's manifest and the completed marker are on disk.
+                    thread_coord.flush_checkpoint();
+                }
                 let result = match thread_coord.take_error() {
                     Some(e) => Err(e),
                     None => result,
@@ -141,6 +145,38 @@ impl StreamingContext {
             handle.await_termination()?;
         }
         Ok(handle)
+    }
+
+    /// Spark's `StreamingContext.getOrCreate(dir, create)`: a context whose job checkpoints to
+    /// `dir` and, when `dir` holds a checkpoint, resumes from it. The dataflow is always built
+    /// from code (`create` makes the configuration, the build function the DStreams), so a job
+    /// whose code changed keeps the state of every operator whose name did not change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::{StreamingConfig, StreamingContext, source::BatchQueue};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let ssc = StreamingContext::get_or_create(dir.path(), || {
+    ///     Ok(StreamingConfig::new(Duration::from_secs(1))?.as_fast_as_possible(1).max_batches(2))
+    /// })?;
+    /// let queue = BatchQueue::from_batches(vec![vec![("a".to_owned(), 1u64)]]);
+    /// ssc.run(move |job| {
+    ///     job.queue_stream(&queue)
+    ///         .update_state_by_key_with(sluice::dstream::state::UpdateState::new(
+    ///             |new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()),
+    ///         ).name("totals"))
+    ///         .print(10);
+    /// })?;
+    /// assert!(dir.path().join("metadata").exists());
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn get_or_create(
+        dir: impl Into<std::path::PathBuf>,
+        create: impl FnOnce() -> Result<StreamingConfig>,
+    ) -> Result<StreamingContext> {
+        Ok(StreamingContext::new(create()?.checkpoint(dir)))
     }
 
     /// Starts the job and waits until it ends (for jobs that stop by themselves, such as those
@@ -238,7 +274,7 @@ impl StreamingHandle {
 
     /// The time of the first batch.
     pub fn first_batch(&self) -> Time {
-        Time::from_millis(self.coord.first_batch)
+        Time::from_millis(self.coord.first_batch())
     }
 }
 

@@ -70,6 +70,8 @@ pub(crate) struct JobCtx {
     pub(crate) operator_count: Cell<usize>,
     /// The first error found while the dataflow was built (a bad window length, …).
     pub(crate) build_error: std::cell::RefCell<Option<crate::error::SluiceError>>,
+    /// Names of this worker's stateful operators (checkpointed state is keyed by them).
+    pub(crate) state_names: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl JobCtx {
@@ -78,6 +80,19 @@ impl JobCtx {
         let mut slot = self.build_error.borrow_mut();
         if slot.is_none() {
             *slot = Some(error);
+        }
+    }
+
+    /// Registers a stateful operator's name; two operators with one name fail the build.
+    pub(crate) fn register_state(&self, name: &str) {
+        if !self.state_names.borrow_mut().insert(name.to_owned()) {
+            self.fail_build(crate::error::SluiceError::InvalidConfig {
+                problem: format!("two stateful operators are named `{name}`"),
+                fix: "give each `update_state_by_key`/`map_with_state` its own `.name(..)`: checkpointed state is kept by name".into(),
+            });
+        }
+        if let Some(c) = self.coord.checkpoint() {
+            c.register_operator(name);
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::Probe;
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
 use super::batch_op::{batch_collect, batch_fold};
@@ -114,6 +115,33 @@ impl<T: Clone> CollectedBatches<T> {
 }
 
 impl<'s, T: Data> DStream<'s, T> {
+    /// This stream as an output sees it: without the batches a restarted job replays only to
+    /// rebuild its state (their outputs ran before the restart).
+    fn for_output(&self) -> DStream<'s, T> {
+        let Some(silent) = self.ctx.coord.silent_through() else {
+            return self.clone();
+        };
+        fn after<'s, D: Clone + 'static>(
+            s: &StreamVec<'s, u64, D>,
+            silent: u64,
+        ) -> StreamVec<'s, u64, D> {
+            s.clone().unary(Pipeline, "AfterReplay", move |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        if cap.least().is_some_and(|t| *t > silent) {
+                            output.session(&cap).give_container(data);
+                        }
+                    });
+                }
+            })
+        }
+        DStream {
+            stream: after(&self.stream, silent),
+            ticks: after(&self.ticks, silent),
+            ctx: std::rc::Rc::clone(&self.ctx),
+        }
+    }
+
     fn register_output(&self, done: StreamVec<'s, u64, ()>) {
         let _ = done.probe_with(&self.ctx.probe);
         self.ctx.outputs.set(self.ctx.outputs.get() + 1);
@@ -137,9 +165,10 @@ impl<'s, T: Data> DStream<'s, T> {
         // Each worker sends at most n + 1 records of a batch (enough to know whether to print
         // `...`), then worker 0 prints.
         let keep = n.saturating_add(1);
+        let this = self.for_output();
         let firsts = batch_fold(
-            self.stream.clone(),
-            self.ticks.clone(),
+            this.stream.clone(),
+            this.ticks.clone(),
             Pipeline,
             Pipeline,
             &self.ctx.name("PrintTake"),
@@ -152,7 +181,7 @@ impl<'s, T: Data> DStream<'s, T> {
         );
         let printed = batch_collect(
             firsts,
-            self.ticks.clone(),
+            this.ticks.clone(),
             Exchange::new(|_: &T| 0),
             Exchange::new(|_: &u64| 0),
             &self.ctx.name("Print"),
@@ -172,9 +201,10 @@ impl<'s, T: Data> DStream<'s, T> {
     /// output that scales with the workers use [`foreach_partition`](DStream::foreach_partition).
     pub fn foreach_batch(&self, f: impl FnMut(Time, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
+        let this = self.for_output();
         let done = batch_collect(
-            self.stream.clone(),
-            self.ticks.clone(),
+            this.stream,
+            this.ticks,
             Exchange::new(|_: &T| 0),
             Exchange::new(|_: &u64| 0),
             &self.ctx.name("ForeachBatch"),
@@ -188,9 +218,10 @@ impl<'s, T: Data> DStream<'s, T> {
     pub fn foreach_partition(&self, f: impl FnMut(Partition, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
         let info = self.ctx.info;
+        let this = self.for_output();
         let done = batch_collect(
-            self.stream.clone(),
-            self.ticks.clone(),
+            this.stream,
+            this.ticks,
             Pipeline,
             Pipeline,
             &self.ctx.name("ForeachPartition"),
@@ -232,9 +263,10 @@ impl<'s, T: Data> DStream<'s, T> {
         let info = self.ctx.info;
         let coord = Arc::clone(&self.ctx.coord);
         let parts_dir = Arc::clone(&dir_for);
+        let this = self.for_output();
         let parts = batch_fold(
-            self.stream.clone(),
-            self.ticks.clone(),
+            this.stream.clone(),
+            this.ticks.clone(),
             Pipeline,
             Pipeline,
             &self.ctx.name("SaveParts"),
@@ -261,7 +293,7 @@ impl<'s, T: Data> DStream<'s, T> {
         let coord = Arc::clone(&self.ctx.coord);
         let done = batch_fold(
             parts,
-            self.ticks.clone(),
+            this.ticks.clone(),
             Exchange::new(|_: &u64| 0),
             Exchange::new(|_: &u64| 0),
             &self.ctx.name("SaveSuccess"),

@@ -215,40 +215,78 @@ impl<'s, U: Data, K: Key, S: Data> std::ops::Deref for MapWithState<'s, U, K, S>
     }
 }
 
-/// Emits `initial` (this worker's share) at the first batch.
-fn initial_stream<'s, T: Data>(
-    of: &DStream<'s, impl Data>,
-    initial: Vec<T>,
-) -> StreamVec<'s, u64, T> {
-    let first = of.ctx.coord.first_batch;
-    let info = of.ctx.info;
-    let mine: Vec<T> = initial
-        .into_iter()
-        .enumerate()
-        .filter(|(j, _)| j % info.peers == info.index)
-        .map(|(_, x)| x)
-        .collect();
-    source(of.stream.scope(), "InitialState", move |cap, _info| {
-        let mut start = Some((cap.delayed(&first), mine));
-        move |output| {
-            if let Some((cap, mut data)) = start.take() {
-                output.session(&cap).give_container(&mut data);
-            }
-        }
-    })
+/// What enters a state operator: a record's value, or a key's starting state.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum StateInput<V, S> {
+    /// A record.
+    Value(V),
+    /// The user's initial state for the key (a fresh start).
+    Initial(S),
+    /// The key's state restored from a checkpoint, with the operator's own word on the key
+    /// (`update_state_by_key`: 1 if the key changed at the snapshot batch; `map_with_state`:
+    /// the batch the key was last seen, `u64::MAX` for never).
+    Restored(S, u64),
 }
 
 impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
-    /// The records as `(key, Left(value))` and this worker's share of `initial` as
-    /// `(key, Right(state))` at the first batch.
-    fn with_initial_state<S: Data>(
+    /// The records as `(key, Value(v))`, and at the first batch of this run the state the
+    /// operator starts with: restored from the checkpoint when one is resumed and holds
+    /// operator `name`, else this worker's share of `initial`.
+    fn with_start_state<S: Data>(
         &self,
+        name: &str,
         initial: Vec<(K, S)>,
-    ) -> StreamVec<'s, u64, (K, Either<V, S>)> {
+    ) -> StreamVec<'s, u64, (K, StateInput<V, S>)> {
+        let coord = std::sync::Arc::clone(&self.ctx.coord);
+        let info = self.ctx.info;
+        let name = name.to_owned();
+        let mine: Vec<(K, S)> = initial
+            .into_iter()
+            .enumerate()
+            .filter(|(j, _)| j % info.peers == info.index)
+            .map(|(_, x)| x)
+            .collect();
+        let start = source(self.stream.scope(), "StartState", move |cap, _info| {
+            let mut start = Some((cap, mine));
+            move |output| {
+                let Some((cap, initial)) = start.take() else {
+                    return;
+                };
+                // Decided once the dataflow is built, before the first step.
+                let cap = cap.delayed(&coord.first_batch());
+                let mut session = output.session(&cap);
+                let restoring = coord
+                    .checkpoint()
+                    .filter(|c| c.restored_batch().is_some() && c.has_operator(&name));
+                let Some(c) = restoring else {
+                    session.give_iterator(
+                        initial
+                            .into_iter()
+                            .map(|(k, s)| (k, StateInput::Initial(s))),
+                    );
+                    return;
+                };
+                for part in c.take_parts(&name, info.index, info.peers) {
+                    match bincode::deserialize::<Vec<(K, S, u64)>>(&part) {
+                        Ok(entries) => session.give_iterator(
+                            entries
+                                .into_iter()
+                                .map(|(k, s, aux)| (k, StateInput::Restored(s, aux))),
+                        ),
+                        Err(e) => coord.fail(crate::error::SluiceError::InvalidConfig {
+                            problem: format!(
+                                "the checkpointed state of operator `{name}` cannot be read with this job's key and state types ({e})"
+                            ),
+                            fix: "restore it with the types it was written with, or give the operator a new name to start it empty".into(),
+                        }),
+                    }
+                }
+            }
+        });
         self.stream
             .clone()
-            .map(|(k, v)| (k, Either::Left(v)))
-            .concat(initial_stream(self, initial).map(|(k, s)| (k, Either::Right(s))))
+            .map(|(k, v)| (k, StateInput::Value(v)))
+            .concat(start)
     }
 
     /// Running state per key (Spark's `updateStateByKey` with `(Seq[V], Option[S]) => Option[S]`):
@@ -273,29 +311,40 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             name,
         } = spec;
         let name = name.unwrap_or_else(|| self.ctx.name("update_state_by_key"));
+        self.ctx.register_state(&name);
         let coord = std::sync::Arc::clone(&self.ctx.coord);
-        let input = self.with_initial_state(initial);
+        let info = self.ctx.info;
+        let input = self.with_start_state(&name, initial);
         let mut state: foldhash::HashMap<K, S> = Default::default();
         let mut dirty: foldhash::HashSet<K> = Default::default();
         let op_name = name.clone();
         let changes = batch_fold(
             input,
             self.ticks.clone(),
-            Exchange::new(|(k, _): &(K, Either<V, S>)| route(k)),
+            Exchange::new(|(k, _): &(K, StateInput<V, S>)| route(k)),
             Pipeline,
             &name,
-            foldhash::HashMap::<K, (Vec<V>, Option<S>)>::default,
-            |acc, data: &mut Vec<(K, Either<V, S>)>| {
+            <(foldhash::HashMap<K, (Vec<V>, Option<S>)>, Vec<(K, S, u64)>)>::default,
+            |(acc, restored), data: &mut Vec<(K, StateInput<V, S>)>| {
                 for (k, x) in data.drain(..) {
-                    let entry = acc.entry(k).or_default();
                     match x {
-                        Either::Left(v) => entry.0.push(v),
-                        Either::Right(s) => entry.1 = Some(s),
+                        StateInput::Value(v) => acc.entry(k).or_default().0.push(v),
+                        StateInput::Initial(s) => acc.entry(k).or_default().1 = Some(s),
+                        StateInput::Restored(s, changed) => restored.push((k, s, changed)),
                     }
                 }
             },
-            move |t, mut news, out: &mut Vec<((K, S), isize)>| {
+            move |t, (mut news, restored), out: &mut Vec<((K, S), isize)>| {
                 let time = Time::from_millis(t);
+                // Restored state is in place before the batch, marked with a diff of 0 (it is
+                // not a change; snapshot views take it in).
+                for (k, s, changed) in restored {
+                    if changed == 1 {
+                        dirty.insert(k.clone());
+                    }
+                    state.insert(k.clone(), s.clone());
+                    out.push(((k, s), 0));
+                }
                 // Initial state first, as if it had been there before this batch.
                 for (k, (_, init)) in news.iter_mut() {
                     if let Some(s) = init.take() {
@@ -374,6 +423,13 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 dirty = next_dirty;
                 shrink_if_sparse(&mut state);
                 coord.report_state(t, StateSize::of::<K, S>(&op_name, state.len()));
+                if coord.snapshot_due(t) {
+                    let entries: Vec<(&K, &S, u64)> = state
+                        .iter()
+                        .map(|(k, s)| (k, s, u64::from(dirty.contains(k))))
+                        .collect();
+                    write_state_part(&coord, &op_name, t, info, &entries);
+                }
             },
         );
         let changes = self.derive(changes);
@@ -397,10 +453,12 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             name,
         } = spec;
         let name = name.unwrap_or_else(|| self.ctx.name("map_with_state"));
+        self.ctx.register_state(&name);
         let batch_ms = self.ctx.info.batch_ms;
         let timeout_ms = timeout.map(|d| (d.as_millis() as u64).max(1));
         let coord = std::sync::Arc::clone(&self.ctx.coord);
-        let input = self.with_initial_state(initial);
+        let info = self.ctx.info;
+        let input = self.with_start_state(&name, initial);
         let mut state: foldhash::HashMap<K, S> = Default::default();
         let mut last_seen: foldhash::HashMap<K, u64> = Default::default();
         let mut expiring: BTreeMap<u64, Vec<K>> = BTreeMap::new();
@@ -408,13 +466,31 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let both = batch_fold(
             input,
             self.ticks.clone(),
-            Exchange::new(|(k, _): &(K, Either<V, S>)| route(k)),
+            Exchange::new(|(k, _): &(K, StateInput<V, S>)| route(k)),
             Pipeline,
             &name,
             Vec::new,
-            |acc: &mut Vec<(K, Either<V, S>)>, data| acc.append(data),
+            |acc: &mut Vec<(K, StateInput<V, S>)>, data| acc.append(data),
             move |t, records, out: &mut Vec<Either<U, ((K, S), isize)>>| {
                 let time = Time::from_millis(t);
+                // Restored state is in place before the batch, marked with a diff of 0.
+                let (restored, records): (Vec<_>, Vec<_>) = records
+                    .into_iter()
+                    .partition(|(_, x)| matches!(x, StateInput::Restored(..)));
+                for (k, x) in restored {
+                    let StateInput::Restored(s, seen) = x else {
+                        continue;
+                    };
+                    if let (Some(ms), true) = (timeout_ms, seen != u64::MAX) {
+                        last_seen.insert(k.clone(), seen);
+                        expiring
+                            .entry((seen + ms).div_ceil(batch_ms) * batch_ms)
+                            .or_default()
+                            .push(k.clone());
+                    }
+                    state.insert(k.clone(), s.clone());
+                    out.push(Either::Right(((k, s), 0)));
+                }
                 // The state of every key touched in this batch as it was before the batch.
                 let mut before: foldhash::HashMap<K, Option<S>> = Default::default();
                 let touch = |k: &K,
@@ -433,10 +509,10 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         before.insert(k.clone(), state.get(&k).cloned());
                     }
                     match x {
-                        Either::Right(initial) => {
+                        StateInput::Initial(initial) | StateInput::Restored(initial, _) => {
                             state.insert(k.clone(), initial);
                         }
-                        Either::Left(v) => {
+                        StateInput::Value(v) => {
                             let mut handle = State {
                                 value: state.remove(&k),
                                 changed: false,
@@ -491,6 +567,13 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 shrink_if_sparse(&mut state);
                 shrink_if_sparse(&mut last_seen);
                 coord.report_state(t, StateSize::of::<K, S>(&op_name, state.len()));
+                if coord.snapshot_due(t) {
+                    let entries: Vec<(&K, &S, u64)> = state
+                        .iter()
+                        .map(|(k, s)| (k, s, last_seen.get(k).copied().unwrap_or(u64::MAX)))
+                        .collect();
+                    write_state_part(&coord, &op_name, t, info, &entries);
+                }
             },
         );
         let mapped = self.derive(both.clone().flat_map(|x| match x {
@@ -509,5 +592,28 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 Box::new(move || upsert_snapshots(&c, Every::Batch)),
             ),
         }
+    }
+}
+
+/// Writes this worker's share of operator `name`'s state after batch `t` to the checkpoint. A
+/// failed write is logged: the snapshot is then incomplete and recovery uses an older one.
+fn write_state_part<K: serde::Serialize, S: serde::Serialize>(
+    coord: &crate::context::coordinator::Coordinator,
+    name: &str,
+    t: u64,
+    info: super::WorkerInfo,
+    entries: &[(&K, &S, u64)],
+) {
+    let Some(c) = coord.checkpoint() else {
+        return;
+    };
+    let written = bincode::serialize(entries)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            c.write_part(name, t, info.index, info.peers, &bytes)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
+        tracing::warn!("checkpoint: state of `{name}` after batch {t} ms not written: {e}");
     }
 }

@@ -63,15 +63,18 @@ impl<'s, T: Data> Stateful<'s, T> {
     }
 
     /// What changed at each batch: `(record, -1)` for a value that is gone, `(record, +1)` for a
-    /// new one (a changed value is both). Empty for batches where nothing changed.
+    /// new one (a changed value is both). Empty for batches where nothing changed. State
+    /// restored from a checkpoint is not a change and does not appear here.
     pub fn changes(&self) -> DStream<'s, (T, isize)> {
-        self.changes.clone()
+        self.changes.filter(|(_, d)| *d != 0)
     }
 
-    /// The changes as a differential dataflow collection, for joins and further incremental
-    /// operators.
+    /// The state (or window) as a differential dataflow collection, for joins and further
+    /// incremental operators; state restored from a checkpoint enters it at the first batch.
     pub fn collection(&self) -> VecCollection<'s, u64, T, isize> {
-        self.changes.changes_to_collection()
+        self.changes
+            .map(|(r, d)| (r, if d == 0 { 1 } else { d }))
+            .changes_to_collection()
     }
 
     /// Spark's view: the whole window or state at every batch (every slide for windows).
@@ -107,8 +110,9 @@ impl Every {
 }
 
 /// Spark's view of keyed upserts: keeps the current value of every key from `changes`
-/// (`-old`, `+new`; at most one of each per key and batch) and emits all `(key, value)` pairs at
-/// every batch `every` includes. Runs where the changes are (keys stay on their worker).
+/// (`-old`, `+new`; at most one of each per key and batch; `0` for state restored from a
+/// checkpoint, in place before the batch) and emits all `(key, value)` pairs at every batch
+/// `every` includes. Runs where the changes are (keys stay on their worker).
 pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
     changes: &DStream<'s, ((K, V), isize)>,
     every: Every,
@@ -126,6 +130,11 @@ pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
         Vec::new,
         |acc: &mut Vec<((K, V), isize)>, data| acc.append(data),
         move |t, updates, out| {
+            for ((k, v), d) in &updates {
+                if *d == 0 {
+                    current.insert(k.clone(), v.clone());
+                }
+            }
             // Retractions first: a batch may carry `+new` before `-old` for the same key.
             for ((k, v), d) in &updates {
                 if *d < 0 && current.get(k) == Some(v) {

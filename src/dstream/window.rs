@@ -62,11 +62,16 @@ impl<'s, T: Data> DStream<'s, T> {
         let checked = multiple_of_batch("window length", length, batch)
             .and_then(|l| multiple_of_batch("slide interval", slide, batch).map(|s| (l, s)));
         match checked {
-            Ok((length, slide)) => Some(Spec {
-                length,
-                slide,
-                zero: self.ctx.coord.first_batch.saturating_sub(batch),
-            }),
+            Ok((length, slide)) => {
+                if let Some(c) = self.ctx.coord.checkpoint() {
+                    c.register_window(length);
+                }
+                Some(Spec {
+                    length,
+                    slide,
+                    zero: self.ctx.coord.zero.saturating_sub(batch),
+                })
+            }
             Err(e) => {
                 self.ctx.fail_build(e);
                 None

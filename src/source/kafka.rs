@@ -408,6 +408,14 @@ pub(crate) struct KafkaReader {
     estimator: Option<PidRateEstimator>,
     /// The backpressure rate for this worker's partitions, records/s.
     rate: Option<f64>,
+    /// The ranges of the batch read last, for the checkpoint's plan log.
+    last_plan: Vec<(TopicPartition, i64, i64)>,
+    /// After a restart from a checkpoint: where each partition resumes.
+    recovered: HashMap<TopicPartition, i64>,
+    /// After a restart: the recorded ranges of the batches to replay.
+    replay: BTreeMap<u64, BTreeMap<TopicPartition, (i64, i64)>>,
+    /// After a restart: batches up to this one were committed before; not again.
+    committed_before: Option<u64>,
 }
 
 fn kafka_error(what: &str, e: impl std::fmt::Display) -> SluiceError {
@@ -462,6 +470,10 @@ impl KafkaReader {
             pattern,
             estimator: None,
             rate,
+            last_plan: Vec::new(),
+            recovered: HashMap::new(),
+            replay: BTreeMap::new(),
+            committed_before: None,
         }
     }
 
@@ -630,7 +642,12 @@ impl KafkaReader {
         let reset = self.config.reset();
         for tp in mine {
             let (low, high) = self.watermarks(&tp)?;
-            let start = match explicit.get(&tp).or(stored.get(&tp)) {
+            let start = match self
+                .recovered
+                .get(&tp)
+                .or(explicit.get(&tp))
+                .or(stored.get(&tp))
+            {
                 Some(&o) if o < low => match self.config.expired {
                     ExpiredOffsets::Fail => {
                         return Err(SluiceError::InvalidConfig {
@@ -709,12 +726,31 @@ impl KafkaReader {
             .config
             .per_batch_caps(slot.interval_ms, self.rate, &lags);
         let mut plan: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
+        let recorded = self.replay.remove(&slot.time.millis());
         for (tp, high) in highs {
             let from = self.owned.get(&tp).map_or(0, |o| o.next);
-            let cap = caps.get(&tp).copied().flatten();
-            let until = cap.map_or(high, |c| high.min(from + c)).max(from);
+            let until = match recorded.as_ref() {
+                // A replayed batch reads exactly what it read before the restart.
+                Some(r) => match r.get(&tp) {
+                    Some(&(f, u)) => {
+                        if f != from {
+                            tracing::warn!("Kafka: replaying batch {}: {tp} was planned from {f}, the reader stands at {from}", slot.time);
+                        }
+                        u.max(from)
+                    }
+                    None => from,
+                },
+                None => {
+                    let cap = caps.get(&tp).copied().flatten();
+                    cap.map_or(high, |c| high.min(from + c)).max(from)
+                }
+            };
             plan.insert(tp, (from, until));
         }
+        self.last_plan = plan
+            .iter()
+            .map(|(tp, (f, u))| (tp.clone(), *f, *u))
+            .collect();
         // Read exactly that, look-ahead first.
         let mut missing: usize = 0;
         for (tp, (_, until)) in &plan {
@@ -828,6 +864,12 @@ impl KafkaReader {
     }
 
     fn commit_through(&mut self, t: u64) {
+        if self.committed_before.is_some_and(|c| t <= c) {
+            // Replayed to rebuild state; committed before the restart (a second commit could
+            // move a transactional sink's offsets back).
+            self.uncommitted.retain(|k, _| *k > t);
+            return;
+        }
         let mut latest: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         let done: Vec<u64> = self.uncommitted.range(..=t).map(|(k, _)| *k).collect();
         for k in &done {
@@ -922,5 +964,43 @@ impl BatchReader<KafkaItem> for KafkaReader {
 
     fn failure(&mut self) -> Option<SluiceError> {
         self.failure.take()
+    }
+
+    fn plan(&mut self, _slot: &BatchSlot) -> Option<Vec<u8>> {
+        let ranges: Vec<(&str, i32, i64, i64)> = self
+            .last_plan
+            .iter()
+            .map(|(tp, f, u)| (tp.topic.as_str(), tp.partition, *f, *u))
+            .collect();
+        bincode::serialize(&ranges).ok()
+    }
+
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
+        self.committed_before = recovery.completed;
+        for (t, plans) in recovery.plans {
+            for bytes in plans {
+                let Ok(ranges) = bincode::deserialize::<Vec<(String, i32, i64, i64)>>(&bytes)
+                else {
+                    tracing::warn!("Kafka: an unreadable recorded plan of batch {t} ms");
+                    continue;
+                };
+                for (topic, partition, from, until) in ranges {
+                    let tp = TopicPartition::new(&topic, partition);
+                    if Some(t) == recovery.after {
+                        // The restored state has read through the snapshot batch.
+                        self.recovered.insert(tp, until);
+                    } else {
+                        self.recovered.entry(tp.clone()).or_insert(from);
+                        self.replay.entry(t).or_default().insert(tp, (from, until));
+                    }
+                }
+            }
+        }
+        if !self.replay.is_empty() {
+            tracing::info!(
+                "Kafka: {} batches to replay from their recorded offset ranges",
+                self.replay.len()
+            );
+        }
     }
 }

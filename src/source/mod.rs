@@ -94,6 +94,18 @@ pub trait BatchReader<T>: 'static {
     fn failure(&mut self) -> Option<crate::error::SluiceError> {
         None
     }
+
+    /// The plan of the batch just read (what it contains: Kafka offset ranges, the write-ahead
+    /// log's line numbers), recorded in the checkpoint before the batch runs; `None` for a source
+    /// that cannot replay a batch.
+    fn plan(&mut self, _slot: &BatchSlot) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Called once before the first batch when the job resumes from a checkpoint: the plans
+    /// this source recorded, for it to replay those batches with identical content and to go on
+    /// from where the restored state stands.
+    fn recover(&mut self, _recovery: crate::checkpoint::SourceRecovery) {}
 }
 
 /// A reader bound to the timely input it feeds.
@@ -113,6 +125,12 @@ pub(crate) trait Feeder {
     fn completed(&mut self, batch: &CompletedBatch);
     /// See [`BatchReader::failure`].
     fn failure(&mut self) -> Option<crate::error::SluiceError>;
+    /// See [`BatchReader::name`].
+    fn name(&self) -> String;
+    /// See [`BatchReader::plan`].
+    fn plan(&mut self, slot: &BatchSlot) -> Option<Vec<u8>>;
+    /// See [`BatchReader::recover`].
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery);
 }
 
 pub(crate) struct InputFeeder<T: Clone + 'static, R> {
@@ -178,5 +196,17 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
 
     fn failure(&mut self) -> Option<crate::error::SluiceError> {
         self.reader.failure()
+    }
+
+    fn name(&self) -> String {
+        self.reader.name()
+    }
+
+    fn plan(&mut self, slot: &BatchSlot) -> Option<Vec<u8>> {
+        self.reader.plan(slot)
+    }
+
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
+        self.reader.recover(recovery)
     }
 }

@@ -12,9 +12,23 @@ use super::{BatchReader, BatchSlot};
 
 struct QueueState<T> {
     pending: VecDeque<Vec<T>>,
-    /// Batches already taken, until every local worker has read its share.
-    assigned: BTreeMap<u64, (Vec<T>, usize)>,
+    /// Vectors taken from the queue since it was made (the position of `pending`'s front).
+    taken: u64,
+    /// Batches already taken, until every local worker has read its share: the records, the
+    /// readers still to read them, and the vectors taken as `[from, until)`.
+    assigned: BTreeMap<u64, (Vec<T>, usize, (u64, u64))>,
     one_at_a_time: bool,
+}
+
+impl<T> QueueState<T> {
+    /// Takes `n` vectors (all that are queued for `None`), as one batch.
+    fn take(&mut self, n: Option<u64>) -> (Vec<T>, (u64, u64)) {
+        let from = self.taken;
+        let n = n.map_or(self.pending.len(), |n| (n as usize).min(self.pending.len()));
+        let batch: Vec<T> = self.pending.drain(..n).flatten().collect();
+        self.taken += n as u64;
+        (batch, (from, self.taken))
+    }
 }
 
 /// A queue of batches for [`Job::queue_stream`](crate::Job::queue_stream); clones share it.
@@ -44,6 +58,7 @@ impl<T> Default for BatchQueue<T> {
         BatchQueue {
             state: Arc::new(Mutex::new(QueueState {
                 pending: VecDeque::new(),
+                taken: 0,
                 assigned: BTreeMap::new(),
                 one_at_a_time: true,
             })),
@@ -90,9 +105,25 @@ impl<T> BatchQueue<T> {
     }
 }
 
+/// Reads a [`BatchQueue`]. Replayable: a batch's plan is which queued vectors it took (by
+/// position since the queue was made), so a job restarted from a checkpoint with a queue holding
+/// the same vectors replays the same batches and goes on after them.
 pub(crate) struct QueueReader<T> {
     pub(crate) queue: BatchQueue<T>,
     pub(crate) local_workers: usize,
+    pub(crate) replay: BTreeMap<u64, (u64, u64)>,
+    pub(crate) last: (u64, u64),
+}
+
+impl<T> QueueReader<T> {
+    pub(crate) fn new(queue: BatchQueue<T>, local_workers: usize) -> Self {
+        QueueReader {
+            queue,
+            local_workers,
+            replay: BTreeMap::new(),
+            last: (0, 0),
+        }
+    }
 }
 
 impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
@@ -104,16 +135,19 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
         let t = slot.time.millis();
         let mut state = self.queue.lock();
         if !state.assigned.contains_key(&t) {
-            let taken: Vec<T> = if state.one_at_a_time {
-                state.pending.pop_front().unwrap_or_default()
-            } else {
-                state.pending.drain(..).flatten().collect()
+            let n = match self.replay.get(&t) {
+                Some((from, until)) => Some(until - from),
+                None if state.one_at_a_time => Some(1),
+                None => None,
             };
-            state.assigned.insert(t, (taken, self.local_workers));
+            let (taken, range) = state.take(n);
+            state.assigned.insert(t, (taken, self.local_workers, range));
         }
-        let Some((batch, readers)) = state.assigned.get_mut(&t) else {
+        self.replay.remove(&t);
+        let Some((batch, readers, range)) = state.assigned.get_mut(&t) else {
             return 0;
         };
+        self.last = *range;
         out.extend(
             batch
                 .iter()
@@ -126,5 +160,32 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
             state.assigned.remove(&t);
         }
         0
+    }
+
+    fn plan(&mut self, _slot: &BatchSlot) -> Option<Vec<u8>> {
+        bincode::serialize(&self.last).ok()
+    }
+
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
+        let mut position = None;
+        for (t, plans) in &recovery.plans {
+            let Some(Ok(range)) = plans.first().map(|p| bincode::deserialize::<(u64, u64)>(p))
+            else {
+                continue;
+            };
+            if Some(*t) == recovery.after {
+                position = Some(range.1);
+            } else {
+                position.get_or_insert(range.0);
+                self.replay.insert(*t, range);
+            }
+        }
+        // Every local worker recovers; the first one moves the shared queue.
+        let mut state = self.queue.lock();
+        let target = position.unwrap_or(0);
+        while state.taken < target && !state.pending.is_empty() {
+            state.pending.pop_front();
+            state.taken += 1;
+        }
     }
 }

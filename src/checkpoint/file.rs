@@ -1,0 +1,339 @@
+//! The checkpoint's on-disk formats: whole files written atomically, and append-only logs.
+//!
+//! **Framed file** (metadata, manifests, state parts, the completed-batch marker):
+//!
+//! ```text
+//! b"SLUICE" | version: u16 LE | kind: u8 | payload length: u64 LE | crc32(payload): u32 LE | payload
+//! ```
+//!
+//! written to `<name>.tmp`, fsynced, renamed over `<name>`, and the directory fsynced: a crash
+//! leaves the old file or the new one. A reader checks magic, version, kind, length and checksum,
+//! so a torn or corrupted file is detected and reported as [`CheckpointError::Corrupt`].
+//!
+//! **Log** (batch plans, the receiver's write-ahead log): a header `b"SLUICELG" | version: u16`,
+//! then records `length: u32 LE | crc32: u32 LE | payload`, each appended and made durable with
+//! `fdatasync`. A reader stops at the first torn or corrupt record (the tail a crash cut short)
+//! and keeps the records before it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The format version written; readers accept this one only.
+pub const VERSION: u16 = 1;
+const MAGIC: &[u8; 6] = b"SLUICE";
+const LOG_MAGIC: &[u8; 8] = b"SLUICELG";
+const HEADER: usize = 6 + 2 + 1 + 8 + 4;
+
+/// What a framed file holds (checked when it is read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// The checkpoint's metadata (batch interval, first batch).
+    Metadata = 1,
+    /// A snapshot's manifest.
+    Manifest = 2,
+    /// One worker's share of one operator's state.
+    StatePart = 3,
+    /// The latest batch whose outputs all finished.
+    Completed = 4,
+}
+
+/// A checkpoint file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file is missing, truncated, of another version or kind, or fails its checksum.
+    #[error("checkpoint file {path} is unusable: {why}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Reading or writing failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> CheckpointError + 'a {
+    move |source| CheckpointError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `payload` as a framed file of `kind` at `path`, atomically (see the module docs).
+///
+/// # Examples
+///
+/// ```
+/// use sluice::checkpoint::file::{read_framed, write_framed, Kind};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("meta");
+/// write_framed(&path, Kind::Metadata, b"hello")?;
+/// assert_eq!(read_framed(&path, Kind::Metadata)?, b"hello");
+/// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
+/// ```
+pub fn write_framed(path: &Path, kind: Kind, payload: &[u8]) -> Result<(), CheckpointError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.push(kind as u8);
+    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    header.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    {
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(&header).map_err(io("write", &tmp))?;
+        f.write_all(payload).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io("rename into", path))?;
+    sync_dir(dir)
+}
+
+/// Makes a directory's entries (a rename, a new file) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync", dir))
+}
+
+/// Reads a framed file written by [`write_framed`], checking everything the frame records.
+pub fn read_framed(path: &Path, kind: Kind) -> Result<Vec<u8>, CheckpointError> {
+    let corrupt = |why: String| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        why,
+    };
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| corrupt(format!("cannot read it ({e})")))?;
+    if bytes.len() < HEADER || &bytes[..6] != MAGIC {
+        return Err(corrupt("not a sluice checkpoint file (bad header)".into()));
+    }
+    let version = u16::from_le_bytes([bytes[6], bytes[7]]);
+    if version != VERSION {
+        return Err(corrupt(format!(
+            "format version {version}, this sluice reads version {VERSION}"
+        )));
+    }
+    if bytes[8] != kind as u8 {
+        return Err(corrupt(format!(
+            "holds kind {} where {kind:?} was expected",
+            bytes[8]
+        )));
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&bytes[9..17]);
+    let len = u64::from_le_bytes(len) as usize;
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[17..21]);
+    let crc = u32::from_le_bytes(crc);
+    let payload = bytes.split_off(HEADER);
+    if payload.len() != len {
+        return Err(corrupt(format!(
+            "truncated: {} of {len} payload bytes",
+            payload.len()
+        )));
+    }
+    if crc32fast::hash(&payload) != crc {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    Ok(payload)
+}
+
+/// An append-only log of checksummed records, made durable record by record.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::checkpoint::file::{read_log, LogWriter};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("plans.log");
+/// let mut log = LogWriter::create(&path)?;
+/// log.append(b"batch 1", true)?;
+/// log.append(b"batch 2", true)?;
+/// assert_eq!(read_log(&path)?, vec![b"batch 1".to_vec(), b"batch 2".to_vec()]);
+/// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
+/// ```
+pub struct LogWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl LogWriter {
+    /// Creates (or truncates) the log at `path`.
+    pub fn create(path: &Path) -> Result<Self, CheckpointError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let mut file = File::create(path).map_err(io("create", path))?;
+        file.write_all(LOG_MAGIC).map_err(io("write", path))?;
+        file.write_all(&VERSION.to_le_bytes())
+            .map_err(io("write", path))?;
+        file.sync_all().map_err(io("fsync", path))?;
+        sync_dir(dir)?;
+        Ok(LogWriter {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing log to append to it; creates it when missing.
+    pub fn append_to(path: &Path) -> Result<Self, CheckpointError> {
+        if !path.exists() {
+            return Self::create(path);
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io("open", path))?;
+        Ok(LogWriter {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Appends one record; with `durable`, returns only once it is on disk (`fdatasync`).
+    pub fn append(&mut self, payload: &[u8], durable: bool) -> Result<(), CheckpointError> {
+        let mut record = Vec::with_capacity(8 + payload.len());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        record.extend_from_slice(payload);
+        self.file
+            .write_all(&record)
+            .map_err(io("append to", &self.path))?;
+        if durable {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn sync(&mut self) -> Result<(), CheckpointError> {
+        self.file.sync_data().map_err(io("fsync", &self.path))
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Every intact record of a log, oldest first; a torn or corrupt tail is dropped with a
+/// warning (it is what a crash in the middle of an append leaves).
+pub fn read_log(path: &Path) -> Result<Vec<Vec<u8>>, CheckpointError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io("read", path))?;
+    if bytes.len() < 10 || &bytes[..8] != LOG_MAGIC {
+        return Err(CheckpointError::Corrupt {
+            path: path.to_owned(),
+            why: "not a sluice log (bad header)".into(),
+        });
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version != VERSION {
+        return Err(CheckpointError::Corrupt {
+            path: path.to_owned(),
+            why: format!("log format version {version}, this sluice reads version {VERSION}"),
+        });
+    }
+    let mut records = Vec::new();
+    let mut at = 10;
+    while at < bytes.len() {
+        let ok = at + 8 <= bytes.len() && {
+            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                as usize;
+            let crc =
+                u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+            let end = at + 8 + len;
+            if end <= bytes.len() && crc32fast::hash(&bytes[at + 8..end]) == crc {
+                records.push(bytes[at + 8..end].to_vec());
+                at = end;
+                true
+            } else {
+                false
+            }
+        };
+        if !ok {
+            tracing::warn!(
+                "{}: dropping a torn or corrupt tail of {} bytes after {} records (a crash during an append)",
+                path.display(),
+                bytes.len() - at,
+                records.len()
+            );
+            break;
+        }
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framed_files_detect_truncation_corruption_and_wrong_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        write_framed(&path, Kind::StatePart, &[7u8; 1000]).unwrap();
+        assert_eq!(
+            read_framed(&path, Kind::StatePart).unwrap(),
+            vec![7u8; 1000]
+        );
+        assert!(read_framed(&path, Kind::Manifest)
+            .unwrap_err()
+            .to_string()
+            .contains("kind"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[500] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_framed(&path, Kind::StatePart)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
+        bytes.truncate(300);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_framed(&path, Kind::StatePart)
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
+        assert!(read_framed(&dir.path().join("missing"), Kind::StatePart).is_err());
+    }
+
+    #[test]
+    fn a_log_keeps_its_records_before_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut log = LogWriter::create(&path).unwrap();
+        log.append(b"one", true).unwrap();
+        log.append(b"two", false).unwrap();
+        drop(log);
+        let mut log = LogWriter::append_to(&path).unwrap();
+        log.append(b"three", true).unwrap();
+        drop(log);
+        let full = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &full[..full.len() - 2]).unwrap();
+        assert_eq!(
+            read_log(&path).unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
+    }
+}

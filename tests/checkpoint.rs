@@ -1,0 +1,261 @@
+//! Checkpoints in one process: state restored by name, silent replay of finished batches,
+//! corrupt snapshots skipped, re-sharding to more workers, code changes, windows refilled.
+//!
+//! Each case runs a job over a replayable queue for 7 batches (graceful stop, or a "crash" made
+//! by removing what a crash would not have written), restarts it from the checkpoint for 5
+//! more, and compares the restarted run's outputs with batches 8–12 of one uninterrupted run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sluice::dstream::state::{StateSpec, UpdateState};
+use sluice::source::BatchQueue;
+use sluice::{CollectedBatches, Job, StreamingConfig, StreamingContext};
+
+type Out = CollectedBatches<String>;
+
+/// 12 batches of words; word `w<j>` appears in batches where `(b + j) % 3 != 0`.
+fn input() -> Vec<Vec<String>> {
+    (1..=12u64)
+        .map(|b| {
+            (0..20u64)
+                .filter(|j| (b + j) % 3 != 0)
+                .map(|j| format!("w{} w{}", j % 7, j % 5))
+                .collect()
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    /// `update_state_by_key` running totals (Spark's view) + `map_with_state` with a timeout.
+    State,
+    /// As `State`, plus a new stateful operator and an extra map (a code change).
+    StateChanged,
+    /// Running totals joined with a 3-batch window.
+    StateAndWindow,
+}
+
+fn build(job: &mut Job<'_>, queue: &BatchQueue<String>, out: &Out, shape: Shape) {
+    let words = job
+        .queue_stream(queue)
+        .flat_map(|l: String| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .map(|w| (w, 1u64));
+    let totals = words.update_state_by_key_with(
+        UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
+            Some(old.unwrap_or(0) + new.iter().sum::<u64>())
+        })
+        .name("totals"),
+    );
+    let o = out.clone();
+    let totals = totals.map(|(w, n)| format!("total {w}={n}"));
+    let seen = words.map_with_state(
+        StateSpec::function(|_t, w: &String, one: Option<u64>, state| {
+            let n = state.get().copied().unwrap_or(0) + one.unwrap_or(0);
+            if state.is_timing_out() {
+                return Some(format!("gone {w}={n}"));
+            }
+            state.update(n);
+            Some(format!("seen {w}={n}"))
+        })
+        .timeout(Duration::from_secs(2))
+        .name("seen"),
+    );
+    let mut all = totals.union(&seen);
+    match shape {
+        Shape::State => {}
+        Shape::StateChanged => {
+            let extra = words
+                .update_state_by_key_with(
+                    UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
+                        Some(old.unwrap_or(0) + new.len() as u64)
+                    })
+                    .name("new-operator"),
+                )
+                .map(|(w, n)| format!("new {w}={n}"));
+            all = all.union(&extra);
+        }
+        Shape::StateAndWindow => {
+            let window = words
+                .reduce_by_key_and_window(
+                    |a, b| a + b,
+                    Duration::from_secs(3),
+                    Duration::from_secs(1),
+                )
+                .map(|(w, n)| format!("window {w}={n}"));
+            all = all.union(&window);
+        }
+    }
+    all.collect_into(&o);
+}
+
+fn config(threads: usize, batches: u64, dir: Option<&Path>) -> StreamingConfig {
+    let c = StreamingConfig::new(Duration::from_secs(1))
+        .expect("valid")
+        .threads(threads)
+        .as_fast_as_possible(2)
+        .first_batch_ms(1000)
+        .max_batches(batches);
+    match dir {
+        Some(d) => c.checkpoint(d).checkpoint_interval(Duration::from_secs(2)),
+        None => c,
+    }
+}
+
+fn run(threads: usize, batches: u64, dir: Option<&Path>, shape: Shape) -> Vec<(u64, Vec<String>)> {
+    let queue = BatchQueue::from_batches(input());
+    let out = Out::new();
+    let (q, o) = (queue.clone(), out.clone());
+    StreamingContext::new(config(threads, batches, dir))
+        .run(move |job| build(job, &q, &o, shape))
+        .expect("the job runs");
+    out.batches()
+        .into_iter()
+        .map(|(t, mut v)| {
+            v.sort();
+            (t.millis(), v)
+        })
+        .collect()
+}
+
+fn reference(shape: Shape) -> Vec<(u64, Vec<String>)> {
+    run(1, 12, None, shape)
+        .into_iter()
+        .filter(|(t, _)| *t >= 8000)
+        .collect()
+}
+
+fn state_dirs(dir: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("state-")
+                .and_then(|t| t.parse().ok())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn state_is_restored_after_a_graceful_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(1, 7, Some(dir.path()), Shape::State);
+    assert_eq!(first.len(), 7);
+    // Every 2 batches (2, 4, 6 s) and the final batch; the two newest and older ones pruned.
+    assert_eq!(state_dirs(dir.path()), vec![6000, 7000]);
+    let second = run(1, 5, Some(dir.path()), Shape::State);
+    assert_eq!(second, reference(Shape::State));
+}
+
+#[test]
+fn finished_batches_after_the_snapshot_are_replayed_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    run(1, 7, Some(dir.path()), Shape::State);
+    // What a crash after batch 7's outputs but before its snapshot leaves.
+    std::fs::remove_dir_all(dir.path().join("state-7000")).unwrap();
+    let second = run(1, 5, Some(dir.path()), Shape::State);
+    // Batch 7 was replayed to rebuild the state, but its output had already run.
+    assert_eq!(second.first().map(|(t, _)| *t), Some(8000));
+    assert_eq!(second, reference(Shape::State));
+}
+
+#[test]
+fn a_corrupt_snapshot_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    run(1, 7, Some(dir.path()), Shape::State);
+    let part = dir.path().join("state-7000").join("totals.part-0-of-1");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&part, &bytes).unwrap();
+    // And a torn manifest of a newer, unfinished snapshot.
+    std::fs::create_dir_all(dir.path().join("state-8000")).unwrap();
+    std::fs::write(
+        dir.path().join("state-8000").join("MANIFEST"),
+        b"SLUICE\x01",
+    )
+    .unwrap();
+    let second = run(1, 5, Some(dir.path()), Shape::State);
+    assert_eq!(second, reference(Shape::State));
+}
+
+#[test]
+fn a_checkpoint_of_one_worker_restores_into_two() {
+    let dir = tempfile::tempdir().unwrap();
+    run(1, 7, Some(dir.path()), Shape::State);
+    let second = run(2, 5, Some(dir.path()), Shape::State);
+    assert_eq!(second, reference(Shape::State));
+    // And back to one, from the snapshot the two workers wrote.
+    let dir = tempfile::tempdir().unwrap();
+    run(2, 7, Some(dir.path()), Shape::State);
+    assert!(dir
+        .path()
+        .join("state-7000")
+        .join("totals.part-1-of-2")
+        .exists());
+    let second = run(1, 5, Some(dir.path()), Shape::State);
+    assert_eq!(second, reference(Shape::State));
+}
+
+#[test]
+fn a_changed_job_keeps_the_state_of_operators_whose_name_did_not_change() {
+    let dir = tempfile::tempdir().unwrap();
+    run(1, 7, Some(dir.path()), Shape::State);
+    let second = run(1, 5, Some(dir.path()), Shape::StateChanged);
+    let expected = reference(Shape::State);
+    // The old operators' outputs are the uninterrupted run's; the new one counted from batch 8.
+    for ((t, got), (te, want)) in second.iter().zip(&expected) {
+        assert_eq!(t, te);
+        let old: Vec<&String> = got.iter().filter(|s| !s.starts_with("new ")).collect();
+        assert_eq!(old, want.iter().collect::<Vec<_>>(), "batch {t}");
+    }
+    // The new operator starts empty: at batch 8 it holds batch 8's counts only.
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in &input()[7] {
+        for w in line.split(' ') {
+            *counts.entry(w.to_owned()).or_default() += 1;
+        }
+    }
+    let mut want: Vec<String> = counts.iter().map(|(w, n)| format!("new {w}={n}")).collect();
+    want.sort();
+    let got: Vec<String> = second[0]
+        .1
+        .iter()
+        .filter(|s| s.starts_with("new "))
+        .cloned()
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn windows_are_refilled_by_replaying_from_an_older_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    run(1, 7, Some(dir.path()), Shape::StateAndWindow);
+    // A 3 s window needs batches 6 and 7 again at batch 8: the snapshot of batch 7 is too new,
+    // so 4 s is kept and used.
+    assert!(state_dirs(dir.path()).contains(&4000));
+    let second = run(1, 5, Some(dir.path()), Shape::StateAndWindow);
+    assert_eq!(second, reference(Shape::StateAndWindow));
+}
+
+#[test]
+fn a_checkpoint_with_another_batch_interval_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    run(1, 3, Some(dir.path()), Shape::State);
+    let config = StreamingConfig::new(Duration::from_secs(2))
+        .unwrap()
+        .as_fast_as_possible(1)
+        .max_batches(1)
+        .checkpoint(dir.path());
+    let queue = BatchQueue::from_batches(input());
+    let out = Out::new();
+    let err = StreamingContext::new(config)
+        .run(move |job| build(job, &queue, &out, Shape::State))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("batch interval of 1000 ms"), "{err}");
+}
