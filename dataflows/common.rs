@@ -18,6 +18,13 @@ pub struct CommonArgs {
     /// Stop by itself after this many batches (default: run until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "N")]
     pub max_batches: Option<u64>,
+    /// Keep batch plans and state snapshots in this directory and resume from it on restart
+    /// (Spark's `ssc.checkpoint(dir)` with `getOrCreate`).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// Snapshot state this often (a multiple of --batch; default 10 batches).
+    #[arg(long, value_name = "DURATION", requires = "checkpoint")]
+    pub checkpoint_interval: Option<String>,
     /// More log output on stderr: -v for info, -vv for one line per batch.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -38,6 +45,12 @@ impl CommonArgs {
             .listener(LogListener);
         if let Some(n) = self.max_batches {
             config = config.max_batches(n);
+        }
+        if let Some(dir) = &self.checkpoint {
+            config = config.checkpoint(dir);
+        }
+        if let Some(every) = &self.checkpoint_interval {
+            config = config.checkpoint_interval(sluice::time::parse_duration(every)?);
         }
         Ok(config)
     }

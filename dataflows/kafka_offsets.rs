@@ -22,16 +22,19 @@ pub struct Args {
     /// URL of the redis/postgres/mysql store or host:port of ZooKeeper (defaults: the local servers on their default ports).
     #[arg(long, value_name = "URL")]
     pub store_url: Option<String>,
-    /// Directory of the checkpoint store.
-    #[arg(long, default_value = "sluice-checkpoint", value_name = "DIR")]
-    pub checkpoint: PathBuf,
 }
 
 fn store(args: &Args) -> Result<OffsetStoreKind> {
     let url = |default: &str| args.store_url.clone().unwrap_or_else(|| default.to_owned());
     Ok(match args.store.as_str() {
         "kafka" => OffsetStoreKind::Kafka,
-        "checkpoint" => OffsetStoreKind::Checkpoint(args.checkpoint.clone()),
+        // The job's checkpoint directory (`--checkpoint`), as the course's getOrCreate example.
+        "checkpoint" => OffsetStoreKind::Checkpoint(
+            args.common
+                .checkpoint
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("sluice-checkpoint")),
+        ),
         "redis" => OffsetStoreKind::Redis(url("redis://127.0.0.1:6379/")),
         "postgres" => OffsetStoreKind::Postgres(url("postgres://postgres@127.0.0.1:5432/test")),
         "mysql" => OffsetStoreKind::MySql(url("mysql://root@127.0.0.1:3306/test")),

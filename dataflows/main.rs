@@ -15,11 +15,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod blacklist_filter;
 mod common;
+mod driver_ha_wordcount;
 mod kafka_direct;
 mod kafka_etl;
 mod kafka_offsets;
 mod kafka_rate_limit;
 mod kafka_to_sql;
+mod kafka_wordcount;
 mod network_wordcount;
 mod stateful_wordcount;
 mod windowed_wordcount;
@@ -62,6 +64,10 @@ enum Dataflow {
     KafkaToPostgres(kafka_to_sql::Args),
     /// `name,orderid` records from Kafka into MySQL/MariaDB, exactly once (course §4.3.1).
     KafkaToMysql(kafka_to_sql::Args),
+    /// Running word count from Kafka to Kafka, checkpointed, exactly once across crashes.
+    KafkaWordcount(kafka_wordcount::Args),
+    /// Running word count over a socket, restartable from its checkpoint (course §7.3).
+    DriverHaWordcount(driver_ha_wordcount::Args),
 }
 
 impl Dataflow {
@@ -76,6 +82,8 @@ impl Dataflow {
             Dataflow::KafkaRateLimit(a) => a.common.verbose,
             Dataflow::KafkaToPostgres(a) | Dataflow::KafkaToMysql(a) => a.common.verbose,
             Dataflow::KafkaEtl(a) => a.common.verbose,
+            Dataflow::KafkaWordcount(a) => a.common.verbose,
+            Dataflow::DriverHaWordcount(a) => a.common.verbose,
         }
     }
 }
@@ -104,6 +112,8 @@ fn main() -> ExitCode {
         Dataflow::KafkaOffsets(args) => kafka_offsets::run(args),
         Dataflow::KafkaRateLimit(args) => kafka_rate_limit::run(args),
         Dataflow::KafkaEtl(args) => kafka_etl::run(args),
+        Dataflow::KafkaWordcount(args) => kafka_wordcount::run(args),
+        Dataflow::DriverHaWordcount(args) => driver_ha_wordcount::run(args),
         Dataflow::KafkaToPostgres(args) => {
             kafka_to_sql::run(args, kafka_to_sql::Database::Postgres)
         }

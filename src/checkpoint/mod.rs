@@ -354,6 +354,15 @@ impl Checkpoint {
         }
     }
 
+    /// The latest batch recorded by an earlier run: batches up to it may have run their
+    /// outputs (in part) before a crash.
+    pub(crate) fn last_planned(&self) -> Option<u64> {
+        if !self.resuming {
+            return None;
+        }
+        lock(&self.plans).keys().next_back().copied()
+    }
+
     /// The latest batch whose outputs finished before this run (outputs stay off up to it).
     pub(crate) fn completed(&self) -> Option<u64> {
         self.completed
@@ -614,33 +623,45 @@ impl WriterJob {
                 let _ = std::fs::remove_dir_all(self.dir.join(format!("state-{t}")));
             }
         }
-        // Plan segments: keep the newest segment starting at or before `oldest` per worker
-        // and run, and every later one.
-        let plan_dir = self.dir.join("plans");
-        let Ok(entries) = std::fs::read_dir(&plan_dir) else {
-            return;
-        };
-        let mut segments: BTreeMap<String, Vec<(u64, PathBuf)>> = BTreeMap::new();
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some((start, rest)) = name.split_once('-') else {
-                continue;
-            };
-            let Ok(start) = start.parse::<u64>() else {
-                continue;
-            };
-            segments
-                .entry(rest.to_owned())
-                .or_default()
-                .push((start, e.path()));
+        // Plan segments (`<start>-w<worker>-<run>.log`) and the receivers' write-ahead log
+        // segments (`receiver/<source>/<start>.wal`): a segment started at batch `s` holds what
+        // belongs to batches from `s` on, so per series the newest segment starting at or
+        // before `oldest` and every later one are kept.
+        prune_segments(&self.dir.join("plans"), oldest);
+        if let Ok(receivers) = std::fs::read_dir(self.dir.join("receiver")) {
+            for r in receivers.flatten() {
+                prune_segments(&r.path(), oldest);
+            }
         }
-        for (_, mut list) in segments {
-            list.sort();
-            let covering = list.iter().rposition(|(s, _)| *s <= oldest);
-            for (i, (_, path)) in list.iter().enumerate() {
-                if covering.is_some_and(|c| i < c) {
-                    let _ = std::fs::remove_file(path);
-                }
+    }
+}
+
+/// Removes the segments of `dir` that only hold batches before `oldest` (see `prune`).
+/// Segment names start with their first batch time, then `-series` or `.extension`.
+fn prune_segments(dir: &Path, oldest: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut series: BTreeMap<String, Vec<(u64, PathBuf)>> = BTreeMap::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(split) = name.find(['-', '.']) else {
+            continue;
+        };
+        let Ok(start) = name[..split].parse::<u64>() else {
+            continue;
+        };
+        series
+            .entry(name[split..].to_owned())
+            .or_default()
+            .push((start, e.path()));
+    }
+    for (_, mut list) in series {
+        list.sort();
+        let covering = list.iter().rposition(|(s, _)| *s <= oldest);
+        for (i, (_, path)) in list.iter().enumerate() {
+            if covering.is_some_and(|c| i < c) {
+                let _ = std::fs::remove_file(path);
             }
         }
     }

@@ -64,7 +64,29 @@ impl<'s> Job<'s> {
         port: u16,
         options: SocketOptions,
     ) -> DStream<'s, String> {
-        let reader = SocketReader::new(host, port, options, self.ctx.info.index == 0);
+        let wal_dir = if options.write_ahead_log {
+            match self.ctx.coord.checkpoint() {
+                Some(c) => Some(
+                    c.dir
+                        .join("receiver")
+                        .join(crate::checkpoint::file_name(&format!("{host}_{port}"))),
+                ),
+                None => {
+                    self.ctx
+                        .fail_build(crate::error::SluiceError::InvalidConfig {
+                            problem:
+                                "the socket receiver's write-ahead log needs a checkpoint directory"
+                                    .into(),
+                            fix: "add `.checkpoint(dir)` to the configuration (`--checkpoint DIR`)"
+                                .into(),
+                        });
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let reader = SocketReader::new(host, port, options, self.ctx.info.index == 0, wal_dir);
         self.source(reader)
     }
 

@@ -149,6 +149,23 @@ impl SqlSink {
             Conn::Postgres(client) => {
                 use postgres::types::ToSql;
                 let mut tx = client.transaction().map_err(pg_text)?;
+                if let Some((group, ranges)) = offsets.filter(|(_, r)| !r.is_empty()) {
+                    tx.batch_execute(crate::offsets::sql::PG_CREATE)
+                        .map_err(pg_text)?;
+                    let mut done = true;
+                    for r in ranges {
+                        let stored: Option<i64> = tx
+                            .query_opt(PG_LOCK, &[&r.topic, &group, &r.partition])
+                            .map_err(pg_text)?
+                            .map(|row| row.get(0));
+                        done &= stored.is_some_and(|s| s >= r.until);
+                    }
+                    if done {
+                        // A batch replayed after a crash whose transaction had committed.
+                        tracing::info!("SQL sink: this share of the batch was committed before; not written again");
+                        return tx.rollback().map_err(pg_text);
+                    }
+                }
                 if !rows.is_empty() {
                     let prepared = tx.prepare(&statement).map_err(pg_text)?;
                     for row in rows {
@@ -168,8 +185,6 @@ impl SqlSink {
                     }
                 }
                 if let Some((group, ranges)) = offsets {
-                    tx.batch_execute(crate::offsets::sql::PG_CREATE)
-                        .map_err(pg_text)?;
                     for r in ranges {
                         tx.execute(
                             crate::offsets::sql::PG_UPSERT,
@@ -185,6 +200,19 @@ impl SqlSink {
                 let mut tx = conn
                     .start_transaction(mysql::TxOpts::default())
                     .map_err(|e| e.to_string())?;
+                if let Some((group, ranges)) = offsets.filter(|(_, r)| !r.is_empty()) {
+                    let mut done = true;
+                    for r in ranges {
+                        let stored: Option<i64> = tx
+                            .exec_first(MY_LOCK, (&r.topic, group, r.partition))
+                            .map_err(|e| e.to_string())?;
+                        done &= stored.is_some_and(|s| s >= r.until);
+                    }
+                    if done {
+                        tracing::info!("SQL sink: this share of the batch was committed before; not written again");
+                        return tx.rollback().map_err(|e| e.to_string());
+                    }
+                }
                 for row in rows {
                     let params: Vec<mysql::Value> = row
                         .iter()
@@ -211,6 +239,12 @@ impl SqlSink {
         }
     }
 }
+
+/// Reads and locks a partition's stored offset inside the batch's transaction: a replayed batch
+/// whose offsets are already stored was written before (exactly-once across a crash between the
+/// commit and the checkpoint's record of it).
+const PG_LOCK: &str = "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = $1 AND group_id = $2 AND partition_id = $3 FOR UPDATE";
+const MY_LOCK: &str = "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = ? AND group_id = ? AND partition_id = ? FOR UPDATE";
 
 impl<'s, T: crate::dstream::Data> crate::dstream::DStream<'s, T> {
     /// Writes every batch to PostgreSQL or MySQL: each worker runs `statement` (an upsert, for

@@ -28,6 +28,9 @@ pub struct SocketOptions {
     pub max_backoff: Duration,
     /// Where malformed lines go (default: counted and logged only).
     pub dead_letters: DeadLetters,
+    /// Keep a write-ahead log of received lines in the job's checkpoint directory (Spark's
+    /// `spark.streaming.receiver.writeAheadLog.enable`; off by default).
+    pub write_ahead_log: bool,
 }
 
 impl Default for SocketOptions {
@@ -36,55 +39,174 @@ impl Default for SocketOptions {
             max_line_bytes: 1 << 20,
             max_backoff: Duration::from_secs(2),
             dead_letters: DeadLetters::counting(),
+            write_ahead_log: false,
         }
     }
 }
 
+impl SocketOptions {
+    /// Turns the receiver's write-ahead log on: every line is durable in
+    /// `<checkpoint>/receiver/` before it can enter a batch, and each batch's plan records
+    /// which lines it holds, so a job restarted after a crash replays its batches with the same
+    /// lines and loses no line it had received. Needs a checkpoint directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = sluice::source::SocketOptions::default().with_write_ahead_log();
+    /// assert!(options.write_ahead_log);
+    /// ```
+    pub fn with_write_ahead_log(mut self) -> Self {
+        self.write_ahead_log = true;
+        self
+    }
+}
+
+/// Lines received and not yet taken by a batch; `first_seq` numbers `lines[0]` in the
+/// write-ahead log.
+#[derive(Default)]
+struct Buffer {
+    lines: Vec<String>,
+    first_seq: u64,
+}
+
 struct Shared {
-    lines: Mutex<Vec<String>>,
+    lines: Mutex<Buffer>,
     malformed: AtomicU64,
     stop: AtomicBool,
+    /// Start a new write-ahead log segment, named by this batch time.
+    rotate: Mutex<Option<u64>>,
+}
+
+/// The receiver's write-ahead log: segments `<dir>/<batch>.wal` of records
+/// `(first sequence number, lines)`, appended durably before the lines are handed over.
+struct Wal {
+    dir: std::path::PathBuf,
+    log: Option<crate::checkpoint::file::LogWriter>,
+    next_seq: u64,
+}
+
+impl Wal {
+    fn append(&mut self, lines: &[String]) -> Result<(), String> {
+        let Some(log) = self.log.as_mut() else {
+            return Err("the write-ahead log is not open".into());
+        };
+        let bytes = bincode::serialize(&(self.next_seq, lines)).map_err(|e| e.to_string())?;
+        log.append(&bytes, true).map_err(|e| e.to_string())?;
+        self.next_seq += lines.len() as u64;
+        Ok(())
+    }
+
+    fn open_segment(&mut self, batch: u64) -> Result<(), String> {
+        let path = self.dir.join(format!("{batch:020}.wal"));
+        self.log =
+            Some(crate::checkpoint::file::LogWriter::append_to(&path).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    /// Every line in the log, by sequence number.
+    fn load(dir: &std::path::Path) -> std::collections::BTreeMap<u64, String> {
+        let mut lines = std::collections::BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return lines;
+        };
+        for e in entries.flatten() {
+            if e.path().extension().is_none_or(|x| x != "wal") {
+                continue;
+            }
+            let records = match crate::checkpoint::file::read_log(&e.path()) {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::warn!("write-ahead log: {err}");
+                    continue;
+                }
+            };
+            for r in records {
+                if let Ok((first, chunk)) = bincode::deserialize::<(u64, Vec<String>)>(&r) {
+                    for (i, line) in chunk.into_iter().enumerate() {
+                        lines.insert(first + i as u64, line);
+                    }
+                }
+            }
+        }
+        lines
+    }
 }
 
 pub(crate) struct SocketReader {
     name: String,
     shared: Option<Arc<Shared>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// What the receiver thread needs, until it is started (at the first batch, after any
+    /// recovery).
+    pending: Option<(String, SocketOptions, Option<Wal>)>,
+    /// With a write-ahead log: the lines of the batch read last, `[from, until)`.
+    last: Option<(u64, u64)>,
+    /// After a restart: the lines of batches to replay (`[from, until)` and the lines), by
+    /// batch time.
+    replay: std::collections::BTreeMap<u64, ((u64, u64), Vec<String>)>,
+    /// The write-ahead log is on.
+    wal_on: bool,
+    /// Rotate the log every this many batches.
+    index: u64,
 }
 
 impl SocketReader {
-    /// Starts the receiver thread when this worker is the receiving one (`receiver == true`).
-    pub(crate) fn new(host: &str, port: u16, options: SocketOptions, receiver: bool) -> Self {
+    /// A reader; on the receiving worker (`receiver == true`) its thread starts with the first
+    /// batch. `wal_dir` is where the write-ahead log lives, when it is on.
+    pub(crate) fn new(
+        host: &str,
+        port: u16,
+        options: SocketOptions,
+        receiver: bool,
+        wal_dir: Option<std::path::PathBuf>,
+    ) -> Self {
         let name = format!("socket {host}:{port}");
-        if !receiver {
-            return SocketReader {
-                name,
-                shared: None,
-                thread: None,
-            };
+        let mut reader = SocketReader {
+            name,
+            shared: None,
+            thread: None,
+            pending: None,
+            last: None,
+            replay: Default::default(),
+            index: 0,
+            wal_on: receiver && wal_dir.is_some(),
+        };
+        if receiver {
+            reader.shared = Some(Arc::new(Shared {
+                lines: Mutex::new(Buffer::default()),
+                malformed: AtomicU64::new(0),
+                stop: AtomicBool::new(false),
+                rotate: Mutex::new(None),
+            }));
+            let wal = wal_dir.map(|dir| Wal {
+                dir,
+                log: None,
+                next_seq: 0,
+            });
+            reader.pending = Some((format!("{host}:{port}"), options, wal));
         }
-        let shared = Arc::new(Shared {
-            lines: Mutex::new(Vec::new()),
-            malformed: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-        });
-        let thread_shared = Arc::clone(&shared);
-        let address = format!("{host}:{port}");
-        let thread_name = name.clone();
+        reader
+    }
+
+    fn start(&mut self, batch: u64) {
+        let (Some((address, options, mut wal)), Some(shared)) =
+            (self.pending.take(), self.shared.clone())
+        else {
+            return;
+        };
+        if let Some(w) = wal.as_mut() {
+            if let Err(e) = w.open_segment(batch) {
+                tracing::error!("{}: cannot open the write-ahead log: {e}", self.name);
+            }
+        }
+        let thread_name = self.name.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("receiver {address}"))
-            .spawn(move || receive(&address, &thread_name, &options, &thread_shared));
-        let thread = match spawned {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::error!("{name}: cannot start the receiver thread: {e}");
-                None
-            }
-        };
-        SocketReader {
-            name,
-            shared: Some(shared),
-            thread,
+            .spawn(move || receive(&address, &thread_name, &options, &shared, wal));
+        match spawned {
+            Ok(t) => self.thread = Some(t),
+            Err(e) => tracing::error!("{}: cannot start the receiver thread: {e}", self.name),
         }
     }
 }
@@ -103,7 +225,20 @@ impl BatchReader<String> for SocketReader {
     }
 
     fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<String>) -> u64 {
-        let Some(shared) = &self.shared else { return 0 };
+        self.start(slot.time.millis());
+        let Some(shared) = self.shared.clone() else {
+            return 0;
+        };
+        if let Some((range, lines)) = self.replay.remove(&slot.time.millis()) {
+            // A batch replayed after a restart: the lines it had, from the write-ahead log.
+            out.extend(lines);
+            self.last = Some(range);
+            return 0;
+        }
+        self.index += 1;
+        if self.index.is_multiple_of(100) {
+            *shared.rotate.lock().unwrap_or_else(|p| p.into_inner()) = Some(slot.time.millis());
+        }
         if slot.last {
             // Stop receiving first, so that every line read so far is in this last batch.
             shared.stop.store(true, Ordering::SeqCst);
@@ -111,14 +246,76 @@ impl BatchReader<String> for SocketReader {
                 let _ = t.join();
             }
         }
-        let mut lines = shared.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buffer = shared.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let from = buffer.first_seq;
+        buffer.first_seq += buffer.lines.len() as u64;
+        self.last = Some((from, buffer.first_seq));
         if out.is_empty() {
-            std::mem::swap(&mut *lines, out);
+            std::mem::swap(&mut buffer.lines, out);
         } else {
-            out.append(&mut lines);
+            out.append(&mut buffer.lines);
         }
-        drop(lines);
+        drop(buffer);
         shared.malformed.swap(0, Ordering::SeqCst)
+    }
+
+    fn plan(&mut self, _slot: &BatchSlot) -> Option<Vec<u8>> {
+        // Only the receiving worker with a write-ahead log can replay its batches.
+        if self.wal_on {
+            self.last.and_then(|l| bincode::serialize(&l).ok())
+        } else {
+            None
+        }
+    }
+
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
+        let (Some(shared), Some((_, _, Some(wal)))) = (self.shared.clone(), self.pending.as_mut())
+        else {
+            return;
+        };
+        let mut lines = Wal::load(&wal.dir);
+        let mut position: Option<u64> = None;
+        for (t, plans) in &recovery.plans {
+            let Some(Ok((from, until))) =
+                plans.first().map(|p| bincode::deserialize::<(u64, u64)>(p))
+            else {
+                continue;
+            };
+            if Some(*t) == recovery.after {
+                position = Some(until);
+                continue;
+            }
+            let batch: Vec<String> = (from..until).filter_map(|s| lines.remove(&s)).collect();
+            if batch.len() as u64 != until - from {
+                tracing::warn!(
+                    "{}: the write-ahead log misses {} lines of batch {t} ms",
+                    self.name,
+                    until - from - batch.len() as u64
+                );
+            }
+            position = Some(position.map_or(until, |p| p.max(until)));
+            self.replay.insert(*t, ((from, until), batch));
+        }
+        let after = position.unwrap_or(0);
+        // Lines received but in no batch yet go into the first new batch.
+        let leftover: Vec<String> = lines.split_off(&after).into_values().collect();
+        let next = lines
+            .keys()
+            .next_back()
+            .map_or(after, |s| (s + 1).max(after))
+            .max(after + leftover.len() as u64);
+        if !leftover.is_empty() || !self.replay.is_empty() {
+            tracing::info!(
+                "{}: {} batches replayed from the write-ahead log, {} lines received before the restart go into the next batch",
+                self.name,
+                self.replay.len(),
+                leftover.len()
+            );
+        }
+        let mut buffer = shared.lines.lock().unwrap_or_else(|p| p.into_inner());
+        buffer.first_seq = after;
+        buffer.lines = leftover;
+        wal.next_seq = next;
     }
 }
 
@@ -208,7 +405,7 @@ impl LineFramer {
     }
 }
 
-fn deliver(shared: &Shared, framed: &mut Vec<Framed>, dead: &DeadLetters) {
+fn deliver(shared: &Shared, framed: &mut Vec<Framed>, dead: &DeadLetters, wal: &mut Option<Wal>) {
     let mut good = Vec::with_capacity(framed.len());
     for f in framed.drain(..) {
         match f {
@@ -219,16 +416,46 @@ fn deliver(shared: &Shared, framed: &mut Vec<Framed>, dead: &DeadLetters) {
             }
         }
     }
-    if !good.is_empty() {
-        shared
-            .lines
+    if good.is_empty() {
+        return;
+    }
+    if let Some(w) = wal.as_mut() {
+        let rotate = shared
+            .rotate
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .append(&mut good);
+            .take();
+        if let Some(batch) = rotate {
+            if let Err(e) = w.open_segment(batch) {
+                tracing::warn!("write-ahead log: cannot start a new segment: {e}");
+            }
+        }
+        // Durable before any batch can take the lines; retried, never skipped.
+        let mut wait = Duration::from_millis(100);
+        while let Err(e) = w.append(&good) {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            tracing::warn!("write-ahead log: {e}; retrying in {wait:?}");
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
     }
+    shared
+        .lines
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .lines
+        .append(&mut good);
 }
 
-fn receive(address: &str, source: &str, options: &SocketOptions, shared: &Shared) {
+fn receive(
+    address: &str,
+    source: &str,
+    options: &SocketOptions,
+    shared: &Shared,
+    mut wal: Option<Wal>,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u64;
     let mut connection = 0u64;
@@ -268,13 +495,13 @@ fn receive(address: &str, source: &str, options: &SocketOptions, shared: &Shared
                     if framer.has_partial() {
                         framed.push(framer.finish(source, connection, None));
                     }
-                    deliver(shared, &mut framed, &options.dead_letters);
+                    deliver(shared, &mut framed, &options.dead_letters, &mut wal);
                     tracing::info!("{source}: the server closed the connection; reconnecting");
                     break;
                 }
                 Ok(n) => {
                     framer.push(&buf[..n], source, connection, &mut framed);
-                    deliver(shared, &mut framed, &options.dead_letters);
+                    deliver(shared, &mut framed, &options.dead_letters, &mut wal);
                 }
                 Err(e)
                     if matches!(
@@ -289,7 +516,7 @@ fn receive(address: &str, source: &str, options: &SocketOptions, shared: &Shared
                             Some("connection lost in the middle of the line"),
                         ));
                     }
-                    deliver(shared, &mut framed, &options.dead_letters);
+                    deliver(shared, &mut framed, &options.dead_letters, &mut wal);
                     tracing::warn!("{source}: connection lost ({e}); reconnecting");
                     break;
                 }
