@@ -380,3 +380,85 @@ fn windowed_wordcount_prints_at_slide_times_only() {
         text(&out.stderr)
     );
 }
+
+/// `driver-ha-wordcount` (course §7.3): killed with SIGKILL after its receiver logged the lines,
+/// restarted with the same flags, it goes on from its checkpoint: every line counted once.
+#[test]
+fn driver_ha_wordcount_resumes_after_sigkill() {
+    use std::io::Read;
+    let checkpoint = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    // The server sends 300 lines of "spark streaming" on the first connection and, once the
+    // first run is killed, 200 on the next.
+    let (killed, wait_kill) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for n in [300, 200] {
+            let (mut s, _) = listener.accept().unwrap();
+            for _ in 0..n {
+                s.write_all(b"spark streaming\n").unwrap();
+            }
+            open.push(s);
+            let _ = wait_kill.recv();
+        }
+    });
+    let start = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "run",
+                "driver-ha-wordcount",
+                "--port",
+                &port,
+                "--batch",
+                "200ms",
+            ])
+            .arg("--checkpoint")
+            .arg(checkpoint.path())
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start(&[]);
+    // Wait until a batch has counted all 300, then kill.
+    let mut out = first.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("(spark,300)") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "the first run ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    std::process::Command::new("kill")
+        .args(["-KILL", &first.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = first.wait();
+    killed.send(()).unwrap();
+    let mut second = start(&[]);
+    let mut out = second.stdout.take().unwrap();
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains("(spark,500)") && std::time::Instant::now() < deadline {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(second.wait().unwrap().success());
+    assert!(
+        seen.contains("(spark,500)") && seen.contains("(streaming,500)"),
+        "the totals went on from the checkpoint: {seen}"
+    );
+    assert!(!seen.contains("(spark,600)") && !seen.contains("(spark,800)"));
+    drop(killed);
+    server.join().unwrap();
+}

@@ -326,3 +326,136 @@ fn kafka_wordcount_with_state_survives_sigkill() {
         );
     }
 }
+
+/// A TCP proxy in front of a database that the test can take down: while down, it drops every
+/// connection and refuses new ones (what the job sees when the database is unavailable).
+struct Proxy {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(target: &'static str) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = down.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if d.load(Ordering::SeqCst) {
+                    continue; // refused: dropped at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let d = d.clone();
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        from.set_read_timeout(Some(Duration::from_millis(50))).ok();
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            if d.load(Ordering::SeqCst) {
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => {
+                                    let _ = to.shutdown(std::net::Shutdown::Write);
+                                    return;
+                                }
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) => {}
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Proxy { port, down }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// PostgreSQL unavailable for 10 s while records arrive: the batches wait and retry, nothing
+/// is lost or written twice, and the job goes on when the database is back.
+#[test]
+fn postgres_unavailable_for_ten_seconds() {
+    let broker = Broker::start();
+    broker.create_topic("orders", 3);
+    let name = format!("sluice_outage_{}", std::process::id());
+    let direct = fresh_database(Db::Postgres, &name);
+    let proxy = Proxy::start("127.0.0.1:5432");
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    let produce = |from: usize, to: usize| {
+        for p in 0..3 {
+            let values: Vec<String> = (from..to)
+                .filter(|id| id % 3 == p)
+                .map(|id| format!("name{id},{id}"))
+                .collect();
+            broker.produce("orders", p as i32, &values);
+        }
+    };
+    let mut child = start_job(
+        Db::Postgres,
+        &broker.brokers(),
+        &url,
+        "transactional",
+        "outage",
+    );
+    produce(0, 1000);
+    let wait_for = |n: usize, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while rows(Db::Postgres, &direct, true).len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rows(Db::Postgres, &direct, true).len()
+    };
+    assert_eq!(wait_for(1000, 30), 1000);
+    proxy.set_down(true);
+    produce(1000, 2000);
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        rows(Db::Postgres, &direct, true).len(),
+        1000,
+        "nothing is written while the database is down"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job waits, it does not fail"
+    );
+    proxy.set_down(false);
+    assert_eq!(
+        wait_for(2000, 60),
+        2000,
+        "the job goes on when the database is back"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    let seen = rows(Db::Postgres, &direct, true);
+    assert_eq!(
+        seen,
+        (0..2000).map(|id| (id, 1)).collect::<Vec<_>>(),
+        "every record once"
+    );
+}
