@@ -203,3 +203,18 @@ impl KafkaArgs {
         Ok(config)
     }
 }
+
+/// The course's running total per word (`updateStateByKey((seq, old) => Some(seq.sum +
+/// old.getOrElse(0)))`), declared pure and named `word-totals` (the name its checkpointed state
+/// is kept under).
+pub fn word_totals<'s>(
+    words: &DStream<'s, (String, u64)>,
+) -> sluice::dstream::stateful::Stateful<'s, (String, u64)> {
+    words.update_state_by_key_with(
+        sluice::dstream::state::UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
+            Some(new.iter().sum::<u64>() + old.unwrap_or(0))
+        })
+        .pure()
+        .name("word-totals"),
+    )
+}

@@ -7,11 +7,10 @@
 //! not yet in a batch survive a crash too. Restart it with the same flags after a crash (or let
 //! a supervisor do it, as `spark-submit --supervise`) and the totals go on where they were.
 
-use sluice::dstream::state::UpdateState;
 use sluice::source::SocketOptions;
 use sluice::{Result, StreamingContext};
 
-use crate::common::CommonArgs;
+use crate::common::{word_totals, CommonArgs};
 
 /// Flags of `sluice run driver-ha-wordcount`.
 #[derive(Clone, Debug, clap::Args)]
@@ -46,19 +45,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (host, port, print) = (args.host.clone(), args.port, args.common.print);
     ssc.run(move |job| {
-        job.socket_text_stream_with(&host, port, options.clone())
+        let words = job
+            .socket_text_stream_with(&host, port, options.clone())
             .flat_map(|line: String| {
                 line.split_whitespace()
                     .map(|w| (w.to_owned(), 1u64))
                     .collect::<Vec<_>>()
-            })
-            .update_state_by_key_with(
-                UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
-                    Some(new.iter().sum::<u64>() + old.unwrap_or(0))
-                })
-                .pure()
-                .name("word-totals"),
-            )
-            .print(print);
+            });
+        word_totals(&words).print(print);
     })
 }

@@ -9,11 +9,10 @@
 //! what was already committed) and goes on; a reader with `isolation.level=read_committed`
 //! sees each `word total` once, and per word the totals grow one record at a time.
 
-use sluice::dstream::state::UpdateState;
 use sluice::sink::kafka::{KafkaSink, OutRecord};
 use sluice::{Result, SluiceError, StreamingContext};
 
-use crate::common::{CommonArgs, KafkaArgs};
+use crate::common::{word_totals, CommonArgs, KafkaArgs};
 
 /// Flags of `sluice run kafka-wordcount`.
 #[derive(Clone, Debug, clap::Args)]
@@ -44,21 +43,13 @@ pub fn run(args: Args) -> Result<()> {
     let sink = KafkaSink::new(args.kafka.brokers.clone());
     let (to, at_least_once, print) = (args.to.clone(), args.at_least_once, args.common.print);
     StreamingContext::new(config).run(move |job| {
-        let totals = job
-            .kafka_direct_stream(kafka.clone())
-            .flat_map(|r| {
-                let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
-                text.split_whitespace()
-                    .map(|w| (w.to_owned(), 1u64))
-                    .collect::<Vec<_>>()
-            })
-            .update_state_by_key_with(
-                UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
-                    Some(new.iter().sum::<u64>() + old.unwrap_or(0))
-                })
-                .pure()
-                .name("word-totals"),
-            );
+        let words = job.kafka_direct_stream(kafka.clone()).flat_map(|r| {
+            let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+            text.split_whitespace()
+                .map(|w| (w.to_owned(), 1u64))
+                .collect::<Vec<_>>()
+        });
+        let totals = word_totals(&words);
         let changed = totals
             .changes()
             .filter(|(_, d)| *d > 0)

@@ -5,10 +5,9 @@
 //! The update function is declared pure, so a batch costs what its words touch, not all words
 //! ever seen; `--changes` prints only the totals that changed in the batch.
 
-use sluice::dstream::state::UpdateState;
 use sluice::{Result, StreamingContext};
 
-use crate::common::{CommonArgs, LineSourceArgs};
+use crate::common::{word_totals, CommonArgs, LineSourceArgs};
 
 /// Flags of `sluice run stateful-wordcount`.
 #[derive(Clone, Debug, clap::Args)]
@@ -29,13 +28,7 @@ pub fn run(args: Args) -> Result<()> {
     let source = args.source.source()?;
     let (print, changes) = (args.common.print, args.changes);
     StreamingContext::new(config).run(move |job| {
-        let totals = source.word_ones(job).update_state_by_key_with(
-            UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
-                Some(new.iter().sum::<u64>() + old.unwrap_or(0))
-            })
-            .pure()
-            .name("word-totals"),
-        );
+        let totals = word_totals(&source.word_ones(job));
         if changes {
             totals.changes().print(print);
         } else {
