@@ -13,45 +13,92 @@ use crate::error::{Result, SluiceError};
 use crate::listener::StreamingListener;
 use crate::time::whole_millis;
 
-/// Timely's worker flags, for embedding in a command line (`#[command(flatten)]`).
+/// Timely's worker flags: `-w/--threads`, `-n/--processes`, `-p/--process`, `-h/--hostfile`.
 ///
-/// Clap's own `-h` is taken by `--hostfile`, as in timely; `--help` still works.
+/// A command line fills it (the `sluice` binary with clap, [`ClusterArgs::parse`] by hand);
+/// [`ClusterArgs::to_cluster`] checks it.
 ///
 /// # Examples
 ///
 /// ```
-/// use clap::Parser;
-/// #[derive(Parser)]
-/// #[command(disable_help_flag = true)]
-/// struct Cli {
-///     #[command(flatten)]
-///     cluster: sluice::ClusterArgs,
-/// }
-/// let cli = Cli::try_parse_from(["job", "-w", "2"]).unwrap();
-/// assert_eq!(cli.cluster.threads, 2);
+/// let args = sluice::ClusterArgs::parse(["-w", "2"])?;
+/// assert_eq!(args.threads, 2);
+/// assert!(sluice::ClusterArgs::parse(["--bogus"]).is_err());
+/// # Ok::<(), sluice::SluiceError>(())
 /// ```
-#[derive(Clone, Debug, Default, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterArgs {
     /// Worker threads per process (timely's -w).
-    #[arg(short = 'w', long = "threads", default_value_t = 1, value_name = "NUM")]
     pub threads: usize,
     /// Number of processes in the job (timely's -n).
-    #[arg(
-        short = 'n',
-        long = "processes",
-        default_value_t = 1,
-        value_name = "NUM"
-    )]
     pub processes: usize,
     /// Index of this process, 0..processes (timely's -p).
-    #[arg(short = 'p', long = "process", default_value_t = 0, value_name = "IDX")]
     pub process: usize,
     /// File with one host:port per line, in process order (timely's -h); default localhost:2101+i.
-    #[arg(short = 'h', long = "hostfile", value_name = "FILE")]
     pub hostfile: Option<PathBuf>,
 }
 
+impl Default for ClusterArgs {
+    fn default() -> Self {
+        ClusterArgs {
+            threads: 1,
+            processes: 1,
+            process: 0,
+            hostfile: None,
+        }
+    }
+}
+
+const WORKER_FLAGS: &str =
+    "use timely's flags: -w/--threads N, -n/--processes N, -p/--process I, -h/--hostfile FILE";
+
 impl ClusterArgs {
+    /// Parses timely's worker flags (`-w 2`, `--threads=2`, `-n 2 -p 0 -h hosts.txt`); any
+    /// other argument is an error that names it.
+    pub fn parse<I, S>(args: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut parsed = ClusterArgs::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let arg = arg.as_ref();
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+                _ => (arg, None),
+            };
+            let mut value = || -> Result<String> {
+                inline
+                    .clone()
+                    .or_else(|| args.next().map(|v| v.as_ref().to_owned()))
+                    .ok_or_else(|| SluiceError::InvalidConfig {
+                        problem: format!("{flag} needs a value"),
+                        fix: WORKER_FLAGS.into(),
+                    })
+            };
+            let number = |flag: &str, v: String| -> Result<usize> {
+                v.parse().map_err(|_| SluiceError::InvalidConfig {
+                    problem: format!("{flag} `{v}` is not a whole number"),
+                    fix: WORKER_FLAGS.into(),
+                })
+            };
+            match flag {
+                "-w" | "--threads" => parsed.threads = number(flag, value()?)?,
+                "-n" | "--processes" => parsed.processes = number(flag, value()?)?,
+                "-p" | "--process" => parsed.process = number(flag, value()?)?,
+                "-h" | "--hostfile" => parsed.hostfile = Some(PathBuf::from(value()?)),
+                other => {
+                    return Err(SluiceError::InvalidConfig {
+                        problem: format!("`{other}` is not a worker flag"),
+                        fix: WORKER_FLAGS.into(),
+                    })
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
     /// Checks the flags and turns them into a [`Cluster`].
     ///
     /// # Examples
@@ -312,22 +359,9 @@ impl StreamingConfig {
     pub fn cluster_from_args<I, S>(self, args: I) -> Result<Self>
     where
         I: IntoIterator<Item = S>,
-        S: Into<std::ffi::OsString> + Clone,
+        S: AsRef<str>,
     {
-        use clap::Parser;
-        #[derive(clap::Parser)]
-        #[command(name = "sluice", disable_help_flag = true)]
-        struct Flags {
-            #[command(flatten)]
-            cluster: ClusterArgs,
-        }
-        let argv = std::iter::once(std::ffi::OsString::from("sluice"))
-            .chain(args.into_iter().map(Into::into));
-        let flags = Flags::try_parse_from(argv).map_err(|e| SluiceError::InvalidConfig {
-            problem: e.to_string().trim().to_owned(),
-            fix: "use timely's flags: -w/--threads N, -n/--processes N, -p/--process I, -h/--hostfile FILE".into(),
-        })?;
-        Ok(self.cluster(flags.cluster.to_cluster()?))
+        Ok(self.cluster(ClusterArgs::parse(args)?.to_cluster()?))
     }
 
     /// Drives batches by `clock` (the system clock by default; a [`ManualClock`] in tests).

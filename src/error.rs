@@ -1,9 +1,18 @@
 //! Errors a sluice user can act on.
 //!
 //! Every variant names what is wrong and what to do about it; the `Display` text is meant to be
-//! shown to the person running the job as it is.
+//! shown to the person running the job as it is. The variants say which kind of failure it is:
+//!
+//! - **configured wrong** ([`is_user_error`](SluiceError::is_user_error), exit code 2): a bad
+//!   flag, setting, URL, window length or hostfile — the fix is in the message;
+//! - **the world failed** (exit code 1): a server refused or went away for good, a disk write
+//!   failed, a checkpoint is unusable, a worker panicked. Connector failures keep the
+//!   underlying error as their [`source`](std::error::Error::source).
 
 use std::path::PathBuf;
+
+/// Any error of a connector, kept as the `source` of a [`SluiceError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The error type of sluice.
 ///
@@ -62,16 +71,48 @@ pub enum SluiceError {
     /// A worker thread stopped with a panic or an error.
     #[error("worker failed: {0}")]
     WorkerFailed(String),
-    /// An output operation failed for good (after its retries).
-    #[error("output `{output}` failed for batch {batch_ms} ms: {reason}")]
+    /// An output operation failed for good: a permanent error (a syntax error in the user's
+    /// statement, a constraint violation, a type mismatch) or a transient one while the job was
+    /// stopping.
+    #[error("output `{output}` failed for batch {batch_ms} ms: {source}")]
     OutputFailed {
         /// The output operation.
         output: String,
         /// The batch.
         batch_ms: u64,
         /// Why.
-        reason: String,
+        source: BoxError,
     },
+    /// Kafka refused a request for good (an unknown topic, bad credentials, a fenced producer).
+    #[cfg(feature = "kafka")]
+    #[error("Kafka: {action}: {source}")]
+    Kafka {
+        /// What was being done.
+        action: String,
+        /// librdkafka's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// An offset store failed for good.
+    #[error("the {store} offset store: {action}: {source}")]
+    OffsetStore {
+        /// Which store (`redis redis://127.0.0.1/`).
+        store: String,
+        /// What was being done.
+        action: String,
+        /// The store's error.
+        source: BoxError,
+    },
+    /// A checkpoint cannot be used as it is; the message says what to do.
+    #[error("checkpoint: {problem}; {fix}")]
+    Checkpoint {
+        /// What is wrong.
+        problem: String,
+        /// What to do about it.
+        fix: String,
+    },
+    /// A checkpoint file cannot be read or written.
+    #[error(transparent)]
+    CheckpointFile(#[from] crate::checkpoint::file::CheckpointError),
     /// An I/O error on a named path.
     #[error("{action} {path}: {source}")]
     Io {
@@ -85,6 +126,38 @@ pub enum SluiceError {
     /// The context was used in a way its lifecycle does not allow.
     #[error("{0}")]
     Lifecycle(String),
+}
+
+impl SluiceError {
+    /// Whether the person running the job configured something wrong (a flag, a URL, a
+    /// setting) rather than the world failing (a server down, a disk full, a bug).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = sluice::time::parse_duration("soon").unwrap_err();
+    /// assert!(err.is_user_error());
+    /// assert_eq!(err.exit_code(), 2);
+    /// ```
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            SluiceError::InvalidBatchInterval { .. }
+                | SluiceError::InvalidConfig { .. }
+                | SluiceError::Hostfile { .. }
+                | SluiceError::NotAMultipleOfBatch { .. }
+                | SluiceError::NoOutputOperations
+        )
+    }
+
+    /// The process exit code for this error: 2 for a configuration mistake, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_user_error() {
+            2
+        } else {
+            1
+        }
+    }
 }
 
 /// A `Result` with [`SluiceError`].

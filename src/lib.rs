@@ -41,14 +41,18 @@ pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod context;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod database;
 pub mod dstream;
 pub mod error;
 pub mod listener;
-pub mod logging;
 pub mod offsets;
+pub(crate) mod retry;
+pub(crate) mod runtime;
 pub mod sink;
 pub mod source;
 pub mod table;
+pub mod testing;
 pub mod time;
 
 pub use config::{Cluster, ClusterArgs, Pacing, StreamingConfig};

@@ -92,6 +92,12 @@ pub fn multiple_of_batch(what: &'static str, d: Duration, batch_ms: u64) -> Resu
 /// assert!(sluice::time::parse_duration("two seconds").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration> {
+    if text.trim().starts_with('-') {
+        return Err(SluiceError::InvalidConfig {
+            problem: format!("`{text}` is negative"),
+            fix: "give a positive duration, for example `2s`, `500ms` or `1m`".into(),
+        });
+    }
     humantime::parse_duration(text.trim()).map_err(|e| SluiceError::InvalidConfig {
         problem: format!("`{text}` is not a duration ({e})"),
         fix: "write it as a number with a unit, for example `2s`, `500ms` or `1m`".into(),

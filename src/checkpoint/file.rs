@@ -6,7 +6,7 @@
 //! b"SLUICE" | version: u16 LE | kind: u8 | payload length: u64 LE | crc32(payload): u32 LE | payload
 //! ```
 //!
-//! written to `<name>.tmp`, fsynced, renamed over `<name>`, and the directory fsynced: a crash
+//! written to a temporary file, fsynced, renamed over `<name>`, and the directory fsynced: a crash
 //! leaves the old file or the new one. A reader checks magic, version, kind, length and checksum,
 //! so a torn or corrupted file is detected and reported as [`CheckpointError::Corrupt`].
 //!
@@ -20,7 +20,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The format version written; readers accept this one only.
-pub const VERSION: u16 = 1;
+///
+/// Version 2: records encoded with postcard (version 1 used bincode 1).
+pub const VERSION: u16 = 2;
 const MAGIC: &[u8; 6] = b"SLUICE";
 const LOG_MAGIC: &[u8; 8] = b"SLUICELG";
 const HEADER: usize = 6 + 2 + 1 + 8 + 4;
@@ -49,6 +51,14 @@ pub enum CheckpointError {
         path: PathBuf,
         /// What is wrong with it.
         why: String,
+    },
+    /// The file was written by a sluice with another format version.
+    #[error("checkpoint file {path} has format version {found}, this sluice reads version {VERSION}: finish the job with the sluice that wrote it, or start afresh with a new checkpoint directory")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version it has.
+        found: u16,
     },
     /// Reading or writing failed.
     #[error("cannot {action} {path}: {source}")]
@@ -86,21 +96,39 @@ fn io<'a>(
 /// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
 /// ```
 pub fn write_framed(path: &Path, kind: Kind, payload: &[u8]) -> Result<(), CheckpointError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&VERSION.to_le_bytes());
     header.push(kind as u8);
     header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     header.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    write_atomic(path, &[&header, payload])
+}
+
+/// Writes the concatenation of `pieces` to `path` atomically: a temporary file in the same
+/// directory (unique to this process), fsync, rename over `path`, fsync of the directory. A
+/// crash leaves the old file or the new one, never a torn one. Every file sluice writes whole
+/// (checkpoint files, offsets, text outputs) goes through here.
+///
+/// # Examples
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("out").join("part-00000");
+/// sluice::checkpoint::file::write_atomic(&path, &[b"a\n", b"b\n"])?;
+/// assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\n");
+/// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
+/// ```
+pub fn write_atomic(path: &Path, pieces: &[&[u8]]) -> Result<(), CheckpointError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     {
         let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&header).map_err(io("write", &tmp))?;
-        f.write_all(payload).map_err(io("write", &tmp))?;
+        for piece in pieces {
+            f.write_all(piece).map_err(io("write", &tmp))?;
+        }
         f.sync_all().map_err(io("fsync", &tmp))?;
     }
     std::fs::rename(&tmp, path).map_err(io("rename into", path))?;
@@ -129,9 +157,10 @@ pub fn read_framed(path: &Path, kind: Kind) -> Result<Vec<u8>, CheckpointError> 
     }
     let version = u16::from_le_bytes([bytes[6], bytes[7]]);
     if version != VERSION {
-        return Err(corrupt(format!(
-            "format version {version}, this sluice reads version {VERSION}"
-        )));
+        return Err(CheckpointError::Version {
+            path: path.to_owned(),
+            found: version,
+        });
     }
     if bytes[8] != kind as u8 {
         return Err(corrupt(format!(
@@ -250,9 +279,9 @@ pub fn read_log(path: &Path) -> Result<Vec<Vec<u8>>, CheckpointError> {
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     if version != VERSION {
-        return Err(CheckpointError::Corrupt {
+        return Err(CheckpointError::Version {
             path: path.to_owned(),
-            why: format!("log format version {version}, this sluice reads version {VERSION}"),
+            found: version,
         });
     }
     let mut records = Vec::new();

@@ -72,6 +72,8 @@ pub(crate) struct Coordinator {
     clock: Arc<dyn crate::clock::Clock>,
     cut: Mutex<CutState>,
     abort: AtomicBool,
+    /// A stop was asked (gracefully or not).
+    stop_asked: AtomicBool,
     signal: Arc<AtomicBool>,
     fatal: Mutex<Option<SluiceError>>,
     progress: Mutex<Progress>,
@@ -116,6 +118,7 @@ impl Coordinator {
                 hurry: false,
             }),
             abort: AtomicBool::new(false),
+            stop_asked: AtomicBool::new(false),
             signal,
             fatal: Mutex::new(None),
             progress: Mutex::new(Progress {
@@ -210,6 +213,7 @@ impl Coordinator {
     /// Asks the job to stop: gracefully (every batch whose time has come, or that a worker has
     /// cut, is processed and its outputs run) or at once.
     pub(crate) fn request_stop(&self, graceful: bool) {
+        self.stop_asked.store(true, Ordering::SeqCst);
         if !graceful {
             self.abort.store(true, Ordering::SeqCst);
         }
@@ -257,6 +261,12 @@ impl Coordinator {
 
     pub(crate) fn aborted(&self) -> bool {
         self.abort.load(Ordering::SeqCst)
+    }
+
+    /// A stop was asked (a signal, even one the driver has not handled yet; `stop`; a
+    /// failure): loops waiting for a server give up waiting. Reaching `max_batches` is not one.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop_asked.load(Ordering::SeqCst) || self.signal.load(Ordering::SeqCst)
     }
 
     /// Records a fatal error (the first one wins) and stops the job at once.

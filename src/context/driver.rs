@@ -52,7 +52,7 @@ pub(crate) fn run_worker(
         probe: probe.clone(),
         outputs: std::cell::Cell::new(0),
         info,
-        coord: Arc::clone(&coord),
+        runtime: crate::runtime::Runtime::new(Arc::clone(&coord), info),
         operator_count: std::cell::Cell::new(0),
         build_error: std::cell::RefCell::new(None),
         state_names: Default::default(),
@@ -251,6 +251,11 @@ fn report_finished(
     coord: &Coordinator,
     feeders: &mut [Box<dyn Feeder>],
 ) {
+    // An aborting job commits nothing more: an output that failed (or gave up) may have left
+    // its batch unwritten although the probe passed it.
+    if coord.aborted() {
+        return;
+    }
     while let Some(front) = in_flight.front() {
         if probe.less_equal(&front.t) {
             break;

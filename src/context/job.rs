@@ -65,12 +65,12 @@ impl<'s> Job<'s> {
         options: SocketOptions,
     ) -> DStream<'s, String> {
         let wal_dir = if options.write_ahead_log {
-            match self.ctx.coord.checkpoint() {
-                Some(c) => Some(
-                    c.dir
-                        .join("receiver")
-                        .join(crate::checkpoint::file_name(&format!("{host}_{port}"))),
-                ),
+            match self
+                .ctx
+                .runtime
+                .checkpoint_folder("receiver", &format!("{host}_{port}"))
+            {
+                Some(dir) => Some(dir),
                 None => {
                     self.ctx
                         .fail_build(crate::error::SluiceError::InvalidConfig {
@@ -92,15 +92,25 @@ impl<'s> Job<'s> {
 
     /// A Kafka direct stream (Spark's `KafkaUtils.createDirectStream`): each partition read by
     /// one worker, exact offset ranges per batch, offsets committed after the outputs.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use sluice::source::kafka::{ConsumerStrategy, KafkaConfig};
+    /// let config = sluice::StreamingConfig::new(Duration::from_secs(2))?;
+    /// let kafka = KafkaConfig::new("127.0.0.1:9092", "g", ConsumerStrategy::Subscribe(vec!["logs".into()]));
+    /// sluice::StreamingContext::new(config).run(move |job| {
+    ///     job.kafka_direct_stream(kafka.clone()).count().print(10);
+    /// })?;
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    #[cfg(feature = "kafka")]
     pub fn kafka_direct_stream(
         &mut self,
         config: crate::source::kafka::KafkaConfig,
     ) -> crate::source::kafka::DirectStream<'s> {
-        let reader = crate::source::kafka::KafkaReader::new(
-            config,
-            self.ctx.info.index,
-            self.ctx.info.peers,
-        );
+        let reader = crate::source::kafka::KafkaReader::new(config, self.ctx.runtime.clone());
         crate::source::kafka::DirectStream::new(self.source(reader))
     }
 

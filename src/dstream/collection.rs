@@ -3,7 +3,7 @@
 //! A DStream record of batch `t` is the update `(record, t, +1)`; a change stream
 //! `DStream<(T, isize)>` holds `(T, diff)` at the batch where the change takes effect. DD
 //! operators such as `delay` move an update's data time but keep its message at the old
-//! capability, so [`retime`] re-sends every update at its own data time before per-batch
+//! capability, so `retime` re-sends every update at its own data time before per-batch
 //! operators see it.
 
 use differential_dataflow::collection::AsCollection;

@@ -18,11 +18,9 @@
 use std::cell::Cell;
 use std::hash::Hash;
 use std::rc::Rc;
-use std::sync::Arc;
-
 use timely::dataflow::{ProbeHandle, StreamVec};
 
-use crate::context::coordinator::Coordinator;
+use crate::runtime::Runtime;
 
 pub mod aggregate;
 pub(crate) mod batch_op;
@@ -66,7 +64,7 @@ pub(crate) struct JobCtx {
     pub(crate) probe: ProbeHandle<u64>,
     pub(crate) outputs: Cell<usize>,
     pub(crate) info: WorkerInfo,
-    pub(crate) coord: Arc<Coordinator>,
+    pub(crate) runtime: Runtime,
     pub(crate) operator_count: Cell<usize>,
     /// The first error found while the dataflow was built (a bad window length, …).
     pub(crate) build_error: std::cell::RefCell<Option<crate::error::SluiceError>>,
@@ -91,9 +89,7 @@ impl JobCtx {
                 fix: "give each `update_state_by_key`/`map_with_state` its own `.name(..)`: checkpointed state is kept by name".into(),
             });
         }
-        if let Some(c) = self.coord.checkpoint() {
-            c.register_operator(name);
-        }
+        self.runtime.register_operator(name);
     }
 
     /// A unique operator name for timely's logs.

@@ -6,9 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::Probe;
@@ -18,7 +16,6 @@ use timely::dataflow::StreamVec;
 use super::batch_op::{batch_collect, batch_fold};
 use super::render::SparkDisplay;
 use super::{DStream, Data};
-use crate::error::SluiceError;
 use crate::time::Time;
 
 /// The dashes Spark prints around a batch header.
@@ -117,8 +114,8 @@ impl<T: Clone> CollectedBatches<T> {
 impl<'s, T: Data> DStream<'s, T> {
     /// This stream as an output sees it: without the batches a restarted job replays only to
     /// rebuild its state (their outputs ran before the restart).
-    fn for_output(&self) -> DStream<'s, T> {
-        let Some(silent) = self.ctx.coord.silent_through() else {
+    pub(crate) fn for_output(&self) -> DStream<'s, T> {
+        let Some(silent) = self.ctx.runtime.silent_through() else {
             return self.clone();
         };
         fn after<'s, D: Clone + 'static>(
@@ -142,7 +139,7 @@ impl<'s, T: Data> DStream<'s, T> {
         }
     }
 
-    fn register_output(&self, done: StreamVec<'s, u64, ()>) {
+    pub(crate) fn register_output(&self, done: StreamVec<'s, u64, ()>) {
         let _ = done.probe_with(&self.ctx.probe);
         self.ctx.outputs.set(self.ctx.outputs.get() + 1);
     }
@@ -242,110 +239,4 @@ impl<'s, T: Data> DStream<'s, T> {
         let into = into.clone();
         self.foreach_batch(move |t, records| into.insert(t.millis(), records));
     }
-
-    /// Writes every batch as text, one record per line in Spark's rendering, to the directory
-    /// `prefix-<ms>` (or `prefix-<ms>.suffix`), one `part-NNNNN` file per worker and `_SUCCESS`
-    /// once all parts are written (Spark's `saveAsTextFiles`). Files are written to a temporary
-    /// name and renamed, so a batch written again replaces its files whole.
-    pub fn save_as_text_files(&self, prefix: impl Into<String>, suffix: Option<&str>)
-    where
-        T: SparkDisplay,
-    {
-        let prefix: String = prefix.into();
-        let suffix = suffix.filter(|s| !s.is_empty()).map(str::to_owned);
-        let dir_for = move |t: u64| -> PathBuf {
-            match &suffix {
-                Some(s) => PathBuf::from(format!("{prefix}-{t}.{s}")),
-                None => PathBuf::from(format!("{prefix}-{t}")),
-            }
-        };
-        let dir_for = Arc::new(dir_for);
-        let info = self.ctx.info;
-        let coord = Arc::clone(&self.ctx.coord);
-        let parts_dir = Arc::clone(&dir_for);
-        let this = self.for_output();
-        let parts = batch_fold(
-            this.stream.clone(),
-            this.ticks.clone(),
-            Pipeline,
-            Pipeline,
-            &self.ctx.name("SaveParts"),
-            String::new,
-            |text: &mut String, data: &mut Vec<T>| {
-                for r in data.drain(..) {
-                    r.write_spark(text);
-                    text.push('\n');
-                }
-            },
-            move |t, text, out: &mut Vec<u64>| {
-                let dir = parts_dir(t);
-                let part = dir.join(format!("part-{:05}", info.index));
-                match with_retries(|| write_atomically(&dir, &part, text.as_bytes())) {
-                    Ok(()) => out.push(t),
-                    Err(e) => coord.fail(SluiceError::OutputFailed {
-                        output: "save_as_text_files".into(),
-                        batch_ms: t,
-                        reason: format!("cannot write {}: {e}", part.display()),
-                    }),
-                }
-            },
-        );
-        let coord = Arc::clone(&self.ctx.coord);
-        let done = batch_fold(
-            parts,
-            this.ticks.clone(),
-            Exchange::new(|_: &u64| 0),
-            Exchange::new(|_: &u64| 0),
-            &self.ctx.name("SaveSuccess"),
-            || 0usize,
-            |n: &mut usize, data: &mut Vec<u64>| {
-                *n += data.len();
-                data.clear();
-            },
-            move |t, parts_written, _out: &mut Vec<()>| {
-                if parts_written < info.peers {
-                    return; // a part failed; the job is stopping with that error
-                }
-                let dir = dir_for(t);
-                if let Err(e) = with_retries(|| write_atomically(&dir, &dir.join("_SUCCESS"), b""))
-                {
-                    coord.fail(SluiceError::OutputFailed {
-                        output: "save_as_text_files".into(),
-                        batch_ms: t,
-                        reason: format!("cannot write {}/_SUCCESS: {e}", dir.display()),
-                    });
-                }
-            },
-        );
-        self.register_output(done);
-    }
-}
-
-/// Writes `bytes` to `path` inside `dir` through a temporary file, fsync and rename.
-pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
-/// Tries `op` up to three times, 100 ms then 400 ms apart.
-fn with_retries(mut op: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
-    let mut wait = Duration::from_millis(100);
-    for _ in 0..2 {
-        match op() {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                tracing::warn!("output write failed, retrying in {wait:?}: {e}");
-                std::thread::sleep(wait);
-                wait *= 4;
-            }
-        }
-    }
-    op()
 }

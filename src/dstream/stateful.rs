@@ -119,7 +119,7 @@ pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
 ) -> DStream<'s, (K, V)> {
     let mut current: foldhash::HashMap<K, V> = Default::default();
     let op_name = changes.ctx.name("snapshot");
-    let coord = std::sync::Arc::clone(&changes.ctx.coord);
+    let runtime = changes.ctx.runtime.clone();
     let stream = batch_fold_core(
         changes.stream.clone(),
         changes.ticks.clone(),
@@ -147,7 +147,7 @@ pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
                 }
             }
             shrink_if_sparse(&mut current);
-            coord.report_state(
+            runtime.report_state(
                 t,
                 crate::listener::StateSize::of::<K, V>(&op_name, current.len()),
             );

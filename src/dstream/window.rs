@@ -63,13 +63,11 @@ impl<'s, T: Data> DStream<'s, T> {
             .and_then(|l| multiple_of_batch("slide interval", slide, batch).map(|s| (l, s)));
         match checked {
             Ok((length, slide)) => {
-                if let Some(c) = self.ctx.coord.checkpoint() {
-                    c.register_window(length);
-                }
+                self.ctx.runtime.register_window(length);
                 Some(Spec {
                     length,
                     slide,
-                    zero: self.ctx.coord.zero.saturating_sub(batch),
+                    zero: self.ctx.runtime.zero().saturating_sub(batch),
                 })
             }
             Err(e) => {
@@ -112,7 +110,7 @@ impl<'s, T: Data> DStream<'s, T> {
                 let mut batches: std::collections::VecDeque<(u64, Vec<T>)> = Default::default();
                 let every = spec.every();
                 let op_name = this.ctx.name("window");
-                let coord = std::sync::Arc::clone(&this.ctx.coord);
+                let runtime = this.ctx.runtime.clone();
                 let stream = batch_fold_core(
                     this.stream.clone(),
                     this.ticks.clone(),
@@ -133,7 +131,7 @@ impl<'s, T: Data> DStream<'s, T> {
                             }
                         }
                         let held = batches.iter().map(|(_, r)| r.len()).sum();
-                        coord.report_state(t, StateSize::of::<T, ()>(&op_name, held));
+                        runtime.report_state(t, StateSize::of::<T, ()>(&op_name, held));
                     },
                 );
                 this.derive(stream).on(every)
@@ -284,7 +282,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let every = spec.every();
         let (f_absorb, f_finish) = (Rc::clone(&f), f);
         let op_name = self.ctx.name("reduce_by_key_and_window_inv");
-        let coord = std::sync::Arc::clone(&self.ctx.coord);
+        let runtime = self.ctx.runtime.clone();
         let changes = batch_fold(
             moves.stream.clone(),
             moves.ticks.clone(),
@@ -340,7 +338,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     }
                 }
                 shrink_if_sparse(&mut state);
-                coord.report_state(t, StateSize::of::<K, V>(&op_name, state.len()));
+                runtime.report_state(t, StateSize::of::<K, V>(&op_name, state.len()));
             },
         );
         let changes = self.derive(changes).on(spec.every());

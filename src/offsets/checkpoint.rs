@@ -90,13 +90,7 @@ impl OffsetStore for CheckpointStore {
     fn commit(&mut self, group: &str, offsets: &[(TopicPartition, i64)]) -> Result<()> {
         for (tp, offset) in offsets {
             let path = self.file(group, tp);
-            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            crate::dstream::output::write_atomically(&dir, &path, offset.to_string().as_bytes())
-                .map_err(|source| SluiceError::Io {
-                    action: "cannot write the offset file",
-                    path: path.clone(),
-                    source,
-                })?;
+            crate::checkpoint::file::write_atomic(&path, &[offset.to_string().as_bytes()])?;
         }
         Ok(())
     }

@@ -15,12 +15,37 @@ use std::path::PathBuf;
 use crate::error::{Result, SluiceError};
 
 pub mod checkpoint;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod sql;
+#[cfg(feature = "zookeeper")]
 pub mod zookeeper;
 
 pub use checkpoint::CheckpointStore;
-pub use sql::{MySqlStore, PostgresStore, RedisStore};
+#[cfg(feature = "kafka")]
+pub use kafka::KafkaGroupStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub use sql::SqlStore;
+#[cfg(feature = "zookeeper")]
 pub use zookeeper::ZooKeeperStore;
+
+/// A store's failure, with the store's own error kept as the source.
+pub(crate) fn store_error(
+    store: &str,
+    action: &str,
+    e: impl Into<crate::error::BoxError>,
+) -> SluiceError {
+    SluiceError::OffsetStore {
+        store: store.to_owned(),
+        action: action.to_owned(),
+        source: e.into(),
+    }
+}
 
 /// A partition of a topic.
 #[derive(
@@ -115,7 +140,59 @@ pub enum OffsetStoreKind {
     ZooKeeper(String),
 }
 
+/// The error for a store this build of sluice left out.
+#[allow(dead_code)] // unused when every connector is built
+fn not_built(store: &str, feature: &str) -> SluiceError {
+    SluiceError::InvalidConfig {
+        problem: format!("the {store} offset store is not in this build of sluice"),
+        fix: format!("build sluice with `--features {feature}`"),
+    }
+}
+
 impl OffsetStoreKind {
+    /// Opens the store (the only way sluice makes one). `kafka_settings` are the librdkafka
+    /// settings of the stream (`bootstrap.servers`, security, …), used by the Kafka store.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::offsets::OffsetStoreKind;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = OffsetStoreKind::Checkpoint(dir.path().into()).open("g", &[])?;
+    /// assert!(store.describe().starts_with("checkpoint"));
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn open(
+        &self,
+        group: &str,
+        kafka_settings: &[(String, String)],
+    ) -> Result<Box<dyn OffsetStore>> {
+        let _ = (group, kafka_settings);
+        Ok(match self {
+            OffsetStoreKind::Checkpoint(dir) => Box::new(CheckpointStore::new(dir)),
+            #[cfg(feature = "kafka")]
+            OffsetStoreKind::Kafka => Box::new(KafkaGroupStore::new(group, kafka_settings)?),
+            #[cfg(not(feature = "kafka"))]
+            OffsetStoreKind::Kafka => return Err(not_built("kafka", "kafka")),
+            #[cfg(feature = "redis")]
+            OffsetStoreKind::Redis(url) => Box::new(RedisStore::new(url.clone())),
+            #[cfg(not(feature = "redis"))]
+            OffsetStoreKind::Redis(_) => return Err(not_built("redis", "redis")),
+            #[cfg(any(feature = "postgres", feature = "mysql"))]
+            OffsetStoreKind::Postgres(url) | OffsetStoreKind::MySql(url) => {
+                Box::new(SqlStore::new(url.clone())?)
+            }
+            #[cfg(not(any(feature = "postgres", feature = "mysql")))]
+            OffsetStoreKind::Postgres(_) | OffsetStoreKind::MySql(_) => {
+                return Err(not_built("SQL", "postgres,mysql"))
+            }
+            #[cfg(feature = "zookeeper")]
+            OffsetStoreKind::ZooKeeper(connect) => Box::new(ZooKeeperStore::new(connect.clone())),
+            #[cfg(not(feature = "zookeeper"))]
+            OffsetStoreKind::ZooKeeper(_) => return Err(not_built("zookeeper", "zookeeper")),
+        })
+    }
+
     /// Parses `kafka`, `checkpoint:DIR`, `redis:URL`, `postgres:URL`, `mysql:URL`,
     /// `zookeeper:HOST:PORT`.
     ///

@@ -12,6 +12,7 @@ use crate::time::Time;
 
 pub mod dead_letter;
 pub mod generator;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod queue;
 pub mod rate;

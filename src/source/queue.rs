@@ -163,13 +163,15 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
     }
 
     fn plan(&mut self, _slot: &BatchSlot) -> Option<Vec<u8>> {
-        bincode::serialize(&self.last).ok()
+        crate::checkpoint::codec::encode(&self.last).ok()
     }
 
     fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
         let mut position = None;
         for (t, plans) in &recovery.plans {
-            let Some(Ok(range)) = plans.first().map(|p| bincode::deserialize::<(u64, u64)>(p))
+            let Some(Ok(range)) = plans
+                .first()
+                .map(|p| crate::checkpoint::codec::decode::<(u64, u64)>(p))
             else {
                 continue;
             };

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use super::dead_letter::{DeadLetters, Malformed};
 use super::{BatchReader, BatchSlot};
+use crate::retry::{sleep_unless, Backoff, Failure};
 
 /// Settings of the socket receiver.
 #[derive(Clone, Debug)]
@@ -91,7 +92,8 @@ impl Wal {
         let Some(log) = self.log.as_mut() else {
             return Err("the write-ahead log is not open".into());
         };
-        let bytes = bincode::serialize(&(self.next_seq, lines)).map_err(|e| e.to_string())?;
+        let bytes =
+            crate::checkpoint::codec::encode(&(self.next_seq, lines)).map_err(|e| e.to_string())?;
         log.append(&bytes, true).map_err(|e| e.to_string())?;
         self.next_seq += lines.len() as u64;
         Ok(())
@@ -122,7 +124,9 @@ impl Wal {
                 }
             };
             for r in records {
-                if let Ok((first, chunk)) = bincode::deserialize::<(u64, Vec<String>)>(&r) {
+                if let Ok((first, chunk)) =
+                    crate::checkpoint::codec::decode::<(u64, Vec<String>)>(&r)
+                {
                     for (i, line) in chunk.into_iter().enumerate() {
                         lines.insert(first + i as u64, line);
                     }
@@ -262,7 +266,8 @@ impl BatchReader<String> for SocketReader {
     fn plan(&mut self, _slot: &BatchSlot) -> Option<Vec<u8>> {
         // Only the receiving worker with a write-ahead log can replay its batches.
         if self.wal_on {
-            self.last.and_then(|l| bincode::serialize(&l).ok())
+            self.last
+                .and_then(|l| crate::checkpoint::codec::encode(&l).ok())
         } else {
             None
         }
@@ -276,8 +281,9 @@ impl BatchReader<String> for SocketReader {
         let mut lines = Wal::load(&wal.dir);
         let mut position: Option<u64> = None;
         for (t, plans) in &recovery.plans {
-            let Some(Ok((from, until))) =
-                plans.first().map(|p| bincode::deserialize::<(u64, u64)>(p))
+            let Some(Ok((from, until))) = plans
+                .first()
+                .map(|p| crate::checkpoint::codec::decode::<(u64, u64)>(p))
             else {
                 continue;
             };
@@ -431,14 +437,13 @@ fn deliver(shared: &Shared, framed: &mut Vec<Framed>, dead: &DeadLetters, wal: &
             }
         }
         // Durable before any batch can take the lines; retried, never skipped.
-        let mut wait = Duration::from_millis(100);
-        while let Err(e) = w.append(&good) {
-            if shared.stop.load(Ordering::SeqCst) {
-                return;
-            }
-            tracing::warn!("write-ahead log: {e}; retrying in {wait:?}");
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_secs(2));
+        let stop = || shared.stop.load(Ordering::SeqCst);
+        let policy = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let appended = policy.retry(&"write-ahead log", &stop, || {
+            w.append(&good).map_err(Failure::Transient)
+        });
+        if appended.is_err() {
+            return;
         }
     }
     shared
@@ -456,33 +461,22 @@ fn receive(
     shared: &Shared,
     mut wal: Option<Wal>,
 ) {
-    let mut backoff = Duration::from_millis(100);
-    let mut failures = 0u64;
+    let stop = || shared.stop.load(Ordering::SeqCst);
+    let policy = Backoff::new(Duration::from_millis(100), options.max_backoff);
+    let what = format!(
+        "{source}: cannot connect; is a server listening there (for example `nc -lk {}`)?",
+        address.rsplit(':').next().unwrap_or("PORT")
+    );
     let mut connection = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     let mut framed = Vec::new();
-    while !shared.stop.load(Ordering::SeqCst) {
-        let stream = match connect(address) {
-            Ok(s) => s,
-            Err(e) => {
-                failures += 1;
-                let msg = format!(
-                    "{source}: cannot connect ({e}); is a server listening there (for example `nc -lk {}`)? retrying in {backoff:?}",
-                    address.rsplit(':').next().unwrap_or("PORT")
-                );
-                if failures == 1 || failures.is_multiple_of(30) {
-                    tracing::warn!("{msg}");
-                } else {
-                    tracing::debug!("{msg}");
-                }
-                sleep_unless_stopped(backoff, shared);
-                backoff = (backoff * 2).min(options.max_backoff);
-                continue;
-            }
+    while !stop() {
+        let Ok(stream) = policy.retry(&what, &stop, || {
+            connect(address).map_err(Failure::Transient)
+        }) else {
+            return; // stopped while the server was away
         };
         connection += 1;
-        failures = 0;
-        backoff = Duration::from_millis(100);
         tracing::info!("{source}: connected (connection {connection})");
         let mut stream = stream;
         let mut framer = LineFramer::new(options.max_line_bytes);
@@ -522,7 +516,7 @@ fn receive(
                 }
             }
         }
-        sleep_unless_stopped(Duration::from_millis(50), shared);
+        sleep_unless(Duration::from_millis(50), &stop);
     }
 }
 
@@ -538,16 +532,6 @@ fn connect(address: &str) -> std::io::Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-fn sleep_unless_stopped(d: Duration, shared: &Shared) {
-    let step = Duration::from_millis(20);
-    let mut left = d;
-    while !left.is_zero() && !shared.stop.load(Ordering::SeqCst) {
-        let s = left.min(step);
-        std::thread::sleep(s);
-        left -= s;
-    }
 }
 
 #[cfg(test)]

@@ -20,16 +20,26 @@ pub struct Broker {
 }
 
 fn noida() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/noida/bin/noida-db");
-    assert!(bin.exists(), "the test broker is not installed: run `scripts/kafka-broker.sh install` (scripts/test.sh does)");
-    bin
+    // The workspace root holds `.tools`; the command line's tests run one folder below it.
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join(".tools/noida/bin/noida-db"))
+        .find(|bin| bin.exists());
+    bin.expect("the test broker is not installed: run `scripts/kafka-broker.sh install` (scripts/test.sh does)")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on loopback")
 }
 
 impl Broker {
     pub fn start() -> Broker {
         let mut b = Broker {
             child: None,
-            port: super::free_port(),
+            port: free_port(),
             data: tempfile::tempdir().expect("a temp dir"),
         };
         b.launch();

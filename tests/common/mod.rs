@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "kafka")]
 pub mod kafka;
 
 use std::fmt::Debug;
@@ -95,10 +96,18 @@ pub fn run2<I: Data, J: Data, O: Data + Debug>(
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on loopback")
+    // Ports handed out once each within this test binary, below the kernel's ephemeral range:
+    // a port the OS picks for `bind(0)` and that is released again can be picked again by a
+    // concurrent test before a child process binds it (seen as "socket closed" at startup).
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 60) as u16 * 200;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::SeqCst) % 200;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Runs the named case as two processes of one worker each; returns process 0's output.

@@ -1,0 +1,290 @@
+//! Flags every dataflow shares, and how they become a [`StreamingConfig`].
+
+use std::path::PathBuf;
+
+use std::time::Duration;
+
+use sluice::listener::LogListener;
+use sluice::source::{DeadLetters, GeneratorConfig, SocketOptions};
+use sluice::{ClusterArgs, DStream, Job, Result, StreamingConfig};
+
+/// Clap's parser for durations (`2s`, `500ms`): the library's message, fix included.
+fn duration(text: &str) -> std::result::Result<Duration, String> {
+    sluice::time::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Timely's worker flags, as clap parses them beside a dataflow's own.
+///
+/// Clap's own `-h` is taken by `--hostfile`, as in timely; `--help` still works.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkerFlags {
+    /// Worker threads per process (timely's -w).
+    #[arg(short = 'w', long = "threads", default_value_t = 1, value_name = "NUM",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: u64,
+    /// Number of processes in the job (timely's -n).
+    #[arg(short = 'n', long = "processes", default_value_t = 1, value_name = "NUM",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub processes: u64,
+    /// Index of this process, 0..processes (timely's -p).
+    #[arg(short = 'p', long = "process", default_value_t = 0, value_name = "IDX")]
+    pub process: usize,
+    /// File with one host:port per line, in process order (timely's -h); needs -n.
+    #[arg(
+        short = 'h',
+        long = "hostfile",
+        value_name = "FILE",
+        requires = "processes"
+    )]
+    pub hostfile: Option<PathBuf>,
+}
+
+impl WorkerFlags {
+    /// The library's form of these flags.
+    pub fn to_args(&self) -> ClusterArgs {
+        ClusterArgs {
+            threads: self.threads as usize,
+            processes: self.processes as usize,
+            process: self.process,
+            hostfile: self.hostfile.clone(),
+        }
+    }
+}
+
+/// Flags of every dataflow.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CommonArgs {
+    /// Batch interval: a whole number of milliseconds, e.g. 2s, 500ms, 1m.
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = duration,
+          allow_hyphen_values = true)]
+    pub batch: Duration,
+    /// Records shown per batch by the printed output.
+    #[arg(long = "print", default_value_t = 10, value_name = "N")]
+    pub print: usize,
+    /// Stop by itself after this many batches (default: run until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_batches: Option<u64>,
+    /// Keep batch plans and state snapshots in this directory and resume from it on restart
+    /// (Spark's `ssc.checkpoint(dir)` with `getOrCreate`).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// Snapshot state this often (a multiple of --batch; default 10 batches).
+    #[arg(long, value_name = "DURATION", requires = "checkpoint", value_parser = duration,
+          allow_hyphen_values = true)]
+    pub checkpoint_interval: Option<Duration>,
+    /// More log output on stderr: -v for info, -vv for one line per batch.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(flatten)]
+    pub cluster: WorkerFlags,
+    /// Print help (-h is --hostfile, as in timely).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl CommonArgs {
+    /// The job configuration these flags describe.
+    pub fn config(&self) -> Result<StreamingConfig> {
+        let mut config = StreamingConfig::new(self.batch)?
+            .cluster(self.cluster.to_args().to_cluster()?)
+            .stop_on_signals(true)
+            .listener(LogListener);
+        if let Some(n) = self.max_batches {
+            config = config.max_batches(n);
+        }
+        if let Some(dir) = &self.checkpoint {
+            config = config.checkpoint(dir);
+        }
+        if let Some(every) = self.checkpoint_interval {
+            config = config.checkpoint_interval(every);
+        }
+        Ok(config)
+    }
+}
+
+/// Where text lines come from: a TCP server (`--host`) or the built-in generator.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LineSourceArgs {
+    /// Read lines from this TCP server (e.g. one started with `nc -lk 9999`); without it the
+    /// dataflow runs on generated input so that you see output at once.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Port of the TCP server (with --host).
+    #[arg(long, default_value_t = 9999, requires = "host")]
+    pub port: u16,
+    /// Longest accepted line in bytes; longer lines are set aside as malformed.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_line_bytes: u64,
+    /// Append malformed input (not UTF-8, too long) to this file, one tab-separated line each.
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+    /// Generated input: words per second over the whole job (without --host).
+    #[arg(long, default_value_t = 20, value_name = "WORDS")]
+    pub rate: u64,
+    /// Generated input: distinct words (without --host).
+    #[arg(long, default_value_t = 20, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub vocabulary: u64,
+}
+
+impl LineSourceArgs {
+    /// Socket options from the flags.
+    pub fn socket_options(&self) -> Result<SocketOptions> {
+        let dead_letters = match &self.dead_letter {
+            Some(path) => DeadLetters::to_file(path)?,
+            None => DeadLetters::counting(),
+        };
+        Ok(SocketOptions {
+            max_line_bytes: self.max_line_bytes as usize,
+            dead_letters,
+            ..SocketOptions::default()
+        })
+    }
+
+    /// Generator settings from the flags.
+    pub fn generator(&self) -> GeneratorConfig {
+        GeneratorConfig {
+            rate_per_sec: self.rate,
+            vocabulary: self.vocabulary as usize,
+            ..GeneratorConfig::default()
+        }
+    }
+
+    /// The source these flags choose; tells the user on stderr when it is the generator.
+    pub fn source(&self) -> Result<LineSource> {
+        Ok(match &self.host {
+            Some(host) => LineSource::Socket {
+                host: host.clone(),
+                port: self.port,
+                options: self.socket_options()?,
+            },
+            None => {
+                let generator = self.generator();
+                eprintln!(
+                    "sluice: no --host given: reading {} generated words/s (use --host 127.0.0.1 --port 9999 with `nc -lk 9999` for your own input)",
+                    generator.rate_per_sec
+                );
+                LineSource::Generator(generator)
+            }
+        })
+    }
+}
+
+/// Where a dataflow's text lines come from.
+#[derive(Clone, Debug)]
+pub enum LineSource {
+    /// A TCP server (Spark's `socketTextStream`).
+    Socket {
+        host: String,
+        port: u16,
+        options: SocketOptions,
+    },
+    /// Generated words.
+    Generator(GeneratorConfig),
+}
+
+impl LineSource {
+    /// The lines, on this worker's job.
+    pub fn lines<'s>(&self, job: &mut Job<'s>) -> DStream<'s, String> {
+        match self {
+            LineSource::Socket {
+                host,
+                port,
+                options,
+            } => job.socket_text_stream_with(host, *port, options.clone()),
+            LineSource::Generator(g) => job.generator(g.clone()),
+        }
+    }
+
+    /// `(word, 1)` for every word of every line: `flatMap(_.split("\\s+")).map((_, 1))`.
+    pub fn word_ones<'s>(&self, job: &mut Job<'s>) -> DStream<'s, (String, u64)> {
+        self.lines(job)
+            .flat_map(|line| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .map(|word| (word, 1u64))
+    }
+}
+
+/// Where a partition without a stored offset starts (`auto.offset.reset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OffsetReset {
+    /// The oldest record Kafka still has.
+    Earliest,
+    /// Only records written after the job started.
+    Latest,
+    /// Fail, naming the partition.
+    None,
+}
+
+impl OffsetReset {
+    /// librdkafka's word for it.
+    fn as_param(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+            OffsetReset::None => "none",
+        }
+    }
+}
+
+/// Flags of the Kafka dataflows.
+#[derive(Clone, Debug, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka brokers, host:port[,host:port…].
+    #[arg(long, default_value = "127.0.0.1:9092", value_name = "LIST")]
+    pub brokers: String,
+    /// Topics to read, comma-separated.
+    #[arg(long, required = true, value_delimiter = ',', value_name = "LIST")]
+    pub topics: Vec<String>,
+    /// Consumer group.
+    #[arg(long, default_value = "sluice", value_name = "NAME")]
+    pub group: String,
+    /// Where to start a partition without a stored offset.
+    #[arg(long, value_enum, default_value_t = OffsetReset::Latest)]
+    pub offset_reset: OffsetReset,
+    /// Any librdkafka consumer setting, KEY=VALUE (repeatable), e.g. security.protocol=SSL.
+    #[arg(long = "kafka-param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+}
+
+impl KafkaArgs {
+    /// The direct stream's configuration (Subscribe to `--topics`).
+    pub fn config(&self) -> Result<sluice::source::kafka::KafkaConfig> {
+        use sluice::source::kafka::{ConsumerStrategy, KafkaConfig};
+        let mut config = KafkaConfig::new(
+            self.brokers.clone(),
+            self.group.clone(),
+            ConsumerStrategy::Subscribe(self.topics.clone()),
+        )
+        .param("auto.offset.reset", self.offset_reset.as_param());
+        for p in &self.params {
+            let Some((k, v)) = p.split_once('=') else {
+                return Err(sluice::SluiceError::InvalidConfig {
+                    problem: format!("--kafka-param `{p}` has no `=`"),
+                    fix: "write it as KEY=VALUE, e.g. --kafka-param security.protocol=SSL".into(),
+                });
+            };
+            config = config.param(k, v);
+        }
+        Ok(config)
+    }
+}
+
+/// The course's running total per word (`updateStateByKey((seq, old) => Some(seq.sum +
+/// old.getOrElse(0)))`), declared pure and named `word-totals` (the name its checkpointed state
+/// is kept under).
+pub fn word_totals<'s>(
+    words: &DStream<'s, (String, u64)>,
+) -> sluice::dstream::stateful::Stateful<'s, (String, u64)> {
+    words.update_state_by_key_with(
+        sluice::dstream::state::UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
+            Some(new.iter().sum::<u64>() + old.unwrap_or(0))
+        })
+        .pure()
+        .name("word-totals"),
+    )
+}

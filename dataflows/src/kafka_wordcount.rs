@@ -1,0 +1,74 @@
+//! `kafka-wordcount`: a running word count from Kafka to Kafka, exactly once across crashes
+//! (course §4.3 + §5.3 + §7.2): words of the records of `--topics`, totals kept by
+//! `update_state_by_key` (named `word-totals`, checkpointed to `--checkpoint`), every batch's
+//! changed totals produced to `--to` as `word<TAB>total` keyed by the word, in one Kafka
+//! transaction per worker and batch.
+//!
+//! Killed at any point and restarted with the same flags, it restores the totals of the last
+//! snapshot, replays the batches after it from their recorded offset ranges (without producing
+//! what was already committed) and goes on; a reader with `isolation.level=read_committed`
+//! sees each `word total` once, and per word the totals grow one record at a time.
+
+use sluice::sink::kafka::{KafkaSink, OutRecord};
+use sluice::{Result, SluiceError, StreamingContext};
+
+use crate::common::{word_totals, CommonArgs, KafkaArgs};
+
+/// Flags of `sluice run kafka-wordcount`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The topic the changed totals go to.
+    #[arg(long, value_name = "TOPIC")]
+    pub to: String,
+    /// Produce at least once (no transactions) instead of exactly once.
+    #[arg(long)]
+    pub at_least_once: bool,
+}
+
+impl crate::Dataflow for Args {
+    fn common(&self) -> &crate::common::CommonArgs {
+        &self.common
+    }
+
+    fn run(self: Box<Self>) -> Result<()> {
+        let args = *self;
+        if args.common.checkpoint.is_none() {
+            return Err(SluiceError::InvalidConfig {
+                problem: "kafka-wordcount keeps running totals, which need a checkpoint".into(),
+                fix: "add --checkpoint DIR (a directory kept across restarts)".into(),
+            });
+        }
+        let config = args.common.config()?;
+        let kafka = args.kafka.config()?;
+        let sink = KafkaSink::new(args.kafka.brokers.clone());
+        let (to, at_least_once, print) = (args.to.clone(), args.at_least_once, args.common.print);
+        StreamingContext::new(config).run(move |job| {
+            let words = job.kafka_direct_stream(kafka.clone()).flat_map(|r| {
+                let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+                text.split_whitespace()
+                    .map(|w| (w.to_owned(), 1u64))
+                    .collect::<Vec<_>>()
+            });
+            let totals = word_totals(&words);
+            let changed = totals
+                .changes()
+                .filter(|(_, d)| *d > 0)
+                .map(|((w, n), _)| (w, n));
+            changed.count().print(print);
+            let topic = to.clone();
+            let out = changed.map(move |(w, n)| {
+                OutRecord::new(&topic, format!("{w}\t{n}").into_bytes()).key(w.into_bytes())
+            });
+            if at_least_once {
+                out.write_kafka(sink.clone());
+            } else {
+                out.write_kafka_transactional(sink.clone(), "kafka-wordcount");
+            }
+        })
+    }
+}

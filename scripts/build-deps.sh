@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The C libraries the build links: OpenSSL (TLS for Kafka, PostgreSQL and MySQL) and Cyrus SASL
+# (Kafka's SASL), from Debian's packages. A fresh machine has neither -dev package; idempotent.
+set -euo pipefail
+
+missing=()
+for pkg in libssl-dev libsasl2-dev pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+fi

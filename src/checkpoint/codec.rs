@@ -1,0 +1,34 @@
+//! How sluice encodes its own records in checkpoint files: state parts, batch plans, the
+//! receiver's write-ahead log and the completed-batch marker.
+//!
+//! The encoding is [postcard] (compact, `serde`-based, maintained), wrapped here so that every
+//! file of a checkpoint uses one format; changing it bumps [`file::VERSION`](super::file::VERSION).
+//!
+//! [postcard]: https://docs.rs/postcard
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A value that could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(#[from] postcard::Error);
+
+/// Encodes `value`.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::checkpoint::codec::{decode, encode};
+/// let bytes = encode(&(7u64, "seven".to_owned()))?;
+/// assert_eq!(decode::<(u64, String)>(&bytes)?, (7, "seven".to_owned()));
+/// # Ok::<(), sluice::checkpoint::codec::CodecError>(())
+/// ```
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    Ok(postcard::to_stdvec(value)?)
+}
+
+/// Decodes what [`encode`] wrote; an error if `bytes` is not a whole `T`.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    Ok(postcard::from_bytes(bytes)?)
+}

@@ -1,0 +1,109 @@
+//! Batch plans: what each source decided a batch holds, recorded before the batch runs
+//! (`shared/DESIGN.md` §4), and what a restarted source gets back from them.
+//!
+//! Each worker appends one [`PlanRecord`] per batch to its own log
+//! (`plans/<start>-w<worker>-<run>.log`), starting a new segment at every checkpoint batch so
+//! that old segments can be pruned with old snapshots.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::file::{self, read_log, CheckpointError};
+use super::{ck_err, codec, lock, Checkpoint};
+use crate::error::Result;
+
+/// One batch's plan on one worker: per source (by its stable key), the source's plan bytes.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct PlanRecord {
+    t: u64,
+    sources: Vec<(String, Vec<u8>)>,
+}
+
+/// Recorded plans: batch → source key → the plans of every worker that recorded one.
+pub(super) type Plans = BTreeMap<u64, BTreeMap<String, Vec<Vec<u8>>>>;
+
+/// What a source needs to resume: its recorded plans, and which batches to replay silently.
+#[derive(Debug, Default)]
+pub struct SourceRecovery {
+    /// The snapshot batch the job restarts after (`None`: from the job's first batch).
+    pub after: Option<u64>,
+    /// Recorded plans of this source, per batch, from every worker that recorded one.
+    pub plans: BTreeMap<u64, Vec<Vec<u8>>>,
+    /// Batches up to this one finished all their outputs before the restart.
+    pub completed: Option<u64>,
+}
+
+/// Every record of every plan log in `dir/plans`. A torn tail is dropped (a crash mid-append);
+/// a log of another format version is refused.
+pub(super) fn load_plans(dir: &Path) -> Result<Plans> {
+    let mut plans = Plans::new();
+    let plan_dir = dir.join("plans");
+    if let Ok(entries) = std::fs::read_dir(&plan_dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "log") {
+                continue;
+            }
+            let records = match read_log(&path) {
+                Ok(r) => r,
+                Err(e @ CheckpointError::Version { .. }) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!("checkpoint: skipping plan log: {e}");
+                    continue;
+                }
+            };
+            for bytes in records {
+                match codec::decode::<PlanRecord>(&bytes) {
+                    Ok(r) => {
+                        let batch = plans.entry(r.t).or_default();
+                        for (key, plan) in r.sources {
+                            batch.entry(key).or_default().push(plan);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("checkpoint: an unreadable plan in {}: {e}", path.display())
+                    }
+                }
+            }
+        }
+    }
+    Ok(plans)
+}
+
+impl Checkpoint {
+    /// What the source with stable key `key` needs to resume.
+    pub(crate) fn source_recovery(&self, key: &str) -> SourceRecovery {
+        let after = self.restored_batch();
+        let plans = lock(&self.plans);
+        let from = after.unwrap_or(0);
+        SourceRecovery {
+            after,
+            plans: plans
+                .range(from..)
+                .filter_map(|(t, by)| by.get(key).map(|p| (*t, p.clone())))
+                .collect(),
+            completed: self.completed,
+        }
+    }
+
+    /// Opens this worker's plan log for a segment starting at batch `start`.
+    pub(crate) fn plan_log(&self, start: u64, worker: usize) -> Result<file::LogWriter> {
+        let path = self
+            .dir
+            .join("plans")
+            .join(format!("{start:020}-w{worker:04}-{}.log", self.run));
+        file::LogWriter::create(&path).map_err(|e| ck_err(e.to_string()))
+    }
+
+    /// Appends batch `t`'s plans (source key → bytes) to `log`, durably.
+    pub(crate) fn record_plan(
+        &self,
+        log: &mut file::LogWriter,
+        t: u64,
+        sources: Vec<(String, Vec<u8>)>,
+    ) -> Result<()> {
+        let record = PlanRecord { t, sources };
+        let bytes = codec::encode(&record).map_err(|e| ck_err(e.to_string()))?;
+        log.append(&bytes, true).map_err(|e| ck_err(e.to_string()))
+    }
+}

@@ -1,0 +1,86 @@
+//! What a restarted job recovers: which snapshot it restores, where its first batch is, and
+//! which batches it replays silently (see the [module docs](super) for the whole procedure).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::snapshot::Snapshot;
+use super::{ck_err, lock, Checkpoint};
+use crate::error::Result;
+
+impl Checkpoint {
+    /// The snapshot recovery restores, decided on first use (after the dataflow is built).
+    pub(super) fn chosen(&self) -> Option<Arc<Snapshot>> {
+        let mut chosen = lock(&self.chosen);
+        if let Some(c) = chosen.as_ref() {
+            return c.clone();
+        }
+        let i = self.batch_ms;
+        let window = self.max_window_ms.load(Ordering::SeqCst);
+        let newest = self.snapshots.first().map(|s| s.t);
+        let completed = match (self.completed, newest) {
+            (Some(c), Some(n)) => Some(c.max(n)),
+            (c, n) => c.or(n),
+        };
+        let pick = completed.and_then(|c| {
+            self.snapshots
+                .iter()
+                .find(|s| s.t + window <= c + i)
+                .cloned()
+        });
+        *chosen = Some(pick.clone());
+        pick
+    }
+
+    /// The first batch of this run.
+    pub(crate) fn first_batch(&self) -> Result<u64> {
+        if !self.resuming {
+            return Ok(self.zero);
+        }
+        let plans = lock(&self.plans);
+        match self.chosen() {
+            Some(s) => {
+                tracing::info!(
+                    "checkpoint: restoring the state of batch {} ms (written by {} workers); replaying from {} ms",
+                    s.t,
+                    s.peers,
+                    s.t + self.batch_ms
+                );
+                Ok(s.t + self.batch_ms)
+            }
+            None => match plans.keys().next() {
+                Some(&first) if first > self.zero => Err(ck_err(format!(
+                    "{} has no usable snapshot and its batch plans start at {first} ms, after the job's first batch {} ms",
+                    self.dir.display(),
+                    self.zero
+                ))),
+                _ => {
+                    tracing::info!(
+                        "checkpoint: no snapshot to restore; replaying from the job's first batch {} ms",
+                        self.zero
+                    );
+                    Ok(self.zero)
+                }
+            },
+        }
+    }
+
+    /// The latest batch recorded by an earlier run: batches up to it may have run their
+    /// outputs (in part) before a crash.
+    pub(crate) fn last_planned(&self) -> Option<u64> {
+        if !self.resuming {
+            return None;
+        }
+        lock(&self.plans).keys().next_back().copied()
+    }
+
+    /// The latest batch whose outputs finished before this run (outputs stay off up to it).
+    pub(crate) fn completed(&self) -> Option<u64> {
+        self.completed
+    }
+
+    /// The restored batch, if a snapshot is restored.
+    pub(crate) fn restored_batch(&self) -> Option<u64> {
+        self.chosen().map(|s| s.t)
+    }
+}

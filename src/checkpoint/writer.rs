@@ -1,0 +1,199 @@
+//! The checkpoint's background writer: the completed-batch marker, snapshot manifests, and
+//! pruning of what recovery can no longer need. Process 0 runs it on a thread of its own so that
+//! no batch waits for these writes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Duration;
+
+use super::file::{write_framed, Kind};
+use super::snapshot::{parse_state_dir, Manifest};
+use super::{codec, lock, Checkpoint};
+
+pub(super) enum Msg {
+    Completed(u64),
+    Manifest { t: u64, peers: usize },
+    Flush(Sender<()>),
+}
+
+impl Checkpoint {
+    /// Batch `t` finished every output (process 0 records it, in the background).
+    pub(crate) fn batch_completed(&self, t: u64, peers: usize, snapshot: bool) {
+        let tx = self.writer();
+        let _ = tx.send(Msg::Completed(t));
+        if snapshot {
+            let _ = tx.send(Msg::Manifest { t, peers });
+        }
+    }
+
+    /// Waits until everything sent to the background writer is on disk.
+    pub(crate) fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.writer().send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(60));
+        }
+    }
+
+    fn writer(&self) -> Sender<Msg> {
+        let mut w = lock(&self.writer);
+        if let Some(tx) = w.as_ref() {
+            return tx.clone();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = WriterJob {
+            dir: self.dir.clone(),
+            batch_ms: self.batch_ms,
+            operators: lock(&self.operators).iter().cloned().collect(),
+            window_ms: self.max_window_ms.load(Ordering::SeqCst),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("sluice-checkpoint".into())
+            .spawn(move || job.run(rx));
+        if let Err(e) = spawned {
+            tracing::error!("checkpoint: cannot start the writer thread: {e}");
+        }
+        *w = Some(tx.clone());
+        tx
+    }
+}
+
+/// The background writer: the completed marker, manifests, pruning.
+struct WriterJob {
+    dir: PathBuf,
+    batch_ms: u64,
+    operators: Vec<String>,
+    window_ms: u64,
+}
+
+impl WriterJob {
+    fn run(self, rx: Receiver<Msg>) {
+        let mut pending_completed: Option<u64> = None;
+        while let Ok(msg) = rx.recv() {
+            // Coalesce a run of completed markers: only the latest matters.
+            let mut msgs = vec![msg];
+            while let Ok(m) = rx.try_recv() {
+                msgs.push(m);
+            }
+            for msg in msgs {
+                match msg {
+                    Msg::Completed(t) => pending_completed = Some(t),
+                    Msg::Manifest { t, peers } => {
+                        self.write_completed(&mut pending_completed);
+                        self.write_manifest(t, peers);
+                    }
+                    Msg::Flush(done) => {
+                        self.write_completed(&mut pending_completed);
+                        let _ = done.send(());
+                    }
+                }
+            }
+            self.write_completed(&mut pending_completed);
+        }
+    }
+
+    fn write_completed(&self, pending: &mut Option<u64>) {
+        if let Some(t) = pending.take() {
+            let bytes = codec::encode(&t).unwrap_or_default();
+            if let Err(e) = write_framed(&self.dir.join("completed"), Kind::Completed, &bytes) {
+                tracing::warn!("checkpoint: cannot record batch {t} ms as completed: {e}");
+            }
+        }
+    }
+
+    fn write_manifest(&self, t: u64, peers: usize) {
+        let manifest = Manifest {
+            batch_ms: self.batch_ms,
+            t,
+            peers,
+            operators: self.operators.clone(),
+        };
+        let path = self.dir.join(format!("state-{t}")).join("MANIFEST");
+        let written = serde_json::to_vec(&manifest)
+            .map_err(|e| e.to_string())
+            .and_then(|b| write_framed(&path, Kind::Manifest, &b).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => {
+                tracing::debug!("checkpoint: snapshot of batch {t} ms complete");
+                self.prune(t);
+            }
+            Err(e) => tracing::warn!("checkpoint: snapshot of batch {t} ms not written: {e}"),
+        }
+    }
+
+    /// Keeps the snapshots recovery may need (the two newest, and every one a window replay
+    /// could start from) and the plans from the oldest kept snapshot on; removes the rest.
+    fn prune(&self, newest: u64) {
+        let mut complete: Vec<u64> = Vec::new();
+        let mut partial: Vec<u64> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                if let Some(t) = parse_state_dir(&e.file_name().to_string_lossy()) {
+                    if e.path().join("MANIFEST").exists() {
+                        complete.push(t);
+                    } else {
+                        partial.push(t);
+                    }
+                }
+            }
+        }
+        complete.sort_unstable_by(|a, b| b.cmp(a));
+        // A restore needs a snapshot at or before `newest + i - L`; keep the newest such one.
+        let limit = (newest + self.batch_ms).saturating_sub(self.window_ms);
+        let mut keep: Vec<u64> = complete.iter().copied().take(2).collect();
+        if let Some(&old) = complete.iter().find(|&&t| t <= limit) {
+            keep.push(old);
+        }
+        keep.extend(complete.iter().copied().filter(|&t| t > limit));
+        let Some(&oldest) = keep.iter().min() else {
+            return;
+        };
+        for t in complete.iter().chain(&partial) {
+            if *t < oldest && !keep.contains(t) {
+                let _ = std::fs::remove_dir_all(self.dir.join(format!("state-{t}")));
+            }
+        }
+        // Plan segments (`<start>-w<worker>-<run>.log`) and the receivers' write-ahead log
+        // segments (`receiver/<source>/<start>.wal`): a segment started at batch `s` holds what
+        // belongs to batches from `s` on, so per series the newest segment starting at or
+        // before `oldest` and every later one are kept.
+        prune_segments(&self.dir.join("plans"), oldest);
+        if let Ok(receivers) = std::fs::read_dir(self.dir.join("receiver")) {
+            for r in receivers.flatten() {
+                prune_segments(&r.path(), oldest);
+            }
+        }
+    }
+}
+
+/// Removes the segments of `dir` that only hold batches before `oldest` (see `prune`).
+/// Segment names start with their first batch time, then `-series` or `.extension`.
+fn prune_segments(dir: &Path, oldest: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut series: BTreeMap<String, Vec<(u64, PathBuf)>> = BTreeMap::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(split) = name.find(['-', '.']) else {
+            continue;
+        };
+        let Ok(start) = name[..split].parse::<u64>() else {
+            continue;
+        };
+        series
+            .entry(name[split..].to_owned())
+            .or_default()
+            .push((start, e.path()));
+    }
+    for (_, mut list) in series {
+        list.sort();
+        let covering = list.iter().rposition(|(s, _)| *s <= oldest);
+        for (i, (_, path)) in list.iter().enumerate() {
+            if covering.is_some_and(|c| i < c) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}

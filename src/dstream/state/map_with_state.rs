@@ -1,0 +1,173 @@
+//! `map_with_state`: every record mapped with access to its key's state, Spark's
+//! `mapWithState` (see the [module docs](super) for timeouts).
+
+use std::collections::BTreeMap;
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+
+use super::{save_state, StateInput};
+use super::{MapWithState, State, StateSpec};
+use crate::dstream::batch_op::batch_fold;
+use crate::dstream::pair::route;
+use crate::dstream::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
+use crate::dstream::stateless::Either;
+use crate::dstream::{DStream, Data, Key};
+use crate::listener::StateSize;
+use crate::time::Time;
+use timely::dataflow::operators::vec::Map;
+
+impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
+    /// Maps every record with access to its key's state (Spark's `mapWithState`); see
+    /// [`StateSpec`]. Records of a key are seen in the order they arrived on their worker.
+    pub fn map_with_state<S: Data + PartialEq, U: Data>(
+        &self,
+        spec: StateSpec<K, V, S, U>,
+    ) -> MapWithState<'s, U, K, S> {
+        let StateSpec {
+            mut f,
+            initial,
+            timeout,
+            name,
+        } = spec;
+        let name = name.unwrap_or_else(|| self.ctx.name("map_with_state"));
+        self.ctx.register_state(&name);
+        let batch_ms = self.ctx.info.batch_ms;
+        let timeout_ms = timeout.map(|d| (d.as_millis() as u64).max(1));
+        let runtime = self.ctx.runtime.clone();
+        let store = runtime.state_store(&name);
+        let input = self.with_start_state(&name, initial);
+        let mut state: foldhash::HashMap<K, S> = Default::default();
+        let mut last_seen: foldhash::HashMap<K, u64> = Default::default();
+        let mut expiring: BTreeMap<u64, Vec<K>> = BTreeMap::new();
+        let op_name = name.clone();
+        let both = batch_fold(
+            input,
+            self.ticks.clone(),
+            Exchange::new(|(k, _): &(K, StateInput<V, S>)| route(k)),
+            Pipeline,
+            &name,
+            Vec::new,
+            |acc: &mut Vec<(K, StateInput<V, S>)>, data| acc.append(data),
+            move |t, records, out: &mut Vec<Either<U, ((K, S), isize)>>| {
+                let time = Time::from_millis(t);
+                // Restored state is in place before the batch, marked with a diff of 0.
+                let (restored, records): (Vec<_>, Vec<_>) = records
+                    .into_iter()
+                    .partition(|(_, x)| matches!(x, StateInput::Restored(..)));
+                for (k, x) in restored {
+                    let StateInput::Restored(s, seen) = x else {
+                        continue;
+                    };
+                    if let (Some(ms), true) = (timeout_ms, seen != u64::MAX) {
+                        last_seen.insert(k.clone(), seen);
+                        expiring
+                            .entry((seen + ms).div_ceil(batch_ms) * batch_ms)
+                            .or_default()
+                            .push(k.clone());
+                    }
+                    state.insert(k.clone(), s.clone());
+                    out.push(Either::Right(((k, s), 0)));
+                }
+                // The state of every key touched in this batch as it was before the batch.
+                let mut before: foldhash::HashMap<K, Option<S>> = Default::default();
+                let touch = |k: &K,
+                             last_seen: &mut foldhash::HashMap<K, u64>,
+                             expiring: &mut BTreeMap<u64, Vec<K>>| {
+                    if let Some(ms) = timeout_ms {
+                        last_seen.insert(k.clone(), t);
+                        expiring
+                            .entry((t + ms).div_ceil(batch_ms) * batch_ms)
+                            .or_default()
+                            .push(k.clone());
+                    }
+                };
+                for (k, x) in records {
+                    if !before.contains_key(&k) {
+                        before.insert(k.clone(), state.get(&k).cloned());
+                    }
+                    match x {
+                        StateInput::Initial(initial) | StateInput::Restored(initial, _) => {
+                            state.insert(k.clone(), initial);
+                        }
+                        StateInput::Value(v) => {
+                            let mut handle = State {
+                                value: state.remove(&k),
+                                changed: false,
+                                timing_out: false,
+                            };
+                            if let Some(u) = f(time, &k, Some(v), &mut handle) {
+                                out.push(Either::Left(u));
+                            }
+                            if let Some(s) = handle.value {
+                                state.insert(k.clone(), s);
+                            }
+                        }
+                    }
+                    touch(&k, &mut last_seen, &mut expiring);
+                }
+                // Keys idle for at least the timeout: called once, then forgotten.
+                while let Some(entry) = expiring.first_entry() {
+                    if *entry.key() > t {
+                        break;
+                    }
+                    for k in entry.remove() {
+                        let idle_since = last_seen.get(&k).copied();
+                        let Some(ms) = timeout_ms else { break };
+                        if idle_since.is_none_or(|since| since + ms > t) {
+                            continue; // touched again since: a later entry covers it
+                        }
+                        last_seen.remove(&k);
+                        let Some(s) = state.remove(&k) else { continue };
+                        before.entry(k.clone()).or_insert_with(|| Some(s.clone()));
+                        let mut handle = State {
+                            value: Some(s),
+                            changed: false,
+                            timing_out: true,
+                        };
+                        if let Some(u) = f(time, &k, None, &mut handle) {
+                            out.push(Either::Left(u));
+                        }
+                    }
+                }
+                for (k, old) in before {
+                    let new = state.get(&k);
+                    if old.as_ref() == new {
+                        continue;
+                    }
+                    if let Some(o) = old {
+                        out.push(Either::Right(((k.clone(), o), -1)));
+                    }
+                    if let Some(n) = new {
+                        out.push(Either::Right(((k, n.clone()), 1)));
+                    }
+                }
+                shrink_if_sparse(&mut state);
+                shrink_if_sparse(&mut last_seen);
+                runtime.report_state(t, StateSize::of::<K, S>(&op_name, state.len()));
+                if let Some(store) = store.as_ref().filter(|_| runtime.snapshot_due(t)) {
+                    let entries: Vec<(&K, &S, u64)> = state
+                        .iter()
+                        .map(|(k, s)| (k, s, last_seen.get(k).copied().unwrap_or(u64::MAX)))
+                        .collect();
+                    save_state(store, &op_name, t, &entries);
+                }
+            },
+        );
+        let mapped = self.derive(both.clone().flat_map(|x| match x {
+            Either::Left(u) => Some(u),
+            Either::Right(_) => None,
+        }));
+        let changes = self.derive(both.flat_map(|x| match x {
+            Either::Left(_) => None,
+            Either::Right(c) => Some(c),
+        }));
+        let c = changes.clone();
+        MapWithState {
+            mapped,
+            state: Stateful::new(
+                changes,
+                Box::new(move || upsert_snapshots(&c, Every::Batch)),
+            ),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Running per-key state across batches: `update_state_by_key` and `map_with_state`.
+//!
+//! Both are keyed operators: records are routed to the worker that owns their key, which keeps
+//! that key's state in a hash map. Each batch they emit the state's *changes* (`-old`, `+new`);
+//! Spark's full-state view is built from those only when used (see [`Stateful`]).
+//!
+//! **Cost.** Spark's `updateStateByKey` calls the function for every key with state on every
+//! batch, so a batch costs O(all keys). `update_state_by_key` keeps that rule (it is what the
+//! function may rely on, e.g. to age state). A function declared **pure** with
+//! [`UpdateState::pure`] — its result depends only on the key, the new values and the old
+//! state — is called only for keys with new values and keys whose state changed at the previous
+//! batch: a key whose state `f(∅, s) == s` is at a fixpoint and would not change again, so a
+//! batch costs O(keys touched). `map_with_state` is O(records + keys timing out) per batch.
+//!
+//! **Timeouts** (`map_with_state`): a key idle (no records) for at least the timeout is
+//! called once with `state.is_timing_out()` at the *first batch* where that holds, then its state
+//! is removed. Spark only looks for idle keys on checkpoint batches (every 10 batches by
+//! default), so its timeouts fire up to 10 batches late; sluice's are prompt.
+
+use std::time::Duration;
+
+use timely::dataflow::operators::core::Concat;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::StreamVec;
+
+use super::stateful::Stateful;
+use super::{DStream, Data, Key};
+use crate::checkpoint::StateStore;
+use crate::time::Time;
+
+mod map_with_state;
+mod update_state_by_key;
+
+type UpdateFn<K, V, S> = Box<dyn Fn(Time, &K, Vec<V>, Option<S>) -> Option<S>>;
+
+/// How [`DStream::update_state_by_key_with`] updates state (Spark's `updateStateByKey` forms).
+///
+/// # Examples
+///
+/// ```
+/// use sluice::dstream::state::UpdateState;
+/// // Spark's (Seq[V], Option[S]) => Option[S], declared pure, with an initial state:
+/// let spec = UpdateState::new(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()))
+///     .pure()
+///     .initial_state(vec![("spark".to_owned(), 10)])
+///     .name("word-totals");
+/// ```
+pub struct UpdateState<K, V, S> {
+    f: UpdateFn<K, V, S>,
+    pure: bool,
+    initial: Vec<(K, S)>,
+    name: Option<String>,
+}
+
+impl<K, V, S> UpdateState<K, V, S> {
+    /// `f(new values, old state)`: `Some` is the new state, `None` removes the key.
+    pub fn new(f: impl Fn(Vec<V>, Option<S>) -> Option<S> + 'static) -> Self {
+        UpdateState {
+            f: Box::new(move |_t, _k, v, s| f(v, s)),
+            pure: false,
+            initial: Vec::new(),
+            name: None,
+        }
+    }
+    /// `f(batch time, key, new values, old state)` (Spark's form with time and key).
+    pub fn with_time_and_key(
+        f: impl Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + 'static,
+    ) -> Self {
+        UpdateState {
+            f: Box::new(f),
+            pure: false,
+            initial: Vec::new(),
+            name: None,
+        }
+    }
+    /// Declares `f` pure: its result depends only on the key, the values and the old state (not
+    /// on the time, a clock, randomness or side effects). Keys without new values whose state
+    /// did not change at the previous batch are then skipped.
+    pub fn pure(mut self) -> Self {
+        self.pure = true;
+        self
+    }
+    /// State the keys start with (Spark's `initialRDD`), applied at the first batch before its
+    /// values. Every worker may pass the same list; each key is kept once.
+    pub fn initial_state(mut self, initial: Vec<(K, S)>) -> Self {
+        self.initial = initial;
+        self
+    }
+    /// A stable name for metrics (and, later, checkpoints).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// The state of one key as `map_with_state`'s function sees it (Spark's `State`).
+#[derive(Debug)]
+pub struct State<S> {
+    value: Option<S>,
+    changed: bool,
+    timing_out: bool,
+}
+
+impl<S> State<S> {
+    /// Whether the key has state.
+    pub fn exists(&self) -> bool {
+        self.value.is_some()
+    }
+    /// The state, if any.
+    pub fn get(&self) -> Option<&S> {
+        self.value.as_ref()
+    }
+    /// Sets the state. Ignored (with a warning) while the key is timing out: its state is being
+    /// removed, as in Spark, where this throws.
+    pub fn update(&mut self, value: S) {
+        if self.timing_out {
+            tracing::warn!("map_with_state: update() on a key that is timing out is ignored");
+            return;
+        }
+        self.value = Some(value);
+        self.changed = true;
+    }
+    /// Removes the state.
+    pub fn remove(&mut self) {
+        self.value = None;
+        self.changed = true;
+    }
+    /// True when the function is called because the key timed out (with no value).
+    pub fn is_timing_out(&self) -> bool {
+        self.timing_out
+    }
+}
+
+type MapFn<K, V, S, U> = Box<dyn FnMut(Time, &K, Option<V>, &mut State<S>) -> Option<U>>;
+
+/// How [`DStream::map_with_state`] maps records and keeps state (Spark's `StateSpec`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sluice::dstream::state::StateSpec;
+/// // Running count per word; emits (word, count so far); forgets words idle for 30 s.
+/// let spec = StateSpec::function(|_time, word: &String, one: Option<u64>, state| {
+///     let count = state.get().copied().unwrap_or(0) + one.unwrap_or(0);
+///     if !state.is_timing_out() {
+///         state.update(count);
+///     }
+///     Some((word.clone(), count))
+/// })
+/// .timeout(Duration::from_secs(30));
+/// ```
+pub struct StateSpec<K, V, S, U> {
+    f: MapFn<K, V, S, U>,
+    initial: Vec<(K, S)>,
+    timeout: Option<Duration>,
+    name: Option<String>,
+}
+
+impl<K, V, S, U> StateSpec<K, V, S, U> {
+    /// `f(batch time, key, value, state)` for every record, in order, and once with no value
+    /// for a key that times out; its `Some` results form the mapped stream.
+    pub fn function(
+        f: impl FnMut(Time, &K, Option<V>, &mut State<S>) -> Option<U> + 'static,
+    ) -> Self {
+        StateSpec {
+            f: Box::new(f),
+            initial: Vec::new(),
+            timeout: None,
+            name: None,
+        }
+    }
+    /// State the keys start with, applied at the first batch.
+    pub fn initial_state(mut self, initial: Vec<(K, S)>) -> Self {
+        self.initial = initial;
+        self
+    }
+    /// Removes the state of keys without records for at least `idle` (rounded up to batches).
+    pub fn timeout(mut self, idle: Duration) -> Self {
+        self.timeout = Some(idle);
+        self
+    }
+    /// A stable name for metrics (and, later, checkpoints).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// The result of [`DStream::map_with_state`]: the mapped records (through `Deref`), and the
+/// state as snapshots or changes.
+pub struct MapWithState<'s, U: Data, K: Key, S: Data> {
+    mapped: DStream<'s, U>,
+    state: Stateful<'s, (K, S)>,
+}
+
+impl<'s, U: Data, K: Key, S: Data> MapWithState<'s, U, K, S> {
+    /// Every key's state at every batch (Spark's `stateSnapshots()`).
+    pub fn state_snapshots(&self) -> DStream<'s, (K, S)> {
+        self.state.snapshots()
+    }
+    /// What changed in the state at each batch.
+    pub fn state_changes(&self) -> DStream<'s, ((K, S), isize)> {
+        self.state.changes()
+    }
+}
+
+impl<'s, U: Data, K: Key, S: Data> std::ops::Deref for MapWithState<'s, U, K, S> {
+    type Target = DStream<'s, U>;
+    fn deref(&self) -> &DStream<'s, U> {
+        &self.mapped
+    }
+}
+
+/// What enters a state operator: a record's value, or a key's starting state.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum StateInput<V, S> {
+    /// A record.
+    Value(V),
+    /// The user's initial state for the key (a fresh start).
+    Initial(S),
+    /// The key's state restored from a checkpoint, with the operator's own word on the key
+    /// (`update_state_by_key`: 1 if the key changed at the snapshot batch; `map_with_state`:
+    /// the batch the key was last seen, `u64::MAX` for never).
+    Restored(S, u64),
+}
+
+impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
+    /// The records as `(key, Value(v))`, and at the first batch of this run the state the
+    /// operator starts with: restored from the checkpoint when one is resumed and holds
+    /// operator `name`, else this worker's share of `initial`.
+    fn with_start_state<S: Data>(
+        &self,
+        name: &str,
+        initial: Vec<(K, S)>,
+    ) -> StreamVec<'s, u64, (K, StateInput<V, S>)> {
+        let runtime = self.ctx.runtime.clone();
+        let info = self.ctx.info;
+        // Whether it restores is decided after the whole dataflow is built (windows built
+        // later choose how old a snapshot must be).
+        let store = runtime.state_store(name);
+        let mine: Vec<(K, S)> = initial
+            .into_iter()
+            .enumerate()
+            .filter(|(j, _)| j % info.peers == info.index)
+            .map(|(_, x)| x)
+            .collect();
+        let start = source(self.stream.scope(), "StartState", move |cap, _info| {
+            let mut start = Some((cap, mine));
+            move |output| {
+                let Some((cap, initial)) = start.take() else {
+                    return;
+                };
+                // Decided once the dataflow is built, before the first step.
+                let cap = cap.delayed(&runtime.first_batch());
+                let mut session = output.session(&cap);
+                match store.as_ref().filter(|s| s.restoring()) {
+                    None => session.give_iterator(
+                        initial
+                            .into_iter()
+                            .map(|(k, s)| (k, StateInput::Initial(s))),
+                    ),
+                    Some(store) => match store.restore::<(K, S, u64)>() {
+                        Ok(entries) => session.give_iterator(
+                            entries
+                                .into_iter()
+                                .map(|(k, s, aux)| (k, StateInput::Restored(s, aux))),
+                        ),
+                        Err(e) => runtime.fail(e),
+                    },
+                }
+            }
+        });
+        self.stream
+            .clone()
+            .map(|(k, v)| (k, StateInput::Value(v)))
+            .concat(start)
+    }
+}
+
+/// Saves this worker's share of operator `name`'s state after batch `t`. A failed write is
+/// logged: the snapshot is then incomplete and recovery uses an older one.
+fn save_state<K: serde::Serialize, S: serde::Serialize>(
+    store: &StateStore,
+    name: &str,
+    t: u64,
+    entries: &[(&K, &S, u64)],
+) {
+    if let Err(e) = store.save(t, entries) {
+        tracing::warn!("checkpoint: state of `{name}` after batch {t} ms not written: {e}");
+    }
+}

@@ -1,0 +1,166 @@
+//! `update_state_by_key`: running state per key, Spark's `updateStateByKey` (see the
+//! [module docs](super) for cost and purity).
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+
+use super::UpdateState;
+use super::{save_state, StateInput};
+use crate::dstream::batch_op::batch_fold;
+use crate::dstream::pair::route;
+use crate::dstream::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
+use crate::dstream::{DStream, Data, Key};
+use crate::listener::StateSize;
+use crate::time::Time;
+
+impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
+    /// Running state per key (Spark's `updateStateByKey` with `(Seq[V], Option[S]) => Option[S]`):
+    /// every batch, `f(new values, old state)` for every key with state or new values; `None`
+    /// removes the key. See [`UpdateState`] for the other forms and the module docs for cost.
+    pub fn update_state_by_key<S: Data + PartialEq>(
+        &self,
+        f: impl Fn(Vec<V>, Option<S>) -> Option<S> + 'static,
+    ) -> Stateful<'s, (K, S)> {
+        self.update_state_by_key_with(UpdateState::new(f))
+    }
+
+    /// `update_state_by_key` with a full [`UpdateState`] (time and key, purity, initial state).
+    pub fn update_state_by_key_with<S: Data + PartialEq>(
+        &self,
+        spec: UpdateState<K, V, S>,
+    ) -> Stateful<'s, (K, S)> {
+        let UpdateState {
+            f,
+            pure,
+            initial,
+            name,
+        } = spec;
+        let name = name.unwrap_or_else(|| self.ctx.name("update_state_by_key"));
+        self.ctx.register_state(&name);
+        let runtime = self.ctx.runtime.clone();
+        let store = runtime.state_store(&name);
+        let input = self.with_start_state(&name, initial);
+        let mut state: foldhash::HashMap<K, S> = Default::default();
+        let mut dirty: foldhash::HashSet<K> = Default::default();
+        let op_name = name.clone();
+        let changes = batch_fold(
+            input,
+            self.ticks.clone(),
+            Exchange::new(|(k, _): &(K, StateInput<V, S>)| route(k)),
+            Pipeline,
+            &name,
+            <(foldhash::HashMap<K, (Vec<V>, Option<S>)>, Vec<(K, S, u64)>)>::default,
+            |(acc, restored), data: &mut Vec<(K, StateInput<V, S>)>| {
+                for (k, x) in data.drain(..) {
+                    match x {
+                        StateInput::Value(v) => acc.entry(k).or_default().0.push(v),
+                        StateInput::Initial(s) => acc.entry(k).or_default().1 = Some(s),
+                        StateInput::Restored(s, changed) => restored.push((k, s, changed)),
+                    }
+                }
+            },
+            move |t, (mut news, restored), out: &mut Vec<((K, S), isize)>| {
+                let time = Time::from_millis(t);
+                // Restored state is in place before the batch, marked with a diff of 0 (it is
+                // not a change; snapshot views take it in).
+                for (k, s, changed) in restored {
+                    if changed == 1 {
+                        dirty.insert(k.clone());
+                    }
+                    state.insert(k.clone(), s.clone());
+                    out.push(((k, s), 0));
+                }
+                // Initial state first, as if it had been there before this batch.
+                for (k, (_, init)) in news.iter_mut() {
+                    if let Some(s) = init.take() {
+                        if let Some(old) = state.insert(k.clone(), s.clone()) {
+                            out.push(((k.clone(), old), -1));
+                        }
+                        out.push(((k.clone(), s), 1));
+                    }
+                }
+                let mut next_dirty: foldhash::HashSet<K> = Default::default();
+                let mut apply = |k: K,
+                                 values: Vec<V>,
+                                 old: Option<S>,
+                                 state: &mut foldhash::HashMap<K, S>,
+                                 out: &mut Vec<((K, S), isize)>| {
+                    let new = f(time, &k, values, old.clone());
+                    if new == old {
+                        if let Some(s) = new {
+                            state.insert(k, s);
+                        }
+                        return;
+                    }
+                    if let Some(o) = old {
+                        out.push(((k.clone(), o), -1));
+                    }
+                    match new {
+                        Some(n) => {
+                            out.push(((k.clone(), n.clone()), 1));
+                            state.insert(k.clone(), n);
+                            // Only a pure function skips keys; the others visit every key.
+                            if pure {
+                                next_dirty.insert(k);
+                            }
+                        }
+                        None => {
+                            state.remove(&k);
+                        }
+                    }
+                };
+                if pure {
+                    let mut visit: Vec<K> = news.keys().cloned().collect();
+                    visit.extend(dirty.drain().filter(|k| !news.contains_key(k)));
+                    for k in visit {
+                        let values = news.remove(&k).map(|(v, _)| v).unwrap_or_default();
+                        let old = state.remove(&k);
+                        apply(k, values, old, &mut state, out);
+                    }
+                } else {
+                    // Spark's rule: every key with state, every batch; updated in place.
+                    let mut gone = Vec::new();
+                    for (k, s) in state.iter_mut() {
+                        let values = if news.is_empty() {
+                            Vec::new()
+                        } else {
+                            news.remove(k).map(|(v, _)| v).unwrap_or_default()
+                        };
+                        match f(time, k, values, Some(s.clone())) {
+                            Some(n) if n == *s => {}
+                            Some(n) => {
+                                out.push(((k.clone(), std::mem::replace(s, n.clone())), -1));
+                                out.push(((k.clone(), n), 1));
+                            }
+                            None => {
+                                out.push(((k.clone(), s.clone()), -1));
+                                gone.push(k.clone());
+                            }
+                        }
+                    }
+                    for k in gone {
+                        state.remove(&k);
+                    }
+                    for (k, (values, _)) in news.drain() {
+                        apply(k, values, None, &mut state, out);
+                    }
+                }
+                dirty = next_dirty;
+                shrink_if_sparse(&mut state);
+                runtime.report_state(t, StateSize::of::<K, S>(&op_name, state.len()));
+                if let Some(store) = store.as_ref().filter(|_| runtime.snapshot_due(t)) {
+                    let entries: Vec<(&K, &S, u64)> = state
+                        .iter()
+                        .map(|(k, s)| (k, s, u64::from(dirty.contains(k))))
+                        .collect();
+                    save_state(store, &op_name, t, &entries);
+                }
+            },
+        );
+        let changes = self.derive(changes);
+        let c = changes.clone();
+        Stateful::new(
+            changes,
+            Box::new(move || upsert_snapshots(&c, Every::Batch)),
+        )
+    }
+}

@@ -1,0 +1,117 @@
+//! The narrow handle operators, sources and sinks see of the running job.
+//!
+//! Operators are built inside timely's dataflow on every worker; they must not reach into the
+//! driver's bookkeeping. What they may do is listed here and nothing else:
+//!
+//! - **fail** the job with an error (the first one wins; the job stops at once);
+//! - ask whether the job is **aborted** (stop now) or **stopping** (a stop was asked: a loop that
+//!   waits for the world gives up waiting, so a job stops within a second even when its broker
+//!   or database is down);
+//! - ask whether a **snapshot is due** after a batch and get the operator's [`StateStore`];
+//! - **report** the size of its state for the batch metrics;
+//! - learn about **replay**: batches up to [`silent_through`](Runtime::silent_through) ran their
+//!   outputs before a restart (outputs stay off), and batches up to
+//!   [`in_doubt_through`](Runtime::in_doubt_through) may have run them in part (sinks check
+//!   their own markers).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::checkpoint::StateStore;
+use crate::context::coordinator::Coordinator;
+use crate::dstream::WorkerInfo;
+use crate::error::SluiceError;
+use crate::listener::StateSize;
+
+/// What an operator may ask of and tell the running job (see the module docs).
+#[derive(Clone)]
+pub(crate) struct Runtime {
+    coord: Arc<Coordinator>,
+    info: WorkerInfo,
+}
+
+impl Runtime {
+    pub(crate) fn new(coord: Arc<Coordinator>, info: WorkerInfo) -> Self {
+        Runtime { coord, info }
+    }
+
+    /// Where this worker sits in the job.
+    pub(crate) fn worker(&self) -> WorkerInfo {
+        self.info
+    }
+
+    /// Fails the job with `error` (the first error wins) and stops it at once.
+    pub(crate) fn fail(&self, error: SluiceError) {
+        self.coord.fail(error);
+    }
+
+    /// The job is stopping at once (failed, or stopped without grace): drop what is in hand.
+    pub(crate) fn aborted(&self) -> bool {
+        self.coord.aborted()
+    }
+
+    /// A stop was asked (signal, `stop`, failure): loops waiting for a server give up waiting.
+    pub(crate) fn stopping(&self) -> bool {
+        self.coord.stopping()
+    }
+
+    /// Whether stateful operators save their state after batch `t`.
+    pub(crate) fn snapshot_due(&self, t: u64) -> bool {
+        self.coord.snapshot_due(t)
+    }
+
+    /// Reports an operator's state size after batch `t`, for the batch metrics.
+    pub(crate) fn report_state(&self, t: u64, size: StateSize) {
+        self.coord.report_state(t, size);
+    }
+
+    /// Outputs are off up to this batch: it finished every output before a restart.
+    pub(crate) fn silent_through(&self) -> Option<u64> {
+        self.coord.silent_through()
+    }
+
+    /// Batches up to this one were planned by a run that may have crashed in their outputs.
+    pub(crate) fn in_doubt_through(&self) -> Option<u64> {
+        self.coord.checkpoint().and_then(|c| c.last_planned())
+    }
+
+    /// The first batch of this run (decided once the dataflow is built).
+    pub(crate) fn first_batch(&self) -> u64 {
+        self.coord.first_batch()
+    }
+
+    /// The job's first batch ever (window slides are aligned to it).
+    pub(crate) fn zero(&self) -> u64 {
+        self.coord.zero
+    }
+
+    /// The state store of the stateful operator `name` on this worker; `None` without a
+    /// checkpoint.
+    pub(crate) fn state_store(&self, name: &str) -> Option<StateStore> {
+        self.coord
+            .checkpoint()
+            .map(|c| StateStore::new(Arc::clone(c), name, self.info.index, self.info.peers))
+    }
+
+    /// Registers a stateful operator's name with the checkpoint (its state is kept by it).
+    pub(crate) fn register_operator(&self, name: &str) {
+        if let Some(c) = self.coord.checkpoint() {
+            c.register_operator(name);
+        }
+    }
+
+    /// Registers a window of `length_ms`: recovery replays enough batches to refill it.
+    pub(crate) fn register_window(&self, length_ms: u64) {
+        if let Some(c) = self.coord.checkpoint() {
+            c.register_window(length_ms);
+        }
+    }
+
+    /// A folder of the checkpoint for a source's own files (`receiver/<name>`); `None`
+    /// without a checkpoint.
+    pub(crate) fn checkpoint_folder(&self, folder: &str, name: &str) -> Option<PathBuf> {
+        self.coord
+            .checkpoint()
+            .map(|c| c.dir.join(folder).join(crate::checkpoint::file_name(name)))
+    }
+}

@@ -1,0 +1,127 @@
+//! Text files, one directory per batch (Spark's `saveAsTextFiles`): `prefix-<ms>[.suffix]/`
+//! holds one `part-NNNNN` per worker and `_SUCCESS` once every part is written. Every file is
+//! written atomically ([`write_atomic`]), so a batch replayed after a crash replaces its files
+//! whole; a write that keeps failing (disk full, no permission) fails the job.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+
+use crate::checkpoint::file::{write_atomic, CheckpointError};
+use crate::dstream::batch_op::batch_fold;
+use crate::dstream::{DStream, Data};
+use crate::error::SluiceError;
+use crate::retry::{Backoff, Failure};
+use crate::runtime::Runtime;
+use crate::SparkDisplay;
+
+impl<'s, T: Data> DStream<'s, T> {
+    /// Writes every batch as text, one record per line in Spark's rendering, to the directory
+    /// `prefix-<ms>` (or `prefix-<ms>.suffix`), one `part-NNNNN` file per worker and `_SUCCESS`
+    /// once all parts are written (Spark's `saveAsTextFiles`). Files are written to a temporary
+    /// name and renamed, so a batch written again replaces its files whole.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::testing::run_batches;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let prefix = dir.path().join("words").display().to_string();
+    /// let p = prefix.clone();
+    /// run_batches(vec![vec!["a".to_owned(), "b".to_owned()]], move |s| s.save_as_text_files(p.clone(), Some("txt")))?;
+    /// let part = std::fs::read_to_string(format!("{prefix}-1000.txt/part-00000")).unwrap();
+    /// assert_eq!(part, "a\nb\n");
+    /// assert!(std::path::Path::new(&format!("{prefix}-1000.txt/_SUCCESS")).exists());
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn save_as_text_files(&self, prefix: impl Into<String>, suffix: Option<&str>)
+    where
+        T: SparkDisplay,
+    {
+        let prefix: String = prefix.into();
+        let suffix = suffix.filter(|s| !s.is_empty()).map(str::to_owned);
+        let dir_for = move |t: u64| -> PathBuf {
+            match &suffix {
+                Some(s) => PathBuf::from(format!("{prefix}-{t}.{s}")),
+                None => PathBuf::from(format!("{prefix}-{t}")),
+            }
+        };
+        let dir_for = Arc::new(dir_for);
+        let info = self.ctx.info;
+        let runtime = self.ctx.runtime.clone();
+        let parts_dir = Arc::clone(&dir_for);
+        let this = self.for_output();
+        let parts = batch_fold(
+            this.stream.clone(),
+            this.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &self.ctx.name("SaveParts"),
+            String::new,
+            |text: &mut String, data: &mut Vec<T>| {
+                for r in data.drain(..) {
+                    r.write_spark(text);
+                    text.push('\n');
+                }
+            },
+            move |t, text, out: &mut Vec<u64>| {
+                let dir = parts_dir(t);
+                let part = dir.join(format!("part-{:05}", info.index));
+                match write(&runtime, &part, text.as_bytes()) {
+                    Ok(()) => out.push(t),
+                    Err(e) => runtime.fail(failed(t, e)),
+                }
+            },
+        );
+        let runtime = self.ctx.runtime.clone();
+        let done = batch_fold(
+            parts,
+            this.ticks.clone(),
+            Exchange::new(|_: &u64| 0),
+            Exchange::new(|_: &u64| 0),
+            &self.ctx.name("SaveSuccess"),
+            || 0usize,
+            |n: &mut usize, data: &mut Vec<u64>| {
+                *n += data.len();
+                data.clear();
+            },
+            move |t, parts_written, _out: &mut Vec<()>| {
+                if parts_written < info.peers {
+                    return; // a part failed; the job is stopping with that error
+                }
+                if let Err(e) = write(&runtime, &dir_for(t).join("_SUCCESS"), b"") {
+                    runtime.fail(failed(t, e));
+                }
+            },
+        );
+        self.register_output(done);
+    }
+}
+
+/// Writes one file, retrying a few times (a full disk may be freed) until the job stops.
+fn write(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let what = format!("save_as_text_files: cannot write {}", path.display());
+    let mut tries = 0;
+    Backoff::new(Duration::from_millis(100), Duration::from_millis(400))
+        .retry(&what, &|| runtime.stopping(), || {
+            tries += 1;
+            write_atomic(path, &[bytes]).map_err(|e| {
+                if tries < 3 {
+                    Failure::Transient(e)
+                } else {
+                    Failure::Permanent(e)
+                }
+            })
+        })
+        .map_err(|g| g.into_inner())
+}
+
+fn failed(t: u64, e: CheckpointError) -> SluiceError {
+    SluiceError::OutputFailed {
+        output: "save_as_text_files".into(),
+        batch_ms: t,
+        source: Box::new(e),
+    }
+}

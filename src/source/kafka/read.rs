@@ -1,0 +1,430 @@
+//! Reading a batch: fix the plan (`[from, until)` per owned partition, `until` capped by the
+//! rate limit or taken from the recorded plan of a replayed batch), then read exactly that,
+//! keeping what was fetched past `until` for the next batch.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset};
+
+use super::client::{self, client_config_error, kafka_error};
+use super::{ConsumerRecord, ConsumerStrategy, KafkaConfig, KafkaItem};
+use crate::error::SluiceError;
+use crate::offsets::{OffsetRange, OffsetStore, TopicPartition};
+use crate::retry::{Backoff, GaveUp};
+use crate::runtime::Runtime;
+use crate::source::rate::PidRateEstimator;
+use crate::source::{BatchReader, BatchSlot, CompletedBatch};
+
+/// A partition this worker reads.
+pub(super) struct Owned {
+    pub(super) next: i64,
+    pub(super) lookahead: VecDeque<ConsumerRecord>,
+}
+
+/// One worker's reader of a Kafka direct stream: the partitions it owns, where each stands,
+/// and the offsets of batches whose outputs have not finished yet.
+pub(crate) struct KafkaReader {
+    pub(super) config: Arc<KafkaConfig>,
+    pub(super) runtime: Runtime,
+    pub(super) consumer: Option<BaseConsumer>,
+    pub(super) store: Option<Box<dyn OffsetStore>>,
+    pub(super) owned: BTreeMap<TopicPartition, Owned>,
+    /// Planned `until` per partition of batches not yet committed.
+    pub(super) uncommitted: BTreeMap<u64, Vec<(TopicPartition, i64)>>,
+    pub(super) refreshed: Option<Instant>,
+    pub(super) started: bool,
+    pub(super) failure: Option<SluiceError>,
+    pub(super) pattern: Option<regex::Regex>,
+    pub(super) estimator: Option<PidRateEstimator>,
+    /// The backpressure rate for this worker's partitions, records/s.
+    pub(super) rate: Option<f64>,
+    /// The ranges of the batch read last, for the checkpoint's plan log.
+    pub(super) last_plan: Vec<(TopicPartition, i64, i64)>,
+    /// After a restart from a checkpoint: where each partition resumes.
+    pub(super) recovered: HashMap<TopicPartition, i64>,
+    /// After a restart: the recorded ranges of the batches to replay.
+    pub(super) replay: BTreeMap<u64, BTreeMap<TopicPartition, (i64, i64)>>,
+    /// After a restart: batches up to this one were committed before; not again.
+    pub(super) committed_before: Option<u64>,
+}
+
+impl KafkaReader {
+    pub(crate) fn new(config: KafkaConfig, runtime: Runtime) -> Self {
+        let peers = runtime.worker().peers;
+        let mut failure = None;
+        let pattern = match &config.strategy {
+            ConsumerStrategy::SubscribePattern(p) => match regex::Regex::new(p) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    failure = Some(SluiceError::InvalidConfig {
+                        problem: format!(
+                            "the topic pattern `{p}` is not a regular expression: {e}"
+                        ),
+                        fix: "give a valid regular expression, e.g. `^logs-.*`".into(),
+                    });
+                    None
+                }
+            },
+            _ => None,
+        };
+        if !matches!(
+            config.reset().as_str(),
+            "earliest" | "latest" | "none" | "smallest" | "largest"
+        ) {
+            failure = Some(SluiceError::InvalidConfig {
+                problem: format!("auto.offset.reset is `{}`", config.reset()),
+                fix: "use earliest, latest or none".into(),
+            });
+        }
+        let rate = config
+            .backpressure
+            .and_then(|b| b.initial_rate)
+            .map(|r| r as f64 / peers.max(1) as f64);
+        KafkaReader {
+            config: Arc::new(config),
+            runtime,
+            consumer: None,
+            store: None,
+            owned: BTreeMap::new(),
+            uncommitted: BTreeMap::new(),
+            refreshed: None,
+            started: false,
+            failure,
+            pattern,
+            estimator: None,
+            rate,
+            last_plan: Vec::new(),
+            recovered: HashMap::new(),
+            replay: BTreeMap::new(),
+            committed_before: None,
+        }
+    }
+
+    pub(super) fn consumer(&mut self) -> Result<&BaseConsumer, SluiceError> {
+        if self.consumer.is_none() {
+            let mut cc = ClientConfig::new();
+            for (k, v) in self.config.client_settings() {
+                cc.set(k, v);
+            }
+            cc.set("group.id", &self.config.group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("enable.partition.eof", "false")
+                .set("receive.message.max.bytes", "1000000000");
+            let consumer: BaseConsumer = cc
+                .create()
+                .map_err(|e| client_config_error("consumer", e))?;
+            self.consumer = Some(consumer);
+        }
+        self.consumer.as_ref().ok_or_else(|| SluiceError::Kafka {
+            action: "create the consumer".into(),
+            source: rdkafka::error::KafkaError::ClientCreation("not created".into()),
+        })
+    }
+
+    /// The low and high watermarks of `tp`, waiting while the broker is unreachable; `None`
+    /// when the job is asked to stop before the broker answers.
+    pub(super) fn watermarks(
+        &mut self,
+        tp: &TopicPartition,
+    ) -> Result<Option<(i64, i64)>, SluiceError> {
+        let runtime = self.runtime.clone();
+        let consumer = self.consumer()?;
+        let what = format!("Kafka: the batch waits for the offsets of {tp}");
+        let policy = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        match policy.retry(&what, &|| runtime.stopping(), || {
+            consumer
+                .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(1))
+                .map_err(client::failure)
+        }) {
+            Ok(w) => Ok(Some(w)),
+            Err(GaveUp::Stopped(_)) => Ok(None),
+            Err(GaveUp::Permanent(e)) => Err(kafka_error(&format!("read the offsets of {tp}"), e)),
+        }
+    }
+
+    pub(super) fn read(
+        &mut self,
+        slot: &BatchSlot,
+        out: &mut Vec<KafkaItem>,
+    ) -> Result<(), SluiceError> {
+        let due = self
+            .refreshed
+            .is_none_or(|r| r.elapsed() >= self.config.metadata_refresh);
+        if due {
+            self.refresh()?;
+        }
+        self.started = true;
+        // The plan: [next, until) per partition, fixed before reading.
+        let mut highs: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        let owned: Vec<TopicPartition> = self.owned.keys().cloned().collect();
+        for tp in owned {
+            // Asked to stop while the broker is away: nothing more of this partition.
+            let from = self.owned.get(&tp).map_or(0, |o| o.next);
+            let high = self.watermarks(&tp)?.map_or(from, |(_, high)| high);
+            highs.insert(tp, high);
+        }
+        let lags: BTreeMap<TopicPartition, i64> = highs
+            .iter()
+            .map(|(tp, high)| {
+                (
+                    tp.clone(),
+                    (high - self.owned.get(tp).map_or(0, |o| o.next)).max(0),
+                )
+            })
+            .collect();
+        let caps = self
+            .config
+            .per_batch_caps(slot.interval_ms, self.rate, &lags);
+        let mut plan: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
+        let recorded = self.replay.remove(&slot.time.millis());
+        for (tp, high) in highs {
+            let from = self.owned.get(&tp).map_or(0, |o| o.next);
+            let until = match recorded.as_ref() {
+                // A replayed batch reads exactly what it read before the restart.
+                Some(r) => match r.get(&tp) {
+                    Some(&(f, u)) => {
+                        if f != from {
+                            tracing::warn!("Kafka: replaying batch {}: {tp} was planned from {f}, the reader stands at {from}", slot.time);
+                        }
+                        u.max(from)
+                    }
+                    None => from,
+                },
+                None => {
+                    let cap = caps.get(&tp).copied().flatten();
+                    cap.map_or(high, |c| high.min(from + c)).max(from)
+                }
+            };
+            plan.insert(tp, (from, until));
+        }
+        self.last_plan = plan
+            .iter()
+            .map(|(tp, (f, u))| (tp.clone(), *f, *u))
+            .collect();
+        // Read exactly that, look-ahead first.
+        let mut missing: usize = 0;
+        for (tp, (_, until)) in &plan {
+            if let Some(o) = self.owned.get_mut(tp) {
+                while o.lookahead.front().is_some_and(|r| r.offset < *until) {
+                    if let Some(r) = o.lookahead.pop_front() {
+                        o.next = r.offset + 1;
+                        out.push(KafkaItem::Record(r));
+                    }
+                }
+                if o.next < *until {
+                    missing += 1;
+                }
+            }
+        }
+        let mut waiting_since = Instant::now();
+        let reading_since = Instant::now();
+        while missing > 0 {
+            let patience = Duration::from_millis(500);
+            if self.runtime.aborted()
+                || (self.runtime.stopping() && reading_since.elapsed() >= patience)
+            {
+                // Asked to stop while records are missing (the broker is away): the batch ends
+                // with what was read, and only that is committed; the rest is read next run.
+                for (tp, (_, until)) in plan.iter_mut() {
+                    if let Some(o) = self.owned.get_mut(tp) {
+                        if o.next < *until {
+                            tracing::warn!("Kafka: stopping; batch {} ends {tp} at offset {} instead of {until}", slot.time, o.next);
+                            *until = o.next;
+                            o.lookahead.clear();
+                        }
+                    }
+                }
+                break;
+            }
+            let polled = match self.consumer.as_ref() {
+                Some(c) => c.poll(Duration::from_millis(100)),
+                None => break,
+            };
+            match polled {
+                Some(Ok(m)) => {
+                    let tp = TopicPartition::new(m.topic(), m.partition());
+                    let Some((_, until)) = plan.get(&tp).copied() else {
+                        continue;
+                    };
+                    let record = ConsumerRecord {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        headers: m
+                            .headers()
+                            .map(|hs| {
+                                hs.iter()
+                                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    };
+                    let Some(o) = self.owned.get_mut(&tp) else {
+                        continue;
+                    };
+                    if record.offset < o.next {
+                        continue; // already read (a re-fetch after a reconnect)
+                    }
+                    if record.offset < until {
+                        o.next = record.offset + 1;
+                        out.push(KafkaItem::Record(record));
+                        if o.next >= until {
+                            missing -= 1;
+                        }
+                    } else {
+                        o.lookahead.push_back(record);
+                    }
+                }
+                Some(Err(e)) => {
+                    if waiting_since.elapsed() >= Duration::from_secs(5) {
+                        tracing::warn!(
+                            "Kafka: {e}; batch {} waits for {missing} partitions",
+                            slot.time
+                        );
+                        waiting_since = Instant::now();
+                    }
+                }
+                None => {
+                    // Offsets without records (transaction markers) leave gaps: the consumer's
+                    // position tells when a partition is past its `until`.
+                    if let Some(positions) = self.consumer.as_ref().and_then(|c| c.position().ok())
+                    {
+                        for e in positions.elements() {
+                            let tp = TopicPartition::new(e.topic(), e.partition());
+                            if let (Offset::Offset(pos), Some((_, until)), Some(o)) =
+                                (e.offset(), plan.get(&tp), self.owned.get_mut(&tp))
+                            {
+                                if o.next < *until && pos >= *until && o.lookahead.is_empty() {
+                                    o.next = *until;
+                                    missing -= 1;
+                                }
+                            }
+                        }
+                    }
+                    if waiting_since.elapsed() >= Duration::from_secs(5) {
+                        tracing::warn!(
+                            "Kafka: batch {} still waits for records of {missing} partitions",
+                            slot.time
+                        );
+                        waiting_since = Instant::now();
+                    }
+                }
+            }
+        }
+        let mut ranges = Vec::with_capacity(plan.len());
+        for (tp, (from, until)) in plan {
+            if let Some(o) = self.owned.get_mut(&tp) {
+                o.next = until;
+            }
+            ranges.push((tp.clone(), until));
+            out.push(KafkaItem::Range(OffsetRange {
+                topic: tp.topic,
+                partition: tp.partition,
+                from,
+                until,
+            }));
+        }
+        self.uncommitted.insert(slot.time.millis(), ranges);
+        Ok(())
+    }
+}
+
+impl BatchReader<KafkaItem> for KafkaReader {
+    fn name(&self) -> String {
+        format!("kafka {}", self.config.group)
+    }
+
+    fn records_in(&self, items: &[KafkaItem]) -> u64 {
+        items
+            .iter()
+            .filter(|i| matches!(i, KafkaItem::Record(_)))
+            .count() as u64
+    }
+
+    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<KafkaItem>) -> u64 {
+        if self.failure.is_some() {
+            return 0;
+        }
+        if let Err(e) = self.read(slot, out) {
+            self.failure = Some(e);
+        }
+        0
+    }
+
+    fn batch_completed(&mut self, batch: &CompletedBatch) {
+        self.commit_through(batch.time.millis());
+        if let Some(bp) = self.config.backpressure {
+            let estimator = self
+                .estimator
+                .get_or_insert_with(|| PidRateEstimator::new(batch.interval_ms, bp.pid));
+            // Batches in flight are processed concurrently in timely (Spark runs one job at a
+            // time): a batch that waited for earlier ones was partly processed while waiting, so
+            // its processing time lies between `processing` and `processing + scheduling`. The
+            // upper bound gives a conservative rate, exact when batches do not overlap.
+            let busy = batch.processing_delay + batch.scheduling_delay;
+            if let Some(rate) = estimator.compute(
+                batch.time.millis(),
+                batch.records,
+                busy,
+                batch.scheduling_delay,
+            ) {
+                tracing::debug!(
+                    "backpressure: {} records/s for this worker's partitions",
+                    rate as u64
+                );
+                self.rate = Some(rate);
+            }
+        }
+    }
+
+    fn failure(&mut self) -> Option<SluiceError> {
+        self.failure.take()
+    }
+
+    fn plan(&mut self, _slot: &BatchSlot) -> Option<Vec<u8>> {
+        let ranges: Vec<(&str, i32, i64, i64)> = self
+            .last_plan
+            .iter()
+            .map(|(tp, f, u)| (tp.topic.as_str(), tp.partition, *f, *u))
+            .collect();
+        crate::checkpoint::codec::encode(&ranges).ok()
+    }
+
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
+        self.committed_before = recovery.completed;
+        for (t, plans) in recovery.plans {
+            for bytes in plans {
+                let Ok(ranges) =
+                    crate::checkpoint::codec::decode::<Vec<(String, i32, i64, i64)>>(&bytes)
+                else {
+                    tracing::warn!("Kafka: an unreadable recorded plan of batch {t} ms");
+                    continue;
+                };
+                for (topic, partition, from, until) in ranges {
+                    let tp = TopicPartition::new(&topic, partition);
+                    if Some(t) == recovery.after {
+                        // The restored state has read through the snapshot batch.
+                        self.recovered.insert(tp, until);
+                    } else {
+                        self.recovered.entry(tp.clone()).or_insert(from);
+                        self.replay.entry(t).or_default().insert(tp, (from, until));
+                    }
+                }
+            }
+        }
+        if !self.replay.is_empty() {
+            tracing::info!(
+                "Kafka: {} batches to replay from their recorded offset ranges",
+                self.replay.len()
+            );
+        }
+    }
+}
