@@ -36,6 +36,7 @@ impl Runtime {
     }
 
     /// Where this worker sits in the job.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the Kafka source and sinks
     pub(crate) fn worker(&self) -> WorkerInfo {
         self.info
     }
@@ -46,6 +47,7 @@ impl Runtime {
     }
 
     /// The job is stopping at once (failed, or stopped without grace): drop what is in hand.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the Kafka source and sinks
     pub(crate) fn aborted(&self) -> bool {
         self.coord.aborted()
     }
@@ -71,6 +73,7 @@ impl Runtime {
     }
 
     /// Batches up to this one were planned by a run that may have crashed in their outputs.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the Kafka source and sinks
     pub(crate) fn in_doubt_through(&self) -> Option<u64> {
         self.coord.checkpoint().and_then(|c| c.last_planned())
     }

@@ -259,3 +259,32 @@ fn a_checkpoint_with_another_batch_interval_is_refused() {
         .to_string();
     assert!(err.contains("batch interval of 1000 ms"), "{err}");
 }
+
+/// A checkpoint written by another format version (version 1 used bincode) is refused with the
+/// file's name and the choices, never read as garbage and never silently started afresh.
+#[test]
+fn a_checkpoint_of_another_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    run(1, 3, Some(dir.path()), Shape::State);
+    // Every framed file starts with b"SLUICE" and a little-endian u16 version.
+    let metadata = dir.path().join("metadata");
+    let mut bytes = std::fs::read(&metadata).unwrap();
+    assert_eq!(&bytes[..6], b"SLUICE");
+    bytes[6..8].copy_from_slice(&1u16.to_le_bytes());
+    std::fs::write(&metadata, bytes).unwrap();
+    let config = StreamingConfig::new(Duration::from_secs(1))
+        .unwrap()
+        .as_fast_as_possible(1)
+        .max_batches(1)
+        .checkpoint(dir.path());
+    let queue = BatchQueue::from_batches(input());
+    let out = Out::new();
+    let err = StreamingContext::new(config)
+        .run(move |job| build(job, &queue, &out, Shape::State))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("format version 1"), "{text}");
+    assert!(text.contains("metadata"), "{text}");
+    assert!(text.contains("new checkpoint directory"), "{text}");
+    assert_eq!(err.exit_code(), 1);
+}

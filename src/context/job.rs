@@ -35,6 +35,28 @@ impl<'s> Job<'s> {
     }
 
     /// A DStream read from any [`BatchReader`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::{StreamingConfig, StreamingContext, CollectedBatches};
+    /// let config = StreamingConfig::new(Duration::from_secs(1))?.as_fast_as_possible(1).first_batch_ms(1000).max_batches(2);
+    /// let out = CollectedBatches::new();
+    /// let o = out.clone();
+    /// // Any BatchReader: here the batch index, on worker 0.
+    /// struct Numbers;
+    /// impl sluice::source::BatchReader<u64> for Numbers {
+    ///     fn name(&self) -> String { "numbers".into() }
+    ///     fn read_batch(&mut self, slot: &sluice::source::BatchSlot, out: &mut Vec<u64>) -> u64 {
+    ///         if slot.worker == 0 { out.push(slot.index); }
+    ///         0
+    ///     }
+    /// }
+    /// StreamingContext::new(config).run(move |job| job.source(Numbers).collect_into(&o))?;
+    /// assert_eq!(out.values(), vec![vec![0], vec![1]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn source<T: Data, R: BatchReader<T>>(&mut self, reader: R) -> DStream<'s, T> {
         let mut input = InputHandleVec::new();
         let stream = input.to_stream(self.scope);
@@ -47,17 +69,63 @@ impl<'s> Job<'s> {
     }
 
     /// One queued batch per interval (Spark's `queueStream`); see [`BatchQueue`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::{StreamingConfig, StreamingContext, CollectedBatches};
+    /// let config = StreamingConfig::new(Duration::from_secs(1))?.as_fast_as_possible(1).first_batch_ms(1000).max_batches(2);
+    /// let out = CollectedBatches::new();
+    /// let o = out.clone();
+    /// let queue = sluice::source::BatchQueue::from_batches(vec![vec!['a'], vec!['b', 'c']]);
+    /// StreamingContext::new(config).run(move |job| job.queue_stream(&queue).collect_into(&o))?;
+    /// assert_eq!(out.values(), vec![vec!['a'], vec!['b', 'c']]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn queue_stream<T: Data>(&mut self, queue: &BatchQueue<T>) -> DStream<'s, T> {
         let reader = QueueReader::new(queue.clone(), self.ctx.info.threads);
         self.source(reader)
     }
 
     /// Lines read from a TCP server (Spark's `socketTextStream`), received on worker 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::time::Duration;
+    /// use sluice::{StreamingConfig, StreamingContext, CollectedBatches};
+    /// // A server that sends two lines and closes (what `nc -lk 9999` would type).
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let port = listener.local_addr().unwrap().port();
+    /// std::thread::spawn(move || { let (mut c, _) = listener.accept().unwrap(); c.write_all(b"hello world\nhello\n").unwrap(); });
+    /// let config = StreamingConfig::new(Duration::from_millis(200))?.max_batches(5);
+    /// let out = CollectedBatches::new();
+    /// let o = out.clone();
+    /// StreamingContext::new(config).run(move |job| job.socket_text_stream("127.0.0.1", port).collect_into(&o))?;
+    /// assert_eq!(out.values().concat(), vec!["hello world".to_owned(), "hello".to_owned()]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn socket_text_stream(&mut self, host: &str, port: u16) -> DStream<'s, String> {
         self.socket_text_stream_with(host, port, SocketOptions::default())
     }
 
     /// [`socket_text_stream`](Job::socket_text_stream) with options (line limit, dead letters).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::source::{DeadLetters, SocketOptions};
+    /// let options = SocketOptions { max_line_bytes: 1024, dead_letters: DeadLetters::counting(), ..SocketOptions::default() };
+    /// let config = sluice::StreamingConfig::new(Duration::from_millis(100))?.max_batches(1);
+    /// // No server listening: the receiver retries (and says so) until the job ends.
+    /// sluice::StreamingContext::new(config).run(move |job| {
+    ///     job.socket_text_stream_with("127.0.0.1", 9, options.clone()).count().print(1);
+    /// })?;
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn socket_text_stream_with(
         &mut self,
         host: &str,
@@ -115,6 +183,22 @@ impl<'s> Job<'s> {
     }
 
     /// Random words at a set rate, as text lines (for demos and benchmarks).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::{StreamingConfig, StreamingContext, CollectedBatches};
+    /// let config = StreamingConfig::new(Duration::from_secs(1))?.as_fast_as_possible(1).first_batch_ms(1000).max_batches(2);
+    /// let out = CollectedBatches::new();
+    /// let o = out.clone();
+    /// use sluice::source::GeneratorConfig;
+    /// StreamingContext::new(config).run(move |job| {
+    ///     job.generator(GeneratorConfig { rate_per_sec: 100, words_per_line: 1, ..GeneratorConfig::default() }).count().collect_into(&o)
+    /// })?;
+    /// assert_eq!(out.values().concat().iter().sum::<u64>(), 200); // 100 one-word lines per second, 2 batches of 1 s
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn generator(&mut self, config: GeneratorConfig) -> DStream<'s, String> {
         let reader = Generator::new(config, self.ctx.info.index);
         self.source(reader)
@@ -122,6 +206,24 @@ impl<'s> Job<'s> {
 
     /// Batch `t` of the result holds batch `t` of every stream (Spark's `ssc.union`); an empty
     /// list gives a stream with no records.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::{StreamingConfig, StreamingContext, CollectedBatches};
+    /// let config = StreamingConfig::new(Duration::from_secs(1))?.as_fast_as_possible(1).first_batch_ms(1000).max_batches(2);
+    /// let out = CollectedBatches::new();
+    /// let o = out.clone();
+    /// let a = sluice::source::BatchQueue::from_batches(vec![vec![1u64], vec![2]]);
+    /// let b = sluice::source::BatchQueue::from_batches(vec![vec![10u64], vec![20]]);
+    /// StreamingContext::new(config).run(move |job| {
+    ///     let streams = [job.queue_stream(&a), job.queue_stream(&b)];
+    ///     job.union(&streams).collect_into(&o)
+    /// })?;
+    /// assert_eq!(out.values().into_iter().map(|mut b| { b.sort(); b }).collect::<Vec<_>>(), vec![vec![1, 10], vec![2, 20]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn union<T: Data>(&self, streams: &[DStream<'s, T>]) -> DStream<'s, T> {
         match crate::dstream::stateless::union_all(streams) {
             Some(s) => s,

@@ -11,6 +11,14 @@ use super::{DStream, Data, Key};
 
 impl<'s, T: Data> DStream<'s, T> {
     /// The number of records of each batch; `0` for a batch without records (Spark's `count`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec!['a', 'b'], vec![]], |s| s.count())?;
+    /// assert_eq!(out, vec![vec![2], vec![0]]); // 0 for an empty batch, as Spark
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn count(&self) -> DStream<'s, u64> {
         let local = batch_fold(
             self.stream.clone(),
@@ -44,6 +52,14 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// Reduces each batch to one record with `f` (Spark's `reduce`); nothing for an empty
     /// batch. `f` must be associative and commutative, as in Spark.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3], vec![]], |s| s.reduce(|a, b| a + b))?;
+    /// assert_eq!(out, vec![vec![6], vec![]]); // nothing for an empty batch, as Spark
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn reduce(&self, f: impl Fn(T, T) -> T + 'static) -> DStream<'s, T> {
         let f = std::rc::Rc::new(f);
         let fold = |f: std::rc::Rc<dyn Fn(T, T) -> T>| {
@@ -80,6 +96,15 @@ impl<'s, T: Data> DStream<'s, T> {
     }
 
     /// How often each distinct record occurs in each batch (Spark's `countByValue`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut out = sluice::testing::collect_batches(vec![vec!['a', 'b', 'a']], |s| s.count_by_value())?;
+    /// out[0].sort();
+    /// assert_eq!(out[0], vec![('a', 2), ('b', 1)]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn count_by_value(&self) -> DStream<'s, (T, u64)>
     where
         T: Key,

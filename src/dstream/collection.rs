@@ -37,6 +37,19 @@ pub(crate) fn retime<'s, D: Data>(
 
 impl<'s, T: Data> DStream<'s, T> {
     /// This stream as a differential collection: each record of batch `t` is `(record, t, +1)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// sluice::testing::run_batches(vec![vec!['a', 'b', 'a']], |s| {
+    ///     // Each record is an insertion at its batch time: differential counts by key.
+    ///     s.to_collection().count().inspect(|((w, n), _t, d)| {
+    ///         assert!(*d == 1 && ((*w == 'a' && *n == 2) || (*w == 'b' && *n == 1)));
+    ///     });
+    ///     s.print(1);
+    /// })?;
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn to_collection(&self) -> VecCollection<'s, u64, T, isize> {
         self.stream
             .clone()
@@ -57,6 +70,17 @@ impl<'s, T: Data> DStream<'s, T> {
 
 impl<'s, T: Data> DStream<'s, (T, isize)> {
     /// A change stream (`(record, diff)` per batch) as a differential collection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// sluice::testing::run_batches(vec![vec![('x', 1isize), ('x', -1), ('y', 1)]], |s| {
+    ///     // (record, diff) pairs become a collection: x cancels out, y remains.
+    ///     s.changes_to_collection().consolidate().inspect(|(r, _t, d)| assert_eq!((*r, *d), ('y', 1)));
+    ///     s.print(1);
+    /// })?;
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn changes_to_collection(&self) -> VecCollection<'s, u64, T, isize> {
         self.stream
             .clone()

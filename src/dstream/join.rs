@@ -16,6 +16,20 @@ use super::{DStream, Data, Key};
 impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// For each key present in batch `t` of either stream, its values on both sides (Spark's
     /// `cogroup`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let input = vec![vec![('a', 1u64), ('b', 2), ('a', 3), ('c', 4)]];
+    /// let mut out = sluice::testing::collect_batches(input, |s| {
+    ///     let left = s.filter(|(_, v)| *v % 2 == 1);   // (a,1) (a,3)
+    ///     let right = s.filter(|(_, v)| *v % 2 == 0);  // (b,2) (c,4)
+    ///     left.map(|(k, v)| (k, v)).cogroup(&right.map(|(k, v)| if k == 'b' { ('a', v) } else { (k, v) }))
+    /// })?;
+    /// out[0].sort();
+    /// assert_eq!(out[0], vec![('a', (vec![1, 3], vec![2])), ('c', (vec![], vec![4]))]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn cogroup<W: Data>(
         &self,
         other: &DStream<'s, (K, W)>,
@@ -48,6 +62,20 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// Pairs every value of a key with every value of the same key in the other stream, batch
     /// by batch (Spark's `join`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let input = vec![vec![('a', 1u64), ('b', 2), ('a', 3), ('c', 4)]];
+    /// let mut out = sluice::testing::collect_batches(input, |s| {
+    ///     let left = s.filter(|(_, v)| *v % 2 == 1);   // (a,1) (a,3)
+    ///     let right = s.filter(|(_, v)| *v % 2 == 0);  // (b,2) (c,4)
+    ///     left.map(|(k, v)| (k, v)).join(&right.map(|(k, v)| if k == 'b' { ('a', v) } else { (k, v) }))
+    /// })?;
+    /// out[0].sort();
+    /// assert_eq!(out[0], vec![('a', (1, 2)), ('a', (3, 2))]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn join<W: Data>(&self, other: &DStream<'s, (K, W)>) -> DStream<'s, (K, (V, W))> {
         self.cogroup(other).flat_map(|(k, (vs, ws))| {
             let mut out = Vec::with_capacity(vs.len() * ws.len());
@@ -62,6 +90,20 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// Every value of this stream, with each matching value of the other or `None` (Spark's
     /// `leftOuterJoin`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let input = vec![vec![('a', 1u64), ('b', 2), ('a', 3), ('c', 4)]];
+    /// let mut out = sluice::testing::collect_batches(input, |s| {
+    ///     let left = s.filter(|(_, v)| *v % 2 == 1);   // (a,1) (a,3)
+    ///     let right = s.filter(|(_, v)| *v % 2 == 0);  // (b,2) (c,4)
+    ///     left.map(|(k, v)| (k, v)).left_outer_join(&right.map(|(k, v)| if k == 'b' { ('a', v) } else { (k, v) }))
+    /// })?;
+    /// out[0].sort();
+    /// assert_eq!(out[0], vec![('a', (1, Some(2))), ('a', (3, Some(2)))]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn left_outer_join<W: Data>(
         &self,
         other: &DStream<'s, (K, W)>,
@@ -81,6 +123,20 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// Every value of the other stream, with each matching value of this one or `None` (Spark's
     /// `rightOuterJoin`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let input = vec![vec![('a', 1u64), ('b', 2), ('a', 3), ('c', 4)]];
+    /// let mut out = sluice::testing::collect_batches(input, |s| {
+    ///     let left = s.filter(|(_, v)| *v % 2 == 1);   // (a,1) (a,3)
+    ///     let right = s.filter(|(_, v)| *v % 2 == 0);  // (b,2) (c,4)
+    ///     left.map(|(k, v)| (k, v)).right_outer_join(&right.map(|(k, v)| if k == 'b' { ('a', v) } else { (k, v) }))
+    /// })?;
+    /// out[0].sort();
+    /// assert_eq!(out[0], vec![('a', (Some(1), 2)), ('a', (Some(3), 2)), ('c', (None, 4))]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn right_outer_join<W: Data>(
         &self,
         other: &DStream<'s, (K, W)>,
@@ -99,6 +155,20 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     }
 
     /// Every value of either stream, paired where the key matches (Spark's `fullOuterJoin`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let input = vec![vec![('a', 1u64), ('b', 2), ('a', 3), ('c', 4)]];
+    /// let mut out = sluice::testing::collect_batches(input, |s| {
+    ///     let left = s.filter(|(_, v)| *v % 2 == 1);   // (a,1) (a,3)
+    ///     let right = s.filter(|(_, v)| *v % 2 == 0);  // (b,2) (c,4)
+    ///     left.map(|(k, v)| (k, v)).full_outer_join(&right.map(|(k, v)| if k == 'b' { ('a', v) } else { (k, v) }))
+    /// })?;
+    /// out[0].sort();
+    /// assert_eq!(out[0], vec![('a', (Some(1), Some(2))), ('a', (Some(3), Some(2))), ('c', (None, Some(4)))]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn full_outer_join<W: Data>(
         &self,
         other: &DStream<'s, (K, W)>,

@@ -147,6 +147,14 @@ impl<'s, T: Data> DStream<'s, T> {
     /// Prints the first `n` records of every batch to standard output in Spark's format (see
     /// [`format_print`]), once per batch for the whole stream (from worker 0), also for empty
     /// batches.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Prints Spark's block for every batch: dashes, `Time: 1000 ms`, dashes, up to 10 records.
+    /// sluice::testing::run_batches(vec![vec![1u64, 2]], |s| s.print(10))?;
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn print(&self, n: usize)
     where
         T: SparkDisplay,
@@ -155,6 +163,18 @@ impl<'s, T: Data> DStream<'s, T> {
     }
 
     /// [`print`](DStream::print) to any writer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+    /// let o = Arc::clone(&out);
+    /// sluice::testing::run_batches(vec![vec![1u64, 2, 3]], move |s| s.print_to(2, Arc::clone(&o)))?;
+    /// let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    /// assert!(text.contains("Time: 1000 ms") && text.contains("1\n2\n...\n"));
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn print_to<W: Write + Send + 'static>(&self, n: usize, out: Arc<Mutex<W>>)
     where
         T: SparkDisplay,
@@ -196,6 +216,20 @@ impl<'s, T: Data> DStream<'s, T> {
     /// Calls `f(time, records)` with the whole of every batch, on worker 0, once per batch and
     /// in batch order, also for empty batches (Spark's `foreachRDD` with a `collect`). For
     /// output that scales with the workers use [`foreach_partition`](DStream::foreach_partition).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let s2 = Arc::clone(&seen);
+    /// sluice::testing::run_batches(vec![vec![1u64, 2], vec![]], move |s| {
+    ///     let seen = Arc::clone(&s2);
+    ///     s.foreach_batch(move |time, records| seen.lock().unwrap().push((time.millis(), records)));
+    /// })?;
+    /// assert_eq!(*seen.lock().unwrap(), vec![(1000, vec![1, 2]), (2000, vec![])]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn foreach_batch(&self, f: impl FnMut(Time, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
         let this = self.for_output();
@@ -212,6 +246,21 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// Calls `f(partition, records)` on every worker with its share of every batch (Spark's
     /// `foreachRDD { _.foreachPartition(..) }`), also when the share is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let written = Arc::new(Mutex::new(0usize));
+    /// let w = Arc::clone(&written);
+    /// sluice::testing::run_batches(vec![vec![1u64, 2, 3]], move |s| {
+    ///     let w = Arc::clone(&w);
+    ///     // One connection per partition would be opened here (course §4.3.1).
+    ///     s.foreach_partition(move |_partition, records| *w.lock().unwrap() += records.len());
+    /// })?;
+    /// assert_eq!(*written.lock().unwrap(), 3);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn foreach_partition(&self, f: impl FnMut(Partition, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
         let info = self.ctx.info;
@@ -235,6 +284,17 @@ impl<'s, T: Data> DStream<'s, T> {
     }
 
     /// Collects every batch into `into` (on worker 0 of process 0): for tests and small jobs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::CollectedBatches;
+    /// let out = CollectedBatches::new();
+    /// let o = out.clone();
+    /// sluice::testing::run_batches(vec![vec![1u64, 2]], move |s| s.collect_into(&o))?;
+    /// assert_eq!(out.batch_ms(1000), vec![1, 2]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn collect_into(&self, into: &CollectedBatches<T>) {
         let into = into.clone();
         self.foreach_batch(move |t, records| into.insert(t.millis(), records));

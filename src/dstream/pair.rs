@@ -39,12 +39,28 @@ fn upsert<K: Key, C, X>(
 
 impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// Applies `f` to every value, keeping the key (Spark's `mapValues`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64)]], |s| s.map_values(|v| v * 10))?;
+    /// assert_eq!(out, vec![vec![('a', 10)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn map_values<W: Data>(&self, f: impl Fn(V) -> W + 'static) -> DStream<'s, (K, W)> {
         self.derive(self.stream.clone().map(move |(k, v)| (k, f(v))))
     }
 
     /// Replaces every value by the values `f` returns, keeping the key (Spark's
     /// `flatMapValues`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 2u64)]], |s| s.flat_map_values(|v| 0..v))?;
+    /// assert_eq!(out, vec![vec![('a', 0), ('a', 1)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn flat_map_values<W: Data, I>(&self, f: impl Fn(V) -> I + 'static) -> DStream<'s, (K, W)>
     where
         I: IntoIterator<Item = W>,
@@ -58,11 +74,29 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// Routes every record to the worker that owns its key, so that per-partition functions
     /// (`transform`, `map_partitions`, `foreach_partition`) see all records of a key together.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut out = sluice::testing::collect_batches(vec![vec![('a', 1u64), ('b', 2)]], |s| s.partition_by_key())?;
+    /// out[0].sort();
+    /// assert_eq!(out, vec![vec![('a', 1), ('b', 2)]]); // the same records, each on its key's worker
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn partition_by_key(&self) -> DStream<'s, (K, V)> {
         self.derive(self.stream.clone().exchange(|(k, _): &(K, V)| route(k)))
     }
 
     /// All values of each key in each batch (Spark's `groupByKey`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut out = sluice::testing::collect_batches(vec![vec![('a', 1u64), ('b', 2), ('a', 3)]], |s| s.group_by_key())?;
+    /// out[0].sort();
+    /// assert_eq!(out[0], vec![('a', vec![1, 3]), ('b', vec![2])]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn group_by_key(&self) -> DStream<'s, (K, Vec<V>)> {
         let stream = batch_fold(
             self.stream.clone(),
@@ -84,6 +118,18 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// Combines the values of each key in each batch (Spark's `combineByKey`): `create` makes a
     /// combiner from a key's first value on a worker, `merge_value` adds a value to it, and
     /// `merge_combiners` merges the combiners of different workers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Average per key: (sum, count) combiners.
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 2u64), ('a', 4)]], |s| {
+    ///     s.combine_by_key(|v| (v, 1u64), |(s, n), v| (s + v, n + 1), |(s1, n1), (s2, n2)| (s1 + s2, n1 + n2))
+    ///         .map_values(|(sum, n)| sum / n)
+    /// })?;
+    /// assert_eq!(out, vec![vec![('a', 3)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn combine_by_key<C: Data>(
         &self,
         create: impl Fn(V) -> C + 'static,
@@ -123,6 +169,15 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// Reduces the values of each key in each batch with `f` (Spark's `reduceByKey`), combining
     /// on each worker before routing. `f` must be associative and commutative.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut out = sluice::testing::collect_batches(vec![vec![('a', 1u64), ('b', 2), ('a', 3)]], |s| s.reduce_by_key(|a, b| a + b))?;
+    /// out[0].sort();
+    /// assert_eq!(out[0], vec![('a', 4), ('b', 2)]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + 'static) -> DStream<'s, (K, V)> {
         let f = std::rc::Rc::new(f);
         let g = std::rc::Rc::clone(&f);

@@ -65,12 +65,38 @@ impl<'s, T: Data> Stateful<'s, T> {
     /// What changed at each batch: `(record, -1)` for a value that is gone, `(record, +1)` for a
     /// new one (a changed value is both). Empty for batches where nothing changed. State
     /// restored from a checkpoint is not a change and does not appear here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::dstream::state::UpdateState;
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64)], vec![('a', 2)], vec![]], |s| {
+    ///     s.update_state_by_key(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()))
+    ///         .changes()
+    /// })?;
+    /// // -old, +new when a key's state changes; nothing when it does not.
+    /// assert_eq!(out, vec![vec![(('a', 1), 1)], vec![(('a', 1), -1), (('a', 3), 1)], vec![]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn changes(&self) -> DStream<'s, (T, isize)> {
         self.changes.filter(|(_, d)| *d != 0)
     }
 
     /// The state (or window) as a differential dataflow collection, for joins and further
     /// incremental operators; state restored from a checkpoint enters it at the first batch.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::testing::run_batches;
+    /// run_batches(vec![vec![('a', 1u64)]], |s| {
+    ///     let totals = s.update_state_by_key(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()));
+    ///     // A differential collection: join it, count it, arrange it.
+    ///     totals.collection().inspect(|((k, v), t, d)| assert_eq!((*k, *v, *t, *d), ('a', 1, 1000, 1)));
+    ///     s.print(1);
+    /// })?;
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn collection(&self) -> VecCollection<'s, u64, T, isize> {
         self.changes
             .map(|(r, d)| (r, if d == 0 { 1 } else { d }))
@@ -78,6 +104,20 @@ impl<'s, T: Data> Stateful<'s, T> {
     }
 
     /// Spark's view: the whole window or state at every batch (every slide for windows).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64)], vec![], vec![('b', 5)]], |s| {
+    ///     s.update_state_by_key(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()))
+    ///         .snapshots()
+    /// })?;
+    /// let mut last = out[2].clone();
+    /// last.sort();
+    /// assert_eq!(out[1], vec![('a', 1)]); // every key at every batch, as Spark's updateStateByKey
+    /// assert_eq!(last, vec![('a', 1), ('b', 5)]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn snapshots(&self) -> DStream<'s, T> {
         self.deref().clone()
     }

@@ -26,11 +26,30 @@ pub enum Either<A, B> {
 
 impl<'s, T: Data> DStream<'s, T> {
     /// Applies `f` to every record (Spark's `map`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2]], |s| s.map(|x| x + 1))?;
+    /// assert_eq!(out, vec![vec![2, 3]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + 'static) -> DStream<'s, U> {
         self.derive(self.stream.clone().map(f))
     }
 
     /// Applies `f` to every record and keeps every item it returns (Spark's `flatMap`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lines = vec![vec!["a b".to_owned(), "c".to_owned()]];
+    /// let out = sluice::testing::collect_batches(lines, |s| {
+    ///     s.flat_map(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+    /// })?;
+    /// assert_eq!(out, vec![vec!["a".to_owned(), "b".to_owned(), "c".to_owned()]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn flat_map<U: Data, I>(&self, f: impl Fn(T) -> I + 'static) -> DStream<'s, U>
     where
         I: IntoIterator<Item = U>,
@@ -39,11 +58,28 @@ impl<'s, T: Data> DStream<'s, T> {
     }
 
     /// Keeps the records for which `p` holds (Spark's `filter`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3, 4]], |s| s.filter(|x| x % 2 == 0))?;
+    /// assert_eq!(out, vec![vec![2, 4]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn filter(&self, p: impl Fn(&T) -> bool + 'static) -> DStream<'s, T> {
         self.derive(self.stream.clone().filter(p))
     }
 
     /// Batch `t` of the result holds batch `t` of both streams (Spark's `union`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut out = sluice::testing::collect_batches(vec![vec![1u64, 2]], |s| s.union(&s.map(|x| x * 10)))?;
+    /// out[0].sort();
+    /// assert_eq!(out, vec![vec![1, 2, 10, 20]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn union(&self, other: &DStream<'s, T>) -> DStream<'s, T> {
         self.derive(self.stream.clone().concat(other.stream.clone()))
     }
@@ -51,6 +87,15 @@ impl<'s, T: Data> DStream<'s, T> {
     /// Spreads the records round robin over `min(partitions, workers)` workers (Spark's
     /// `repartition`; a worker is a partition here). Use it after a receiver, which reads on one
     /// worker, to share the work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3]], |s| s.repartition(4))?;
+    /// out[0].sort();
+    /// assert_eq!(out, vec![vec![1, 2, 3]]); // the same records, spread over the workers
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn repartition(&self, partitions: usize) -> DStream<'s, T> {
         let targets = partitions.clamp(1, self.ctx.info.peers) as u64;
         let mut next = self.ctx.info.index as u64;
@@ -63,6 +108,14 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// `f` gets each worker's share of a batch at once (Spark's `mapPartitions`); it is called
     /// for every batch, with an empty vector when the share is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3]], |s| s.map_partitions(|records| Some(records.iter().sum::<u64>())))?;
+    /// assert_eq!(out, vec![vec![6]]); // one worker: one partition
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn map_partitions<U: Data, I>(&self, f: impl Fn(Vec<T>) -> I + 'static) -> DStream<'s, U>
     where
         I: IntoIterator<Item = U>,
@@ -71,6 +124,14 @@ impl<'s, T: Data> DStream<'s, T> {
     }
 
     /// Each worker's share of a batch as one vector (Spark's `glom`; a worker is a partition).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3]], |s| s.glom())?;
+    /// assert_eq!(out, vec![vec![vec![1, 2, 3]]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn glom(&self) -> DStream<'s, Vec<T>> {
         self.transform(|_t, records| Some(records))
     }
@@ -110,6 +171,17 @@ impl<'s, T: Data> DStream<'s, T> {
     /// assert_eq!(out.batch_ms(1000), vec![("110.52.250.1".to_owned(), "GET /b".to_owned())]);
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // The course's blacklist filter: drop records whose key is listed.
+    /// let out = sluice::testing::collect_batches(vec![vec![('t', 1u64), ('l', 2)]], |s| {
+    ///     s.transform(|_time, records: Vec<(char, u64)>| records.into_iter().filter(|(name, _)| *name != 't'))
+    /// })?;
+    /// assert_eq!(out, vec![vec![('l', 2)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn transform<U: Data, I>(&self, f: impl Fn(Time, Vec<T>) -> I + 'static) -> DStream<'s, U>
     where
         I: IntoIterator<Item = U>,
@@ -128,6 +200,17 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// `f(time, records)` on the whole of batch `time`, gathered on worker 0: Spark's
     /// `transform` for functions that need every record (sort, top-N). Costs one worker's time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // Top-2 of the whole batch.
+    /// let out = sluice::testing::collect_batches(vec![vec![5u64, 1, 9, 7]], |s| {
+    ///     s.transform_whole(|_time, mut records: Vec<u64>| { records.sort_unstable_by(|a, b| b.cmp(a)); records.truncate(2); records })
+    /// })?;
+    /// assert_eq!(out, vec![vec![9, 7]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn transform_whole<U: Data, I>(
         &self,
         f: impl Fn(Time, Vec<T>) -> I + 'static,
@@ -150,6 +233,17 @@ impl<'s, T: Data> DStream<'s, T> {
     /// `f(time, mine, theirs)` on each worker's share of batch `time` of both streams (Spark's
     /// `transformWith`, per partition). Co-partition keyed streams first with
     /// [`partition_by_key`](DStream::partition_by_key) when `f` matches records by key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3]], |s| {
+    ///     let odd = s.filter(|x| x % 2 == 1);
+    ///     s.transform_with(&odd, |_time, all: Vec<u64>, odd: Vec<u64>| Some((all.len(), odd.len())))
+    /// })?;
+    /// assert_eq!(out, vec![vec![(3, 2)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn transform_with<U: Data, V: Data, I>(
         &self,
         other: &DStream<'s, U>,

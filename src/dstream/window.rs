@@ -91,6 +91,19 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// All records of the batches in `(t - L, t]`, at every slide time `t` (Spark's `window`).
     /// Its [`changes`](Stateful::changes) are records entering and leaving the window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s2 = Duration::from_secs(2);
+    /// let s1 = Duration::from_secs(1);
+    /// // Batches of 1 s; a window of 2 s every 1 s holds this batch and the one before.
+    /// let mut out = sluice::testing::collect_batches(vec![vec![1u64], vec![2], vec![3]], move |s| s.window(s2, s1).snapshots())?;
+    /// out.iter_mut().for_each(|b| b.sort());
+    /// assert_eq!(out, vec![vec![1], vec![1, 2], vec![2, 3]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn window(&self, length: Duration, slide: Duration) -> Stateful<'s, T> {
         let Some(spec) = self.window_spec(length, slide) else {
             return Stateful::new(
@@ -141,6 +154,17 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// The number of records in the window at every slide time (Spark's `countByWindow`: `0`
     /// once records have left an empty window, nothing before the first record).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s2 = Duration::from_secs(2);
+    /// let s1 = Duration::from_secs(1);
+    /// let out = sluice::testing::collect_batches(vec![vec!['a'], vec!['b', 'c'], vec![]], move |s| s.count_by_window(s2, s1).snapshots())?;
+    /// assert_eq!(out, vec![vec![1], vec![3], vec![2]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn count_by_window(&self, length: Duration, slide: Duration) -> Stateful<'s, u64> {
         self.map(|_| 1u64)
             .reduce_by_window_inv(|a, b| a + b, |a, b| a - b, length, slide)
@@ -148,6 +172,17 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// The window reduced with `f` at every slide time (Spark's `reduceByWindow`); nothing for
     /// an empty window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s2 = Duration::from_secs(2);
+    /// let s1 = Duration::from_secs(1);
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64], vec![2], vec![3]], move |s| s.reduce_by_window(|a, b| a.max(b), s2, s1).snapshots())?;
+    /// assert_eq!(out, vec![vec![1], vec![2], vec![3]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn reduce_by_window(
         &self,
         f: impl Fn(T, T) -> T + 'static,
@@ -165,6 +200,19 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// [`reduce_by_window`](DStream::reduce_by_window) with an inverse function (Spark's
     /// incremental form): once the window has had records, an empty window gives `f`'s "zero".
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s2 = Duration::from_secs(2);
+    /// let s1 = Duration::from_secs(1);
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64], vec![2], vec![3]], move |s| {
+    ///     s.reduce_by_window_inv(|a, b| a + b, |a, b| a - b, s2, s1).snapshots()
+    /// })?;
+    /// assert_eq!(out, vec![vec![1], vec![3], vec![5]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn reduce_by_window_inv(
         &self,
         f: impl Fn(T, T) -> T + 'static,
@@ -186,6 +234,18 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// How often each distinct record occurs in the window, at every slide time (Spark's
     /// `countByValueAndWindow`; records whose count drops to 0 leave).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s2 = Duration::from_secs(2);
+    /// let s1 = Duration::from_secs(1);
+    /// let mut out = sluice::testing::collect_batches(vec![vec!['a'], vec!['a', 'b']], move |s| s.count_by_value_and_window(s2, s1).snapshots())?;
+    /// out[1].sort();
+    /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 2), ('b', 1)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn count_by_value_and_window(
         &self,
         length: Duration,
@@ -214,6 +274,21 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// Reduces each key's values in the window with `f` at every slide time (Spark's
     /// `reduceByKeyAndWindow` without an inverse function). Keys and values must be `Ord` (they
     /// live in a differential arrangement).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s2 = Duration::from_secs(2);
+    /// let s1 = Duration::from_secs(1);
+    /// // The course's word count over the last 2 batches.
+    /// let mut out = sluice::testing::collect_batches(vec![vec![('a', 1u64)], vec![('a', 1), ('b', 1)], vec![]], move |s| {
+    ///     s.reduce_by_key_and_window(|a, b| a + b, s2, s1).snapshots()
+    /// })?;
+    /// out.iter_mut().for_each(|b| b.sort());
+    /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 2), ('b', 1)], vec![('a', 1), ('b', 1)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn reduce_by_key_and_window(
         &self,
         f: impl Fn(V, V) -> V + 'static,
@@ -259,6 +334,21 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// Spark's incremental `reduceByKeyAndWindow(f, inv, L, S, filter)`: the window's value of a
     /// key is updated with `inv(old, leaving)` then `f(·, entering)`. Keys stay when their value
     /// returns to zero unless `filter` (given the key and new value) returns false.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s2 = Duration::from_secs(2);
+    /// let s1 = Duration::from_secs(1);
+    /// // Spark's incremental form: add what enters, subtract what leaves; drop keys back at 0.
+    /// let mut out = sluice::testing::collect_batches(vec![vec![('a', 1i64)], vec![('b', 1)], vec![]], move |s| {
+    ///     s.reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, s2, s1, Some(|(_, v): &(char, i64)| *v != 0)).snapshots()
+    /// })?;
+    /// out.iter_mut().for_each(|b| b.sort());
+    /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 1), ('b', 1)], vec![('b', 1)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn reduce_by_key_and_window_inv(
         &self,
         f: impl Fn(V, V) -> V + 'static,
@@ -351,6 +441,18 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// Each key's values in the window at every slide time (Spark's `groupByKeyAndWindow`); its
     /// change stream is `window(L, S).changes()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s2 = Duration::from_secs(2);
+    /// let s1 = Duration::from_secs(1);
+    /// let mut out = sluice::testing::collect_batches(vec![vec![('a', 1u64)], vec![('a', 2)]], move |s| s.group_by_key_and_window(s2, s1))?;
+    /// out.iter_mut().for_each(|b| b.iter_mut().for_each(|(_, vs)| vs.sort()));
+    /// assert_eq!(out, vec![vec![('a', vec![1])], vec![('a', vec![1, 2])]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn group_by_key_and_window(
         &self,
         length: Duration,

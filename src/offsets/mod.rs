@@ -35,6 +35,16 @@ pub use sql::SqlStore;
 pub use zookeeper::ZooKeeperStore;
 
 /// A store's failure, with the store's own error kept as the source.
+#[cfg_attr(
+    not(any(
+        feature = "kafka",
+        feature = "redis",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "zookeeper"
+    )),
+    allow(dead_code)
+)] // the checkpoint store, always built, has errors of its own
 pub(crate) fn store_error(
     store: &str,
     action: &str,
@@ -167,11 +177,24 @@ impl OffsetStoreKind {
         group: &str,
         kafka_settings: &[(String, String)],
     ) -> Result<Box<dyn OffsetStore>> {
-        let _ = (group, kafka_settings);
+        self.open_with_stop(group, kafka_settings, || false)
+    }
+
+    /// [`open`](OffsetStoreKind::open) for a job: a store that waits for a server's answer
+    /// gives up waiting when `stopping()` holds.
+    pub(crate) fn open_with_stop(
+        &self,
+        group: &str,
+        kafka_settings: &[(String, String)],
+        stopping: impl Fn() -> bool + Send + 'static,
+    ) -> Result<Box<dyn OffsetStore>> {
+        let _ = (group, kafka_settings, &stopping);
         Ok(match self {
             OffsetStoreKind::Checkpoint(dir) => Box::new(CheckpointStore::new(dir)),
             #[cfg(feature = "kafka")]
-            OffsetStoreKind::Kafka => Box::new(KafkaGroupStore::new(group, kafka_settings)?),
+            OffsetStoreKind::Kafka => {
+                Box::new(KafkaGroupStore::new(group, kafka_settings)?.stop_waiting_when(stopping))
+            }
             #[cfg(not(feature = "kafka"))]
             OffsetStoreKind::Kafka => return Err(not_built("kafka", "kafka")),
             #[cfg(feature = "redis")]

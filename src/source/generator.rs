@@ -6,7 +6,7 @@
 //! drawn from a vocabulary of `vocabulary` distinct words with a seeded random generator.
 
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use super::{BatchReader, BatchSlot};
 

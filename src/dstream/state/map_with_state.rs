@@ -19,6 +19,23 @@ use timely::dataflow::operators::vec::Map;
 impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// Maps every record with access to its key's state (Spark's `mapWithState`); see
     /// [`StateSpec`]. Records of a key are seen in the order they arrived on their worker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::dstream::state::StateSpec;
+    /// // Emits each word with its running count (Spark's mapWithState example).
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64), ('a', 1)], vec![('a', 1)]], |s| {
+    ///     let spec = StateSpec::function(|_time, word: &char, one: Option<u64>, state| {
+    ///         let count = state.get().copied().unwrap_or(0) + one.unwrap_or(0);
+    ///         state.update(count);
+    ///         Some((*word, count))
+    ///     });
+    ///     (*s.map_with_state(spec)).clone()
+    /// })?;
+    /// assert_eq!(out, vec![vec![('a', 1), ('a', 2)], vec![('a', 3)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn map_with_state<S: Data + PartialEq, U: Data>(
         &self,
         spec: StateSpec<K, V, S, U>,

@@ -16,6 +16,19 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// Running state per key (Spark's `updateStateByKey` with `(Seq[V], Option[S]) => Option[S]`):
     /// every batch, `f(new values, old state)` for every key with state or new values; `None`
     /// removes the key. See [`UpdateState`] for the other forms and the module docs for cost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // The course's running word count (updateStateByKey).
+    /// let mut out = sluice::testing::collect_batches(vec![vec![('a', 1u64)], vec![('a', 1), ('b', 1)]], |s| {
+    ///     s.update_state_by_key(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()))
+    ///         .snapshots()
+    /// })?;
+    /// out[1].sort();
+    /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 2), ('b', 1)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn update_state_by_key<S: Data + PartialEq>(
         &self,
         f: impl Fn(Vec<V>, Option<S>) -> Option<S> + 'static,
@@ -24,6 +37,19 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     }
 
     /// `update_state_by_key` with a full [`UpdateState`] (time and key, purity, initial state).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::dstream::state::UpdateState;
+    /// let spec = || UpdateState::new(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()))
+    ///     .pure()
+    ///     .initial_state(vec![('a', 10)])
+    ///     .name("totals");
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64)]], move |s| s.update_state_by_key_with(spec()).snapshots())?;
+    /// assert_eq!(out, vec![vec![('a', 11)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn update_state_by_key_with<S: Data + PartialEq>(
         &self,
         spec: UpdateState<K, V, S>,

@@ -34,7 +34,7 @@ impl KafkaReader {
         let pattern = self.pattern.clone();
         let consumer = self.consumer()?;
         let metadata = consumer
-            .fetch_metadata(None, Duration::from_secs(10))
+            .fetch_metadata(None, Duration::from_secs(2))
             .map_err(|e| kafka_error("read the topics' metadata", e))?;
         let mut found = Vec::new();
         for topic in metadata.topics() {

@@ -14,7 +14,10 @@ impl KafkaReader {
             Some(store) => store,
             None => {
                 let settings = self.config.client_settings();
-                self.config.store.open(&self.config.group, &settings)?
+                let runtime = self.runtime.clone();
+                self.config
+                    .store
+                    .open_with_stop(&self.config.group, &settings, move || runtime.stopping())?
             }
         };
         Ok(self.store.insert(store))

@@ -133,6 +133,9 @@ impl KafkaReader {
         tp: &TopicPartition,
     ) -> Result<Option<(i64, i64)>, SluiceError> {
         let runtime = self.runtime.clone();
+        if runtime.stopping() {
+            return Ok(None);
+        }
         let consumer = self.consumer()?;
         let what = format!("Kafka: the batch waits for the offsets of {tp}");
         let policy = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
@@ -155,7 +158,8 @@ impl KafkaReader {
         let due = self
             .refreshed
             .is_none_or(|r| r.elapsed() >= self.config.metadata_refresh);
-        if due {
+        // A stopping job looks for no new partitions (the broker may be the reason it stops).
+        if due && !self.runtime.stopping() {
             self.refresh()?;
         }
         self.started = true;
