@@ -19,8 +19,8 @@ clean_build() {
 
 profile=${1:-}
 echo "load before: $(uptime | sed 's/.*load average/load average/')"
-lib=$(clean_build -p sluice --lib --no-default-features $profile)
-full=$(clean_build -p sluice-cli $profile)
+lib=$(clean_build -p sluice --lib --no-default-features $profile) || exit 1
+full=$(clean_build -p sluice-cli $profile) || exit 1
 echo
 echo "| clean build (${profile:-dev}, $(nproc) cores) | seconds |"
 echo "|---|---|"

@@ -78,11 +78,6 @@ impl Runtime {
         self.coord.checkpoint().and_then(|c| c.last_planned())
     }
 
-    /// The first batch of this run (decided once the dataflow is built).
-    pub(crate) fn first_batch(&self) -> u64 {
-        self.coord.first_batch()
-    }
-
     /// The job's first batch ever (window slides are aligned to it).
     pub(crate) fn zero(&self) -> u64 {
         self.coord.zero

@@ -242,6 +242,39 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
                 mapped.clone()
             },
         ),
+        "map_with_state_timeout_spark_schedule" => run1(
+            words(&[
+                &["a", "b"],
+                &["b"],
+                &[],
+                &["b"],
+                &[],
+                &[],
+                &[],
+                &[],
+                &["c"],
+                &[],
+                &[],
+                &[],
+            ]),
+            cluster,
+            |d| {
+                let mapped = d.map(|w| (w, 1i64)).map_with_state(
+                    StateSpec::function(|t, k: &String, v: Option<i64>, state| {
+                        if state.is_timing_out() {
+                            let n = state.get().copied().unwrap_or(0);
+                            return Some(format!("{k} timed out at {} with {n}", t.millis()));
+                        }
+                        let sum = v.unwrap_or(0) + state.get().copied().unwrap_or(0);
+                        state.update(sum);
+                        None
+                    })
+                    .timeout(secs(2))
+                    .timeout_checks(sluice::dstream::state::TimeoutChecks::SparkSchedule),
+                );
+                mapped.clone()
+            },
+        ),
         other => panic!("unknown case {other}"),
     }
 }
@@ -538,17 +571,57 @@ fn map_with_state_snapshots() {
 
 #[test]
 fn map_with_state_times_out_at_the_first_idle_enough_batch() {
-    // a: last seen at 1000 → idle 2 s at 3000. b: last seen at 4000 → times out at 6000.
+    // Spark's rule, strict: a key times out at t when it was last updated before t - timeout.
+    // a: last seen at 1000 → 1000 < t - 2000 first at 4000. b: last seen at 4000 → 7000.
     check(
         "map_with_state_timeout",
         expect(vec![
             vec![],
             vec![],
-            vec![s("a timed out at 3000 with 1")],
+            vec![],
+            vec![s("a timed out at 4000 with 1")],
             vec![],
             vec![],
-            vec![s("b timed out at 6000 with 3")],
-            vec![],
+            vec![s("b timed out at 7000 with 3")],
         ]),
     );
+}
+
+#[test]
+fn map_with_state_times_out_on_sparks_schedule() {
+    // Spark looks for timeouts only when the state is checkpointed: every 10 batches, here at
+    // 10 000 ms. a (last seen 1000) and b (4000) are past 10000 - 2000 then; c (9000) is not.
+    let mut expected = vec![vec![]; 12];
+    expected[9] = vec![
+        s("a timed out at 10000 with 1"),
+        s("b timed out at 10000 with 3"),
+    ];
+    check("map_with_state_timeout_spark_schedule", expect(expected));
+}
+
+#[test]
+fn updating_a_timing_out_key_fails_the_job_as_in_spark() {
+    use sluice::source::BatchQueue;
+    use sluice::{StreamingConfig, StreamingContext};
+    let queue = BatchQueue::from_batches(words(&[&["a"], &[], &[], &[], &[]]));
+    let config = StreamingConfig::new(secs(1))
+        .unwrap()
+        .as_fast_as_possible(1)
+        .first_batch_ms(1000)
+        .max_batches(5);
+    let err = StreamingContext::new(config)
+        .run(move |job| {
+            job.queue_stream(&queue)
+                .map(|w| (w, 1i64))
+                .map_with_state(
+                    StateSpec::function(|_t, _k: &String, v: Option<i64>, state| {
+                        state.update(v.unwrap_or(0)); // also when timing out: an error
+                        None::<()>
+                    })
+                    .timeout(secs(1)),
+                )
+                .print(1);
+        })
+        .expect_err("Spark throws on update of a timing-out key");
+    assert!(err.to_string().contains("is_timing_out"), "{err}");
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 
 use super::{save_state, StateInput};
-use super::{MapWithState, State, StateSpec};
+use super::{MapWithState, State, StateSpec, TimeoutChecks};
 use crate::dstream::batch_op::batch_fold;
 use crate::dstream::pair::route;
 use crate::dstream::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
@@ -44,12 +44,34 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             mut f,
             initial,
             timeout,
+            checks,
             name,
         } = spec;
         let name = name.unwrap_or_else(|| self.ctx.name("map_with_state"));
         self.ctx.register_state(&name);
         let batch_ms = self.ctx.info.batch_ms;
         let timeout_ms = timeout.map(|d| (d.as_millis() as u64).max(1));
+        // Batches at which timeouts are looked for: all, or the ends of check intervals.
+        let check_every = match checks {
+            TimeoutChecks::EveryBatch => batch_ms,
+            TimeoutChecks::SparkSchedule => 10 * batch_ms,
+            TimeoutChecks::Every(d) => {
+                let ms = d.as_millis() as u64;
+                if ms == 0 || !ms.is_multiple_of(batch_ms) {
+                    self.ctx
+                        .fail_build(crate::error::SluiceError::NotAMultipleOfBatch {
+                            what: "timeout check interval",
+                            given_ms: ms,
+                            batch_ms,
+                            suggestion: ms.div_ceil(batch_ms).max(1) * batch_ms,
+                        });
+                }
+                ms.max(batch_ms)
+            }
+        };
+        let zero = self.ctx.runtime.clone(); // the job's first batch, known once built
+                                             // A key last seen at `since` may time out at the first batch after `since + timeout`.
+        let due = move |since: u64, ms: u64| ((since + ms) / batch_ms + 1) * batch_ms;
         let runtime = self.ctx.runtime.clone();
         let store = runtime.state_store(&name);
         let input = self.with_start_state(&name, initial);
@@ -77,10 +99,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     };
                     if let (Some(ms), true) = (timeout_ms, seen != u64::MAX) {
                         last_seen.insert(k.clone(), seen);
-                        expiring
-                            .entry((seen + ms).div_ceil(batch_ms) * batch_ms)
-                            .or_default()
-                            .push(k.clone());
+                        expiring.entry(due(seen, ms)).or_default().push(k.clone());
                     }
                     state.insert(k.clone(), s.clone());
                     out.push(Either::Right(((k, s), 0)));
@@ -92,13 +111,14 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                              expiring: &mut BTreeMap<u64, Vec<K>>| {
                     if let Some(ms) = timeout_ms {
                         last_seen.insert(k.clone(), t);
-                        expiring
-                            .entry((t + ms).div_ceil(batch_ms) * batch_ms)
-                            .or_default()
-                            .push(k.clone());
+                        expiring.entry(due(t, ms)).or_default().push(k.clone());
                     }
                 };
-                for (k, x) in records {
+                // Initial state before the batch's records: they see it (Spark's initial RDD).
+                let (initial, values): (Vec<_>, Vec<_>) = records
+                    .into_iter()
+                    .partition(|(_, x)| matches!(x, StateInput::Initial(_)));
+                for (k, x) in initial.into_iter().chain(values) {
                     if !before.contains_key(&k) {
                         before.insert(k.clone(), state.get(&k).cloned());
                     }
@@ -107,42 +127,45 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                             state.insert(k.clone(), initial);
                         }
                         StateInput::Value(v) => {
-                            let mut handle = State {
-                                value: state.remove(&k),
-                                changed: false,
-                                timing_out: false,
-                            };
+                            let mut handle = State::new(state.remove(&k), false);
                             if let Some(u) = f(time, &k, Some(v), &mut handle) {
                                 out.push(Either::Left(u));
                             }
-                            if let Some(s) = handle.value {
+                            if let (Some(s), _) = handle.finish() {
                                 state.insert(k.clone(), s);
                             }
                         }
                     }
                     touch(&k, &mut last_seen, &mut expiring);
                 }
-                // Keys idle for at least the timeout: called once, then forgotten.
-                while let Some(entry) = expiring.first_entry() {
+                // Keys idle past the timeout, at a check: called once, then forgotten.
+                let check = (t + batch_ms)
+                    .saturating_sub(zero.zero())
+                    .is_multiple_of(check_every);
+                while let Some(entry) = expiring.first_entry().filter(|_| check) {
                     if *entry.key() > t {
                         break;
                     }
                     for k in entry.remove() {
                         let idle_since = last_seen.get(&k).copied();
                         let Some(ms) = timeout_ms else { break };
-                        if idle_since.is_none_or(|since| since + ms > t) {
+                        if idle_since.is_none_or(|since| since + ms >= t) {
                             continue; // touched again since: a later entry covers it
                         }
                         last_seen.remove(&k);
                         let Some(s) = state.remove(&k) else { continue };
                         before.entry(k.clone()).or_insert_with(|| Some(s.clone()));
-                        let mut handle = State {
-                            value: Some(s),
-                            changed: false,
-                            timing_out: true,
-                        };
+                        let mut handle = State::new(Some(s), true);
                         if let Some(u) = f(time, &k, None, &mut handle) {
                             out.push(Either::Left(u));
+                        }
+                        if handle.finish().1 {
+                            runtime.fail(crate::error::SluiceError::InvalidConfig {
+                                problem: format!(
+                                    "map_with_state `{op_name}` called update() on a key that is timing out (batch {time})"
+                                ),
+                                fix: "check state.is_timing_out() before state.update(..): a timing-out key's state is removed, as in Spark".into(),
+                            });
                         }
                     }
                 }

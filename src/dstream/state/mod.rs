@@ -12,16 +12,19 @@
 //! batch: a key whose state `f(∅, s) == s` is at a fixpoint and would not change again, so a
 //! batch costs O(keys touched). `map_with_state` is O(records + keys timing out) per batch.
 //!
-//! **Timeouts** (`map_with_state`): a key idle (no records) for at least the timeout is
-//! called once with `state.is_timing_out()` at the *first batch* where that holds, then its state
-//! is removed. Spark only looks for idle keys on checkpoint batches (every 10 batches by
-//! default), so its timeouts fire up to 10 batches late; sluice's are prompt.
+//! **Timeouts** (`map_with_state`): a key whose last record came before `t - timeout` (strictly,
+//! as Spark compares) is called once with `state.is_timing_out()` at the first check at or after
+//! such a batch `t`, then its state is removed. Spark only looks for idle keys on checkpoint
+//! batches (every 10 batches by default), so its timeouts fire up to 10 batches late; sluice
+//! checks at every batch unless asked for Spark's schedule ([`TimeoutChecks`]).
 
 use std::time::Duration;
 
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::Concat;
-use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use super::stateful::Stateful;
@@ -100,6 +103,24 @@ pub struct State<S> {
     value: Option<S>,
     changed: bool,
     timing_out: bool,
+    /// `update` was called while timing out (Spark throws; the job fails with it).
+    updated_while_timing_out: bool,
+}
+
+impl<S> State<S> {
+    pub(crate) fn new(value: Option<S>, timing_out: bool) -> Self {
+        State {
+            value,
+            changed: false,
+            timing_out,
+            updated_while_timing_out: false,
+        }
+    }
+
+    /// The state after the function, and whether it misused `update`.
+    pub(crate) fn finish(self) -> (Option<S>, bool) {
+        (self.value, self.updated_while_timing_out)
+    }
 }
 
 impl<S> State<S> {
@@ -111,11 +132,12 @@ impl<S> State<S> {
     pub fn get(&self) -> Option<&S> {
         self.value.as_ref()
     }
-    /// Sets the state. Ignored (with a warning) while the key is timing out: its state is being
-    /// removed, as in Spark, where this throws.
+    /// Sets the state. While the key is timing out this is an error, as in Spark (where it
+    /// throws "Cannot update the state that is timing out"): the job fails with it after the
+    /// function returns; check [`is_timing_out`](State::is_timing_out) first.
     pub fn update(&mut self, value: S) {
         if self.timing_out {
-            tracing::warn!("map_with_state: update() on a key that is timing out is ignored");
+            self.updated_while_timing_out = true;
             return;
         }
         self.value = Some(value);
@@ -133,6 +155,24 @@ impl<S> State<S> {
 }
 
 type MapFn<K, V, S, U> = Box<dyn FnMut(Time, &K, Option<V>, &mut State<S>) -> Option<U>>;
+
+/// When `map_with_state` looks for keys that timed out.
+///
+/// Either way a key times out at a check at batch `t` when its last record came at a batch
+/// before `t - timeout` (strictly: Spark's `lastUpdated < t - timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TimeoutChecks {
+    /// At every batch: a key times out at the first batch past its timeout (the default).
+    #[default]
+    EveryBatch,
+    /// Only at checkpoint batches, every 10 batch intervals from the job's first batch: Spark's
+    /// schedule (its state RDD scans for timeouts only when it is checkpointed), so timeouts
+    /// fire up to 10 batches late, exactly when Spark's do.
+    SparkSchedule,
+    /// At the end of every interval of this length (a multiple of the batch interval), as
+    /// Spark's schedule after `stream.checkpoint(interval)`.
+    Every(Duration),
+}
 
 /// How [`DStream::map_with_state`] maps records and keeps state (Spark's `StateSpec`).
 ///
@@ -155,6 +195,7 @@ pub struct StateSpec<K, V, S, U> {
     f: MapFn<K, V, S, U>,
     initial: Vec<(K, S)>,
     timeout: Option<Duration>,
+    checks: TimeoutChecks,
     name: Option<String>,
 }
 
@@ -168,8 +209,37 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
             f: Box::new(f),
             initial: Vec::new(),
             timeout: None,
+            checks: TimeoutChecks::EveryBatch,
             name: None,
         }
+    }
+    /// Spark's simple form `StateSpec.function((key, value, state) => mapped)`: `f(key, value,
+    /// state)` for every record (and once with `None` for a key that times out); every result
+    /// is in the mapped stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::dstream::state::StateSpec;
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64)], vec![('a', 2)]], |s| {
+    ///     let spec = StateSpec::simple(|k: &char, v: Option<u64>, state| {
+    ///         let sum = state.get().copied().unwrap_or(0) + v.unwrap_or(0);
+    ///         state.update(sum);
+    ///         (*k, sum)
+    ///     });
+    ///     (*s.map_with_state(spec)).clone()
+    /// })?;
+    /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 3)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn simple(mut f: impl FnMut(&K, Option<V>, &mut State<S>) -> U + 'static) -> Self {
+        Self::function(move |_time, k, v, state| Some(f(k, v, state)))
+    }
+    /// When timeouts are looked for (default: every batch; [`TimeoutChecks::SparkSchedule`]
+    /// reproduces Spark's timing).
+    pub fn timeout_checks(mut self, checks: TimeoutChecks) -> Self {
+        self.checks = checks;
+        self
     }
     /// State the keys start with, applied at the first batch.
     pub fn initial_state(mut self, initial: Vec<(K, S)>) -> Self {
@@ -246,32 +316,51 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             .filter(|(j, _)| j % info.peers == info.index)
             .map(|(_, x)| x)
             .collect();
-        let start = source(self.stream.scope(), "StartState", move |cap, _info| {
-            let mut start = Some((cap, mine));
-            move |output| {
-                let Some((cap, initial)) = start.take() else {
-                    return;
-                };
-                // Decided once the dataflow is built, before the first step.
-                let cap = cap.delayed(&runtime.first_batch());
-                let mut session = output.session(&cap);
-                match store.as_ref().filter(|s| s.restoring()) {
-                    None => session.give_iterator(
-                        initial
-                            .into_iter()
-                            .map(|(k, s)| (k, StateInput::Initial(s))),
-                    ),
-                    Some(store) => match store.restore::<(K, S, u64)>() {
-                        Ok(entries) => session.give_iterator(
-                            entries
+        // The state enters at the first batch of *this* stream: its first tick, which after a
+        // window whose slide is longer than the batch is the first slide time (Spark applies
+        // the initial state at the state stream's first batch).
+        let start = self
+            .ticks
+            .clone()
+            .unary(Pipeline, "StartState", move |_cap, _info| {
+                let mut start = Some(mine);
+                move |input, output| {
+                    let mut first: Option<Capability<u64>> = None;
+                    input.for_each(|cap, _ticks| {
+                        let Some(&t) = cap.least() else {
+                            return;
+                        };
+                        if first
+                            .as_ref()
+                            .is_none_or(|f: &Capability<u64>| t < *f.time())
+                        {
+                            first = Some(cap.delayed(&t, 0));
+                        }
+                    });
+                    let Some(cap) = first else {
+                        return;
+                    };
+                    let Some(initial) = start.take() else {
+                        return;
+                    };
+                    let mut session = output.session(&cap);
+                    match store.as_ref().filter(|s| s.restoring()) {
+                        None => session.give_iterator(
+                            initial
                                 .into_iter()
-                                .map(|(k, s, aux)| (k, StateInput::Restored(s, aux))),
+                                .map(|(k, s)| (k, StateInput::Initial(s))),
                         ),
-                        Err(e) => runtime.fail(e),
-                    },
+                        Some(store) => match store.restore::<(K, S, u64)>() {
+                            Ok(entries) => session.give_iterator(
+                                entries
+                                    .into_iter()
+                                    .map(|(k, s, aux)| (k, StateInput::Restored(s, aux))),
+                            ),
+                            Err(e) => runtime.fail(e),
+                        },
+                    }
                 }
-            }
-        });
+            });
         self.stream
             .clone()
             .map(|(k, v)| (k, StateInput::Value(v)))

@@ -95,13 +95,13 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     state.insert(k.clone(), s.clone());
                     out.push(((k, s), 0));
                 }
-                // Initial state first, as if it had been there before this batch.
+                // Initial state is in place before the batch, as restored state is (a diff of 0:
+                // not a change, but snapshot views take it in): the function sees it as the old
+                // state, and what it returns replaces it (Spark's `initialRDD`).
                 for (k, (_, init)) in news.iter_mut() {
                     if let Some(s) = init.take() {
-                        if let Some(old) = state.insert(k.clone(), s.clone()) {
-                            out.push(((k.clone(), old), -1));
-                        }
-                        out.push(((k.clone(), s), 1));
+                        state.insert(k.clone(), s.clone());
+                        out.push(((k.clone(), s), 0));
                     }
                 }
                 let mut next_dirty: foldhash::HashSet<K> = Default::default();
