@@ -246,18 +246,22 @@ fn windows_are_refilled_by_replaying_from_an_older_snapshot() {
 fn a_checkpoint_with_another_batch_interval_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     run(1, 3, Some(dir.path()), Shape::State);
-    let config = StreamingConfig::new(Duration::from_secs(2))
+    let err = restart_refused(dir.path(), Duration::from_secs(2)).to_string();
+    assert!(err.contains("batch interval of 1000 ms"), "{err}");
+}
+
+/// Restarts the `State` job from `dir` with batches of `interval`; the error it is refused with.
+fn restart_refused(dir: &Path, interval: Duration) -> sluice::SluiceError {
+    let config = StreamingConfig::new(interval)
         .unwrap()
         .as_fast_as_possible(1)
         .max_batches(1)
-        .checkpoint(dir.path());
+        .checkpoint(dir);
     let queue = BatchQueue::from_batches(input());
     let out = Out::new();
-    let err = StreamingContext::new(config)
+    StreamingContext::new(config)
         .run(move |job| build(job, &queue, &out, Shape::State))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("batch interval of 1000 ms"), "{err}");
+        .expect_err("the restart is refused")
 }
 
 /// A checkpoint written by another format version (version 1 used bincode) is refused with the
@@ -272,16 +276,7 @@ fn a_checkpoint_of_another_format_version_is_refused() {
     assert_eq!(&bytes[..6], b"SLUICE");
     bytes[6..8].copy_from_slice(&1u16.to_le_bytes());
     std::fs::write(&metadata, bytes).unwrap();
-    let config = StreamingConfig::new(Duration::from_secs(1))
-        .unwrap()
-        .as_fast_as_possible(1)
-        .max_batches(1)
-        .checkpoint(dir.path());
-    let queue = BatchQueue::from_batches(input());
-    let out = Out::new();
-    let err = StreamingContext::new(config)
-        .run(move |job| build(job, &queue, &out, Shape::State))
-        .unwrap_err();
+    let err = restart_refused(dir.path(), Duration::from_secs(1));
     let text = err.to_string();
     assert!(text.contains("format version 1"), "{text}");
     assert!(text.contains("metadata"), "{text}");
