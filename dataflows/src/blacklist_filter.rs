@@ -20,8 +20,6 @@ use crate::common::{CommonArgs, LineSourceArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub source: LineSourceArgs,
     /// File with one blacklisted IP per line, re-read when it changes (default: the course's
     /// two IPs, 27.19.74.143 and 110.52.250.126).
@@ -61,13 +59,9 @@ impl BatchReader<String> for SampleLog {
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        let config = args.common.config()?;
+        let config = common.config()?;
         let socket = args.source.socket_options()?;
         let dead_letters = socket.dead_letters.clone();
         let blacklist_path = match &args.blacklist {
@@ -89,7 +83,7 @@ impl crate::Dataflow for Args {
             })?;
         let host = args.source.host.clone();
         let port = args.source.port;
-        let print = args.common.print;
+        let print = common.print;
         if host.is_none() {
             eprintln!("sluice: no --host given: filtering the course's sample access log (use --host/--port for your own input)");
         }

@@ -16,8 +16,6 @@ use crate::common::{word_totals, CommonArgs};
 #[derive(Clone, Debug, clap::Args)]
 #[command(disable_help_flag = true)]
 pub struct Args {
-    #[command(flatten)]
-    pub common: CommonArgs,
     /// The TCP server to read lines from.
     #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
     pub host: String,
@@ -30,25 +28,21 @@ pub struct Args {
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        let Some(dir) = args.common.checkpoint.clone() else {
+        let Some(dir) = common.checkpoint.clone() else {
             return Err(sluice::SluiceError::InvalidConfig {
                 problem: "driver-ha-wordcount needs a checkpoint directory".into(),
                 fix: "add --checkpoint DIR (kept across restarts, as Spark's checkpoint)".into(),
             });
         };
-        let common = args.common.clone();
+        let common = common.clone();
         let ssc = StreamingContext::get_or_create(&dir, || common.config())?;
         let mut options = SocketOptions::default();
         if !args.no_wal {
             options = options.with_write_ahead_log();
         }
-        let (host, port, print) = (args.host.clone(), args.port, args.common.print);
+        let (host, port, print) = (args.host.clone(), args.port, common.print);
         ssc.run(move |job| {
             let words = job
                 .socket_text_stream_with(&host, port, options.clone())

@@ -12,8 +12,6 @@ use crate::common::{CommonArgs, KafkaArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub kafka: KafkaArgs,
 }
 
@@ -58,13 +56,9 @@ pub(crate) fn print_ranges_and_count(
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        run_with(&args.common, args.kafka.config()?)
+        run_with(common, args.kafka.config()?)
     }
 }
 

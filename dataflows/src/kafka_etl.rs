@@ -17,8 +17,6 @@ use crate::common::{CommonArgs, KafkaArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Topic the cleaned records go to.
     #[arg(long, default_value = "target", value_name = "TOPIC")]
@@ -78,18 +76,14 @@ pub fn clean(value: &str, zone: &jiff::tz::TimeZone) -> std::result::Result<Stri
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
         let zone =
             jiff::tz::TimeZone::get(&args.time_zone).map_err(|e| SluiceError::InvalidConfig {
                 problem: format!("`{}` is not a time zone ({e})", args.time_zone),
                 fix: "give an IANA name such as Asia/Shanghai or UTC".into(),
             })?;
-        let config = args.common.config()?;
+        let config = common.config()?;
         let kafka = args.kafka.config()?;
         let (brokers, target, dead) = (
             args.kafka.brokers.clone(),

@@ -13,8 +13,6 @@ use crate::common::{CommonArgs, KafkaArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Where the offsets are kept.
     #[arg(long, value_enum, default_value_t = Store::Kafka)]
@@ -41,13 +39,13 @@ pub enum Store {
     Mysql,
 }
 
-fn store(args: &Args) -> OffsetStoreKind {
+fn store(args: &Args, common: &CommonArgs) -> OffsetStoreKind {
     let url = |default: &str| args.store_url.clone().unwrap_or_else(|| default.to_owned());
     match args.store {
         Store::Kafka => OffsetStoreKind::Kafka,
         // The job's checkpoint directory (`--checkpoint`), as the course's getOrCreate example.
         Store::Checkpoint => OffsetStoreKind::Checkpoint(
-            args.common
+            common
                 .checkpoint
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("sluice-checkpoint")),
@@ -62,13 +60,9 @@ fn store(args: &Args) -> OffsetStoreKind {
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        let kafka = args.kafka.config()?.offset_store(store(&args));
-        crate::kafka_direct::run_with(&args.common, kafka)
+        let kafka = args.kafka.config()?.offset_store(store(&args, common));
+        crate::kafka_direct::run_with(common, kafka)
     }
 }

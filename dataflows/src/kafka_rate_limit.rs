@@ -11,8 +11,6 @@ use crate::common::{CommonArgs, KafkaArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Records per second per partition at most (Spark's spark.streaming.kafka.maxRatePerPartition).
     #[arg(long, default_value_t = 100, value_name = "N")]
@@ -20,16 +18,12 @@ pub struct Args {
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
         let kafka = args
             .kafka
             .config()?
             .max_rate_per_partition(args.max_rate_per_partition);
-        crate::kafka_direct::run_with(&args.common, kafka)
+        crate::kafka_direct::run_with(common, kafka)
     }
 }

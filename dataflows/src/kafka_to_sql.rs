@@ -21,8 +21,6 @@ use crate::common::{CommonArgs, KafkaArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub kafka: KafkaArgs,
     /// How rows are written.
     #[arg(long, value_enum, default_value_t = Mode::Transactional)]
@@ -68,27 +66,19 @@ pub struct MysqlArgs {
 }
 
 impl crate::Dataflow for PostgresArgs {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.args.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
-        run(self.args, Database::Postgres)
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
+        run(self.args, common, Database::Postgres)
     }
 }
 
 impl crate::Dataflow for MysqlArgs {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.args.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
-        run(self.args, Database::MySql)
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
+        run(self.args, common, Database::MySql)
     }
 }
 
 /// Runs the job until it is stopped.
-fn run(args: Args, db: Database) -> Result<()> {
+fn run(args: Args, common: &CommonArgs, db: Database) -> Result<()> {
     let url = args.url.clone().unwrap_or_else(|| match db {
         Database::Postgres => "postgres://postgres@127.0.0.1:5432/test".into(),
         Database::MySql => "mysql://root@127.0.0.1:3306/test".into(),
@@ -104,7 +94,7 @@ fn run(args: Args, db: Database) -> Result<()> {
     };
     let group = args.kafka.group.clone();
     let kafka = args.kafka.config()?.offset_store(store);
-    let config = args.common.config()?;
+    let config = common.config()?;
     let (setup, statement) = match (db, transactional) {
         (Database::Postgres, false) => (
             "CREATE TABLE IF NOT EXISTS myorders (name VARCHAR(20), orderid VARCHAR(100) PRIMARY KEY)",

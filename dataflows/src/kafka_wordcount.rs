@@ -19,8 +19,6 @@ use crate::common::{word_totals, CommonArgs, KafkaArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub kafka: KafkaArgs,
     /// The topic the changed totals go to.
     #[arg(long, value_name = "TOPIC")]
@@ -31,22 +29,18 @@ pub struct Args {
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        if args.common.checkpoint.is_none() {
+        if common.checkpoint.is_none() {
             return Err(SluiceError::InvalidConfig {
                 problem: "kafka-wordcount keeps running totals, which need a checkpoint".into(),
                 fix: "add --checkpoint DIR (a directory kept across restarts)".into(),
             });
         }
-        let config = args.common.config()?;
+        let config = common.config()?;
         let kafka = args.kafka.config()?;
         let sink = KafkaSink::new(args.kafka.brokers.clone());
-        let (to, at_least_once, print) = (args.to.clone(), args.at_least_once, args.common.print);
+        let (to, at_least_once, print) = (args.to.clone(), args.at_least_once, common.print);
         StreamingContext::new(config).run(move |job| {
             let words = job.kafka_direct_stream(kafka.clone()).flat_map(|r| {
                 let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());

@@ -42,12 +42,21 @@ enum Command {
     Run(Dataflows),
 }
 
-/// One of the course's jobs, as the command line runs it.
+/// One of the course's jobs, as the command line runs it: its own flags, run with the flags
+/// every dataflow has.
 pub trait Dataflow {
-    /// The flags every dataflow has.
-    fn common(&self) -> &common::CommonArgs;
     /// Runs the job until it stops by itself (`--max-batches`) or is stopped (Ctrl-C, SIGTERM).
-    fn run(self: Box<Self>) -> sluice::Result<()>;
+    fn run(self: Box<Self>, common: &common::CommonArgs) -> sluice::Result<()>;
+}
+
+/// A dataflow's own flags beside the flags every dataflow has.
+#[derive(clap::Args, Debug)]
+#[command(disable_help_flag = true)]
+struct Job<A: clap::Args> {
+    #[command(flatten)]
+    common: common::CommonArgs,
+    #[command(flatten)]
+    flags: A,
 }
 
 /// Declares the `sluice run` subcommands: one variant per dataflow, each a [`Dataflow`].
@@ -56,13 +65,13 @@ macro_rules! dataflows {
         /// The ready-made dataflows, one per case of the course.
         #[derive(Subcommand, Debug)]
         enum Dataflows {
-            $($(#[$doc])* $name($args),)*
+            $($(#[$doc])* $name(Job<$args>),)*
         }
 
         impl Dataflows {
-            fn into_dataflow(self) -> Box<dyn Dataflow> {
+            fn into_dataflow(self) -> (common::CommonArgs, Box<dyn Dataflow>) {
                 match self {
-                    $(Dataflows::$name(args) => Box::new(args),)*
+                    $(Dataflows::$name(job) => (job.common, Box::new(job.flags)),)*
                 }
             }
         }
@@ -110,9 +119,9 @@ fn main() -> ExitCode {
         }
     };
     let Command::Run(dataflow) = cli.command;
-    let dataflow = dataflow.into_dataflow();
-    logging::init(dataflow.common().verbose);
-    match dataflow.run() {
+    let (common, dataflow) = dataflow.into_dataflow();
+    logging::init(common.verbose);
+    match dataflow.run(&common) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice: error: {e}");

@@ -10,21 +10,15 @@ use crate::common::{CommonArgs, LineSourceArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub source: LineSourceArgs,
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        let config = args.common.config()?;
+        let config = common.config()?;
         let source = args.source.source()?;
-        let print = args.common.print;
+        let print = common.print;
         StreamingContext::new(config).run(move |job| {
             source
                 .word_ones(job)

@@ -14,8 +14,6 @@ use crate::common::{word_totals, CommonArgs, LineSourceArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub source: LineSourceArgs,
     /// Print only the totals that changed in each batch, as `((word,total),±1)`.
     #[arg(long)]
@@ -23,15 +21,11 @@ pub struct Args {
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        let config = args.common.config()?;
+        let config = common.config()?;
         let source = args.source.source()?;
-        let (print, changes) = (args.common.print, args.changes);
+        let (print, changes) = (common.print, args.changes);
         StreamingContext::new(config).run(move |job| {
             let totals = word_totals(&source.word_ones(job));
             if changes {

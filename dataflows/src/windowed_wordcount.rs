@@ -11,8 +11,6 @@ use crate::common::{CommonArgs, LineSourceArgs};
 #[command(disable_help_flag = true)]
 pub struct Args {
     #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(flatten)]
     pub source: LineSourceArgs,
     /// Window length, a multiple of --batch (default: 3 batch intervals).
     #[arg(long, value_name = "DURATION")]
@@ -27,13 +25,9 @@ pub struct Args {
 }
 
 impl crate::Dataflow for Args {
-    fn common(&self) -> &crate::common::CommonArgs {
-        &self.common
-    }
-
-    fn run(self: Box<Self>) -> Result<()> {
+    fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        let config = args.common.config()?;
+        let config = common.config()?;
         let batch = std::time::Duration::from_millis(config.batch_ms());
         let window = match &args.window {
             Some(w) => sluice::time::parse_duration(w)?,
@@ -44,7 +38,7 @@ impl crate::Dataflow for Args {
             None => batch * 2,
         };
         let source = args.source.source()?;
-        let (print, inverse) = (args.common.print, args.inverse);
+        let (print, inverse) = (common.print, args.inverse);
         StreamingContext::new(config).run(move |job| {
             let ones = source.word_ones(job);
             if inverse {
