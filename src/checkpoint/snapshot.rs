@@ -40,7 +40,8 @@ pub(super) fn parse_state_dir(name: &str) -> Option<u64> {
     name.strip_prefix("state-")?.parse().ok()
 }
 
-/// A file-name-safe form of an operator name.
+/// A name usable as one path component (an operator, a consumer group, a topic): ASCII
+/// letters, digits, `-`, `_` and `.` are kept, anything else becomes `_`.
 pub(crate) fn file_name(name: &str) -> String {
     name.chars()
         .map(|c| {

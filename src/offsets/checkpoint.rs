@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{OffsetStore, TopicPartition};
+use crate::checkpoint::file_name;
 use crate::error::{Result, SluiceError};
 
 /// Offsets kept as files under a checkpoint directory.
@@ -38,23 +39,10 @@ impl CheckpointStore {
 
     fn file(&self, group: &str, tp: &TopicPartition) -> PathBuf {
         self.dir
-            .join(sanitize(group))
-            .join(sanitize(&tp.topic))
+            .join(file_name(group))
+            .join(file_name(&tp.topic))
             .join(tp.partition.to_string())
     }
-}
-
-/// Keeps a name usable as one path component.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 impl OffsetStore for CheckpointStore {
