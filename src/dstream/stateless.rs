@@ -25,6 +25,42 @@ pub enum Either<A, B> {
 }
 
 impl<'s, T: Data> DStream<'s, T> {
+    /// Spark's `cache()` / `persist()`: keeps each batch's records for every operator that uses
+    /// this stream. In sluice that always holds — a stream used by several operators is computed
+    /// once per batch and its records are handed to each of them (timely fans a stream out), and
+    /// nothing is recomputed from lineage — so this returns the same stream; it exists so that
+    /// Spark programs read the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut out = sluice::testing::collect_batches(vec![vec![1u64, 2]], |s| {
+    ///     let doubled = s.map(|x| x * 2).cache(); // computed once, used twice
+    ///     doubled.union(&doubled.map(|x| x + 1))
+    /// })?;
+    /// out[0].sort();
+    /// assert_eq!(out, vec![vec![2, 3, 4, 5]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn cache(&self) -> DStream<'s, T> {
+        self.clone()
+    }
+
+    /// Spark's `persist(level)`: the same as [`cache`](DStream::cache) here — records live in
+    /// memory only for as long as the operators of their batch need them (windows and state
+    /// keep what they need themselves), so there is no storage level to choose.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64]], |s| s.persist().count())?;
+    /// assert_eq!(out, vec![vec![1]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn persist(&self) -> DStream<'s, T> {
+        self.clone()
+    }
+
     /// Applies `f` to every record (Spark's `map`).
     ///
     /// # Examples
