@@ -50,6 +50,8 @@ pub(crate) struct KafkaReader {
     pub(super) replay: BTreeMap<u64, BTreeMap<TopicPartition, (i64, i64)>>,
     /// After a restart: batches up to this one were committed before; not again.
     pub(super) committed_before: Option<u64>,
+    /// The last offsets request failed: the broker is away (a stopping job then asks no more).
+    pub(super) broker_away: bool,
 }
 
 impl KafkaReader {
@@ -101,6 +103,7 @@ impl KafkaReader {
             recovered: HashMap::new(),
             replay: BTreeMap::new(),
             committed_before: None,
+            broker_away: false,
         }
     }
 
@@ -133,17 +136,20 @@ impl KafkaReader {
         tp: &TopicPartition,
     ) -> Result<Option<(i64, i64)>, SluiceError> {
         let runtime = self.runtime.clone();
-        if runtime.stopping() {
-            return Ok(None);
+        if runtime.stopping() && self.broker_away {
+            return Ok(None); // a stopping job does not wait for a broker that is away
         }
         let consumer = self.consumer()?;
         let what = format!("Kafka: the batch waits for the offsets of {tp}");
         let policy = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
-        match policy.retry(&what, &|| runtime.stopping(), || {
-            consumer
-                .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(1))
-                .map_err(client::failure)
-        }) {
+        let mut away = false;
+        let fetched = policy.retry(&what, &|| runtime.stopping(), || {
+            let w = consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(1));
+            away = w.is_err();
+            w.map_err(client::failure)
+        });
+        self.broker_away = away;
+        match fetched {
             Ok(w) => Ok(Some(w)),
             Err(GaveUp::Stopped(_)) => Ok(None),
             Err(GaveUp::Permanent(e)) => Err(kafka_error(&format!("read the offsets of {tp}"), e)),
