@@ -99,6 +99,18 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
                 })
             },
         ),
+        "transform_with_whole" => run2(
+            vec![vec![(s("a"), 1i64), (s("b"), 2)], vec![(s("c"), 3)]],
+            vec![vec![(s("a"), s("x")), (s("z"), s("y"))], vec![]],
+            cluster,
+            |a, b| {
+                // No co-partitioning: the whole of both batches meets on one worker.
+                a.transform_with_whole(&b, |_t, xs, ys| {
+                    let table: HashMap<String, String> = ys.into_iter().collect();
+                    xs.join(&table)
+                })
+            },
+        ),
         "blacklist_transform" => run1(
             vec![vec![
                 s("27.19.74.143##2016-05-30 17:38:20##GET /static/image/common/faq.gif HTTP/1.1##200##1127"),
@@ -366,6 +378,14 @@ fn transform_whole_sees_the_whole_batch() {
 fn transform_with_on_co_partitioned_streams() {
     check(
         "transform_with",
+        expect(vec![vec![(s("a"), (1i64, s("x")))], vec![]]),
+    );
+}
+
+#[test]
+fn transform_with_whole_joins_whole_batches() {
+    check(
+        "transform_with_whole",
         expect(vec![vec![(s("a"), (1i64, s("x")))], vec![]]),
     );
 }

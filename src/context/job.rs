@@ -204,6 +204,51 @@ impl<'s> Job<'s> {
         self.source(reader)
     }
 
+    /// `f(time, batches)` with the whole of batch `time` of every stream, in the order given,
+    /// on one worker (Spark's `ssc.transform(Seq(streams), (rdds, time) => rdd)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::{CollectedBatches, StreamingConfig, StreamingContext};
+    /// let config = StreamingConfig::new(Duration::from_secs(1))?.as_fast_as_possible(1).first_batch_ms(1000).max_batches(1);
+    /// let (a, b) = (sluice::source::BatchQueue::from_batches(vec![vec![1u64, 2]]), sluice::source::BatchQueue::from_batches(vec![vec![10u64]]));
+    /// let out = CollectedBatches::new();
+    /// let o = out.clone();
+    /// StreamingContext::new(config).run(move |job| {
+    ///     let streams = [job.queue_stream(&a), job.queue_stream(&b)];
+    ///     job.transform(&streams, |_time, batches: Vec<Vec<u64>>| {
+    ///         Some(batches.iter().map(|b| b.iter().sum::<u64>()).collect::<Vec<_>>())
+    ///     })
+    ///     .collect_into(&o)
+    /// })?;
+    /// assert_eq!(out.values(), vec![vec![vec![3, 10]]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn transform<T: Data, U: Data, I>(
+        &self,
+        streams: &[DStream<'s, T>],
+        f: impl Fn(crate::Time, Vec<Vec<T>>) -> I + 'static,
+    ) -> DStream<'s, U>
+    where
+        I: IntoIterator<Item = U>,
+    {
+        let n = streams.len();
+        let tagged: Vec<DStream<'s, (usize, T)>> = streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.map(move |x| (i, x)))
+            .collect();
+        self.union(&tagged).transform_whole(move |time, records| {
+            let mut batches: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+            for (i, x) in records {
+                batches[i].push(x);
+            }
+            f(time, batches)
+        })
+    }
+
     /// Batch `t` of the result holds batch `t` of every stream (Spark's `ssc.union`); an empty
     /// list gives a stream with no records.
     ///

@@ -313,6 +313,62 @@ impl<'s, T: Data> DStream<'s, T> {
         );
         self.derive(stream)
     }
+
+    /// `f(time, mine, theirs)` on the *whole* of batch `time` of both streams, on one worker
+    /// (Spark's `transformWith` with a function that needs whole RDDs, such as a join of the two
+    /// batches). For large batches prefer the per-partition [`transform_with`]
+    /// (DStream::transform_with) on co-partitioned streams.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// // Join the batch's orders with the batch's customers, whatever worker read them.
+    /// let input = vec![vec![(1u64, 'o'), (2, 'o'), (1, 'c')]];
+    /// let mut out = sluice::testing::collect_batches(input, |s| {
+    ///     let orders = s.filter(|(_, kind)| *kind == 'o');
+    ///     let customers = s.filter(|(_, kind)| *kind == 'c');
+    ///     orders.transform_with_whole(&customers, |_t, orders: Vec<(u64, char)>, customers: Vec<(u64, char)>| {
+    ///         let known: HashMap<u64, char> = customers.into_iter().collect();
+    ///         orders.into_iter().filter(|(id, _)| known.contains_key(id)).collect::<Vec<_>>()
+    ///     })
+    /// })?;
+    /// assert_eq!(out, vec![vec![(1, 'o')]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn transform_with_whole<U: Data, V: Data, I>(
+        &self,
+        other: &DStream<'s, U>,
+        f: impl Fn(Time, Vec<T>, Vec<U>) -> I + 'static,
+    ) -> DStream<'s, V>
+    where
+        I: IntoIterator<Item = V>,
+    {
+        let name = self.ctx.name("TransformWithWhole");
+        let both = self
+            .stream
+            .clone()
+            .map(Either::Left)
+            .concat(other.stream.clone().map(Either::Right));
+        let stream = batch_fold(
+            both,
+            self.ticks.clone(),
+            Exchange::new(|_: &Either<T, U>| 0),
+            Exchange::new(|_: &u64| 0),
+            &name,
+            || (Vec::new(), Vec::new()),
+            |acc: &mut (Vec<T>, Vec<U>), data: &mut Vec<Either<T, U>>| {
+                for x in data.drain(..) {
+                    match x {
+                        Either::Left(a) => acc.0.push(a),
+                        Either::Right(b) => acc.1.push(b),
+                    }
+                }
+            },
+            move |t, (a, b), out| out.extend(f(Time::from_millis(t), a, b)),
+        );
+        self.derive(stream)
+    }
 }
 
 /// Unions many DStreams of one job at once (Spark's `StreamingContext.union`).
