@@ -316,8 +316,8 @@ impl<'s, T: Data> DStream<'s, T> {
 
     /// `f(time, mine, theirs)` on the *whole* of batch `time` of both streams, on one worker
     /// (Spark's `transformWith` with a function that needs whole RDDs, such as a join of the two
-    /// batches). For large batches prefer the per-partition [`transform_with`]
-    /// (DStream::transform_with) on co-partitioned streams.
+    /// batches). For large batches prefer the per-partition
+    /// [`transform_with`](DStream::transform_with) on co-partitioned streams.
     ///
     /// # Examples
     ///
