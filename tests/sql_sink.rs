@@ -169,3 +169,22 @@ fn mariadb_without_tls_refuses_a_url_that_requires_it() {
     .expect_err("no TLS on this server");
     assert!(err.to_string().contains("TLS"), "{err}");
 }
+
+#[test]
+fn write_rows_outside_a_job_retries_nothing_permanent() {
+    let t = table("pg_rows");
+    let mut sink = sluice::sink::SqlSink::new(
+        PG,
+        vec![format!("CREATE TABLE IF NOT EXISTS {t} (id BIGINT)")],
+        format!("INSERT INTO {t} (id) VALUES ($1)"),
+    )
+    .expect("a PostgreSQL URL");
+    sink.write_rows(&[vec![SqlValue::Int(1)], vec![SqlValue::Int(2)]], || false)
+        .expect("two rows written");
+    let mut bad = sluice::sink::SqlSink::new(PG, vec![], format!("INSERT INTO {t} VALUESS ($1)"))
+        .expect("a PostgreSQL URL");
+    let err = bad
+        .write_rows(&[vec![SqlValue::Int(3)]], || false)
+        .expect_err("a syntax error is permanent");
+    assert!(err.to_string().contains("42601"), "{err}");
+}

@@ -89,6 +89,33 @@ impl SqlSink {
             .ok_or_else(|| DbError::transient("not connected".to_owned()))
     }
 
+    /// Writes `rows` with the statement in one transaction, for your own outputs (inside
+    /// [`foreach_partition`](DStream::foreach_partition), say): transient failures (the
+    /// database away, a deadlock) are retried with backoff until `stop()` holds; a permanent
+    /// one (a syntax error, a constraint violation) is returned at once with the database's
+    /// message.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use sluice::sink::{SqlSink, SqlValue};
+    /// let mut sink = SqlSink::new("postgres://postgres@127.0.0.1/test", vec![], "INSERT INTO t (x) VALUES ($1)")?;
+    /// sink.write_rows(&[vec![SqlValue::Int(1)], vec![SqlValue::Int(2)]], || false)?;
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn write_rows(
+        &mut self,
+        rows: &[Vec<SqlValue>],
+        stop: impl Fn() -> bool,
+    ) -> Result<(), SluiceError> {
+        self.write(rows, None, &stop)
+            .map_err(|gave_up| SluiceError::OutputFailed {
+                output: format!("sql sink {}", self.url),
+                batch_ms: 0,
+                source: Box::new(gave_up.into_inner()),
+            })
+    }
+
     /// Writes `rows` (and, when given, the new offsets of `group`) in one transaction;
     /// transient failures are retried until `stop()` holds.
     pub(crate) fn write(
