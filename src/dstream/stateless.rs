@@ -289,29 +289,7 @@ impl<'s, T: Data> DStream<'s, T> {
         I: IntoIterator<Item = V>,
     {
         let name = self.ctx.name("TransformWith");
-        let both = self
-            .stream
-            .clone()
-            .map(Either::Left)
-            .concat(other.stream.clone().map(Either::Right));
-        let stream = batch_fold(
-            both,
-            self.ticks.clone(),
-            Pipeline,
-            Pipeline,
-            &name,
-            || (Vec::new(), Vec::new()),
-            |acc: &mut (Vec<T>, Vec<U>), data: &mut Vec<Either<T, U>>| {
-                for x in data.drain(..) {
-                    match x {
-                        Either::Left(a) => acc.0.push(a),
-                        Either::Right(b) => acc.1.push(b),
-                    }
-                }
-            },
-            move |t, (a, b), out| out.extend(f(Time::from_millis(t), a, b)),
-        );
-        self.derive(stream)
+        self.fold_with(other, Pipeline, Pipeline, &name, f)
     }
 
     /// `f(time, mine, theirs)` on the *whole* of batch `time` of both streams, on one worker
@@ -345,6 +323,29 @@ impl<'s, T: Data> DStream<'s, T> {
         I: IntoIterator<Item = V>,
     {
         let name = self.ctx.name("TransformWithWhole");
+        let (data, ticks) = (
+            Exchange::new(|_: &Either<T, U>| 0),
+            Exchange::new(|_: &u64| 0),
+        );
+        self.fold_with(other, data, ticks, &name, f)
+    }
+
+    /// Batch `t` of both streams, routed by `data_pact` (ticks by `tick_pact`), given to `f`:
+    /// what `transform_with` (each worker's share) and `transform_with_whole` (all on one
+    /// worker) share.
+    fn fold_with<U: Data, V: Data, I, P, Q>(
+        &self,
+        other: &DStream<'s, U>,
+        data_pact: P,
+        tick_pact: Q,
+        name: &str,
+        f: impl Fn(Time, Vec<T>, Vec<U>) -> I + 'static,
+    ) -> DStream<'s, V>
+    where
+        I: IntoIterator<Item = V>,
+        P: timely::dataflow::channels::pact::ParallelizationContract<u64, Vec<Either<T, U>>>,
+        Q: timely::dataflow::channels::pact::ParallelizationContract<u64, Vec<u64>>,
+    {
         let both = self
             .stream
             .clone()
@@ -353,9 +354,9 @@ impl<'s, T: Data> DStream<'s, T> {
         let stream = batch_fold(
             both,
             self.ticks.clone(),
-            Exchange::new(|_: &Either<T, U>| 0),
-            Exchange::new(|_: &u64| 0),
-            &name,
+            data_pact,
+            tick_pact,
+            name,
             || (Vec::new(), Vec::new()),
             |acc: &mut (Vec<T>, Vec<U>), data: &mut Vec<Either<T, U>>| {
                 for x in data.drain(..) {
