@@ -53,7 +53,11 @@ impl BatchReader<(u64, u64)> for KeyUpdates {
     fn name(&self) -> String {
         "key updates".into()
     }
-    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<(u64, u64)>) -> u64 {
+    fn read_batch(
+        &mut self,
+        slot: &BatchSlot,
+        out: &mut sluice::source::BatchOut<(u64, u64)>,
+    ) -> u64 {
         let (from, n) = if slot.index == 0 {
             (0, KEYS)
         } else {

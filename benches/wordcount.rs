@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice::listener::{BatchInfo, StreamingListener};
-use sluice::source::{BatchReader, BatchSlot, Generator, GeneratorConfig};
+use sluice::source::{BatchOut, BatchReader, BatchSlot, Generator, GeneratorConfig};
 use sluice::{Cluster, StreamingConfig, StreamingContext, Time};
 
 const VOCABULARY: usize = 10_000;
@@ -154,7 +154,7 @@ fn one_second_batches(threads: usize, rate: u64, batches: u64) -> (bool, Duratio
 }
 
 fn hashmap_baseline(words: u64) -> (f64, u64) {
-    let mut g = Generator::new(generator(words), 0);
+    let mut g = Generator::new(generator(words), 1);
     let slot = BatchSlot {
         time: Time::from_millis(1000),
         interval_ms: 1000,
@@ -163,8 +163,13 @@ fn hashmap_baseline(words: u64) -> (f64, u64) {
         peers: 1,
         last: false,
     };
-    let mut lines = Vec::new();
-    g.read_batch(&slot, &mut lines);
+    let mut out = BatchOut::new(0);
+    g.read_batch(&slot, &mut out);
+    let lines: Vec<String> = out
+        .into_parts()
+        .into_iter()
+        .flat_map(|p| p.records)
+        .collect();
     let started = Instant::now();
     let mut counts: HashMap<String, u64> = HashMap::new();
     for line in &lines {

@@ -288,6 +288,7 @@ pub struct StreamingConfig {
     pub(crate) stop_on_signals: bool,
     pub(crate) listeners: Vec<Arc<dyn StreamingListener>>,
     pub(crate) checkpoint: Option<crate::checkpoint::CheckpointConfig>,
+    pub(crate) default_parallelism: Option<usize>,
 }
 
 impl std::fmt::Debug for StreamingConfig {
@@ -301,6 +302,7 @@ impl std::fmt::Debug for StreamingConfig {
             .field("stop_on_signals", &self.stop_on_signals)
             .field("listeners", &self.listeners.len())
             .field("checkpoint", &self.checkpoint)
+            .field("default_parallelism", &self.default_parallelism)
             .finish()
     }
 }
@@ -319,7 +321,37 @@ impl StreamingConfig {
             stop_on_signals: false,
             listeners: Vec::new(),
             checkpoint: None,
+            default_parallelism: None,
         })
+    }
+
+    /// The number of partitions a queue stream slices a batch into and a shuffle (the keyed
+    /// operators, windows and state) makes unless given its own (Spark's
+    /// `spark.default.parallelism`). By default the job's number of workers, as Spark's
+    /// default is its number of cores. Partitions, not workers, decide the order a batch's
+    /// records come out in: with this set, a job gives the same output in the same order on
+    /// any number of workers and processes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?.threads(4).default_parallelism(2);
+    /// assert_eq!(c.parallelism(), 2);
+    /// assert_eq!(sluice::StreamingConfig::new(Duration::from_secs(1))?.threads(4).parallelism(), 4);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn default_parallelism(mut self, partitions: usize) -> Self {
+        self.default_parallelism = Some(partitions.max(1));
+        self
+    }
+
+    /// The default number of partitions in effect (see
+    /// [`default_parallelism`](StreamingConfig::default_parallelism)).
+    pub fn parallelism(&self) -> usize {
+        self.default_parallelism
+            .unwrap_or_else(|| self.cluster.peers())
+            .max(1)
     }
 
     /// The batch interval in ms.

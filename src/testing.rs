@@ -2,7 +2,9 @@
 //! doc examples of sluice use them, and so can a user's tests.
 //!
 //! Every helper runs one worker, a batch interval of 1 s, first batch at 1000 ms, batches cut as
-//! fast as the job finishes them (no waiting for a clock), one batch per input vector.
+//! fast as the job finishes them (no waiting for a clock), one batch per input vector, and a
+//! default parallelism of 2: each batch is sliced into two partitions, as the input streams of
+//! Spark's own test suites are (`numInputPartitions = 2`).
 
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ fn config(batches: usize) -> Result<StreamingConfig> {
     Ok(StreamingConfig::new(Duration::from_secs(1))?
         .as_fast_as_possible(2)
         .first_batch_ms(1000)
+        .default_parallelism(2)
         .max_batches(batches.max(1) as u64))
 }
 

@@ -16,7 +16,11 @@ impl BatchReader<(String, u64)> for FreshKeys {
     fn name(&self) -> String {
         "fresh keys".into()
     }
-    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<(String, u64)>) -> u64 {
+    fn read_batch(
+        &mut self,
+        slot: &BatchSlot,
+        out: &mut sluice::source::BatchOut<(String, u64)>,
+    ) -> u64 {
         for j in (slot.worker..2000).step_by(slot.peers) {
             out.push((format!("k{}-{j}", slot.index), 1));
         }

@@ -47,7 +47,7 @@ impl BatchReader<String> for SampleLog {
     fn name(&self) -> String {
         "sample access log".into()
     }
-    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<String>) -> u64 {
+    fn read_batch(&mut self, slot: &BatchSlot, out: &mut sluice::source::BatchOut<String>) -> u64 {
         if slot.worker == 0 {
             for _ in 0..self.per_batch {
                 out.push(SAMPLE_LOG[self.next % SAMPLE_LOG.len()].to_owned());

@@ -58,6 +58,8 @@ struct Progress {
 
 pub(crate) struct Coordinator {
     pub(crate) batch_ms: u64,
+    /// The job's default number of partitions.
+    pub(crate) parallelism: usize,
     /// The first batch this run would start at without a checkpoint.
     proposed_first: u64,
     /// The first batch of this run, decided once the dataflow is built.
@@ -103,6 +105,7 @@ impl Coordinator {
         let zero = checkpoint.as_ref().map_or(proposed_first, |c| c.zero);
         Ok(Coordinator {
             batch_ms,
+            parallelism: config.parallelism(),
             proposed_first,
             start: std::sync::OnceLock::new(),
             zero,

@@ -45,6 +45,7 @@ pub(crate) fn run_worker(
         threads,
         process: worker.index() / threads.max(1),
         batch_ms: coord.batch_ms,
+        parallelism: coord.parallelism,
     };
     let probe = ProbeHandle::new();
     let mut ticks: InputHandleVec<u64, u64> = InputHandleVec::new();

@@ -48,7 +48,7 @@ impl<'s> Job<'s> {
     /// struct Numbers;
     /// impl sluice::source::BatchReader<u64> for Numbers {
     ///     fn name(&self) -> String { "numbers".into() }
-    ///     fn read_batch(&mut self, slot: &sluice::source::BatchSlot, out: &mut Vec<u64>) -> u64 {
+    ///     fn read_batch(&mut self, slot: &sluice::source::BatchSlot, out: &mut sluice::source::BatchOut<u64>) -> u64 {
     ///         if slot.worker == 0 { out.push(slot.index); }
     ///         0
     ///     }
@@ -59,8 +59,10 @@ impl<'s> Job<'s> {
     /// ```
     pub fn source<T: Data, R: BatchReader<T>>(&mut self, reader: R) -> DStream<'s, T> {
         let mut input = InputHandleVec::new();
-        let stream = input.to_stream(self.scope);
-        self.feeders.push(Box::new(InputFeeder::new(input, reader)));
+        let stream = crate::dstream::partition::place(input.to_stream(self.scope));
+        let own = self.ctx.info.index as u32;
+        self.feeders
+            .push(Box::new(InputFeeder::new(input, reader, own)));
         DStream {
             stream,
             ticks: self.ticks.clone(),
@@ -68,7 +70,8 @@ impl<'s> Job<'s> {
         }
     }
 
-    /// One queued batch per interval (Spark's `queueStream`); see [`BatchQueue`].
+    /// One queued batch per interval (Spark's `queueStream`), sliced into the job's default
+    /// parallelism as `sc.parallelize` slices; see [`BatchQueue`].
     ///
     /// # Examples
     ///
@@ -84,11 +87,17 @@ impl<'s> Job<'s> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn queue_stream<T: Data>(&mut self, queue: &BatchQueue<T>) -> DStream<'s, T> {
-        let reader = QueueReader::new(queue.clone(), self.ctx.info.threads);
+        let reader = QueueReader::new(
+            queue.clone(),
+            self.ctx.info.threads,
+            self.ctx.info.parallelism,
+        );
         self.source(reader)
     }
 
-    /// Lines read from a TCP server (Spark's `socketTextStream`), received on worker 0.
+    /// Lines read from a TCP server (Spark's `socketTextStream`), received on worker 0 and cut
+    /// into one partition per block interval (see [`SocketOptions::block_interval`]), which
+    /// are spread over all workers.
     ///
     /// # Examples
     ///
@@ -200,7 +209,7 @@ impl<'s> Job<'s> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn generator(&mut self, config: GeneratorConfig) -> DStream<'s, String> {
-        let reader = Generator::new(config, self.ctx.info.index);
+        let reader = Generator::new(config, self.ctx.info.parallelism);
         self.source(reader)
     }
 

@@ -1,12 +1,14 @@
 //! Per-batch aggregates of a whole stream: `count`, `reduce`, `count_by_value`.
 //!
-//! Each worker first folds its share of the batch, then worker 0 combines the partial results
-//! (two stages, as Spark's tree of tasks). `count` yields one record per batch, `0` for an empty
-//! batch; `reduce` yields nothing for an empty batch; the result lives on worker 0.
+//! Each partition is folded where it runs, then worker 0 combines the partial results in
+//! partition order (two stages, as Spark's tasks and driver). `count` yields one record per
+//! batch, `0` for an empty batch; `reduce` yields nothing for an empty batch; the result is one
+//! partition, on worker 0.
 
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Pipeline;
 
 use super::batch_op::batch_fold;
+use super::partition::{gather, map_parts, Part, PartitionId};
 use super::{DStream, Data, Key};
 
 impl<'s, T: Data> DStream<'s, T> {
@@ -20,32 +22,16 @@ impl<'s, T: Data> DStream<'s, T> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn count(&self) -> DStream<'s, u64> {
-        let local = batch_fold(
+        let local = map_parts(
             self.stream.clone(),
-            self.ticks.clone(),
-            Pipeline,
-            Pipeline,
             &self.ctx.name("CountLocal"),
-            || 0u64,
-            |n: &mut u64, data: &mut Vec<T>| {
-                *n += data.len() as u64;
-                data.clear();
-            },
-            |_t, n, out| {
-                if n > 0 {
-                    out.push(n)
-                }
-            },
+            |records: Vec<T>| vec![records.len() as u64],
         );
-        let total = batch_fold(
+        let total = gather(
             local,
             self.ticks.clone(),
-            Exchange::new(|_: &u64| 0),
-            Exchange::new(|_: &u64| 0),
             &self.ctx.name("CountTotal"),
-            || 0u64,
-            |n: &mut u64, data: &mut Vec<u64>| *n += data.drain(..).sum::<u64>(),
-            |_t, n, out| out.push(n),
+            |_t, counts, out| out.push(Part::new(PartitionId::new(0), vec![counts.iter().sum()])),
         );
         self.derive(total)
     }
@@ -63,34 +49,35 @@ impl<'s, T: Data> DStream<'s, T> {
     pub fn reduce(&self, f: impl Fn(T, T) -> T + 'static) -> DStream<'s, T> {
         let f = std::rc::Rc::new(f);
         let fold = |f: std::rc::Rc<dyn Fn(T, T) -> T>| {
-            move |acc: &mut Option<T>, data: &mut Vec<T>| {
-                for x in data.drain(..) {
-                    *acc = Some(match acc.take() {
-                        Some(a) => f(a, x),
-                        None => x,
-                    });
-                }
-            }
+            move |records: Vec<T>| -> Option<T> { records.into_iter().reduce(|a, b| f(a, b)) }
         };
+        // Each partition's records in order, over all of its chunks.
+        let local_fold = fold(f.clone());
         let local = batch_fold(
             self.stream.clone(),
             self.ticks.clone(),
             Pipeline,
             Pipeline,
             &self.ctx.name("ReduceLocal"),
-            || None,
-            fold(f.clone()),
-            |_t, acc, out| out.extend(acc),
+            Vec::new,
+            |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
+            move |_t, chunks, out| {
+                for (id, records) in super::partition::by_partition(chunks) {
+                    out.push(Part::new(id, local_fold(records).into_iter().collect()));
+                }
+            },
         );
-        let total = batch_fold(
+        let total_fold = fold(f);
+        let total = gather(
             local,
             self.ticks.clone(),
-            Exchange::new(|_: &T| 0),
-            Exchange::new(|_: &u64| 0),
             &self.ctx.name("ReduceTotal"),
-            || None,
-            fold(f),
-            |_t, acc, out| out.extend(acc),
+            move |_t, partials, out| {
+                out.push(Part::new(
+                    PartitionId::new(0),
+                    total_fold(partials).into_iter().collect(),
+                ))
+            },
         );
         self.derive(total)
     }

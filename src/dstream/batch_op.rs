@@ -125,31 +125,3 @@ where
         },
     )
 }
-
-/// [`batch_fold`] that keeps every record of the batch and hands them to `finish` at once.
-pub(crate) fn batch_collect<'s, T, U, P, Q, G>(
-    data: StreamVec<'s, u64, T>,
-    ticks: StreamVec<'s, u64, u64>,
-    data_pact: P,
-    tick_pact: Q,
-    name: &str,
-    finish: G,
-) -> StreamVec<'s, u64, U>
-where
-    T: 'static,
-    U: 'static,
-    P: ParallelizationContract<u64, Vec<T>>,
-    Q: ParallelizationContract<u64, Vec<u64>>,
-    G: FnMut(u64, Vec<T>, &mut Vec<U>) + 'static,
-{
-    batch_fold(
-        data,
-        ticks,
-        data_pact,
-        tick_pact,
-        name,
-        Vec::new,
-        |acc: &mut Vec<T>, records: &mut Vec<T>| acc.append(records),
-        finish,
-    )
-}

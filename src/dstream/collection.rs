@@ -12,7 +12,41 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{DStream, Data};
+use super::partition::{hash_partition, shuffle, Part, PartitionId, Parts};
+use super::{DStream, Data, Key};
+
+/// Keyed changes out of differential (on whichever worker its hash chose) into `n` hash
+/// partitions of their keys; within a partition, a batch's changes are sorted, so the result is
+/// the same on any number of workers.
+pub(crate) fn keyed_changes_to_parts<'s, K: Key + Ord, V: Data + Ord>(
+    changes: StreamVec<'s, u64, ((K, V), isize)>,
+    ticks: StreamVec<'s, u64, u64>,
+    n: usize,
+    name: &str,
+) -> Parts<'s, ((K, V), isize)> {
+    let index = changes.scope().index() as u32;
+    let chunks = changes.unary(Pipeline, "AsChunks", move |_, _| {
+        move |input, output| {
+            input.for_each(|cap, updates| {
+                let records = std::mem::take(updates);
+                output
+                    .session(&cap)
+                    .give(Part::new(PartitionId::new(index), records));
+            });
+        }
+    });
+    shuffle(
+        chunks,
+        ticks,
+        n,
+        name,
+        move |((k, _), _): &((K, V), isize)| hash_partition(k, n),
+        |_t, _q, mut records| {
+            records.sort();
+            records
+        },
+    )
+}
 
 /// Re-sends each update `(d, t, r)` at time `t` as `(d, r)`.
 pub(crate) fn retime<'s, D: Data>(
@@ -55,11 +89,13 @@ impl<'s, T: Data> DStream<'s, T> {
             .clone()
             .unary(Pipeline, "ToCollection", |_, _| {
                 move |input, output| {
-                    input.for_each(|cap, records| {
+                    input.for_each(|cap, chunks| {
                         let Some(&t) = cap.least() else { return };
                         let mut session = output.session(&cap);
-                        for r in records.drain(..) {
-                            session.give((r, t, 1isize));
+                        for part in chunks.drain(..) {
+                            for r in part.records {
+                                session.give((r, t, 1isize));
+                            }
                         }
                     });
                 }
@@ -86,11 +122,13 @@ impl<'s, T: Data> DStream<'s, (T, isize)> {
             .clone()
             .unary(Pipeline, "ChangesToCollection", |_, _| {
                 move |input, output| {
-                    input.for_each(|cap, records| {
+                    input.for_each(|cap, chunks| {
                         let Some(&t) = cap.least() else { return };
                         let mut session = output.session(&cap);
-                        for (r, d) in records.drain(..) {
-                            session.give((r, t, d));
+                        for part in chunks.drain(..) {
+                            for (r, d) in part.records {
+                                session.give((r, t, d));
+                            }
                         }
                     });
                 }

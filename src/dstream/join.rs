@@ -1,15 +1,11 @@
 //! `cogroup` and the `join` family: batch `t` of one pair stream with batch `t` of another.
 //!
-//! Both sides are routed by key to the same worker and grouped there; the joins are cogroup
-//! followed by Spark's per-key rules (inner: every pair of values; left outer: every left value,
-//! with `None` when the key has no right value; right and full outer likewise).
+//! Both sides are hash-partitioned by key into the same partitions and grouped there; the
+//! joins are cogroup followed by Spark's per-key rules (inner: every pair of values; left outer:
+//! every left value, with `None` when the key has no right value; right and full outer
+//! likewise). Each takes Spark's optional number of partitions in its `_into` form.
 
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::core::Concat;
-use timely::dataflow::operators::vec::Map;
-
-use super::batch_op::batch_fold;
-use super::pair::route;
+use super::partition::{hash_partition, shuffle, FixedMap};
 use super::stateless::Either;
 use super::{DStream, Data, Key};
 
@@ -34,28 +30,35 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         &self,
         other: &DStream<'s, (K, W)>,
     ) -> DStream<'s, (K, (Vec<V>, Vec<W>))> {
-        let both = self
-            .stream
-            .clone()
-            .map(|(k, v)| (k, Either::Left(v)))
-            .concat(other.stream.clone().map(|(k, w)| (k, Either::Right(w))));
-        let stream = batch_fold(
-            both,
+        self.cogroup_into(other, None)
+    }
+
+    /// [`cogroup`](DStream::cogroup) into `partitions` partitions (Spark's
+    /// `cogroup(other, numPartitions)`); `None` for the job's default.
+    pub fn cogroup_into<W: Data>(
+        &self,
+        other: &DStream<'s, (K, W)>,
+        partitions: Option<usize>,
+    ) -> DStream<'s, (K, (Vec<V>, Vec<W>))> {
+        let n = self.shuffle_partitions(partitions);
+        let stream = shuffle(
+            self.tagged_with(other),
             self.ticks.clone(),
-            Exchange::new(|(k, _): &(K, Either<V, W>)| route(k)),
-            Pipeline,
+            n,
             &self.ctx.name("Cogroup"),
-            foldhash::HashMap::<K, (Vec<V>, Vec<W>)>::default,
-            |groups, data: &mut Vec<(K, Either<V, W>)>| {
-                for (k, x) in data.drain(..) {
-                    let group = groups.entry(k).or_default();
+            move |x: &Either<(K, V), (K, W)>| match x {
+                Either::Left((k, _)) | Either::Right((k, _)) => hash_partition(k, n),
+            },
+            |_t, _q, records| {
+                let mut groups = FixedMap::<K, (Vec<V>, Vec<W>)>::default();
+                for x in records {
                     match x {
-                        Either::Left(v) => group.0.push(v),
-                        Either::Right(w) => group.1.push(w),
+                        Either::Left((k, v)) => groups.entry(k).or_default().0.push(v),
+                        Either::Right((k, w)) => groups.entry(k).or_default().1.push(w),
                     }
                 }
+                groups.into_iter().collect()
             },
-            |_t, groups, out| out.extend(groups),
         );
         self.derive(stream)
     }
@@ -77,15 +80,26 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn join<W: Data>(&self, other: &DStream<'s, (K, W)>) -> DStream<'s, (K, (V, W))> {
-        self.cogroup(other).flat_map(|(k, (vs, ws))| {
-            let mut out = Vec::with_capacity(vs.len() * ws.len());
-            for v in &vs {
-                for w in &ws {
-                    out.push((k.clone(), (v.clone(), w.clone())));
+        self.join_into(other, None)
+    }
+
+    /// [`join`](DStream::join) into `partitions` partitions (Spark's `numPartitions`); `None`
+    /// for the job's default.
+    pub fn join_into<W: Data>(
+        &self,
+        other: &DStream<'s, (K, W)>,
+        partitions: Option<usize>,
+    ) -> DStream<'s, (K, (V, W))> {
+        self.cogroup_into(other, partitions)
+            .flat_map(|(k, (vs, ws))| {
+                let mut out = Vec::with_capacity(vs.len() * ws.len());
+                for v in &vs {
+                    for w in &ws {
+                        out.push((k.clone(), (v.clone(), w.clone())));
+                    }
                 }
-            }
-            out
-        })
+                out
+            })
     }
 
     /// Every value of this stream, with each matching value of the other or `None` (Spark's
@@ -108,17 +122,28 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         &self,
         other: &DStream<'s, (K, W)>,
     ) -> DStream<'s, (K, (V, Option<W>))> {
-        self.cogroup(other).flat_map(|(k, (vs, ws))| {
-            let mut out = Vec::new();
-            for v in vs {
-                if ws.is_empty() {
-                    out.push((k.clone(), (v, None)));
-                } else {
-                    out.extend(ws.iter().map(|w| (k.clone(), (v.clone(), Some(w.clone())))));
+        self.left_outer_join_into(other, None)
+    }
+
+    /// [`left_outer_join`](DStream::left_outer_join) into `partitions` partitions (Spark's `numPartitions`); `None`
+    /// for the job's default.
+    pub fn left_outer_join_into<W: Data>(
+        &self,
+        other: &DStream<'s, (K, W)>,
+        partitions: Option<usize>,
+    ) -> DStream<'s, (K, (V, Option<W>))> {
+        self.cogroup_into(other, partitions)
+            .flat_map(|(k, (vs, ws))| {
+                let mut out = Vec::new();
+                for v in vs {
+                    if ws.is_empty() {
+                        out.push((k.clone(), (v, None)));
+                    } else {
+                        out.extend(ws.iter().map(|w| (k.clone(), (v.clone(), Some(w.clone())))));
+                    }
                 }
-            }
-            out
-        })
+                out
+            })
     }
 
     /// Every value of the other stream, with each matching value of this one or `None` (Spark's
@@ -141,17 +166,28 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         &self,
         other: &DStream<'s, (K, W)>,
     ) -> DStream<'s, (K, (Option<V>, W))> {
-        self.cogroup(other).flat_map(|(k, (vs, ws))| {
-            let mut out = Vec::new();
-            for w in ws {
-                if vs.is_empty() {
-                    out.push((k.clone(), (None, w)));
-                } else {
-                    out.extend(vs.iter().map(|v| (k.clone(), (Some(v.clone()), w.clone()))));
+        self.right_outer_join_into(other, None)
+    }
+
+    /// [`right_outer_join`](DStream::right_outer_join) into `partitions` partitions (Spark's `numPartitions`); `None`
+    /// for the job's default.
+    pub fn right_outer_join_into<W: Data>(
+        &self,
+        other: &DStream<'s, (K, W)>,
+        partitions: Option<usize>,
+    ) -> DStream<'s, (K, (Option<V>, W))> {
+        self.cogroup_into(other, partitions)
+            .flat_map(|(k, (vs, ws))| {
+                let mut out = Vec::new();
+                for w in ws {
+                    if vs.is_empty() {
+                        out.push((k.clone(), (None, w)));
+                    } else {
+                        out.extend(vs.iter().map(|v| (k.clone(), (Some(v.clone()), w.clone()))));
+                    }
                 }
-            }
-            out
-        })
+                out
+            })
     }
 
     /// Every value of either stream, paired where the key matches (Spark's `fullOuterJoin`).
@@ -173,20 +209,35 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         &self,
         other: &DStream<'s, (K, W)>,
     ) -> DStream<'s, (K, (Option<V>, Option<W>))> {
-        self.cogroup(other).flat_map(|(k, (vs, ws))| {
-            let mut out = Vec::new();
-            match (vs.is_empty(), ws.is_empty()) {
-                (false, true) => out.extend(vs.into_iter().map(|v| (k.clone(), (Some(v), None)))),
-                (true, false) => out.extend(ws.into_iter().map(|w| (k.clone(), (None, Some(w))))),
-                _ => {
-                    for v in &vs {
-                        for w in &ws {
-                            out.push((k.clone(), (Some(v.clone()), Some(w.clone()))));
+        self.full_outer_join_into(other, None)
+    }
+
+    /// [`full_outer_join`](DStream::full_outer_join) into `partitions` partitions (Spark's `numPartitions`); `None`
+    /// for the job's default.
+    pub fn full_outer_join_into<W: Data>(
+        &self,
+        other: &DStream<'s, (K, W)>,
+        partitions: Option<usize>,
+    ) -> DStream<'s, (K, (Option<V>, Option<W>))> {
+        self.cogroup_into(other, partitions)
+            .flat_map(|(k, (vs, ws))| {
+                let mut out = Vec::new();
+                match (vs.is_empty(), ws.is_empty()) {
+                    (false, true) => {
+                        out.extend(vs.into_iter().map(|v| (k.clone(), (Some(v), None))))
+                    }
+                    (true, false) => {
+                        out.extend(ws.into_iter().map(|w| (k.clone(), (None, Some(w)))))
+                    }
+                    _ => {
+                        for v in &vs {
+                            for w in &ws {
+                                out.push((k.clone(), (Some(v.clone()), Some(w.clone()))));
+                            }
                         }
                     }
                 }
-            }
-            out
-        })
+                out
+            })
     }
 }

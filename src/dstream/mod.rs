@@ -1,10 +1,13 @@
 //! `DStream<T>`: a stream of batches, with Spark Streaming's operators and per-batch semantics.
 //!
 //! A `DStream<'s, T>` at batch `t` is the multiset of records of Spark's RDD at `t`
-//! (`shared/DESIGN.md` §2). It wraps a timely stream whose timestamp is the batch time in ms;
-//! records of one batch are spread over the workers, which play the role of Spark's partitions.
+//! (`shared/DESIGN.md` §2). It wraps a timely stream whose timestamp is the batch time in ms
+//! and whose items are chunks of records of one Spark partition each ([`partition`]): a batch
+//! has Spark's partitions whatever the number of workers, and a whole batch is its partitions
+//! concatenated in order.
 //!
 //! The operator families live one per file:
+//! - [`partition`]: partition ids, chunks, and the shuffle every keyed operator uses;
 //! - [`stateless`]: `map`, `flat_map`, `filter`, `union`, `repartition`, `map_partitions`,
 //!   `glom`, `transform`, `transform_with`;
 //! - [`aggregate`]: `count`, `reduce`, `count_by_value`;
@@ -20,6 +23,8 @@ use std::hash::Hash;
 use std::rc::Rc;
 use timely::dataflow::{ProbeHandle, StreamVec};
 
+use partition::Parts;
+
 use crate::runtime::Runtime;
 
 pub mod aggregate;
@@ -28,6 +33,7 @@ pub mod collection;
 pub mod join;
 pub mod output;
 pub mod pair;
+pub mod partition;
 pub mod render;
 pub mod state;
 pub mod stateful;
@@ -57,6 +63,9 @@ pub struct WorkerInfo {
     pub process: usize,
     /// The batch interval in ms.
     pub batch_ms: u64,
+    /// The job's default number of partitions (Spark's `spark.default.parallelism`): queue
+    /// streams are sliced into this many, and shuffles use it unless told otherwise.
+    pub parallelism: usize,
 }
 
 /// Per-worker state shared by every DStream of a job.
@@ -130,7 +139,7 @@ impl JobCtx {
 /// # Ok::<(), sluice::SluiceError>(())
 /// ```
 pub struct DStream<'s, T> {
-    pub(crate) stream: StreamVec<'s, u64, T>,
+    pub(crate) stream: Parts<'s, T>,
     pub(crate) ticks: StreamVec<'s, u64, u64>,
     pub(crate) ctx: Rc<JobCtx>,
 }
@@ -147,7 +156,7 @@ impl<T: Clone + 'static> Clone for DStream<'_, T> {
 
 impl<'s, T: Data> DStream<'s, T> {
     /// A DStream over another stream of this job (same ticks and context).
-    pub(crate) fn derive<U>(&self, stream: StreamVec<'s, u64, U>) -> DStream<'s, U> {
+    pub(crate) fn derive<U>(&self, stream: Parts<'s, U>) -> DStream<'s, U> {
         DStream {
             stream,
             ticks: self.ticks.clone(),
@@ -193,14 +202,17 @@ impl<'s, T: Data> DStream<'s, T> {
             &self.ctx.name("OnlyBatches"),
             true,
             Vec::new,
-            |acc: &mut Vec<T>, data: &mut Vec<T>| acc.append(data),
-            |_t, records, out| out.extend(records),
+            |acc: &mut Vec<partition::Part<T>>, data: &mut Vec<partition::Part<T>>| {
+                acc.append(data)
+            },
+            |_t, chunks, out| out.extend(chunks),
         );
         self.derive(stream)
     }
 
-    /// The underlying timely stream (timestamps are batch times in ms), for custom operators.
-    pub fn inner(&self) -> StreamVec<'s, u64, T> {
+    /// The underlying timely stream of partition chunks (timestamps are batch times in ms), for
+    /// custom operators; see [`partition`] for the invariants a custom operator must keep.
+    pub fn inner(&self) -> Parts<'s, T> {
         self.stream.clone()
     }
 
@@ -214,8 +226,9 @@ impl<'s, T: Data> DStream<'s, T> {
         self.ctx.info
     }
 
-    /// Wraps a timely stream of this job (timestamps must be batch times) as a DStream.
-    pub fn wrap<U: Data>(&self, stream: StreamVec<'s, u64, U>) -> DStream<'s, U> {
+    /// Wraps a timely stream of partition chunks of this job (timestamps must be batch times)
+    /// as a DStream.
+    pub fn wrap<U: Data>(&self, stream: Parts<'s, U>) -> DStream<'s, U> {
         self.derive(stream)
     }
 }

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::Probe;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use super::batch_op::{batch_collect, batch_fold};
+use super::batch_op::batch_fold;
+use super::partition::{by_partition, gather, Part, PartitionId};
 use super::render::SparkDisplay;
 use super::{DStream, Data};
 use crate::time::Time;
@@ -43,15 +44,25 @@ pub fn format_print<T: SparkDisplay>(time: Time, records: &[T], n: usize) -> Str
     s
 }
 
-/// One worker's share of a batch, as a Spark partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One partition of a batch, as [`DStream::foreach_partition`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Partition {
     /// The batch.
     pub time: Time,
-    /// The worker (the partition index).
+    /// The partition.
+    pub id: PartitionId,
+    /// The worker that runs it.
     pub worker: usize,
     /// All workers.
     pub peers: usize,
+}
+
+/// One worker's share of a batch (all the partitions it runs), for the sinks that write one
+/// transaction per worker and batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WorkerShare {
+    /// The batch.
+    pub(crate) time: Time,
 }
 
 /// Batches collected by [`DStream::collect_into`], shared between the job and the caller.
@@ -183,24 +194,26 @@ impl<'s, T: Data> DStream<'s, T> {
         // `...`), then worker 0 prints.
         let keep = n.saturating_add(1);
         let this = self.for_output();
+        // Each partition's first n + 1 records (its chunks come in order).
         let firsts = batch_fold(
             this.stream.clone(),
             this.ticks.clone(),
             Pipeline,
             Pipeline,
             &self.ctx.name("PrintTake"),
-            Vec::new,
-            move |acc: &mut Vec<T>, data: &mut Vec<T>| {
-                let room = keep.saturating_sub(acc.len());
-                acc.extend(data.drain(..).take(room));
+            BTreeMap::<PartitionId, Vec<T>>::new,
+            move |acc, data: &mut Vec<Part<T>>| {
+                for part in data.drain(..) {
+                    let taken = acc.entry(part.id).or_default();
+                    let room = keep.saturating_sub(taken.len());
+                    taken.extend(part.records.into_iter().take(room));
+                }
             },
-            |_t, acc, out| out.extend(acc),
+            |_t, acc, out| out.extend(acc.into_iter().map(|(id, r)| Part::new(id, r))),
         );
-        let printed = batch_collect(
+        let printed = gather(
             firsts,
             this.ticks.clone(),
-            Exchange::new(|_: &T| 0),
-            Exchange::new(|_: &u64| 0),
             &self.ctx.name("Print"),
             move |t, acc, _out: &mut Vec<()>| {
                 let text = format_print(Time::from_millis(t), &acc, n);
@@ -213,9 +226,11 @@ impl<'s, T: Data> DStream<'s, T> {
         self.register_output(printed);
     }
 
-    /// Calls `f(time, records)` with the whole of every batch, on worker 0, once per batch and
-    /// in batch order, also for empty batches (Spark's `foreachRDD` with a `collect`). For
-    /// output that scales with the workers use [`foreach_partition`](DStream::foreach_partition).
+    /// Calls `f(time, records)` with the whole of every batch — its partitions concatenated in
+    /// order, each in its order, the same on any number of workers — on worker 0, once per
+    /// batch and in batch order, also for empty batches (Spark's `foreachRDD` with a
+    /// `collect`). For output that scales with the workers use
+    /// [`foreach_partition`](DStream::foreach_partition).
     ///
     /// # Examples
     ///
@@ -233,57 +248,79 @@ impl<'s, T: Data> DStream<'s, T> {
     pub fn foreach_batch(&self, f: impl FnMut(Time, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
         let this = self.for_output();
-        let done = batch_collect(
+        let done = gather(
             this.stream,
             this.ticks,
-            Exchange::new(|_: &T| 0),
-            Exchange::new(|_: &u64| 0),
             &self.ctx.name("ForeachBatch"),
-            move |t, acc, _out: &mut Vec<()>| (f.borrow_mut())(Time::from_millis(t), acc),
+            move |t, records, _out: &mut Vec<()>| (f.borrow_mut())(Time::from_millis(t), records),
         );
         self.register_output(done);
     }
 
-    /// Calls `f(partition, records)` on every worker with its share of every batch (Spark's
-    /// `foreachRDD { _.foreachPartition(..) }`), also when the share is empty.
+    /// Calls `f(partition, records)` for every partition of every batch, on the worker that
+    /// runs it, also for an empty partition (Spark's `foreachRDD { _.foreachPartition(..) }`).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
-    /// let written = Arc::new(Mutex::new(0usize));
+    /// let written = Arc::new(Mutex::new(Vec::new()));
     /// let w = Arc::clone(&written);
     /// sluice::testing::run_batches(vec![vec![1u64, 2, 3]], move |s| {
     ///     let w = Arc::clone(&w);
     ///     // One connection per partition would be opened here (course §4.3.1).
-    ///     s.foreach_partition(move |_partition, records| *w.lock().unwrap() += records.len());
+    ///     s.foreach_partition(move |partition, records| w.lock().unwrap().push((partition.id.index(), records.len())));
     /// })?;
-    /// assert_eq!(*written.lock().unwrap(), 3);
+    /// assert_eq!(*written.lock().unwrap(), vec![(0, 1), (1, 2)]); // two partitions
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn foreach_partition(&self, f: impl FnMut(Partition, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
         let info = self.ctx.info;
+        self.foreach_chunks(&self.ctx.name("ForeachPartition"), move |t, chunks| {
+            for (id, records) in by_partition(chunks) {
+                let p = Partition {
+                    time: Time::from_millis(t),
+                    id,
+                    worker: info.index,
+                    peers: info.peers,
+                };
+                (f.borrow_mut())(p, records)
+            }
+        });
+    }
+
+    /// Calls `f(share, records)` once per batch on every worker with all the partitions it runs
+    /// (in partition order), also when it runs none: for sinks that write one transaction per
+    /// worker and batch.
+    pub(crate) fn foreach_worker(&self, f: impl FnMut(WorkerShare, Vec<T>) + 'static) {
+        let f = std::cell::RefCell::new(f);
+        self.foreach_chunks(&self.ctx.name("ForeachWorker"), move |t, chunks| {
+            let share = WorkerShare {
+                time: Time::from_millis(t),
+            };
+            (f.borrow_mut())(share, super::partition::concat_in_order(chunks))
+        });
+    }
+
+    /// Every worker's chunks of every batch, once the batch is complete, as an output.
+    fn foreach_chunks(&self, name: &str, mut f: impl FnMut(u64, Vec<Part<T>>) + 'static) {
         let this = self.for_output();
-        let done = batch_collect(
+        let done = batch_fold(
             this.stream,
             this.ticks,
             Pipeline,
             Pipeline,
-            &self.ctx.name("ForeachPartition"),
-            move |t, acc, _out: &mut Vec<()>| {
-                let p = Partition {
-                    time: Time::from_millis(t),
-                    worker: info.index,
-                    peers: info.peers,
-                };
-                (f.borrow_mut())(p, acc)
-            },
+            name,
+            Vec::new,
+            |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
+            move |t, chunks, _out: &mut Vec<()>| f(t, chunks),
         );
         self.register_output(done);
     }
 
-    /// Collects every batch into `into` (on worker 0 of process 0): for tests and small jobs.
+    /// Collects every batch into `into` (on worker 0 of process 0), in partition order: for
+    /// tests and small jobs.
     ///
     /// # Examples
     ///

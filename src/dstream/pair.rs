@@ -1,17 +1,19 @@
 //! Per-batch keyed operators on `DStream<(K, V)>` (Spark's `PairDStreamFunctions`).
 //!
-//! Records are routed to workers by a hash of the key that every process computes alike
-//! ([`route`]); `combine_by_key` and `reduce_by_key` combine on each worker before routing
-//! (Spark's map-side combine), `group_by_key` does not. Output order within a batch is
-//! unspecified, as in Spark.
+//! Each shuffle hash-partitions the keys into `n` partitions (Spark's `HashPartitioner`; `n` is
+//! the job's default parallelism unless an `_into` form names it) with a hash that every
+//! process computes alike ([`route`]). `combine_by_key` and `reduce_by_key` combine within each
+//! input partition before the shuffle (Spark's map-side combine), `group_by_key` does not.
+//! Within a partition, the output follows the input partitions' order and fixed-seed hash
+//! maps, so it is the same on any number of workers (Spark leaves it unspecified).
 
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash};
 
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::core::Exchange as _;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::channels::pact::Pipeline;
 
 use super::batch_op::batch_fold;
+use super::partition::{hash_partition, map_parts, shuffle, FixedMap, Part, PartitionId};
 use super::{DStream, Data, Key};
 
 /// The worker-routing hash of a key: the same in every process of a job.
@@ -19,7 +21,7 @@ pub fn route<K: Hash + ?Sized>(key: &K) -> u64 {
     foldhash::quality::FixedState::with_seed(0x5EED_5EED).hash_one(key)
 }
 
-type Map_<K, V> = foldhash::HashMap<K, V>;
+type Map_<K, V> = FixedMap<K, V>;
 
 /// Adds `x` to the combiner of `k`: `merge(old, x)` if there is one, else `create(x)`.
 /// (The map holds `Option`s so that combiners move by value with one hash lookup.)
@@ -48,7 +50,10 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn map_values<W: Data>(&self, f: impl Fn(V) -> W + 'static) -> DStream<'s, (K, W)> {
-        self.derive(self.stream.clone().map(move |(k, v)| (k, f(v))))
+        let name = self.ctx.name("MapValues");
+        self.derive(map_parts(self.stream.clone(), &name, move |records| {
+            records.into_iter().map(|(k, v)| (k, f(v))).collect()
+        }))
     }
 
     /// Replaces every value by the values `f` returns, keeping the key (Spark's
@@ -65,26 +70,58 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     where
         I: IntoIterator<Item = W>,
     {
-        self.derive(
-            self.stream
-                .clone()
-                .flat_map(move |(k, v)| f(v).into_iter().map(move |w| (k.clone(), w))),
-        )
+        let name = self.ctx.name("FlatMapValues");
+        self.derive(map_parts(self.stream.clone(), &name, move |records| {
+            records
+                .into_iter()
+                .flat_map(|(k, v)| f(v).into_iter().map(move |w| (k.clone(), w)))
+                .collect()
+        }))
     }
 
-    /// Routes every record to the worker that owns its key, so that per-partition functions
-    /// (`transform`, `map_partitions`, `foreach_partition`) see all records of a key together.
+    /// Hash-partitions the records by key into the job's default parallelism, so that
+    /// per-partition functions (`transform`, `map_partitions`, `foreach_partition`) see all
+    /// records of a key together (Spark's `partitionBy(new HashPartitioner(n))`).
     ///
     /// # Examples
     ///
     /// ```
     /// let mut out = sluice::testing::collect_batches(vec![vec![('a', 1u64), ('b', 2)]], |s| s.partition_by_key())?;
     /// out[0].sort();
-    /// assert_eq!(out, vec![vec![('a', 1), ('b', 2)]]); // the same records, each on its key's worker
+    /// assert_eq!(out, vec![vec![('a', 1), ('b', 2)]]); // the same records, each in its key's partition
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn partition_by_key(&self) -> DStream<'s, (K, V)> {
-        self.derive(self.stream.clone().exchange(|(k, _): &(K, V)| route(k)))
+        self.partition_by(self.ctx.info.parallelism)
+    }
+
+    /// Hash-partitions the records by key into `partitions` partitions (Spark's
+    /// `partitionBy(new HashPartitioner(partitions))`); each keeps its input order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64), ('b', 2), ('a', 3)]], |s| s.partition_by(3).glom())?;
+    /// assert_eq!(out[0].len(), 3); // three partitions
+    /// assert!(out[0].iter().any(|p| p == &vec![('a', 1), ('a', 3)])); // a key's records together, in order
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn partition_by(&self, partitions: usize) -> DStream<'s, (K, V)> {
+        let n = partitions.max(1);
+        let stream = shuffle(
+            self.stream.clone(),
+            self.ticks.clone(),
+            n,
+            &self.ctx.name("PartitionBy"),
+            move |(k, _): &(K, V)| hash_partition(k, n),
+            |_t, _q, records| records,
+        );
+        self.derive(stream)
+    }
+
+    /// The number of partitions of a shuffle: `partitions`, or the job's default.
+    pub(crate) fn shuffle_partitions(&self, partitions: Option<usize>) -> usize {
+        partitions.unwrap_or(self.ctx.info.parallelism).max(1)
     }
 
     /// All values of each key in each batch (Spark's `groupByKey`).
@@ -98,19 +135,26 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn group_by_key(&self) -> DStream<'s, (K, Vec<V>)> {
-        let stream = batch_fold(
+        self.group_by_key_into(None)
+    }
+
+    /// [`group_by_key`](DStream::group_by_key) into `partitions` partitions (Spark's
+    /// `groupByKey(numPartitions)`); `None` for the job's default.
+    pub fn group_by_key_into(&self, partitions: Option<usize>) -> DStream<'s, (K, Vec<V>)> {
+        let n = self.shuffle_partitions(partitions);
+        let stream = shuffle(
             self.stream.clone(),
             self.ticks.clone(),
-            Exchange::new(|(k, _): &(K, V)| route(k)),
-            Pipeline,
+            n,
             &self.ctx.name("GroupByKey"),
-            Map_::<K, Vec<V>>::default,
-            |groups, data: &mut Vec<(K, V)>| {
-                for (k, v) in data.drain(..) {
+            move |(k, _): &(K, V)| hash_partition(k, n),
+            |_t, _q, records| {
+                let mut groups = Map_::<K, Vec<V>>::default();
+                for (k, v) in records {
                     groups.entry(k).or_default().push(v);
                 }
+                groups.into_iter().collect()
             },
-            |_t, groups, out| out.extend(groups),
         );
         self.derive(stream)
     }
@@ -136,33 +180,58 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         merge_value: impl Fn(C, V) -> C + 'static,
         merge_combiners: impl Fn(C, C) -> C + 'static,
     ) -> DStream<'s, (K, C)> {
+        self.combine_by_key_into(create, merge_value, merge_combiners, None)
+    }
+
+    /// [`combine_by_key`](DStream::combine_by_key) into `partitions` partitions (Spark's
+    /// `combineByKey(.., partitioner)`); `None` for the job's default.
+    pub fn combine_by_key_into<C: Data>(
+        &self,
+        create: impl Fn(V) -> C + 'static,
+        merge_value: impl Fn(C, V) -> C + 'static,
+        merge_combiners: impl Fn(C, C) -> C + 'static,
+        partitions: Option<usize>,
+    ) -> DStream<'s, (K, C)> {
+        let n = self.shuffle_partitions(partitions);
+        // Map side: each input partition's values combined as they arrive.
         let local = batch_fold(
             self.stream.clone(),
             self.ticks.clone(),
             Pipeline,
             Pipeline,
             &self.ctx.name("CombineLocal"),
-            Map_::<K, Option<C>>::default,
-            move |combined, data: &mut Vec<(K, V)>| {
-                for (k, v) in data.drain(..) {
-                    upsert(combined, k, v, &create, &merge_value);
+            BTreeMap::<PartitionId, Map_<K, Option<C>>>::new,
+            move |combined, data: &mut Vec<Part<(K, V)>>| {
+                for part in data.drain(..) {
+                    let map = combined.entry(part.id).or_default();
+                    for (k, v) in part.records {
+                        upsert(map, k, v, &create, &merge_value);
+                    }
                 }
             },
-            |_t, combined, out| out.extend(combined.into_iter().filter_map(|(k, c)| Some((k, c?)))),
+            |_t, combined, out| {
+                for (id, map) in combined {
+                    let records = map.into_iter().filter_map(|(k, c)| Some((k, c?))).collect();
+                    out.push(Part::new(id, records));
+                }
+            },
         );
-        let merged = batch_fold(
+        let merged = shuffle(
             local,
             self.ticks.clone(),
-            Exchange::new(|(k, _): &(K, C)| route(k)),
-            Pipeline,
+            n,
             &self.ctx.name("CombineMerge"),
-            Map_::<K, Option<C>>::default,
-            move |combined, data: &mut Vec<(K, C)>| {
-                for (k, c) in data.drain(..) {
-                    upsert(combined, k, c, |c| c, &merge_combiners);
+            move |(k, _): &(K, C)| hash_partition(k, n),
+            move |_t, _q, records| {
+                let mut combined = Map_::<K, Option<C>>::default();
+                for (k, c) in records {
+                    upsert(&mut combined, k, c, |c| c, &merge_combiners);
                 }
+                combined
+                    .into_iter()
+                    .filter_map(|(k, c)| Some((k, c?)))
+                    .collect()
             },
-            |_t, combined, out| out.extend(combined.into_iter().filter_map(|(k, c)| Some((k, c?)))),
         );
         self.derive(merged)
     }
@@ -179,8 +248,26 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + 'static) -> DStream<'s, (K, V)> {
+        self.reduce_by_key_into(f, None)
+    }
+
+    /// [`reduce_by_key`](DStream::reduce_by_key) into `partitions` partitions (Spark's
+    /// `reduceByKey(func, numPartitions)`); `None` for the job's default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64), ('b', 2), ('a', 3)]], |s| s.reduce_by_key_into(|a, b| a + b, Some(1)).glom())?;
+    /// assert_eq!(out[0].len(), 1); // one partition holds every key
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn reduce_by_key_into(
+        &self,
+        f: impl Fn(V, V) -> V + 'static,
+        partitions: Option<usize>,
+    ) -> DStream<'s, (K, V)> {
         let f = std::rc::Rc::new(f);
         let g = std::rc::Rc::clone(&f);
-        self.combine_by_key(|v| v, move |a, b| f(a, b), move |a, b| g(a, b))
+        self.combine_by_key_into(|v| v, move |a, b| f(a, b), move |a, b| g(a, b), partitions)
     }
 }

@@ -16,7 +16,10 @@ use std::ops::Deref;
 use differential_dataflow::VecCollection;
 use timely::dataflow::channels::pact::Pipeline;
 
+use std::collections::BTreeMap;
+
 use super::batch_op::batch_fold_core;
+use super::partition::{by_partition, FixedMap, Part, PartitionId};
 use super::{DStream, Data, Key};
 
 type Build<'s, T> = Box<dyn FnOnce() -> DStream<'s, T> + 's>;
@@ -152,12 +155,13 @@ impl Every {
 /// Spark's view of keyed upserts: keeps the current value of every key from `changes`
 /// (`-old`, `+new`; at most one of each per key and batch; `0` for state restored from a
 /// checkpoint, in place before the batch) and emits all `(key, value)` pairs at every batch
-/// `every` includes. Runs where the changes are (keys stay on their worker).
+/// `every` includes, partition by partition. Runs where the changes are (keys stay in their
+/// partitions).
 pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
     changes: &DStream<'s, ((K, V), isize)>,
     every: Every,
 ) -> DStream<'s, (K, V)> {
-    let mut current: foldhash::HashMap<K, V> = Default::default();
+    let mut current: BTreeMap<PartitionId, FixedMap<K, V>> = BTreeMap::new();
     let op_name = changes.ctx.name("snapshot");
     let runtime = changes.ctx.runtime.clone();
     let stream = batch_fold_core(
@@ -168,31 +172,38 @@ pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
         &op_name.clone(),
         true,
         Vec::new,
-        |acc: &mut Vec<((K, V), isize)>, data| acc.append(data),
-        move |t, updates, out| {
-            for ((k, v), d) in &updates {
-                if *d == 0 {
-                    current.insert(k.clone(), v.clone());
+        |acc: &mut Vec<Part<((K, V), isize)>>, data: &mut Vec<Part<((K, V), isize)>>| {
+            acc.append(data)
+        },
+        move |t, chunks, out| {
+            for (id, updates) in by_partition(chunks) {
+                let current = current.entry(id).or_default();
+                for ((k, v), d) in &updates {
+                    if *d == 0 {
+                        current.insert(k.clone(), v.clone());
+                    }
                 }
-            }
-            // Retractions first: a batch may carry `+new` before `-old` for the same key.
-            for ((k, v), d) in &updates {
-                if *d < 0 && current.get(k) == Some(v) {
-                    current.remove(k);
+                // Retractions first: a batch may carry `+new` before `-old` for the same key.
+                for ((k, v), d) in &updates {
+                    if *d < 0 && current.get(k) == Some(v) {
+                        current.remove(k);
+                    }
                 }
-            }
-            for ((k, v), d) in updates {
-                if d > 0 {
-                    current.insert(k, v);
+                for ((k, v), d) in updates {
+                    if d > 0 {
+                        current.insert(k, v);
+                    }
                 }
+                shrink_if_sparse(current);
             }
-            shrink_if_sparse(&mut current);
-            runtime.report_state(
-                t,
-                crate::listener::StateSize::of::<K, V>(&op_name, current.len()),
-            );
+            current.retain(|_, m| !m.is_empty());
+            let keys = current.values().map(|m| m.len()).sum();
+            runtime.report_state(t, crate::listener::StateSize::of::<K, V>(&op_name, keys));
             if every.includes(t) {
-                out.extend(current.iter().map(|(k, v)| (k.clone(), v.clone())));
+                for (id, map) in &current {
+                    let records = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    out.push(Part::new(id.clone(), records));
+                }
             }
         },
     );

@@ -1,15 +1,19 @@
 //! Stateless operators: each batch `t` of the output depends on batch `t` of the input alone.
 //!
-//! `map`, `flat_map` and `filter` run record by record where the records are. `map_partitions`,
-//! `glom` and `transform` see one worker's share of a batch at once (a Spark partition);
-//! `transform_whole` sees the whole batch on one worker. `repartition` spreads records round
-//! robin over the workers, `union` merges two streams batch by batch.
+//! `map`, `flat_map` and `filter` run chunk by chunk where the records are and keep their
+//! partitions. `map_partitions`, `glom` and `transform` see one partition of a batch at once;
+//! `transform_whole` sees the whole batch on one worker. `repartition(n)` makes exactly `n`
+//! partitions as Spark deals them; `union` concatenates the branches' partitions.
 
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::core::{Concat, Concatenate, Exchange as _};
-use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::{Concat, Concatenate};
+use timely::dataflow::operators::generic::Operator;
 
-use super::batch_op::{batch_collect, batch_fold};
+use super::batch_op::batch_fold;
+use super::partition::{
+    collect_shards, gather, map_parts, per_partition, relabel, Part, PartitionId, Shard,
+    SparkRoundRobin,
+};
 use super::{DStream, Data};
 use crate::time::Time;
 
@@ -71,7 +75,10 @@ impl<'s, T: Data> DStream<'s, T> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + 'static) -> DStream<'s, U> {
-        self.derive(self.stream.clone().map(f))
+        let name = self.ctx.name("Map");
+        self.derive(map_parts(self.stream.clone(), &name, move |records| {
+            records.into_iter().map(&f).collect()
+        }))
     }
 
     /// Applies `f` to every record and keeps every item it returns (Spark's `flatMap`).
@@ -90,7 +97,10 @@ impl<'s, T: Data> DStream<'s, T> {
     where
         I: IntoIterator<Item = U>,
     {
-        self.derive(self.stream.clone().flat_map(f))
+        let name = self.ctx.name("FlatMap");
+        self.derive(map_parts(self.stream.clone(), &name, move |records| {
+            records.into_iter().flat_map(&f).collect()
+        }))
     }
 
     /// Keeps the records for which `p` holds (Spark's `filter`).
@@ -103,53 +113,98 @@ impl<'s, T: Data> DStream<'s, T> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn filter(&self, p: impl Fn(&T) -> bool + 'static) -> DStream<'s, T> {
-        self.derive(self.stream.clone().filter(p))
+        let name = self.ctx.name("Filter");
+        self.derive(map_parts(self.stream.clone(), &name, move |mut records| {
+            records.retain(&p);
+            records
+        }))
     }
 
-    /// Batch `t` of the result holds batch `t` of both streams (Spark's `union`).
+    /// Batch `t` of the result holds batch `t` of both streams (Spark's `union`): this stream's
+    /// partitions, then the other's.
     ///
     /// # Examples
     ///
     /// ```
-    /// let mut out = sluice::testing::collect_batches(vec![vec![1u64, 2]], |s| s.union(&s.map(|x| x * 10)))?;
-    /// out[0].sort();
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2]], |s| s.union(&s.map(|x| x * 10)))?;
     /// assert_eq!(out, vec![vec![1, 2, 10, 20]]);
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn union(&self, other: &DStream<'s, T>) -> DStream<'s, T> {
-        self.derive(self.stream.clone().concat(other.stream.clone()))
+        union_all(&[self.clone(), other.clone()]).unwrap_or_else(|| self.clone())
     }
 
-    /// Spreads the records round robin over `min(partitions, workers)` workers (Spark's
-    /// `repartition`; a worker is a partition here). Use it after a receiver, which reads on one
-    /// worker, to share the work.
+    /// Exactly `partitions` partitions (Spark's `repartition`): each input partition deals its
+    /// records round robin over them from the same starting point as Spark, so every output
+    /// partition holds the records Spark's would (input partitions in order). Use it after a
+    /// receiver, or to spread a small number of source partitions over more workers.
     ///
     /// # Examples
     ///
     /// ```
-    /// let mut out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3]], |s| s.repartition(4))?;
-    /// out[0].sort();
-    /// assert_eq!(out, vec![vec![1, 2, 3]]); // the same records, spread over the workers
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3]], |s| s.repartition(4).glom())?;
+    /// assert_eq!(out[0].len(), 4); // four partitions, one of them empty
+    /// assert_eq!(out[0].concat().len(), 3);
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn repartition(&self, partitions: usize) -> DStream<'s, T> {
-        let targets = partitions.clamp(1, self.ctx.info.peers) as u64;
-        let mut next = self.ctx.info.index as u64;
-        let stream = self.stream.clone().exchange(move |_: &T| {
-            next = next.wrapping_add(1);
-            next % targets
+        let n = partitions.max(1);
+        let name = self.ctx.name("Repartition");
+        // Whole input partitions first: Spark deals each one from a starting position of its
+        // own, over all its records in order.
+        let whole = per_partition(
+            self.stream.clone(),
+            self.ticks.clone(),
+            &format!("{name}Input"),
+            |_t, _id, records| records,
+        );
+        let shards = whole.unary(Pipeline, &format!("{name}Deal"), move |_, _| {
+            move |input, output| {
+                input.for_each(|cap, chunks| {
+                    let mut session = output.session(&cap);
+                    for part in chunks.drain(..) {
+                        let mut deal = SparkRoundRobin::new(part.id.index() as u32, n);
+                        let mut by_target: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+                        for record in part.records {
+                            by_target[deal.next_partition() as usize].push(record);
+                        }
+                        for (q, records) in by_target.into_iter().enumerate() {
+                            if !records.is_empty() {
+                                session.give(Shard {
+                                    to: q as u32,
+                                    from: part.id.clone(),
+                                    records,
+                                });
+                            }
+                        }
+                    }
+                });
+            }
         });
-        self.derive(stream)
+        self.derive(collect_shards(
+            shards,
+            self.ticks.clone(),
+            n,
+            &name,
+            |_t, partitions, out| {
+                out.extend(
+                    partitions
+                        .into_iter()
+                        .map(|(q, records)| Part::new(PartitionId::new(q), records)),
+                )
+            },
+        ))
     }
 
-    /// `f` gets each worker's share of a batch at once (Spark's `mapPartitions`); it is called
-    /// for every batch, with an empty vector when the share is empty.
+    /// `f` gets each partition of a batch at once (Spark's `mapPartitions`); it is called for
+    /// every partition of every batch, with an empty vector for an empty partition.
     ///
     /// # Examples
     ///
     /// ```
-    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3]], |s| s.map_partitions(|records| Some(records.iter().sum::<u64>())))?;
-    /// assert_eq!(out, vec![vec![6]]); // one worker: one partition
+    /// // Spark's BasicOperationsSuite: 1 to 4 in two partitions gives sums 3 and 7.
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3, 4]], |s| s.map_partitions(|records| Some(records.iter().sum::<u64>())))?;
+    /// assert_eq!(out, vec![vec![3, 7]]);
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn map_partitions<U: Data, I>(&self, f: impl Fn(Vec<T>) -> I + 'static) -> DStream<'s, U>
@@ -159,20 +214,21 @@ impl<'s, T: Data> DStream<'s, T> {
         self.transform(move |_t, records| f(records))
     }
 
-    /// Each worker's share of a batch as one vector (Spark's `glom`; a worker is a partition).
+    /// Each partition of a batch as one vector (Spark's `glom`).
     ///
     /// # Examples
     ///
     /// ```
-    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3]], |s| s.glom())?;
-    /// assert_eq!(out, vec![vec![vec![1, 2, 3]]]);
+    /// // The helpers slice a batch into two partitions, as Spark's test streams do.
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2, 3, 4]], |s| s.glom())?;
+    /// assert_eq!(out, vec![vec![vec![1, 2], vec![3, 4]]]);
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn glom(&self) -> DStream<'s, Vec<T>> {
         self.transform(|_t, records| Some(records))
     }
 
-    /// `f(time, records)` on each worker's share of batch `time` (Spark's `transform`, run per
+    /// `f(time, records)` on each partition of batch `time` (Spark's `transform`, run per
     /// partition). This equals Spark's whole-RDD `transform` for functions that work record by
     /// record or per key on a key-partitioned stream: `map`, `filter`, joins against a table
     /// every worker holds (the blacklist filter), per-key work after
@@ -223,19 +279,18 @@ impl<'s, T: Data> DStream<'s, T> {
         I: IntoIterator<Item = U>,
     {
         let name = self.ctx.name("Transform");
-        let stream = batch_collect(
+        let stream = per_partition(
             self.stream.clone(),
             self.ticks.clone(),
-            Pipeline,
-            Pipeline,
             &name,
-            move |t, acc, out| out.extend(f(Time::from_millis(t), acc)),
+            move |t, _id, records| f(Time::from_millis(t), records).into_iter().collect(),
         );
         self.derive(stream)
     }
 
-    /// `f(time, records)` on the whole of batch `time`, gathered on worker 0: Spark's
-    /// `transform` for functions that need every record (sort, top-N). Costs one worker's time.
+    /// `f(time, records)` on the whole of batch `time` (its partitions concatenated in order),
+    /// gathered on worker 0: Spark's `transform` for functions that need every record (sort,
+    /// top-N). Costs one worker's time; the result is one partition.
     ///
     /// # Examples
     ///
@@ -255,20 +310,22 @@ impl<'s, T: Data> DStream<'s, T> {
         I: IntoIterator<Item = U>,
     {
         let name = self.ctx.name("TransformWhole");
-        let stream = batch_collect(
+        let stream = gather(
             self.stream.clone(),
             self.ticks.clone(),
-            Exchange::new(|_: &T| 0),
-            Exchange::new(|_: &u64| 0),
             &name,
-            move |t, acc, out| out.extend(f(Time::from_millis(t), acc)),
+            move |t, records, out| {
+                let result = f(Time::from_millis(t), records).into_iter().collect();
+                out.push(Part::new(PartitionId::new(0), result));
+            },
         );
         self.derive(stream)
     }
 
-    /// `f(time, mine, theirs)` on each worker's share of batch `time` of both streams (Spark's
-    /// `transformWith`, per partition). Co-partition keyed streams first with
-    /// [`partition_by_key`](DStream::partition_by_key) when `f` matches records by key.
+    /// `f(time, mine, theirs)` on each partition of batch `time` of both streams, partition
+    /// `p` of one with partition `p` of the other (Spark's `transformWith`, per partition).
+    /// Co-partition keyed streams first with [`partition_by_key`](DStream::partition_by_key)
+    /// when `f` matches records by key.
     ///
     /// # Examples
     ///
@@ -277,7 +334,7 @@ impl<'s, T: Data> DStream<'s, T> {
     ///     let odd = s.filter(|x| x % 2 == 1);
     ///     s.transform_with(&odd, |_time, all: Vec<u64>, odd: Vec<u64>| Some((all.len(), odd.len())))
     /// })?;
-    /// assert_eq!(out, vec![vec![(3, 2)]]);
+    /// assert_eq!(out, vec![vec![(2, 1), (1, 1)]]); // partitions [1, 2] and [3]
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn transform_with<U: Data, V: Data, I>(
@@ -289,7 +346,25 @@ impl<'s, T: Data> DStream<'s, T> {
         I: IntoIterator<Item = V>,
     {
         let name = self.ctx.name("TransformWith");
-        self.fold_with(other, Pipeline, Pipeline, &name, f)
+        let stream = batch_fold(
+            self.tagged_with(other),
+            self.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &name,
+            Vec::new,
+            |acc: &mut Vec<Part<Either<T, U>>>, data: &mut Vec<Part<Either<T, U>>>| {
+                acc.append(data)
+            },
+            move |t, chunks, out| {
+                for (id, records) in super::partition::by_partition(chunks) {
+                    let (a, b) = split_either(records);
+                    let result = f(Time::from_millis(t), a, b).into_iter().collect();
+                    out.push(Part::new(id, result));
+                }
+            },
+        );
+        self.derive(stream)
     }
 
     /// `f(time, mine, theirs)` on the *whole* of batch `time` of both streams, on one worker
@@ -323,59 +398,57 @@ impl<'s, T: Data> DStream<'s, T> {
         I: IntoIterator<Item = V>,
     {
         let name = self.ctx.name("TransformWithWhole");
-        let (data, ticks) = (
-            Exchange::new(|_: &Either<T, U>| 0),
-            Exchange::new(|_: &u64| 0),
-        );
-        self.fold_with(other, data, ticks, &name, f)
-    }
-
-    /// Batch `t` of both streams, routed by `data_pact` (ticks by `tick_pact`), given to `f`:
-    /// what `transform_with` (each worker's share) and `transform_with_whole` (all on one
-    /// worker) share.
-    fn fold_with<U: Data, V: Data, I, P, Q>(
-        &self,
-        other: &DStream<'s, U>,
-        data_pact: P,
-        tick_pact: Q,
-        name: &str,
-        f: impl Fn(Time, Vec<T>, Vec<U>) -> I + 'static,
-    ) -> DStream<'s, V>
-    where
-        I: IntoIterator<Item = V>,
-        P: timely::dataflow::channels::pact::ParallelizationContract<u64, Vec<Either<T, U>>>,
-        Q: timely::dataflow::channels::pact::ParallelizationContract<u64, Vec<u64>>,
-    {
-        let both = self
-            .stream
-            .clone()
-            .map(Either::Left)
-            .concat(other.stream.clone().map(Either::Right));
-        let stream = batch_fold(
-            both,
+        let stream = gather(
+            self.tagged_with(other),
             self.ticks.clone(),
-            data_pact,
-            tick_pact,
-            name,
-            || (Vec::new(), Vec::new()),
-            |acc: &mut (Vec<T>, Vec<U>), data: &mut Vec<Either<T, U>>| {
-                for x in data.drain(..) {
-                    match x {
-                        Either::Left(a) => acc.0.push(a),
-                        Either::Right(b) => acc.1.push(b),
-                    }
-                }
+            &name,
+            move |t, records, out| {
+                let (a, b) = split_either(records);
+                let result = f(Time::from_millis(t), a, b).into_iter().collect();
+                out.push(Part::new(PartitionId::new(0), result));
             },
-            move |t, (a, b), out| out.extend(f(Time::from_millis(t), a, b)),
         );
         self.derive(stream)
     }
+
+    /// Both streams in one, records tagged with their side, partitions kept.
+    pub(crate) fn tagged_with<U: Data>(
+        &self,
+        other: &DStream<'s, U>,
+    ) -> super::partition::Parts<'s, Either<T, U>> {
+        let left = map_parts(self.stream.clone(), "Left", |r: Vec<T>| {
+            r.into_iter().map(Either::Left).collect()
+        });
+        let right = map_parts(other.stream.clone(), "Right", |r: Vec<U>| {
+            r.into_iter().map(Either::Right).collect()
+        });
+        left.concat(right)
+    }
 }
 
-/// Unions many DStreams of one job at once (Spark's `StreamingContext.union`).
+/// The two sides of tagged records, each in order.
+fn split_either<A, B>(records: Vec<Either<A, B>>) -> (Vec<A>, Vec<B>) {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for x in records {
+        match x {
+            Either::Left(x) => a.push(x),
+            Either::Right(x) => b.push(x),
+        }
+    }
+    (a, b)
+}
+
+/// Unions many DStreams of one job at once (Spark's `StreamingContext.union`): the partitions
+/// of the first stream, then the second's, and so on.
 pub(crate) fn union_all<'s, T: Data>(streams: &[DStream<'s, T>]) -> Option<DStream<'s, T>> {
     let first = streams.first()?;
     let scope = first.stream.scope();
-    let merged = scope.concatenate(streams.iter().map(|s| s.stream.clone()));
+    let branches = streams.iter().enumerate().map(|(i, s)| {
+        relabel(s.stream.clone(), "UnionBranch", move |id| {
+            id.under(i as u32)
+        })
+    });
+    let merged = scope.concatenate(branches.collect::<Vec<_>>());
     Some(first.derive(merged))
 }

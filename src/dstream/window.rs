@@ -5,9 +5,10 @@
 //! `zeroTime`). `L` and `S` must be multiples of the batch interval; anything else fails the job
 //! when its dataflow is built, with an error that names the nearest valid value.
 //!
-//! **How.** A record of batch `b` is inserted at `b` and retracted at `b + L` (differential's
-//! `delay` + `negate`), and both changes move to the next slide time: the collection at a slide
-//! time *is* the window. Keyed reductions first reduce each batch (`reduce_by_key`), then:
+//! **How.** A record of batch `b` enters the window at the first slide time at or after `b` and
+//! leaves it at the first slide time at or after `b + L`; each worker keeps the batches of its
+//! partitions until they have left, and emits what enters (`+1`) and leaves (`-1`) at each slide
+//! time, partitions kept. Keyed reductions first reduce each batch (`reduce_by_key`), then:
 //! - without an inverse function, differential's `reduce` folds the per-batch values of each key
 //!   whose window changed (an arrangement per operator; work ∝ keys entering or leaving);
 //! - with an inverse function (Spark's incremental form), a keyed operator applies
@@ -21,12 +22,14 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use std::collections::{BTreeMap, VecDeque};
+
 use differential_dataflow::Data as DdData;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Pipeline;
 
 use super::batch_op::{batch_fold, batch_fold_core};
-use super::collection::retime;
-use super::pair::route;
+use super::collection::{keyed_changes_to_parts, retime};
+use super::partition::{FixedMap, Part, PartitionId};
 use super::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
 use super::{DStream, Data, Key};
 use crate::listener::StateSize;
@@ -78,15 +81,44 @@ impl<'s, T: Data> DStream<'s, T> {
     }
 
     /// The changes of the window: `(record, +1)` at the first slide time at or after its batch,
-    /// `(record, -1)` at the first slide time at or after its batch + `L` (not consolidated).
+    /// `(record, -1)` at the first slide time at or after its batch + `L` (not consolidated), in
+    /// the record's partition, batches in order.
     fn window_changes(&self, spec: Spec) -> DStream<'s, (T, isize)> {
-        let coll = self.to_collection();
+        let mut held: VecDeque<(u64, Vec<Part<T>>)> = VecDeque::new();
         let length = spec.length;
-        let windowed = coll
-            .clone()
-            .concat(coll.delay(move |t| t + length).negate())
-            .delay(move |t| spec.round_up(*t));
-        self.derive(retime(windowed)).only_batches()
+        let every = spec.every();
+        let stream = batch_fold_core(
+            self.stream.clone(),
+            self.ticks.clone(),
+            Pipeline,
+            Pipeline,
+            &self.ctx.name("WindowChanges"),
+            true,
+            Vec::new,
+            |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
+            move |t, chunks, out| {
+                held.push_back((t, chunks));
+                if !every.includes(t) {
+                    return;
+                }
+                for (b, chunks) in &held {
+                    let entering = spec.round_up(*b) == t;
+                    let leaving = spec.round_up(*b + length) == t;
+                    for part in chunks.iter().filter(|_| entering || leaving) {
+                        let mut records = Vec::new();
+                        if entering {
+                            records.extend(part.records.iter().map(|r| (r.clone(), 1)));
+                        }
+                        if leaving {
+                            records.extend(part.records.iter().map(|r| (r.clone(), -1)));
+                        }
+                        out.push(Part::new(part.id.clone(), records));
+                    }
+                }
+                held.retain(|(b, _)| spec.round_up(*b + length) > t);
+            },
+        );
+        self.derive(stream)
     }
 
     /// All records of the batches in `(t - L, t]`, at every slide time `t` (Spark's `window`).
@@ -119,8 +151,8 @@ impl<'s, T: Data> DStream<'s, T> {
         Stateful::new(
             changes,
             Box::new(move || {
-                // Each worker keeps its own share of the window's batches.
-                let mut batches: std::collections::VecDeque<(u64, Vec<T>)> = Default::default();
+                // Each worker keeps the window's batches of its partitions.
+                let mut batches: VecDeque<(u64, Vec<Part<T>>)> = Default::default();
                 let every = spec.every();
                 let op_name = this.ctx.name("window");
                 let runtime = this.ctx.runtime.clone();
@@ -132,18 +164,25 @@ impl<'s, T: Data> DStream<'s, T> {
                     &this.ctx.name("Window"),
                     true,
                     Vec::new,
-                    |acc: &mut Vec<T>, data| acc.append(data),
-                    move |t, records, out| {
-                        batches.push_back((t, records));
+                    |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
+                    move |t, chunks, out| {
+                        batches.push_back((t, chunks));
                         while batches.front().is_some_and(|(b, _)| *b + spec.length <= t) {
                             batches.pop_front();
                         }
                         if every.includes(t) {
-                            for (_, records) in &batches {
-                                out.extend(records.iter().cloned());
+                            // Spark's window is the union of its batches: each batch's
+                            // partitions under the batch's position in the window.
+                            for (position, (_, chunks)) in batches.iter().enumerate() {
+                                out.extend(chunks.iter().map(|p| {
+                                    Part::new(p.id.under(position as u32), p.records.clone())
+                                }));
                             }
                         }
-                        let held = batches.iter().map(|(_, r)| r.len()).sum();
+                        let held = batches
+                            .iter()
+                            .flat_map(|(_, c)| c.iter().map(|p| p.records.len()))
+                            .sum();
                         runtime.report_state(t, StateSize::of::<T, ()>(&op_name, held));
                     },
                 );
@@ -308,6 +347,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             .reduce_by_key(move |a, b| g(a, b))
             .transform(|t, kvs| kvs.into_iter().map(move |(k, v)| (k, (t.millis(), v))));
         let tagged = per_batch.window_changes(spec).changes_to_collection();
+        let n = self.shuffle_partitions(None);
         let reduced = tagged.reduce(move |_key, values, out| {
             // Values are (batch, value), in batch order; each batch's value appears once.
             let mut acc: Option<V> = None;
@@ -323,7 +363,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 out.push((a, 1isize));
             }
         });
-        let changes = self.derive(retime(reduced)).only_batches().on(spec.every());
+        let name = self.ctx.name("WindowReduced");
+        let by_key = keyed_changes_to_parts(retime(reduced), self.ticks.clone(), n, &name);
+        let changes = self.derive(by_key).only_batches().on(spec.every());
         let c = changes.clone();
         Stateful::new(
             changes,
@@ -367,68 +409,80 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let g = Rc::clone(&f);
         let per_batch = self.reduce_by_key(move |a, b| g(a, b));
         // Entering values at +1, leaving at -1, at slide times; routed by key.
+        // (Already in their keys' partitions: the per-batch reduction shuffled them.)
         let moves = per_batch.window_changes(spec);
-        let mut state: foldhash::HashMap<K, V> = Default::default();
+        let mut states: BTreeMap<PartitionId, FixedMap<K, V>> = BTreeMap::new();
         let every = spec.every();
         let (f_absorb, f_finish) = (Rc::clone(&f), f);
         let op_name = self.ctx.name("reduce_by_key_and_window_inv");
         let runtime = self.ctx.runtime.clone();
+        type Moves<K, V> = BTreeMap<PartitionId, FixedMap<K, (Option<V>, Option<V>)>>;
         let changes = batch_fold(
             moves.stream.clone(),
             moves.ticks.clone(),
-            Exchange::new(|((k, _), _): &((K, V), isize)| route(k)),
+            Pipeline,
             Pipeline,
             &op_name.clone(),
-            foldhash::HashMap::<K, (Option<V>, Option<V>)>::default,
-            move |acc, data: &mut Vec<((K, V), isize)>| {
+            Moves::<K, V>::new,
+            move |acc, data: &mut Vec<Part<((K, V), isize)>>| {
                 // Per key: the leaving values reduced with f, and the entering ones.
-                for ((k, v), d) in data.drain(..) {
-                    let (leaving, entering) = acc.entry(k).or_default();
-                    let slot = if d < 0 { leaving } else { entering };
-                    for _ in 0..d.unsigned_abs() {
-                        *slot = Some(match slot.take() {
-                            Some(a) => f_absorb(a, v.clone()),
-                            None => v.clone(),
-                        });
+                for part in data.drain(..) {
+                    let acc = acc.entry(part.id).or_default();
+                    for ((k, v), d) in part.records {
+                        let (leaving, entering) = acc.entry(k).or_default();
+                        let slot = if d < 0 { leaving } else { entering };
+                        for _ in 0..d.unsigned_abs() {
+                            *slot = Some(match slot.take() {
+                                Some(a) => f_absorb(a, v.clone()),
+                                None => v.clone(),
+                            });
+                        }
                     }
                 }
             },
-            move |t, moved, out: &mut Vec<((K, V), isize)>| {
+            move |t, moved, parts: &mut Vec<Part<((K, V), isize)>>| {
                 if !every.includes(t) {
                     return;
                 }
-                for (k, (leaving, entering)) in moved {
-                    let old = state.remove(&k);
-                    // Spark's order: inv(old, leaving), then f(that, entering).
-                    let mut value = match (old.clone(), leaving) {
-                        (Some(v), Some(l)) => Some(inv(v, l)),
-                        (v, _) => v,
-                    };
-                    if let Some(e) = entering {
-                        value = Some(match value {
-                            Some(v) => f_finish(v, e),
-                            None => e,
-                        });
-                    }
-                    let kept = value
-                        .map(|v| (k.clone(), v))
-                        .filter(|kv| filter.as_ref().is_none_or(|keep| keep(kv)));
-                    if kept.as_ref().map(|(_, v)| v) == old.as_ref() {
+                for (id, moved) in moved {
+                    let state = states.entry(id.clone()).or_default();
+                    let mut out = Vec::new();
+                    for (k, (leaving, entering)) in moved {
+                        let old = state.remove(&k);
+                        // Spark's order: inv(old, leaving), then f(that, entering).
+                        let mut value = match (old.clone(), leaving) {
+                            (Some(v), Some(l)) => Some(inv(v, l)),
+                            (v, _) => v,
+                        };
+                        if let Some(e) = entering {
+                            value = Some(match value {
+                                Some(v) => f_finish(v, e),
+                                None => e,
+                            });
+                        }
+                        let kept = value
+                            .map(|v| (k.clone(), v))
+                            .filter(|kv| filter.as_ref().is_none_or(|keep| keep(kv)));
+                        if kept.as_ref().map(|(_, v)| v) == old.as_ref() {
+                            if let Some((k, v)) = kept {
+                                state.insert(k, v);
+                            }
+                            continue;
+                        }
+                        if let Some(o) = old {
+                            out.push(((k.clone(), o), -1));
+                        }
                         if let Some((k, v)) = kept {
+                            out.push(((k.clone(), v.clone()), 1));
                             state.insert(k, v);
                         }
-                        continue;
                     }
-                    if let Some(o) = old {
-                        out.push(((k.clone(), o), -1));
-                    }
-                    if let Some((k, v)) = kept {
-                        out.push(((k.clone(), v.clone()), 1));
-                        state.insert(k, v);
-                    }
+                    shrink_if_sparse(state);
+                    parts.push(Part::new(id, out));
                 }
-                shrink_if_sparse(&mut state);
-                runtime.report_state(t, StateSize::of::<K, V>(&op_name, state.len()));
+                states.retain(|_, s| !s.is_empty());
+                let keys = states.values().map(|s| s.len()).sum();
+                runtime.report_state(t, StateSize::of::<K, V>(&op_name, keys));
             },
         );
         let changes = self.derive(changes).on(spec.every());

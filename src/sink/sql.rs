@@ -242,7 +242,7 @@ impl<'s, T: Data> DStream<'s, T> {
             }
         };
         let runtime = self.ctx.runtime.clone();
-        self.foreach_partition(move |p, records| {
+        self.foreach_worker(move |p, records| {
             let rows: Vec<Vec<SqlValue>> = records.iter().filter_map(&to_row).collect();
             if !rows.is_empty() {
                 write_or_fail(&mut sink, &runtime, p.time, &rows, None);
@@ -293,7 +293,7 @@ impl crate::source::kafka::DirectStream<'_> {
         };
         let group = group.to_owned();
         let runtime = items.ctx.runtime.clone();
-        items.foreach_partition(move |p, items| {
+        items.foreach_worker(move |p, items| {
             let mut rows = Vec::new();
             let mut ranges = Vec::new();
             for item in &items {

@@ -11,6 +11,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 
 use crate::checkpoint::file::{write_atomic, CheckpointError};
 use crate::dstream::batch_op::batch_fold;
+use crate::dstream::partition::{Part, PartitionId};
 use crate::dstream::{DStream, Data};
 use crate::error::SluiceError;
 use crate::retry::{Backoff, Failure};
@@ -53,26 +54,34 @@ impl<'s, T: Data> DStream<'s, T> {
         let runtime = self.ctx.runtime.clone();
         let parts_dir = Arc::clone(&dir_for);
         let this = self.for_output();
+        // One file per partition, as Spark's `part-NNNNN` (a union's `part-BBBBB-NNNNN`); each
+        // worker reports once it wrote all of its partitions of the batch.
         let parts = batch_fold(
             this.stream.clone(),
             this.ticks.clone(),
             Pipeline,
             Pipeline,
             &self.ctx.name("SaveParts"),
-            String::new,
-            |text: &mut String, data: &mut Vec<T>| {
-                for r in data.drain(..) {
-                    r.write_spark(text);
-                    text.push('\n');
+            std::collections::BTreeMap::<PartitionId, String>::new,
+            |texts, data: &mut Vec<Part<T>>| {
+                for part in data.drain(..) {
+                    let text = texts.entry(part.id).or_default();
+                    for r in part.records {
+                        r.write_spark(text);
+                        text.push('\n');
+                    }
                 }
             },
-            move |t, text, out: &mut Vec<u64>| {
+            move |t, texts, out: &mut Vec<u64>| {
                 let dir = parts_dir(t);
-                let part = dir.join(format!("part-{:05}", info.index));
-                match write(&runtime, &part, text.as_bytes()) {
-                    Ok(()) => out.push(t),
-                    Err(e) => runtime.fail(failed(t, e)),
+                for (id, text) in texts {
+                    let name: Vec<String> = id.path().iter().map(|i| format!("{i:05}")).collect();
+                    let part = dir.join(format!("part-{}", name.join("-")));
+                    if let Err(e) = write(&runtime, &part, text.as_bytes()) {
+                        return runtime.fail(failed(t, e));
+                    }
                 }
+                out.push(t);
             },
         );
         let runtime = self.ctx.runtime.clone();
@@ -89,7 +98,7 @@ impl<'s, T: Data> DStream<'s, T> {
             },
             move |t, parts_written, _out: &mut Vec<()>| {
                 if parts_written < info.peers {
-                    return; // a part failed; the job is stopping with that error
+                    return; // a worker's part failed; the job is stopping with that error
                 }
                 if let Err(e) = write(&runtime, &dir_for(t).join("_SUCCESS"), b"") {
                     runtime.fail(failed(t, e));

@@ -4,9 +4,18 @@
 //! their records of `t` (a socket receiver hands over what it buffered, a queue its next batch,
 //! a generator `rate × interval` new lines) and sends them into the dataflow at time `t`.
 //! Every worker runs every reader; a reader that owns nothing on a worker returns nothing.
+//!
+//! **Partitions.** A reader puts its records into Spark's partitions ([`BatchOut::partition`]):
+//! a queue stream slices a batch into the job's default parallelism, as `sc.parallelize`; the
+//! socket receiver makes one partition per block interval; a Kafka direct stream one per
+//! topic-partition; the generator one per default-parallelism slot. Chunks go to the worker of
+//! their partition (a receiver's blocks are spread over all workers this way).
+
+use std::collections::VecDeque;
 
 use timely::dataflow::InputHandleVec;
 
+use crate::dstream::partition::{Part, PartitionId};
 use crate::listener::SourceInput;
 use crate::time::Time;
 
@@ -57,6 +66,85 @@ pub struct CompletedBatch {
     pub scheduling_delay: std::time::Duration,
 }
 
+/// What a reader hands over for one batch on one worker: its records, in Spark's partitions.
+///
+/// [`push`](BatchOut::push) and [`extend`](BatchOut::extend) put records into the reading
+/// worker's own partition (partition `worker index`, as a receiver per worker would);
+/// [`partition`](BatchOut::partition) names the partition. A partition named and left empty
+/// still exists in the batch (`glom` shows it empty, as Spark's).
+///
+/// # Examples
+///
+/// ```
+/// use sluice::source::BatchOut;
+/// let mut out = BatchOut::new(0);
+/// out.partition(1).push("b");
+/// out.push("a");          // the reading worker's partition: 0 here
+/// out.partition(2);       // an empty partition
+/// assert_eq!(out.len(), 2);
+/// assert_eq!(out.into_parts().len(), 3);
+/// ```
+#[derive(Debug)]
+pub struct BatchOut<T> {
+    own: u32,
+    parts: Vec<Part<T>>,
+}
+
+impl<T> BatchOut<T> {
+    /// An empty batch for the worker whose own partition is `own`.
+    pub fn new(own: u32) -> Self {
+        BatchOut {
+            own,
+            parts: Vec::new(),
+        }
+    }
+
+    /// The records of partition `index` (created, empty, if it was not yet).
+    pub fn partition(&mut self, index: u32) -> &mut Vec<T> {
+        self.part(PartitionId::new(index))
+    }
+
+    /// The records of the partition `id` (created, empty, if it was not yet).
+    pub fn part(&mut self, id: PartitionId) -> &mut Vec<T> {
+        let at = match self.parts.iter().rposition(|p| p.id == id) {
+            Some(at) => at,
+            None => {
+                self.parts.push(Part::new(id, Vec::new()));
+                self.parts.len() - 1
+            }
+        };
+        &mut self.parts[at].records
+    }
+
+    /// Adds a record to the reading worker's own partition.
+    pub fn push(&mut self, record: T) {
+        let own = self.own;
+        self.partition(own).push(record);
+    }
+
+    /// Records in all partitions.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.records.len()).sum()
+    }
+
+    /// True when no partition holds a record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The partitions, in the order they were first named.
+    pub fn into_parts(self) -> Vec<Part<T>> {
+        self.parts
+    }
+}
+
+impl<T> Extend<T> for BatchOut<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, records: I) {
+        let own = self.own;
+        self.partition(own).extend(records);
+    }
+}
+
 /// Reads the records of each batch for one worker.
 ///
 /// # Examples
@@ -64,11 +152,11 @@ pub struct CompletedBatch {
 /// A source of the batch numbers, on worker 0 only:
 ///
 /// ```
-/// use sluice::source::{BatchReader, BatchSlot};
+/// use sluice::source::{BatchOut, BatchReader, BatchSlot};
 /// struct Numbers;
 /// impl BatchReader<u64> for Numbers {
 ///     fn name(&self) -> String { "numbers".into() }
-///     fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<u64>) -> u64 {
+///     fn read_batch(&mut self, slot: &BatchSlot, out: &mut BatchOut<u64>) -> u64 {
 ///         if slot.worker == 0 { out.push(slot.index); }
 ///         0 // nothing malformed
 ///     }
@@ -77,9 +165,9 @@ pub struct CompletedBatch {
 pub trait BatchReader<T>: 'static {
     /// A name for logs and metrics.
     fn name(&self) -> String;
-    /// Appends this worker's records of batch `slot.time` to `out`; returns how many malformed
-    /// records were set aside for this batch.
-    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<T>) -> u64;
+    /// Adds this worker's records of batch `slot.time` to `out`, in their partitions; returns
+    /// how many malformed records were set aside for this batch.
+    fn read_batch(&mut self, slot: &BatchSlot, out: &mut BatchOut<T>) -> u64;
 
     /// A batch has finished every output operation on every worker (the job's probe has passed
     /// it): a source can now commit what the batch consumed (Kafka offsets) and adapt its rate.
@@ -135,19 +223,21 @@ pub(crate) trait Feeder {
 }
 
 pub(crate) struct InputFeeder<T: Clone + 'static, R> {
-    pub(crate) input: Option<InputHandleVec<u64, T>>,
+    pub(crate) input: Option<InputHandleVec<u64, Part<T>>>,
     pub(crate) reader: R,
-    pub(crate) buffer: std::collections::VecDeque<T>,
-    pub(crate) scratch: Vec<T>,
+    /// The chunks read and not yet sent, in order.
+    pub(crate) buffer: VecDeque<Part<T>>,
+    /// The reading worker's own partition.
+    pub(crate) own: u32,
 }
 
 impl<T: Clone + 'static, R: BatchReader<T>> InputFeeder<T, R> {
-    pub(crate) fn new(input: InputHandleVec<u64, T>, reader: R) -> Self {
+    pub(crate) fn new(input: InputHandleVec<u64, Part<T>>, reader: R, own: u32) -> Self {
         InputFeeder {
             input: Some(input),
             reader,
             buffer: Default::default(),
-            scratch: Vec::new(),
+            own,
         }
     }
 }
@@ -163,9 +253,14 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
 
     fn read(&mut self, slot: &BatchSlot) -> SourceInput {
         self.advance_to(slot.time.millis());
-        let malformed = self.reader.read_batch(slot, &mut self.scratch);
-        let records = self.reader.records_in(&self.scratch);
-        self.buffer.extend(self.scratch.drain(..));
+        let mut out = BatchOut::new(self.own);
+        let malformed = self.reader.read_batch(slot, &mut out);
+        let parts = out.into_parts();
+        let records = parts
+            .iter()
+            .map(|p| self.reader.records_in(&p.records))
+            .sum();
+        self.buffer.extend(parts);
         SourceInput {
             source: self.reader.name(),
             records,
@@ -174,16 +269,26 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
     }
 
     fn send_chunk(&mut self, max: usize) -> bool {
-        let n = max.min(self.buffer.len());
-        match self.input.as_mut() {
-            Some(input) => {
-                for record in self.buffer.drain(..n) {
-                    input.send(record);
-                }
-                input.flush();
+        let Some(input) = self.input.as_mut() else {
+            self.buffer.clear();
+            return false;
+        };
+        // Up to `max` records, whole chunks where they fit; a larger one is cut (its pieces
+        // keep their order, so the partition does).
+        let mut room = max.max(1);
+        while room > 0 {
+            let Some(mut part) = self.buffer.pop_front() else {
+                break;
+            };
+            if part.records.len() > room {
+                let rest = part.records.split_off(room);
+                self.buffer.push_front(Part::new(part.id.clone(), rest));
             }
-            None => self.buffer.clear(),
+            room -= part.records.len().min(room);
+            // An empty chunk announces its partition and costs no room.
+            input.send(part);
         }
+        input.flush();
         !self.buffer.is_empty()
     }
 

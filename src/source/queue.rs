@@ -1,14 +1,15 @@
 //! `queue_stream`: one queued batch per interval (Spark's `queueStream` with `oneAtATime`).
 //!
 //! The queue lives outside the job (push into it while the job runs). Batch `t` takes the next
-//! queued vector, or nothing if the queue is empty. The records of a vector are spread over the
-//! workers (record `j` goes to worker `j % workers`), so with one worker the order is kept. In a
-//! multi-process job every process builds the same queue; each takes its own workers' share.
+//! queued vector, or nothing if the queue is empty, and slices it into `n` partitions (the
+//! job's default parallelism, or [`BatchQueue::partitions`]) exactly as Spark's
+//! `sc.parallelize(seq, n)` does: slice `i` is records `[i·len/n, (i+1)·len/n)`. Each worker
+//! takes the slices it runs. In a multi-process job every process builds the same queue.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use super::{BatchReader, BatchSlot};
+use super::{BatchOut, BatchReader, BatchSlot};
 
 struct QueueState<T> {
     pending: VecDeque<Vec<T>>,
@@ -18,6 +19,8 @@ struct QueueState<T> {
     /// readers still to read them, and the vectors taken as `[from, until)`.
     assigned: BTreeMap<u64, (Vec<T>, usize, (u64, u64))>,
     one_at_a_time: bool,
+    /// Slices per batch; `None`: the job's default parallelism.
+    partitions: Option<usize>,
 }
 
 impl<T> QueueState<T> {
@@ -61,6 +64,7 @@ impl<T> Default for BatchQueue<T> {
                 taken: 0,
                 assigned: BTreeMap::new(),
                 one_at_a_time: true,
+                partitions: None,
             })),
         }
     }
@@ -88,6 +92,12 @@ impl<T> BatchQueue<T> {
         self.lock().one_at_a_time = yes;
         self
     }
+    /// Slices every batch into `n` partitions (Spark's `parallelize(seq, n)`, as Spark's test
+    /// input streams take `numPartitions`) instead of the job's default parallelism.
+    pub fn partitions(self, n: usize) -> Self {
+        self.lock().partitions = Some(n.max(1));
+        self
+    }
     /// Queues one batch.
     pub fn push(&self, batch: Vec<T>) {
         self.lock().pending.push_back(batch);
@@ -111,19 +121,27 @@ impl<T> BatchQueue<T> {
 pub(crate) struct QueueReader<T> {
     pub(crate) queue: BatchQueue<T>,
     pub(crate) local_workers: usize,
+    pub(crate) parallelism: usize,
     pub(crate) replay: BTreeMap<u64, (u64, u64)>,
     pub(crate) last: (u64, u64),
 }
 
 impl<T> QueueReader<T> {
-    pub(crate) fn new(queue: BatchQueue<T>, local_workers: usize) -> Self {
+    pub(crate) fn new(queue: BatchQueue<T>, local_workers: usize, parallelism: usize) -> Self {
         QueueReader {
             queue,
             local_workers,
+            parallelism,
             replay: BTreeMap::new(),
             last: (0, 0),
         }
     }
+}
+
+/// Spark's `ParallelCollectionRDD.slice`: the bounds of slice `i` of `n` over `len` records.
+fn slice_bounds(len: usize, i: usize, n: usize) -> (usize, usize) {
+    let at = |j: usize| ((j as u128 * len as u128) / n as u128) as usize;
+    (at(i), at(i + 1))
 }
 
 impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
@@ -131,7 +149,7 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
         "queue".into()
     }
 
-    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<T>) -> u64 {
+    fn read_batch(&mut self, slot: &BatchSlot, out: &mut BatchOut<T>) -> u64 {
         let t = slot.time.millis();
         let mut state = self.queue.lock();
         if !state.assigned.contains_key(&t) {
@@ -144,17 +162,16 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
             state.assigned.insert(t, (taken, self.local_workers, range));
         }
         self.replay.remove(&t);
+        let n = state.partitions.unwrap_or(self.parallelism).max(1);
         let Some((batch, readers, range)) = state.assigned.get_mut(&t) else {
             return 0;
         };
         self.last = *range;
-        out.extend(
-            batch
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| j % slot.peers == slot.worker)
-                .map(|(_, x)| x.clone()),
-        );
+        for i in (0..n).filter(|i| i % slot.peers == slot.worker) {
+            let (from, until) = slice_bounds(batch.len(), i, n);
+            out.partition(i as u32)
+                .extend(batch[from..until].iter().cloned());
+        }
         *readers -= 1;
         if *readers == 0 {
             state.assigned.remove(&t);

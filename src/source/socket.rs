@@ -2,7 +2,10 @@
 //!
 //! As in Spark, the receiver runs on one worker (global worker 0) in a thread of its own and
 //! buffers what it reads; cutting batch `t` takes the whole buffer at once, so every line read
-//! lands in exactly one batch. Lines end at `\n` (a trailing `\r` is removed, like Java's
+//! lands in exactly one batch. The buffer is cut into **blocks**, one per block interval
+//! (Spark's `spark.streaming.blockInterval`, 200 ms by default) in which lines arrived; each
+//! block is one partition of the batch (batch interval / block interval = tasks, as the course's
+//! tuning chapter says), and blocks are spread over all workers. Lines end at `\n` (a trailing `\r` is removed, like Java's
 //! `readLine`); a last line without `\n` is kept when the server closes the connection cleanly.
 //!
 //! Faults: a refused or lost connection is retried with backoff (100 ms doubling to
@@ -17,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::dead_letter::{DeadLetters, Malformed};
-use super::{BatchReader, BatchSlot};
+use super::{BatchOut, BatchReader, BatchSlot};
 use crate::retry::{sleep_unless, Backoff, Failure};
 
 /// Settings of the socket receiver.
@@ -32,6 +35,9 @@ pub struct SocketOptions {
     /// Keep a write-ahead log of received lines in the job's checkpoint directory (Spark's
     /// `spark.streaming.receiver.writeAheadLog.enable`; off by default).
     pub write_ahead_log: bool,
+    /// Lines that arrive within one block interval form one block, one partition of the batch
+    /// (Spark's `spark.streaming.blockInterval`; default 200 ms).
+    pub block_interval: Duration,
 }
 
 impl Default for SocketOptions {
@@ -41,6 +47,7 @@ impl Default for SocketOptions {
             max_backoff: Duration::from_secs(2),
             dead_letters: DeadLetters::counting(),
             write_ahead_log: false,
+            block_interval: Duration::from_millis(200),
         }
     }
 }
@@ -69,6 +76,60 @@ impl SocketOptions {
 struct Buffer {
     lines: Vec<String>,
     first_seq: u64,
+    /// Where each block after the first starts in `lines`.
+    block_starts: Vec<usize>,
+    /// When the current block began (its first line arrived).
+    block_opened: Option<std::time::Instant>,
+}
+
+impl Buffer {
+    /// Appends lines that arrived now: a new block starts when the current one is older than
+    /// `block_interval`.
+    fn append(&mut self, lines: &mut Vec<String>, block_interval: Duration) {
+        let now = std::time::Instant::now();
+        match self.block_opened {
+            Some(opened) if now.duration_since(opened) < block_interval => {}
+            Some(_) if !self.lines.is_empty() => {
+                self.block_starts.push(self.lines.len());
+                self.block_opened = Some(now);
+            }
+            _ => self.block_opened = Some(now),
+        }
+        self.lines.append(lines);
+    }
+
+    /// Takes every line, cut into blocks (block sizes, in order).
+    fn take(&mut self) -> (Vec<String>, Vec<u64>) {
+        let lines = std::mem::take(&mut self.lines);
+        let mut sizes = Vec::with_capacity(self.block_starts.len() + 1);
+        let mut at = 0;
+        for start in self.block_starts.drain(..) {
+            sizes.push((start - at) as u64);
+            at = start;
+        }
+        if lines.len() > at {
+            sizes.push((lines.len() - at) as u64);
+        }
+        self.block_opened = None;
+        (lines, sizes)
+    }
+}
+
+/// Puts a batch's lines into its partitions, one per block, in order.
+fn into_blocks(mut lines: Vec<String>, sizes: &[u64], out: &mut BatchOut<String>) {
+    let mut rest = Vec::new();
+    for (i, size) in sizes.iter().enumerate().rev() {
+        let at = lines.len().saturating_sub(*size as usize);
+        rest.push((i, lines.split_off(at)));
+    }
+    if !lines.is_empty() {
+        // Sizes that do not add up (an older plan): whatever is left is a block of its own.
+        rest.push((sizes.len(), lines));
+    }
+    rest.sort_by_key(|(i, _)| *i);
+    for (i, block) in rest {
+        out.partition(i as u32).extend(block);
+    }
 }
 
 struct Shared {
@@ -137,6 +198,18 @@ impl Wal {
     }
 }
 
+/// A batch's plan: the write-ahead log's lines `[from, until)` and the sizes of its blocks.
+type BatchLines = ((u64, u64), Vec<u64>);
+
+/// Reads a plan; plans written before blocks were recorded are one block.
+fn decode_plan(bytes: &[u8]) -> Option<BatchLines> {
+    if let Ok(plan) = crate::checkpoint::codec::decode::<BatchLines>(bytes) {
+        return Some(plan);
+    }
+    let (from, until) = crate::checkpoint::codec::decode::<(u64, u64)>(bytes).ok()?;
+    Some(((from, until), vec![until - from]))
+}
+
 pub(crate) struct SocketReader {
     name: String,
     shared: Option<Arc<Shared>>,
@@ -144,11 +217,12 @@ pub(crate) struct SocketReader {
     /// What the receiver thread needs, until it is started (at the first batch, after any
     /// recovery).
     pending: Option<(String, SocketOptions, Option<Wal>)>,
-    /// With a write-ahead log: the lines of the batch read last, `[from, until)`.
-    last: Option<(u64, u64)>,
-    /// After a restart: the lines of batches to replay (`[from, until)` and the lines), by
-    /// batch time.
-    replay: std::collections::BTreeMap<u64, ((u64, u64), Vec<String>)>,
+    /// With a write-ahead log: the lines of the batch read last, `[from, until)`, and its
+    /// block sizes.
+    last: Option<BatchLines>,
+    /// After a restart: the lines of batches to replay (their plan and the lines), by batch
+    /// time.
+    replay: std::collections::BTreeMap<u64, (BatchLines, Vec<String>)>,
     /// The write-ahead log is on.
     wal_on: bool,
     /// Rotate the log every this many batches.
@@ -228,15 +302,16 @@ impl BatchReader<String> for SocketReader {
         self.name.clone()
     }
 
-    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<String>) -> u64 {
+    fn read_batch(&mut self, slot: &BatchSlot, out: &mut BatchOut<String>) -> u64 {
         self.start(slot.time.millis());
         let Some(shared) = self.shared.clone() else {
             return 0;
         };
-        if let Some((range, lines)) = self.replay.remove(&slot.time.millis()) {
-            // A batch replayed after a restart: the lines it had, from the write-ahead log.
-            out.extend(lines);
-            self.last = Some(range);
+        if let Some((plan, lines)) = self.replay.remove(&slot.time.millis()) {
+            // A batch replayed after a restart: the lines it had, from the write-ahead log, in
+            // the blocks it had.
+            into_blocks(lines, &plan.1, out);
+            self.last = Some(plan);
             return 0;
         }
         self.index += 1;
@@ -253,13 +328,11 @@ impl BatchReader<String> for SocketReader {
         let mut buffer = shared.lines.lock().unwrap_or_else(|p| p.into_inner());
         let from = buffer.first_seq;
         buffer.first_seq += buffer.lines.len() as u64;
-        self.last = Some((from, buffer.first_seq));
-        if out.is_empty() {
-            std::mem::swap(&mut buffer.lines, out);
-        } else {
-            out.append(&mut buffer.lines);
-        }
+        let until = buffer.first_seq;
+        let (lines, sizes) = buffer.take();
         drop(buffer);
+        into_blocks(lines, &sizes, out);
+        self.last = Some(((from, until), sizes));
         shared.malformed.swap(0, Ordering::SeqCst)
     }
 
@@ -267,7 +340,8 @@ impl BatchReader<String> for SocketReader {
         // Only the receiving worker with a write-ahead log can replay its batches.
         if self.wal_on {
             self.last
-                .and_then(|l| crate::checkpoint::codec::encode(&l).ok())
+                .as_ref()
+                .and_then(|l| crate::checkpoint::codec::encode(l).ok())
         } else {
             None
         }
@@ -281,10 +355,7 @@ impl BatchReader<String> for SocketReader {
         let mut lines = Wal::load(&wal.dir);
         let mut position: Option<u64> = None;
         for (t, plans) in &recovery.plans {
-            let Some(Ok((from, until))) = plans
-                .first()
-                .map(|p| crate::checkpoint::codec::decode::<(u64, u64)>(p))
-            else {
+            let Some(((from, until), sizes)) = plans.first().and_then(|p| decode_plan(p)) else {
                 continue;
             };
             if Some(*t) == recovery.after {
@@ -300,7 +371,7 @@ impl BatchReader<String> for SocketReader {
                 );
             }
             position = Some(position.map_or(until, |p| p.max(until)));
-            self.replay.insert(*t, ((from, until), batch));
+            self.replay.insert(*t, (((from, until), sizes), batch));
         }
         let after = position.unwrap_or(0);
         // Lines received but in no batch yet go into the first new batch.
@@ -411,7 +482,13 @@ impl LineFramer {
     }
 }
 
-fn deliver(shared: &Shared, framed: &mut Vec<Framed>, dead: &DeadLetters, wal: &mut Option<Wal>) {
+fn deliver(
+    shared: &Shared,
+    framed: &mut Vec<Framed>,
+    dead: &DeadLetters,
+    wal: &mut Option<Wal>,
+    block_interval: Duration,
+) {
     let mut good = Vec::with_capacity(framed.len());
     for f in framed.drain(..) {
         match f {
@@ -450,8 +527,7 @@ fn deliver(shared: &Shared, framed: &mut Vec<Framed>, dead: &DeadLetters, wal: &
         .lines
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .lines
-        .append(&mut good);
+        .append(&mut good, block_interval);
 }
 
 fn receive(
@@ -489,13 +565,25 @@ fn receive(
                     if framer.has_partial() {
                         framed.push(framer.finish(source, connection, None));
                     }
-                    deliver(shared, &mut framed, &options.dead_letters, &mut wal);
+                    deliver(
+                        shared,
+                        &mut framed,
+                        &options.dead_letters,
+                        &mut wal,
+                        options.block_interval,
+                    );
                     tracing::info!("{source}: the server closed the connection; reconnecting");
                     break;
                 }
                 Ok(n) => {
                     framer.push(&buf[..n], source, connection, &mut framed);
-                    deliver(shared, &mut framed, &options.dead_letters, &mut wal);
+                    deliver(
+                        shared,
+                        &mut framed,
+                        &options.dead_letters,
+                        &mut wal,
+                        options.block_interval,
+                    );
                 }
                 Err(e)
                     if matches!(
@@ -510,7 +598,13 @@ fn receive(
                             Some("connection lost in the middle of the line"),
                         ));
                     }
-                    deliver(shared, &mut framed, &options.dead_letters, &mut wal);
+                    deliver(
+                        shared,
+                        &mut framed,
+                        &options.dead_letters,
+                        &mut wal,
+                        options.block_interval,
+                    );
                     tracing::warn!("{source}: connection lost ({e}); reconnecting");
                     break;
                 }

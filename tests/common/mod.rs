@@ -43,6 +43,7 @@ pub fn config(batches: usize, cluster: Cluster) -> StreamingConfig {
         .cluster(cluster)
         .as_fast_as_possible(2)
         .first_batch_ms(1000)
+        .default_parallelism(2)
         .max_batches(batches as u64)
 }
 

@@ -3,18 +3,33 @@
 
 use std::collections::BTreeMap;
 
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-
 use super::{save_state, StateInput};
 use super::{MapWithState, State, StateSpec, TimeoutChecks};
-use crate::dstream::batch_op::batch_fold;
-use crate::dstream::pair::route;
+use crate::dstream::partition::{
+    hash_partition, map_parts, shuffle_batches, FixedMap, Part, PartitionId,
+};
 use crate::dstream::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
 use crate::dstream::stateless::Either;
 use crate::dstream::{DStream, Data, Key};
 use crate::listener::StateSize;
 use crate::time::Time;
-use timely::dataflow::operators::vec::Map;
+
+/// One partition's keyed state in `map_with_state`.
+struct KeyStates<K, S> {
+    state: FixedMap<K, S>,
+    last_seen: FixedMap<K, u64>,
+    expiring: BTreeMap<u64, Vec<K>>,
+}
+
+impl<K, S> Default for KeyStates<K, S> {
+    fn default() -> Self {
+        KeyStates {
+            state: FixedMap::default(),
+            last_seen: FixedMap::default(),
+            expiring: BTreeMap::new(),
+        }
+    }
+}
 
 impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// Maps every record with access to its key's state (Spark's `mapWithState`); see
@@ -46,6 +61,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             timeout,
             checks,
             name,
+            partitions,
         } = spec;
         let name = name.unwrap_or_else(|| self.ctx.name("map_with_state"));
         self.ctx.register_state(&name);
@@ -75,131 +91,154 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let runtime = self.ctx.runtime.clone();
         let store = runtime.state_store(&name);
         let input = self.with_start_state(&name, initial);
-        let mut state: foldhash::HashMap<K, S> = Default::default();
-        let mut last_seen: foldhash::HashMap<K, u64> = Default::default();
-        let mut expiring: BTreeMap<u64, Vec<K>> = BTreeMap::new();
+        let n = self.shuffle_partitions(partitions);
+        // Per partition: each key's state, when it was last seen, and when keys may time out.
+        let mut states: BTreeMap<u32, KeyStates<K, S>> = BTreeMap::new();
         let op_name = name.clone();
-        let both = batch_fold(
+        let both = shuffle_batches(
             input,
             self.ticks.clone(),
-            Exchange::new(|(k, _): &(K, StateInput<V, S>)| route(k)),
-            Pipeline,
+            n,
             &name,
-            Vec::new,
-            |acc: &mut Vec<(K, StateInput<V, S>)>, data| acc.append(data),
-            move |t, records, out: &mut Vec<Either<U, ((K, S), isize)>>| {
+            move |(k, _): &(K, StateInput<V, S>)| hash_partition(k, n),
+            move |t, partitions, parts: &mut Vec<Part<Either<U, ((K, S), isize)>>>| {
                 let time = Time::from_millis(t);
-                // Restored state is in place before the batch, marked with a diff of 0.
-                let (restored, records): (Vec<_>, Vec<_>) = records
-                    .into_iter()
-                    .partition(|(_, x)| matches!(x, StateInput::Restored(..)));
-                for (k, x) in restored {
-                    let StateInput::Restored(s, seen) = x else {
-                        continue;
-                    };
-                    if let (Some(ms), true) = (timeout_ms, seen != u64::MAX) {
-                        last_seen.insert(k.clone(), seen);
-                        expiring.entry(due(seen, ms)).or_default().push(k.clone());
-                    }
-                    state.insert(k.clone(), s.clone());
-                    out.push(Either::Right(((k, s), 0)));
-                }
-                // The state of every key touched in this batch as it was before the batch.
-                let mut before: foldhash::HashMap<K, Option<S>> = Default::default();
-                let touch = |k: &K,
-                             last_seen: &mut foldhash::HashMap<K, u64>,
-                             expiring: &mut BTreeMap<u64, Vec<K>>| {
-                    if let Some(ms) = timeout_ms {
-                        last_seen.insert(k.clone(), t);
-                        expiring.entry(due(t, ms)).or_default().push(k.clone());
-                    }
-                };
-                // Initial state before the batch's records: they see it (Spark's initial RDD).
-                let (initial, values): (Vec<_>, Vec<_>) = records
-                    .into_iter()
-                    .partition(|(_, x)| matches!(x, StateInput::Initial(_)));
-                for (k, x) in initial.into_iter().chain(values) {
-                    if !before.contains_key(&k) {
-                        before.insert(k.clone(), state.get(&k).cloned());
-                    }
-                    match x {
-                        StateInput::Initial(initial) | StateInput::Restored(initial, _) => {
-                            state.insert(k.clone(), initial);
+                for (q, records) in partitions {
+                    let KeyStates {
+                        state,
+                        last_seen,
+                        expiring,
+                    } = states.entry(q).or_default();
+                    let mut out: Vec<Either<U, ((K, S), isize)>> = Vec::new();
+                    // Restored state is in place before the batch, marked with a diff of 0.
+                    let (restored, records): (Vec<_>, Vec<_>) = records
+                        .into_iter()
+                        .partition(|(_, x)| matches!(x, StateInput::Restored(..)));
+                    for (k, x) in restored {
+                        let StateInput::Restored(s, seen) = x else {
+                            continue;
+                        };
+                        if let (Some(ms), true) = (timeout_ms, seen != u64::MAX) {
+                            last_seen.insert(k.clone(), seen);
+                            expiring.entry(due(seen, ms)).or_default().push(k.clone());
                         }
-                        StateInput::Value(v) => {
-                            let mut handle = State::new(state.remove(&k), false);
-                            if let Some(u) = f(time, &k, Some(v), &mut handle) {
+                        state.insert(k.clone(), s.clone());
+                        out.push(Either::Right(((k, s), 0)));
+                    }
+                    // The state of every key touched in this batch as it was before the batch.
+                    let mut before: FixedMap<K, Option<S>> = Default::default();
+                    let touch =
+                        |k: &K,
+                         last_seen: &mut FixedMap<K, u64>,
+                         expiring: &mut BTreeMap<u64, Vec<K>>| {
+                            if let Some(ms) = timeout_ms {
+                                last_seen.insert(k.clone(), t);
+                                expiring.entry(due(t, ms)).or_default().push(k.clone());
+                            }
+                        };
+                    // Initial state before the batch's records: they see it (Spark's initial RDD).
+                    let (initial, values): (Vec<_>, Vec<_>) = records
+                        .into_iter()
+                        .partition(|(_, x)| matches!(x, StateInput::Initial(_)));
+                    for (k, x) in initial.into_iter().chain(values) {
+                        if !before.contains_key(&k) {
+                            before.insert(k.clone(), state.get(&k).cloned());
+                        }
+                        match x {
+                            StateInput::Initial(initial) | StateInput::Restored(initial, _) => {
+                                state.insert(k.clone(), initial);
+                            }
+                            StateInput::Value(v) => {
+                                let mut handle = State::new(state.remove(&k), false);
+                                if let Some(u) = f(time, &k, Some(v), &mut handle) {
+                                    out.push(Either::Left(u));
+                                }
+                                if let (Some(s), _) = handle.finish() {
+                                    state.insert(k.clone(), s);
+                                }
+                            }
+                        }
+                        touch(&k, last_seen, expiring);
+                    }
+                    // Keys idle past the timeout, at a check: called once, then forgotten.
+                    let check = (t + batch_ms)
+                        .saturating_sub(zero.zero())
+                        .is_multiple_of(check_every);
+                    while let Some(entry) = expiring.first_entry().filter(|_| check) {
+                        if *entry.key() > t {
+                            break;
+                        }
+                        for k in entry.remove() {
+                            let idle_since = last_seen.get(&k).copied();
+                            let Some(ms) = timeout_ms else { break };
+                            if idle_since.is_none_or(|since| since + ms >= t) {
+                                continue; // touched again since: a later entry covers it
+                            }
+                            last_seen.remove(&k);
+                            let Some(s) = state.remove(&k) else { continue };
+                            before.entry(k.clone()).or_insert_with(|| Some(s.clone()));
+                            let mut handle = State::new(Some(s), true);
+                            if let Some(u) = f(time, &k, None, &mut handle) {
                                 out.push(Either::Left(u));
                             }
-                            if let (Some(s), _) = handle.finish() {
-                                state.insert(k.clone(), s);
-                            }
-                        }
-                    }
-                    touch(&k, &mut last_seen, &mut expiring);
-                }
-                // Keys idle past the timeout, at a check: called once, then forgotten.
-                let check = (t + batch_ms)
-                    .saturating_sub(zero.zero())
-                    .is_multiple_of(check_every);
-                while let Some(entry) = expiring.first_entry().filter(|_| check) {
-                    if *entry.key() > t {
-                        break;
-                    }
-                    for k in entry.remove() {
-                        let idle_since = last_seen.get(&k).copied();
-                        let Some(ms) = timeout_ms else { break };
-                        if idle_since.is_none_or(|since| since + ms >= t) {
-                            continue; // touched again since: a later entry covers it
-                        }
-                        last_seen.remove(&k);
-                        let Some(s) = state.remove(&k) else { continue };
-                        before.entry(k.clone()).or_insert_with(|| Some(s.clone()));
-                        let mut handle = State::new(Some(s), true);
-                        if let Some(u) = f(time, &k, None, &mut handle) {
-                            out.push(Either::Left(u));
-                        }
-                        if handle.finish().1 {
-                            runtime.fail(crate::error::SluiceError::InvalidConfig {
+                            if handle.finish().1 {
+                                runtime.fail(crate::error::SluiceError::InvalidConfig {
                                 problem: format!(
                                     "map_with_state `{op_name}` called update() on a key that is timing out (batch {time})"
                                 ),
                                 fix: "check state.is_timing_out() before state.update(..): a timing-out key's state is removed, as in Spark".into(),
                             });
+                            }
                         }
                     }
+                    for (k, old) in before {
+                        let new = state.get(&k);
+                        if old.as_ref() == new {
+                            continue;
+                        }
+                        if let Some(o) = old {
+                            out.push(Either::Right(((k.clone(), o), -1)));
+                        }
+                        if let Some(n) = new {
+                            out.push(Either::Right(((k, n.clone()), 1)));
+                        }
+                    }
+                    shrink_if_sparse(state);
+                    shrink_if_sparse(last_seen);
+                    parts.push(Part::new(PartitionId::new(q), out));
                 }
-                for (k, old) in before {
-                    let new = state.get(&k);
-                    if old.as_ref() == new {
-                        continue;
-                    }
-                    if let Some(o) = old {
-                        out.push(Either::Right(((k.clone(), o), -1)));
-                    }
-                    if let Some(n) = new {
-                        out.push(Either::Right(((k, n.clone()), 1)));
-                    }
-                }
-                shrink_if_sparse(&mut state);
-                shrink_if_sparse(&mut last_seen);
-                runtime.report_state(t, StateSize::of::<K, S>(&op_name, state.len()));
+                let keys = states.values().map(|s| s.state.len()).sum();
+                runtime.report_state(t, StateSize::of::<K, S>(&op_name, keys));
                 if let Some(store) = store.as_ref().filter(|_| runtime.snapshot_due(t)) {
-                    let entries: Vec<(&K, &S, u64)> = state
-                        .iter()
-                        .map(|(k, s)| (k, s, last_seen.get(k).copied().unwrap_or(u64::MAX)))
+                    let entries: Vec<(&K, &S, u64)> = states
+                        .values()
+                        .flat_map(|p| {
+                            p.state.iter().map(|(k, s)| {
+                                (k, s, p.last_seen.get(k).copied().unwrap_or(u64::MAX))
+                            })
+                        })
                         .collect();
                     save_state(store, &op_name, t, &entries);
                 }
             },
         );
-        let mapped = self.derive(both.clone().flat_map(|x| match x {
-            Either::Left(u) => Some(u),
-            Either::Right(_) => None,
+        let mapped = self.derive(map_parts(both.clone(), "Mapped", |records| {
+            records
+                .into_iter()
+                .filter_map(|x| match x {
+                    Either::Left(u) => Some(u),
+                    Either::Right(_) => None,
+                })
+                .collect()
         }));
-        let changes = self.derive(both.flat_map(|x| match x {
-            Either::Left(_) => None,
-            Either::Right(c) => Some(c),
+        let changes = self.derive(map_parts(both, "StateChanges", |records| {
+            records
+                .into_iter()
+                .filter_map(|x| match x {
+                    Either::Left(_) => None,
+                    Either::Right(c) => Some(c),
+                })
+                .collect()
         }));
         let c = changes.clone();
         MapWithState {

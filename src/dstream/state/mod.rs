@@ -23,9 +23,9 @@ use std::time::Duration;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::Concat;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Capability;
-use timely::dataflow::StreamVec;
+
+use super::partition::{map_parts, Part, PartitionId, Parts};
 
 use super::stateful::Stateful;
 use super::{DStream, Data, Key};
@@ -54,6 +54,7 @@ pub struct UpdateState<K, V, S> {
     pure: bool,
     initial: Vec<(K, S)>,
     name: Option<String>,
+    partitions: Option<usize>,
 }
 
 impl<K, V, S> UpdateState<K, V, S> {
@@ -64,6 +65,7 @@ impl<K, V, S> UpdateState<K, V, S> {
             pure: false,
             initial: Vec::new(),
             name: None,
+            partitions: None,
         }
     }
     /// `f(batch time, key, new values, old state)` (Spark's form with time and key).
@@ -75,6 +77,7 @@ impl<K, V, S> UpdateState<K, V, S> {
             pure: false,
             initial: Vec::new(),
             name: None,
+            partitions: None,
         }
     }
     /// Declares `f` pure: its result depends only on the key, the values and the old state (not
@@ -93,6 +96,12 @@ impl<K, V, S> UpdateState<K, V, S> {
     /// A stable name for metrics (and, later, checkpoints).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+    /// Keeps the state in `n` hash partitions of the keys (Spark's `updateStateByKey(f,
+    /// numPartitions)` / `new HashPartitioner(n)`) instead of the job's default parallelism.
+    pub fn partitions(mut self, n: usize) -> Self {
+        self.partitions = Some(n.max(1));
         self
     }
 }
@@ -197,6 +206,7 @@ pub struct StateSpec<K, V, S, U> {
     timeout: Option<Duration>,
     checks: TimeoutChecks,
     name: Option<String>,
+    partitions: Option<usize>,
 }
 
 impl<K, V, S, U> StateSpec<K, V, S, U> {
@@ -211,6 +221,7 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
             timeout: None,
             checks: TimeoutChecks::EveryBatch,
             name: None,
+            partitions: None,
         }
     }
     /// Spark's simple form `StateSpec.function((key, value, state) => mapped)`: `f(key, value,
@@ -254,6 +265,12 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
     /// A stable name for metrics (and, later, checkpoints).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+    /// Keeps the state in `n` hash partitions of the keys (Spark's `StateSpec.numPartitions`)
+    /// instead of the job's default parallelism.
+    pub fn partitions(mut self, n: usize) -> Self {
+        self.partitions = Some(n.max(1));
         self
     }
 }
@@ -304,9 +321,11 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         &self,
         name: &str,
         initial: Vec<(K, S)>,
-    ) -> StreamVec<'s, u64, (K, StateInput<V, S>)> {
+    ) -> Parts<'s, (K, StateInput<V, S>)> {
         let runtime = self.ctx.runtime.clone();
         let info = self.ctx.info;
+        // Start state travels in a chunk of its own, sorted after the data's partitions.
+        let start_id = PartitionId::from_path(&[u64::MAX, info.index as u64]);
         // Whether it restores is decided after the whole dataflow is built (windows built
         // later choose how old a snapshot must be).
         let store = runtime.state_store(name);
@@ -344,27 +363,36 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         return;
                     };
                     let mut session = output.session(&cap);
-                    match store.as_ref().filter(|s| s.restoring()) {
-                        None => session.give_iterator(
-                            initial
-                                .into_iter()
-                                .map(|(k, s)| (k, StateInput::Initial(s))),
-                        ),
+                    let records = match store.as_ref().filter(|s| s.restoring()) {
+                        None => initial
+                            .into_iter()
+                            .map(|(k, s)| (k, StateInput::Initial(s)))
+                            .collect(),
                         Some(store) => match store.restore::<(K, S, u64)>() {
-                            Ok(entries) => session.give_iterator(
-                                entries
-                                    .into_iter()
-                                    .map(|(k, s, aux)| (k, StateInput::Restored(s, aux))),
-                            ),
-                            Err(e) => runtime.fail(e),
+                            Ok(entries) => entries
+                                .into_iter()
+                                .map(|(k, s, aux)| (k, StateInput::Restored(s, aux)))
+                                .collect(),
+                            Err(e) => {
+                                runtime.fail(e);
+                                Vec::new()
+                            }
                         },
-                    }
+                    };
+                    session.give(Part::new(start_id.clone(), records));
                 }
             });
-        self.stream
-            .clone()
-            .map(|(k, v)| (k, StateInput::Value(v)))
-            .concat(start)
+        let values = map_parts(
+            self.stream.clone(),
+            "StateValues",
+            |records: Vec<(K, V)>| {
+                records
+                    .into_iter()
+                    .map(|(k, v)| (k, StateInput::Value(v)))
+                    .collect()
+            },
+        );
+        values.concat(start)
     }
 }
 

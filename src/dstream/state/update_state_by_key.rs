@@ -1,12 +1,13 @@
 //! `update_state_by_key`: running state per key, Spark's `updateStateByKey` (see the
 //! [module docs](super) for cost and purity).
 
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use std::collections::BTreeMap;
 
 use super::UpdateState;
 use super::{save_state, StateInput};
-use crate::dstream::batch_op::batch_fold;
-use crate::dstream::pair::route;
+use crate::dstream::partition::{
+    hash_partition, shuffle_batches, FixedMap, FixedSet, Part, PartitionId,
+};
 use crate::dstream::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
 use crate::dstream::{DStream, Data, Key};
 use crate::listener::StateSize;
@@ -59,124 +60,136 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             pure,
             initial,
             name,
+            partitions,
         } = spec;
         let name = name.unwrap_or_else(|| self.ctx.name("update_state_by_key"));
         self.ctx.register_state(&name);
         let runtime = self.ctx.runtime.clone();
         let store = runtime.state_store(&name);
         let input = self.with_start_state(&name, initial);
-        let mut state: foldhash::HashMap<K, S> = Default::default();
-        let mut dirty: foldhash::HashSet<K> = Default::default();
+        let n = self.shuffle_partitions(partitions);
+        // Per partition: each key's state, and (pure functions) the keys changed last batch.
+        let mut states: BTreeMap<u32, (FixedMap<K, S>, FixedSet<K>)> = BTreeMap::new();
         let op_name = name.clone();
-        let changes = batch_fold(
+        let changes = shuffle_batches(
             input,
             self.ticks.clone(),
-            Exchange::new(|(k, _): &(K, StateInput<V, S>)| route(k)),
-            Pipeline,
+            n,
             &name,
-            <(foldhash::HashMap<K, (Vec<V>, Option<S>)>, Vec<(K, S, u64)>)>::default,
-            |(acc, restored), data: &mut Vec<(K, StateInput<V, S>)>| {
-                for (k, x) in data.drain(..) {
-                    match x {
-                        StateInput::Value(v) => acc.entry(k).or_default().0.push(v),
-                        StateInput::Initial(s) => acc.entry(k).or_default().1 = Some(s),
-                        StateInput::Restored(s, changed) => restored.push((k, s, changed)),
-                    }
-                }
-            },
-            move |t, (mut news, restored), out: &mut Vec<((K, S), isize)>| {
+            move |(k, _): &(K, StateInput<V, S>)| hash_partition(k, n),
+            move |t, partitions, parts| {
                 let time = Time::from_millis(t);
-                // Restored state is in place before the batch, marked with a diff of 0 (it is
-                // not a change; snapshot views take it in).
-                for (k, s, changed) in restored {
-                    if changed == 1 {
-                        dirty.insert(k.clone());
-                    }
-                    state.insert(k.clone(), s.clone());
-                    out.push(((k, s), 0));
-                }
-                // Initial state is in place before the batch, as restored state is (a diff of 0:
-                // not a change, but snapshot views take it in): the function sees it as the old
-                // state, and what it returns replaces it (Spark's `initialRDD`).
-                for (k, (_, init)) in news.iter_mut() {
-                    if let Some(s) = init.take() {
-                        state.insert(k.clone(), s.clone());
-                        out.push(((k.clone(), s), 0));
-                    }
-                }
-                let mut next_dirty: foldhash::HashSet<K> = Default::default();
-                let mut apply = |k: K,
-                                 values: Vec<V>,
-                                 old: Option<S>,
-                                 state: &mut foldhash::HashMap<K, S>,
-                                 out: &mut Vec<((K, S), isize)>| {
-                    let new = f(time, &k, values, old.clone());
-                    if new == old {
-                        if let Some(s) = new {
-                            state.insert(k, s);
+                for (q, records) in partitions {
+                    let mut news: FixedMap<K, (Vec<V>, Option<S>)> = FixedMap::default();
+                    let mut restored: Vec<(K, S, u64)> = Vec::new();
+                    for (k, x) in records {
+                        match x {
+                            StateInput::Value(v) => news.entry(k).or_default().0.push(v),
+                            StateInput::Initial(s) => news.entry(k).or_default().1 = Some(s),
+                            StateInput::Restored(s, changed) => restored.push((k, s, changed)),
                         }
-                        return;
                     }
-                    if let Some(o) = old {
-                        out.push(((k.clone(), o), -1));
+                    let (state, dirty) = states.entry(q).or_default();
+                    let mut out: Vec<((K, S), isize)> = Vec::new();
+                    // Restored state is in place before the batch, marked with a diff of 0 (it is
+                    // not a change; snapshot views take it in).
+                    for (k, s, changed) in restored {
+                        if changed == 1 {
+                            dirty.insert(k.clone());
+                        }
+                        state.insert(k.clone(), s.clone());
+                        out.push(((k, s), 0));
                     }
-                    match new {
-                        Some(n) => {
-                            out.push(((k.clone(), n.clone()), 1));
-                            state.insert(k.clone(), n);
-                            // Only a pure function skips keys; the others visit every key.
-                            if pure {
-                                next_dirty.insert(k);
+                    // Initial state is in place before the batch, as restored state is (a diff of 0:
+                    // not a change, but snapshot views take it in): the function sees it as the old
+                    // state, and what it returns replaces it (Spark's `initialRDD`).
+                    for (k, (_, init)) in news.iter_mut() {
+                        if let Some(s) = init.take() {
+                            state.insert(k.clone(), s.clone());
+                            out.push(((k.clone(), s), 0));
+                        }
+                    }
+                    let mut next_dirty: FixedSet<K> = Default::default();
+                    let mut apply =
+                        |k: K,
+                         values: Vec<V>,
+                         old: Option<S>,
+                         state: &mut FixedMap<K, S>,
+                         out: &mut Vec<((K, S), isize)>| {
+                            let new = f(time, &k, values, old.clone());
+                            if new == old {
+                                if let Some(s) = new {
+                                    state.insert(k, s);
+                                }
+                                return;
+                            }
+                            if let Some(o) = old {
+                                out.push(((k.clone(), o), -1));
+                            }
+                            match new {
+                                Some(n) => {
+                                    out.push(((k.clone(), n.clone()), 1));
+                                    state.insert(k.clone(), n);
+                                    // Only a pure function skips keys; the others visit every key.
+                                    if pure {
+                                        next_dirty.insert(k);
+                                    }
+                                }
+                                None => {
+                                    state.remove(&k);
+                                }
+                            }
+                        };
+                    if pure {
+                        let mut visit: Vec<K> = news.keys().cloned().collect();
+                        visit.extend(dirty.drain().filter(|k| !news.contains_key(k)));
+                        for k in visit {
+                            let values = news.remove(&k).map(|(v, _)| v).unwrap_or_default();
+                            let old = state.remove(&k);
+                            apply(k, values, old, state, &mut out);
+                        }
+                    } else {
+                        // Spark's rule: every key with state, every batch; updated in place.
+                        let mut gone = Vec::new();
+                        for (k, s) in state.iter_mut() {
+                            let values = if news.is_empty() {
+                                Vec::new()
+                            } else {
+                                news.remove(k).map(|(v, _)| v).unwrap_or_default()
+                            };
+                            match f(time, k, values, Some(s.clone())) {
+                                Some(n) if n == *s => {}
+                                Some(n) => {
+                                    out.push(((k.clone(), std::mem::replace(s, n.clone())), -1));
+                                    out.push(((k.clone(), n), 1));
+                                }
+                                None => {
+                                    out.push(((k.clone(), s.clone()), -1));
+                                    gone.push(k.clone());
+                                }
                             }
                         }
-                        None => {
+                        for k in gone {
                             state.remove(&k);
                         }
-                    }
-                };
-                if pure {
-                    let mut visit: Vec<K> = news.keys().cloned().collect();
-                    visit.extend(dirty.drain().filter(|k| !news.contains_key(k)));
-                    for k in visit {
-                        let values = news.remove(&k).map(|(v, _)| v).unwrap_or_default();
-                        let old = state.remove(&k);
-                        apply(k, values, old, &mut state, out);
-                    }
-                } else {
-                    // Spark's rule: every key with state, every batch; updated in place.
-                    let mut gone = Vec::new();
-                    for (k, s) in state.iter_mut() {
-                        let values = if news.is_empty() {
-                            Vec::new()
-                        } else {
-                            news.remove(k).map(|(v, _)| v).unwrap_or_default()
-                        };
-                        match f(time, k, values, Some(s.clone())) {
-                            Some(n) if n == *s => {}
-                            Some(n) => {
-                                out.push(((k.clone(), std::mem::replace(s, n.clone())), -1));
-                                out.push(((k.clone(), n), 1));
-                            }
-                            None => {
-                                out.push(((k.clone(), s.clone()), -1));
-                                gone.push(k.clone());
-                            }
+                        for (k, (values, _)) in news.drain() {
+                            apply(k, values, None, state, &mut out);
                         }
                     }
-                    for k in gone {
-                        state.remove(&k);
-                    }
-                    for (k, (values, _)) in news.drain() {
-                        apply(k, values, None, &mut state, out);
-                    }
+                    *dirty = next_dirty;
+                    shrink_if_sparse(state);
+                    parts.push(Part::new(PartitionId::new(q), out));
                 }
-                dirty = next_dirty;
-                shrink_if_sparse(&mut state);
-                runtime.report_state(t, StateSize::of::<K, S>(&op_name, state.len()));
+                let keys = states.values().map(|(s, _)| s.len()).sum();
+                runtime.report_state(t, StateSize::of::<K, S>(&op_name, keys));
                 if let Some(store) = store.as_ref().filter(|_| runtime.snapshot_due(t)) {
-                    let entries: Vec<(&K, &S, u64)> = state
-                        .iter()
-                        .map(|(k, s)| (k, s, u64::from(dirty.contains(k))))
+                    let entries: Vec<(&K, &S, u64)> = states
+                        .values()
+                        .flat_map(|(state, dirty)| {
+                            state
+                                .iter()
+                                .map(|(k, s)| (k, s, u64::from(dirty.contains(k))))
+                        })
                         .collect();
                     save_state(store, &op_name, t, &entries);
                 }

@@ -41,7 +41,7 @@ impl DirectStream<'_> {
         let mut tx = Transactional::new(sink, format!("sluice-{job}-{worker}"), group.to_owned());
         let in_doubt_through = runtime.in_doubt_through();
         let job = job.to_owned();
-        items.foreach_partition(move |p, items| {
+        items.foreach_worker(move |p, items| {
             let mut out = Vec::new();
             let mut offsets = Vec::new();
             for item in &items {

@@ -224,7 +224,7 @@ impl<'s> DStream<'s, OutRecord> {
         let failed = Failed::default();
         let mut producer: Option<BaseProducer<Deliveries>> = None;
         let runtime = self.ctx.runtime.clone();
-        self.foreach_partition(move |p, records| {
+        self.foreach_worker(move |p, records| {
             if records.is_empty() {
                 return;
             }

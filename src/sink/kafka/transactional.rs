@@ -54,7 +54,7 @@ impl<'s> DStream<'s, OutRecord> {
         let name = name.to_owned();
         // Batches up to this one may have been committed by a run that crashed.
         let in_doubt_through = runtime.in_doubt_through();
-        self.foreach_partition(move |p, records| {
+        self.foreach_worker(move |p, records| {
             let Some(first) = records.first() else {
                 return;
             };

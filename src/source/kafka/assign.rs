@@ -11,7 +11,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::client::kafka_error;
 use super::read::{KafkaReader, Owned};
 use super::{ConsumerStrategy, ExpiredOffsets};
-use crate::dstream::pair::route;
 use crate::error::SluiceError;
 use crate::offsets::TopicPartition;
 use crate::retry::sleep_unless;
@@ -21,8 +20,7 @@ impl KafkaReader {
     /// so partitions added later do not move existing ones.
     pub(super) fn owns(&self, tp: &TopicPartition) -> bool {
         let info = self.runtime.worker();
-        (route(&tp.topic).wrapping_add(tp.partition as u64) % info.peers as u64) as usize
-            == info.index
+        super::read::partition_id(tp).worker(info.peers) == info.index
     }
 
     /// Every partition the strategy names right now.

@@ -12,12 +12,21 @@ use rdkafka::{ClientConfig, Offset};
 
 use super::client::{self, client_config_error, kafka_error};
 use super::{ConsumerRecord, ConsumerStrategy, KafkaConfig, KafkaItem};
+use crate::dstream::partition::PartitionId;
 use crate::error::SluiceError;
 use crate::offsets::{OffsetRange, OffsetStore, TopicPartition};
 use crate::retry::{Backoff, GaveUp};
 use crate::runtime::Runtime;
 use crate::source::rate::PidRateEstimator;
-use crate::source::{BatchReader, BatchSlot, CompletedBatch};
+use crate::source::{BatchOut, BatchReader, BatchSlot, CompletedBatch};
+
+/// The Spark partition of a Kafka topic-partition: `[hash(topic), hash(topic) + partition]`,
+/// so a batch lists a topic's partitions together and in partition order, and partition `p`
+/// runs on worker `(hash(topic) + p) % workers`, the worker that reads it.
+pub(crate) fn partition_id(tp: &TopicPartition) -> PartitionId {
+    let topic = crate::dstream::pair::route(&tp.topic);
+    PartitionId::from_path(&[topic, topic.wrapping_add(tp.partition as u64)])
+}
 
 /// A partition this worker reads.
 pub(super) struct Owned {
@@ -159,7 +168,7 @@ impl KafkaReader {
     pub(super) fn read(
         &mut self,
         slot: &BatchSlot,
-        out: &mut Vec<KafkaItem>,
+        out: &mut BatchOut<KafkaItem>,
     ) -> Result<(), SluiceError> {
         let due = self
             .refreshed
@@ -216,14 +225,20 @@ impl KafkaReader {
             .iter()
             .map(|(tp, (f, u))| (tp.clone(), *f, *u))
             .collect();
-        // Read exactly that, look-ahead first.
+        // Read exactly that, look-ahead first, each partition into its Spark partition (all of
+        // them announced, also those with nothing to read, as Spark's KafkaRDD has them).
+        let ids: BTreeMap<TopicPartition, PartitionId> = plan
+            .keys()
+            .map(|tp| (tp.clone(), partition_id(tp)))
+            .collect();
         let mut missing: usize = 0;
         for (tp, (_, until)) in &plan {
             if let Some(o) = self.owned.get_mut(tp) {
+                let records = out.part(ids.get(tp).cloned().unwrap_or_else(|| partition_id(tp)));
                 while o.lookahead.front().is_some_and(|r| r.offset < *until) {
                     if let Some(r) = o.lookahead.pop_front() {
                         o.next = r.offset + 1;
-                        out.push(KafkaItem::Record(r));
+                        records.push(KafkaItem::Record(r));
                     }
                 }
                 if o.next < *until {
@@ -285,7 +300,9 @@ impl KafkaReader {
                     }
                     if record.offset < until {
                         o.next = record.offset + 1;
-                        out.push(KafkaItem::Record(record));
+                        if let Some(id) = ids.get(&tp) {
+                            out.part(id.clone()).push(KafkaItem::Record(record));
+                        }
                         if o.next >= until {
                             missing -= 1;
                         }
@@ -335,7 +352,8 @@ impl KafkaReader {
                 o.next = until;
             }
             ranges.push((tp.clone(), until));
-            out.push(KafkaItem::Range(OffsetRange {
+            let id = ids.get(&tp).cloned().unwrap_or_else(|| partition_id(&tp));
+            out.part(id).push(KafkaItem::Range(OffsetRange {
                 topic: tp.topic,
                 partition: tp.partition,
                 from,
@@ -359,7 +377,7 @@ impl BatchReader<KafkaItem> for KafkaReader {
             .count() as u64
     }
 
-    fn read_batch(&mut self, slot: &BatchSlot, out: &mut Vec<KafkaItem>) -> u64 {
+    fn read_batch(&mut self, slot: &BatchSlot, out: &mut BatchOut<KafkaItem>) -> u64 {
         if self.failure.is_some() {
             return 0;
         }

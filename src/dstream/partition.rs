@@ -1,0 +1,541 @@
+//! Spark's partitions, carried on chunks of records and decoupled from workers.
+//!
+//! Every batch of a DStream consists of numbered partitions, as Spark's RDD of that batch
+//! would (`shared/DESIGN.md` §3). A record belongs to the partition of the [`Part`] (chunk) it
+//! travels in; the partition is carried once per chunk, never per record.
+//!
+//! **Identity and order.** A [`PartitionId`] is a short path of indices that sorts
+//! lexicographically: a source's partition `i` is `[i]`; `union` puts each branch's partitions
+//! under the branch's index (`[0, i]`, then `[1, j]`), so sorting concatenates the branches as
+//! Spark's `UnionRDD` does; a window puts each batch's partitions under the batch's position in
+//! the window. A whole batch is its partitions concatenated in id order, each in its own order.
+//!
+//! **Placement.** The worker that runs a partition is its innermost index modulo the number of
+//! workers ([`PartitionId::worker`]). Prefixes do not change it, so `union` and windows move no
+//! data; shuffles (`repartition`, the keyed operators) send each record to its new partition's
+//! worker.
+//!
+//! **Invariants** every operator keeps:
+//! - all chunks of one partition of one batch are on that partition's worker, in order (one
+//!   producer per partition and FIFO channels between two workers);
+//! - every partition of a batch is announced by at least one chunk, possibly empty, so that
+//!   `glom`, `map_partitions` and `foreach_partition` see empty partitions as Spark does;
+//! - a shuffle reads its input partitions in id order (whatever order they arrive in), and uses
+//!   hash maps with a fixed seed, so its output is the same on any number of workers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+
+use smallvec::SmallVec;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+use super::batch_op::batch_fold;
+
+/// The identity of one partition of a batch: a path of indices, ordered lexicographically.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::dstream::partition::PartitionId;
+/// let p = PartitionId::new(3);
+/// assert_eq!((p.index(), p.worker(2)), (3, 1));
+/// assert!(PartitionId::new(0).under(1) > PartitionId::new(7).under(0)); // branch 1 after branch 0
+/// assert_eq!(PartitionId::new(2).under(1).to_string(), "1.2");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PartitionId(SmallVec<[u64; 2]>);
+
+impl PartitionId {
+    /// Partition `index` of a source or a shuffle.
+    pub fn new(index: u32) -> Self {
+        PartitionId(smallvec::smallvec![u64::from(index)])
+    }
+
+    /// A partition with a path of its own (a source whose partitions are not `0..n`, such as
+    /// Kafka's `[topic hash, slot]`); it runs on worker `path.last() % workers`.
+    pub fn from_path(path: &[u64]) -> Self {
+        PartitionId(SmallVec::from_slice(path))
+    }
+
+    /// This partition placed under `outer` (a union's branch, a window's batch): it sorts with
+    /// the partitions under `outer`, and runs on the same worker.
+    pub fn under(&self, outer: u32) -> Self {
+        let mut path = SmallVec::with_capacity(self.0.len() + 1);
+        path.push(u64::from(outer));
+        path.extend_from_slice(&self.0);
+        PartitionId(path)
+    }
+
+    /// The innermost index: the source's or shuffle's partition number.
+    pub fn index(&self) -> u64 {
+        self.0.last().copied().unwrap_or(0)
+    }
+
+    /// The whole path, outermost first.
+    pub fn path(&self) -> &[u64] {
+        &self.0
+    }
+
+    /// The worker (of `peers`) that runs this partition.
+    pub fn worker(&self, peers: usize) -> usize {
+        (self.index() % peers.max(1) as u64) as usize
+    }
+
+    /// What timely's exchange routes on (it takes it modulo the number of workers).
+    pub(crate) fn placement(&self) -> u64 {
+        self.index()
+    }
+}
+
+impl fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, x) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "{x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PartitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PartitionId({self})")
+    }
+}
+
+/// A chunk of records of one partition: what a DStream's timely stream carries.
+///
+/// A partition of a batch may arrive in several chunks (a large source batch is fed in pieces);
+/// an empty chunk announces a partition that has no records.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Part<T> {
+    /// The partition.
+    pub id: PartitionId,
+    /// Its records (in this chunk), in order.
+    pub records: Vec<T>,
+}
+
+impl<T> Part<T> {
+    /// A chunk of partition `id`.
+    pub fn new(id: PartitionId, records: Vec<T>) -> Self {
+        Part { id, records }
+    }
+}
+
+/// A timely stream of partition chunks, at batch times.
+pub type Parts<'s, T> = StreamVec<'s, u64, Part<T>>;
+
+/// Records bound for one partition of a shuffle, from one input partition.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Shard<T> {
+    pub(crate) to: u32,
+    pub(crate) from: PartitionId,
+    pub(crate) records: Vec<T>,
+}
+
+/// The hash maps of keyed operators: a fixed seed, so that every worker of every process, and
+/// every run, iterates them alike.
+pub(crate) type FixedMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+/// A hash set with a fixed seed (see [`FixedMap`]).
+pub(crate) type FixedSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
+
+/// The partition (of `partitions`) of a key: Spark's `HashPartitioner` with a hash that every
+/// process computes alike (not the JVM's `hashCode`, so a key's partition number differs from
+/// Spark's; which keys share a partition, and that co-partitioned streams meet, does not).
+///
+/// # Examples
+///
+/// ```
+/// use sluice::dstream::partition::hash_partition;
+/// let p = hash_partition(&"spark", 4);
+/// assert!(p < 4);
+/// assert_eq!(p, hash_partition(&"spark".to_owned(), 4)); // &str and String hash alike
+/// ```
+pub fn hash_partition<K: Hash + ?Sized>(key: &K, partitions: usize) -> u32 {
+    (super::pair::route(key) % partitions.max(1) as u64) as u32
+}
+
+/// The partitions `0..n` that worker `index` of `peers` runs.
+pub(crate) fn owned(n: usize, index: usize, peers: usize) -> impl Iterator<Item = u32> {
+    (0..n as u32).filter(move |q| (u64::from(*q) % peers.max(1) as u64) as usize == index)
+}
+
+/// Sends every chunk to the worker of its partition (after a source that reads elsewhere,
+/// such as a receiver).
+pub(crate) fn place<'s, T: super::Data>(parts: Parts<'s, T>) -> Parts<'s, T> {
+    use timely::dataflow::operators::core::Exchange as _;
+    parts.exchange(|p: &Part<T>| p.id.placement())
+}
+
+/// Maps every chunk's records, keeping its partition (the narrow operators).
+pub(crate) fn map_parts<'s, T: 'static, U: 'static>(
+    parts: Parts<'s, T>,
+    name: &str,
+    mut f: impl FnMut(Vec<T>) -> Vec<U> + 'static,
+) -> Parts<'s, U> {
+    parts.unary(Pipeline, name, move |_, _| {
+        move |input, output| {
+            input.for_each(|cap, chunks| {
+                let mut session = output.session(&cap);
+                for part in chunks.drain(..) {
+                    session.give(Part::new(part.id, f(part.records)));
+                }
+            });
+        }
+    })
+}
+
+/// Relabels every chunk's partition (union branches, window positions); no data moves.
+pub(crate) fn relabel<'s, T: 'static>(
+    parts: Parts<'s, T>,
+    name: &str,
+    f: impl Fn(&PartitionId) -> PartitionId + 'static,
+) -> Parts<'s, T> {
+    parts.unary(Pipeline, name, move |_, _| {
+        move |input, output| {
+            input.for_each(|cap, chunks| {
+                for part in chunks.iter_mut() {
+                    part.id = f(&part.id);
+                }
+                output.session(&cap).give_container(chunks);
+            });
+        }
+    })
+}
+
+/// The chunks of one batch on one worker, gathered per partition in id order.
+pub(crate) fn by_partition<T>(chunks: Vec<Part<T>>) -> BTreeMap<PartitionId, Vec<T>> {
+    let mut parts: BTreeMap<PartitionId, Vec<T>> = BTreeMap::new();
+    for part in chunks {
+        let slot = parts.entry(part.id).or_default();
+        if slot.is_empty() {
+            *slot = part.records;
+        } else {
+            slot.extend(part.records);
+        }
+    }
+    parts
+}
+
+/// Once batch `t` is complete, `f(t, id, records)` for every partition of `t` on this worker, in
+/// id order, with all of its records; what `f` returns is that partition of the output
+/// (`glom`, `map_partitions`, `transform`).
+pub(crate) fn per_partition<'s, T: 'static, U: 'static>(
+    parts: Parts<'s, T>,
+    ticks: StreamVec<'s, u64, u64>,
+    name: &str,
+    mut f: impl FnMut(u64, &PartitionId, Vec<T>) -> Vec<U> + 'static,
+) -> Parts<'s, U> {
+    batch_fold(
+        parts,
+        ticks,
+        Pipeline,
+        Pipeline,
+        name,
+        Vec::new,
+        |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
+        move |t, chunks, out| {
+            for (id, records) in by_partition(chunks) {
+                let records = f(t, &id, records);
+                out.push(Part::new(id, records));
+            }
+        },
+    )
+}
+
+/// Once batch `t` is complete, the whole batch on worker 0 (its partitions concatenated in id
+/// order) for `f(t, records)`; `f` runs once per batch, also for empty batches, on worker 0 only.
+pub(crate) fn gather<'s, T: super::Data, U: 'static>(
+    parts: Parts<'s, T>,
+    ticks: StreamVec<'s, u64, u64>,
+    name: &str,
+    mut f: impl FnMut(u64, Vec<T>, &mut Vec<U>) + 'static,
+) -> StreamVec<'s, u64, U> {
+    batch_fold(
+        parts,
+        ticks,
+        Exchange::new(|_: &Part<T>| 0),
+        Exchange::new(|_: &u64| 0),
+        name,
+        Vec::new,
+        |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
+        move |t, chunks, out| f(t, concat_in_order(chunks), out),
+    )
+}
+
+/// The records of a batch's chunks: partitions in id order, chunks of one partition in the
+/// order they came.
+pub(crate) fn concat_in_order<T>(mut chunks: Vec<Part<T>>) -> Vec<T> {
+    chunks.sort_by(|a, b| a.id.cmp(&b.id)); // stable: chunks of a partition keep their order
+    let total = chunks.iter().map(|p| p.records.len()).sum();
+    let mut records = Vec::with_capacity(total);
+    for part in chunks {
+        records.extend(part.records);
+    }
+    records
+}
+
+/// A shuffle into `n` partitions: `to(record)` names each record's partition. Once batch `t` is
+/// complete, every worker calls `finish(t, q, records)` for each partition `q` of `0..n` it
+/// owns — also for one that received nothing — with the records of `q` from every input
+/// partition, input partitions in id order, each in its order; what `finish` returns is
+/// partition `q` of the output.
+pub(crate) fn shuffle<'s, T: super::Data, U: 'static>(
+    parts: Parts<'s, T>,
+    ticks: StreamVec<'s, u64, u64>,
+    n: usize,
+    name: &str,
+    to: impl Fn(&T) -> u32 + 'static,
+    mut finish: impl FnMut(u64, u32, Vec<T>) -> Vec<U> + 'static,
+) -> Parts<'s, U> {
+    shuffle_batches(parts, ticks, n, name, to, move |t, partitions, out| {
+        for (q, records) in partitions {
+            out.push(Part::new(PartitionId::new(q), finish(t, q, records)));
+        }
+    })
+}
+
+/// [`shuffle`] for operators that keep per-worker bookkeeping: `finish(t, partitions, out)` gets
+/// every partition this worker owns at once, in order (`(q, records)`), and pushes the output
+/// chunks (one per `q`, so that every partition is announced).
+pub(crate) fn shuffle_batches<'s, T: super::Data, U: 'static>(
+    parts: Parts<'s, T>,
+    ticks: StreamVec<'s, u64, u64>,
+    n: usize,
+    name: &str,
+    to: impl Fn(&T) -> u32 + 'static,
+    finish: impl FnMut(u64, Vec<(u32, Vec<T>)>, &mut Vec<Part<U>>) + 'static,
+) -> Parts<'s, U> {
+    let n = n.max(1);
+    let shards = split(parts, n, &format!("{name}Split"), to);
+    collect_shards(shards, ticks, n, name, finish)
+}
+
+/// The reduce side of a shuffle: the shards of each batch, on the workers of their partitions,
+/// handed to `finish` as [`shuffle_batches`] does.
+pub(crate) fn collect_shards<'s, T: super::Data, U: 'static>(
+    shards: StreamVec<'s, u64, Shard<T>>,
+    ticks: StreamVec<'s, u64, u64>,
+    n: usize,
+    name: &str,
+    mut finish: impl FnMut(u64, Vec<(u32, Vec<T>)>, &mut Vec<Part<U>>) + 'static,
+) -> Parts<'s, U> {
+    let n = n.max(1);
+    let (index, peers) = (shards.scope().index(), shards.scope().peers());
+    batch_fold(
+        shards,
+        ticks,
+        Exchange::new(|s: &Shard<T>| u64::from(s.to)),
+        Pipeline,
+        name,
+        Vec::new,
+        |acc: &mut Vec<Shard<T>>, data: &mut Vec<Shard<T>>| acc.append(data),
+        move |t, mut shards, out| {
+            // Input partitions in id order (stable: one input partition's shards keep theirs).
+            shards.sort_by(|a, b| (a.to, &a.from).cmp(&(b.to, &b.from)));
+            let mut shards = shards.into_iter().peekable();
+            let mut partitions = Vec::new();
+            for q in owned(n, index, peers) {
+                let mut records = Vec::new();
+                while let Some(s) = shards.next_if(|s| s.to == q) {
+                    if records.is_empty() {
+                        records = s.records;
+                    } else {
+                        records.extend(s.records);
+                    }
+                }
+                partitions.push((q, records));
+            }
+            finish(t, partitions, out);
+        },
+    )
+}
+
+/// The map side of a shuffle: each chunk's records split by destination partition, in order.
+fn split<'s, T: super::Data>(
+    parts: Parts<'s, T>,
+    n: usize,
+    name: &str,
+    to: impl Fn(&T) -> u32 + 'static,
+) -> StreamVec<'s, u64, Shard<T>> {
+    parts.unary(Pipeline, name, move |_, _| {
+        move |input, output| {
+            input.for_each(|cap, chunks| {
+                let mut session = output.session(&cap);
+                for part in chunks.drain(..) {
+                    let mut by_target: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+                    for record in part.records {
+                        let q = (to(&record) as usize).min(n - 1);
+                        by_target[q].push(record);
+                    }
+                    for (q, records) in by_target.into_iter().enumerate() {
+                        if !records.is_empty() {
+                            session.give(Shard {
+                                to: q as u32,
+                                from: part.id.clone(),
+                                records,
+                            });
+                        }
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// Spark's `repartition(n)` placement: input partition `index` deals its records round robin
+/// over `0..n`, starting after position `XORShiftRandom(index).nextInt(n)` (Spark's
+/// `RDD.coalesce(n, shuffle = true)`), so each output partition receives the same records as
+/// in Spark.
+pub(crate) struct SparkRoundRobin {
+    position: u64,
+    n: u64,
+}
+
+impl SparkRoundRobin {
+    pub(crate) fn new(index: u32, n: usize) -> Self {
+        let n = n.max(1);
+        let mut random = XorShiftRandom::new(i64::from(index));
+        SparkRoundRobin {
+            position: random.next_int(n as i32) as u64,
+            n: n as u64,
+        }
+    }
+
+    /// The partition of the next record.
+    pub(crate) fn next_partition(&mut self) -> u32 {
+        self.position += 1;
+        (self.position % self.n) as u32
+    }
+}
+
+/// Spark's `XORShiftRandom` (a `java.util.Random` whose `next(bits)` is an xorshift over a
+/// MurmurHash3-hashed seed), as far as `nextInt(bound)` needs it.
+struct XorShiftRandom {
+    seed: i64,
+}
+
+impl XorShiftRandom {
+    fn new(init: i64) -> Self {
+        let bytes = init.to_be_bytes();
+        let low = murmur3_bytes(&bytes, 0x3c07_4a61);
+        let high = murmur3_bytes(&bytes, low);
+        XorShiftRandom {
+            seed: (i64::from(high) << 32) | (i64::from(low) & 0xFFFF_FFFF),
+        }
+    }
+
+    fn next(&mut self, bits: u32) -> i32 {
+        let mut s = self.seed ^ (self.seed << 21);
+        s ^= ((s as u64) >> 35) as i64;
+        s ^= s << 4;
+        self.seed = s;
+        (s & ((1i64 << bits) - 1)) as i32
+    }
+
+    /// `java.util.Random.nextInt(bound)`.
+    fn next_int(&mut self, bound: i32) -> i32 {
+        let mut r = self.next(31);
+        let m = bound - 1;
+        if bound & m == 0 {
+            return ((i64::from(bound) * i64::from(r)) >> 31) as i32;
+        }
+        let mut u = r;
+        loop {
+            r = u % bound;
+            if u.wrapping_sub(r).wrapping_add(m) >= 0 {
+                return r;
+            }
+            u = self.next(31);
+        }
+    }
+}
+
+/// Scala's `MurmurHash3.bytesHash(data, seed)`.
+fn murmur3_bytes(data: &[u8], seed: i32) -> i32 {
+    fn mix_last(h: i32, k: i32) -> i32 {
+        let k = k.wrapping_mul(0xcc9e_2d51_u32 as i32).rotate_left(15);
+        h ^ k.wrapping_mul(0x1b87_3593)
+    }
+    fn mix(h: i32, k: i32) -> i32 {
+        mix_last(h, k)
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64_u32 as i32)
+    }
+    let mut h = seed;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        h = mix(h, i32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let mut k = 0i32;
+        for (i, b) in tail.iter().enumerate() {
+            k ^= i32::from(*b) << (8 * i);
+        }
+        h = mix_last(h, k);
+    }
+    let mut h = (h ^ data.len() as i32) as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h as i32
+}
+
+/// The fixed-seed hasher of [`FixedMap`], for callers that hash by hand.
+#[allow(dead_code)]
+pub(crate) fn fixed_hash<K: Hash + ?Sized>(key: &K) -> u64 {
+    foldhash::fast::FixedState::default().hash_one(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_as_sparks_union_and_place_by_their_innermost_index() {
+        let mut ids = vec![
+            PartitionId::new(1).under(1),
+            PartitionId::new(0).under(1),
+            PartitionId::new(1).under(0),
+            PartitionId::new(0).under(0),
+        ];
+        ids.sort();
+        let shown: Vec<String> = ids.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["0.0", "0.1", "1.0", "1.1"]);
+        assert_eq!(PartitionId::new(5).under(3).worker(2), 1);
+        assert_eq!(owned(5, 1, 2).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn round_robin_deals_every_partition_evenly() {
+        for n in [1usize, 2, 3, 5, 8] {
+            for index in 0..4 {
+                let mut rr = SparkRoundRobin::new(index, n);
+                let mut counts = vec![0usize; n];
+                for _ in 0..(10 * n) {
+                    counts[rr.next_partition() as usize] += 1;
+                }
+                assert!(counts.iter().all(|c| *c == 10), "{n} {index} {counts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn murmur3_matches_scala() {
+        // Scala: MurmurHash3.bytesHash(Array[Byte](), 0) == 0 and the reference vectors of
+        // MurmurHash3_x86_32 (Scala's bytesHash is that function).
+        assert_eq!(murmur3_bytes(&[], 0), 0);
+        assert_eq!(murmur3_bytes(&[], 1) as u32, 0x514E_28B7);
+        assert_eq!(murmur3_bytes(&[0, 0, 0, 0], 0) as u32, 0x2362_F9DE);
+        assert_eq!(murmur3_bytes(b"Hello, world!", 1234) as u32, 0xFAF6_CDB3);
+    }
+}
