@@ -1,5 +1,6 @@
-//! Shared test harness: run a pipeline over queued batches with 1 worker, 2 workers, or as 2
-//! processes on loopback, and compare exact per-batch outputs.
+//! Shared test harness: run a pipeline over queued batches with 1 worker, 2 workers, 4
+//! workers, or as 2 processes on loopback, and compare per-batch outputs: in exact order
+//! ([`check_ordered`]) for Spark's ordered operations, as multisets ([`check`]) otherwise.
 //!
 //! Multi-process runs re-execute the test binary itself: the parent starts two children
 //! (`--exact child_process_entry`) with the case name and the cluster in environment
@@ -25,16 +26,18 @@ use sluice::{Cluster, CollectedBatches, DStream, Data, StreamingConfig, Streamin
 pub enum Topology {
     OneWorker,
     TwoWorkers,
+    FourWorkers,
     TwoProcesses,
 }
 
-pub const ALL: [Topology; 3] = [
+pub const ALL: [Topology; 4] = [
     Topology::OneWorker,
     Topology::TwoWorkers,
+    Topology::FourWorkers,
     Topology::TwoProcesses,
 ];
 
-/// Per batch, the records' `Debug` renderings, sorted (batch order is kept).
+/// Per batch, the records' `Debug` renderings, in the order the output saw them.
 pub type Batches = Vec<Vec<String>>;
 
 pub fn config(batches: usize, cluster: Cluster) -> StreamingConfig {
@@ -47,26 +50,46 @@ pub fn config(batches: usize, cluster: Cluster) -> StreamingConfig {
         .max_batches(batches as u64)
 }
 
-/// The batches where the output ran (every batch, or only the slide times of a window).
+/// The batches where the output ran (every batch, or only the slide times of a window), each
+/// in the order `collect_into` saw it (partitions in order).
 fn normalize<O: Debug + Clone>(out: &CollectedBatches<O>) -> Batches {
     out.batches()
         .into_iter()
-        .map(|(_, records)| {
-            let mut v: Vec<String> = records.iter().map(|x| format!("{x:?}")).collect();
-            v.sort();
-            v
+        .map(|(_, records)| records.iter().map(|x| format!("{x:?}")).collect())
+        .collect()
+}
+
+/// Each batch sorted: for comparing multisets.
+pub fn sorted(batches: &Batches) -> Batches {
+    batches
+        .iter()
+        .map(|b| {
+            let mut b = b.clone();
+            b.sort();
+            b
         })
         .collect()
 }
 
-/// Runs `f` over one queued input.
+/// Runs `f` over one queued input (two partitions per batch, as Spark's test streams).
 pub fn run1<I: Data, O: Data + Debug>(
     input: Vec<Vec<I>>,
     cluster: Cluster,
     f: impl for<'s> Fn(DStream<'s, I>) -> DStream<'s, O> + Send + Sync + 'static,
 ) -> Batches {
+    run1_sliced(input, 2, cluster, f)
+}
+
+/// Runs `f` over one queued input sliced into `partitions` partitions per batch (Spark's
+/// `setupStreams(input, operation, numPartitions)`).
+pub fn run1_sliced<I: Data, O: Data + Debug>(
+    input: Vec<Vec<I>>,
+    partitions: usize,
+    cluster: Cluster,
+    f: impl for<'s> Fn(DStream<'s, I>) -> DStream<'s, O> + Send + Sync + 'static,
+) -> Batches {
     let n = input.len();
-    let queue = BatchQueue::from_batches(input);
+    let queue = BatchQueue::from_batches(input).partitions(partitions);
     let out = CollectedBatches::new();
     let (q, o) = (queue.clone(), out.clone());
     StreamingContext::new(config(n, cluster))
@@ -188,27 +211,38 @@ pub fn cluster_for(t: Topology) -> Cluster {
             threads: 2,
             ..Cluster::default()
         },
+        Topology::FourWorkers => Cluster {
+            threads: 4,
+            ..Cluster::default()
+        },
         Topology::TwoProcesses => unreachable!("run through run_two_processes"),
     }
 }
 
-/// Expected batches from literal records (rendered with `Debug`, sorted per batch).
+/// Expected batches from literal records (rendered with `Debug`, in order).
 pub fn expect<T: Debug>(batches: Vec<Vec<T>>) -> Batches {
     batches
         .into_iter()
-        .map(|b| {
-            let mut v: Vec<String> = b.iter().map(|x| format!("{x:?}")).collect();
-            v.sort();
-            v
-        })
+        .map(|b| b.iter().map(|x| format!("{x:?}")).collect())
         .collect()
 }
 
 pub type CaseFn = Arc<dyn Fn(Cluster) -> Batches + Send + Sync>;
 
 /// Runs the named case with every topology (2 processes through `run_two_processes`) and
-/// compares each run's batches with `expected`.
+/// compares each run's batches with `expected` as multisets (Spark's `useSet = true`); every
+/// topology must also give the same order as one worker (sluice's own promise).
 pub fn check(name: &str, expected: Batches, run_case: fn(&str, Cluster) -> Batches) {
+    check_as(name, expected, run_case, false)
+}
+
+/// [`check`] in exact order (Spark's `useSet = false`: `map`, `glom`, `union`, …).
+pub fn check_ordered(name: &str, expected: Batches, run_case: fn(&str, Cluster) -> Batches) {
+    check_as(name, expected, run_case, true)
+}
+
+fn check_as(name: &str, expected: Batches, run_case: fn(&str, Cluster) -> Batches, ordered: bool) {
+    let mut first: Option<Batches> = None;
     for topology in ALL {
         let got = match topology {
             Topology::TwoProcesses => {
@@ -217,7 +251,25 @@ pub fn check(name: &str, expected: Batches, run_case: fn(&str, Cluster) -> Batch
             }
             t => run_case(name, cluster_for(t)),
         };
-        assert_eq!(got, expected, "case {name} with {topology:?}");
+        if ordered {
+            assert_eq!(got, expected, "case {name} with {topology:?} (exact order)");
+        } else {
+            assert_eq!(
+                sorted(&got),
+                sorted(&expected),
+                "case {name} with {topology:?}"
+            );
+        }
+        match &first {
+            None => first = Some(got),
+            Some(one) => assert_eq!(
+                &got, one,
+                "case {name}: {topology:?} gave another order than one worker"
+            ),
+        }
+        // The conformance table (`benches/conformance-table.sh`) is made of these lines.
+        let how = if ordered { "exact order" } else { "multiset" };
+        eprintln!("conformance\t{name}\t{topology:?}\t{how}\tok");
     }
 }
 
