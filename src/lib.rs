@@ -8,7 +8,11 @@
 //!   Unix epoch, a multiple of the batch interval (`Time: 1565253462000 ms`).
 //! - **DStream**: [`DStream<T>`](DStream) at batch `t` is the multiset of records of Spark's RDD
 //!   at `t`; its operators keep Spark's per-batch semantics.
-//! - **Parallelism**: timely's workers (`-w/-n/-p/-h`) are the partitions.
+//! - **Partitions**: every batch has Spark's partitions (queue slices, receiver blocks, Kafka
+//!   topic-partitions, `repartition(n)`, hash partitions of the keyed operators), carried on
+//!   chunks of records and spread over timely's workers (`-w/-n/-p/-h`); a batch is its
+//!   partitions in order, so a job's output is the same on any number of workers
+//!   ([`dstream::partition`]).
 //!
 //! ```
 //! use std::time::Duration;

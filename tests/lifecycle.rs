@@ -328,21 +328,14 @@ fn context_union_glom_and_map_partitions() {
                 .collect_into(&s);
         })
         .unwrap();
-        let mut all = unioned.batch_ms(1000);
-        all.sort();
-        assert_eq!(all, vec![1, 2, 3, 4, 10, 20, 30, 40, 100, 200, 300, 400]);
-        let mut parts = glommed.batch_ms(1000);
-        parts.sort();
-        let mut partial_sums = sums.batch_ms(1000);
-        partial_sums.sort();
-        if threads == 1 {
-            assert_eq!(parts, vec![vec![1, 2, 3, 4]]);
-            assert_eq!(partial_sums, vec![10]);
-        } else {
-            // One partition per worker: the queue deals records out round robin.
-            assert_eq!(parts, vec![vec![1, 3], vec![2, 4]]);
-            assert_eq!(partial_sums, vec![4, 6]);
-        }
+        // Spark's partitions whatever the number of workers: two slices per batch (the
+        // default parallelism the tests set), the union's branches one after the other.
+        assert_eq!(
+            unioned.batch_ms(1000),
+            vec![1, 2, 3, 4, 10, 20, 30, 40, 100, 200, 300, 400]
+        );
+        assert_eq!(glommed.batch_ms(1000), vec![vec![1, 2], vec![3, 4]]);
+        assert_eq!(sums.batch_ms(1000), vec![3, 7]);
     }
 }
 

@@ -72,6 +72,11 @@ pub struct CommonArgs {
     #[arg(long, value_name = "DURATION", requires = "checkpoint", value_parser = duration,
           allow_hyphen_values = true)]
     pub checkpoint_interval: Option<Duration>,
+    /// Partitions of queue and generated input and of every shuffle (Spark's
+    /// `spark.default.parallelism`; default: the number of workers). Set it and the output
+    /// comes in the same order on any number of workers.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub default_parallelism: Option<u64>,
     /// More log output on stderr: -v for info, -vv for one line per batch.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -98,6 +103,9 @@ impl CommonArgs {
         if let Some(every) = self.checkpoint_interval {
             config = config.checkpoint_interval(every);
         }
+        if let Some(n) = self.default_parallelism {
+            config = config.default_parallelism(n as usize);
+        }
         Ok(config)
     }
 }
@@ -119,6 +127,11 @@ pub struct LineSourceArgs {
     /// Append malformed input (not UTF-8, too long) to this file, one tab-separated line each.
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
+    /// Lines received within this interval form one block, one partition of the batch
+    /// (Spark's `spark.streaming.blockInterval`): batch / block interval = partitions.
+    #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = duration,
+          requires = "host", allow_hyphen_values = true)]
+    pub block_interval: Duration,
     /// Generated input: words per second over the whole job (without --host).
     #[arg(long, default_value_t = 20, value_name = "WORDS")]
     pub rate: u64,
@@ -138,6 +151,7 @@ impl LineSourceArgs {
         Ok(SocketOptions {
             max_line_bytes: self.max_line_bytes as usize,
             dead_letters,
+            block_interval: self.block_interval,
             ..SocketOptions::default()
         })
     }

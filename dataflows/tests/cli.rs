@@ -180,6 +180,42 @@ fn network_wordcount_counts_a_servers_words_with_two_workers() {
 }
 
 #[test]
+fn the_same_job_prints_the_same_records_in_the_same_order_on_any_number_of_workers() {
+    // Partitions, not workers, decide the order: with the default parallelism set, 1, 2 and 4
+    // workers print every batch identically (batch times aside, they follow the clock).
+    let printed = |workers: &str| {
+        let out = run(&[
+            "run",
+            "network-wordcount",
+            "--batch",
+            "200ms",
+            "--max-batches",
+            "3",
+            "--rate",
+            "20000",
+            "--vocabulary",
+            "40",
+            "--print",
+            "1000",
+            "--default-parallelism",
+            "3",
+            "-w",
+            workers,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("Time:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let one = printed("1");
+    assert!(one.matches('(').count() >= 40, "every word printed: {one}");
+    assert_eq!(printed("2"), one, "2 workers");
+    assert_eq!(printed("4"), one, "4 workers");
+}
+
+#[test]
 fn sigterm_stops_gracefully_with_exit_code_0() {
     let child = sluice()
         .args([

@@ -334,7 +334,7 @@ impl<'s, T: Data> DStream<'s, T> {
     ///     let odd = s.filter(|x| x % 2 == 1);
     ///     s.transform_with(&odd, |_time, all: Vec<u64>, odd: Vec<u64>| Some((all.len(), odd.len())))
     /// })?;
-    /// assert_eq!(out, vec![vec![(2, 1), (1, 1)]]); // partitions [1, 2] and [3]
+    /// assert_eq!(out, vec![vec![(1, 1), (2, 1)]]); // partitions [1] and [2, 3], as Spark slices
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn transform_with<U: Data, V: Data, I>(

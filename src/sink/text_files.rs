@@ -32,8 +32,9 @@ impl<'s, T: Data> DStream<'s, T> {
     /// let prefix = dir.path().join("words").display().to_string();
     /// let p = prefix.clone();
     /// run_batches(vec![vec!["a".to_owned(), "b".to_owned()]], move |s| s.save_as_text_files(p.clone(), Some("txt")))?;
-    /// let part = std::fs::read_to_string(format!("{prefix}-1000.txt/part-00000")).unwrap();
-    /// assert_eq!(part, "a\nb\n");
+    /// // One file per partition (the helpers make two), as Spark's.
+    /// let part = |n: &str| std::fs::read_to_string(format!("{prefix}-1000.txt/part-{n}")).unwrap();
+    /// assert_eq!((part("00000"), part("00001")), ("a\n".to_owned(), "b\n".to_owned()));
     /// assert!(std::path::Path::new(&format!("{prefix}-1000.txt/_SUCCESS")).exists());
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
