@@ -98,6 +98,14 @@ impl Runtime {
         }
     }
 
+    /// A stream's own checkpoint interval: state is snapshotted at its multiples too (no-op
+    /// without a checkpoint directory).
+    pub(crate) fn register_checkpoint_interval(&self, interval_ms: u64) {
+        if let Some(c) = self.coord.checkpoint() {
+            c.register_interval(interval_ms);
+        }
+    }
+
     /// Registers a window of `length_ms`: recovery replays enough batches to refill it.
     pub(crate) fn register_window(&self, length_ms: u64) {
         if let Some(c) = self.coord.checkpoint() {

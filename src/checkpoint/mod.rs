@@ -88,6 +88,9 @@ pub(crate) struct Checkpoint {
     /// Decided once the dataflow is built (it depends on the windows).
     chosen: Mutex<Option<Option<Arc<Snapshot>>>>,
     operators: Mutex<BTreeSet<String>>,
+    /// Streams' own checkpoint intervals (`Stateful::checkpoint`): snapshots are taken at their
+    /// multiples too.
+    stream_intervals: Mutex<BTreeSet<u64>>,
     max_window_ms: AtomicU64,
     writer: Mutex<Option<Sender<Msg>>>,
     /// Whether there was anything to recover.
@@ -188,6 +191,7 @@ impl Checkpoint {
             snapshots,
             chosen: Mutex::new(None),
             operators: Mutex::new(BTreeSet::new()),
+            stream_intervals: Mutex::new(BTreeSet::new()),
             max_window_ms: AtomicU64::new(0),
             writer: Mutex::new(None),
             resuming,
@@ -204,9 +208,21 @@ impl Checkpoint {
         lock(&self.operators).insert(name.to_owned());
     }
 
-    /// Whether batch `t` ends a checkpoint interval.
+    /// A stream asks for snapshots every `interval_ms` (a multiple of the batch interval).
+    pub(crate) fn register_interval(&self, interval_ms: u64) {
+        lock(&self.stream_intervals).insert(interval_ms);
+    }
+
+    /// Whether batch `t` ends a checkpoint interval: the job's, or a stream's own.
     pub(crate) fn on_schedule(&self, t: u64) -> bool {
-        t >= self.zero && (t - self.zero + self.batch_ms).is_multiple_of(self.every_ms)
+        if t < self.zero {
+            return false;
+        }
+        let since = t - self.zero + self.batch_ms;
+        since.is_multiple_of(self.every_ms)
+            || lock(&self.stream_intervals)
+                .iter()
+                .any(|i| since.is_multiple_of(*i))
     }
 }
 

@@ -14,7 +14,8 @@
 //! - [`pair`]: per-batch keyed operators on `DStream<(K, V)>`;
 //! - [`join`]: `cogroup` and the `join` family;
 //! - [`output`]: `print`, `foreach_batch`, `foreach_partition`, `save_as_text_files`,
-//!   `collect_into`.
+//!   `collect_into`;
+//! - [`remember`]: `transform_remembered`, whole batches that look back (Spark's `remember`).
 //!
 //! Operators take `&self`, so a DStream can be used several times, as in Spark.
 
@@ -34,6 +35,7 @@ pub mod join;
 pub mod output;
 pub mod pair;
 pub mod partition;
+pub mod remember;
 pub mod render;
 pub mod state;
 pub mod stateful;

@@ -106,6 +106,34 @@ impl<'s, T: Data> Stateful<'s, T> {
             .changes_to_collection()
     }
 
+    /// Spark's `checkpoint(interval)` on a stateful or windowed stream: its state is
+    /// snapshotted (with the job's checkpoint directory) at least every `interval`, a multiple
+    /// of the batch interval. Snapshots are one consistent cut of every operator, so the job
+    /// snapshots at the multiples of every interval asked for and of the job's own
+    /// ([`StreamingConfig::checkpoint_interval`](crate::StreamingConfig::checkpoint_interval)).
+    /// Without a checkpoint directory there is nothing to snapshot and this changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64)], vec![('a', 1)]], |s| {
+    ///     s.update_state_by_key(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()))
+    ///         .checkpoint(Duration::from_secs(2))
+    ///         .snapshots()
+    /// })?;
+    /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 2)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn checkpoint(self, interval: std::time::Duration) -> Self {
+        let ctx = &self.changes.ctx;
+        match crate::time::multiple_of_batch("checkpoint interval", interval, ctx.info.batch_ms) {
+            Ok(ms) => ctx.runtime.register_checkpoint_interval(ms),
+            Err(e) => ctx.fail_build(e),
+        }
+        self
+    }
+
     /// Spark's view: the whole window or state at every batch (every slide for windows).
     ///
     /// # Examples

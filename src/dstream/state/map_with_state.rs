@@ -67,7 +67,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         self.ctx.register_state(&name);
         let batch_ms = self.ctx.info.batch_ms;
         let timeout_ms = timeout.map(|d| (d.as_millis() as u64).max(1));
-        // Batches at which timeouts are looked for: all, or the ends of check intervals.
+        // Batches at which timeouts are looked for: all, or the ends of check intervals (with
+        // Spark's schedule, the state stream's checkpoint interval: `checkpoint(d)` sets it).
+        let spark_schedule = checks == TimeoutChecks::SparkSchedule;
         let check_every = match checks {
             TimeoutChecks::EveryBatch => batch_ms,
             TimeoutChecks::SparkSchedule => 10 * batch_ms,
@@ -85,6 +87,8 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 ms.max(batch_ms)
             }
         };
+        let check_cell = std::rc::Rc::new(std::cell::Cell::new(check_every));
+        let every = std::rc::Rc::clone(&check_cell);
         let zero = self.ctx.runtime.clone(); // the job's first batch, known once built
                                              // A key last seen at `since` may time out at the first batch after `since + timeout`.
         let due = move |since: u64, ms: u64| ((since + ms) / batch_ms + 1) * batch_ms;
@@ -163,7 +167,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     // Keys idle past the timeout, at a check: called once, then forgotten.
                     let check = (t + batch_ms)
                         .saturating_sub(zero.zero())
-                        .is_multiple_of(check_every);
+                        .is_multiple_of(every.get());
                     while let Some(entry) = expiring.first_entry().filter(|_| check) {
                         if *entry.key() > t {
                             break;
@@ -247,6 +251,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 changes,
                 Box::new(move || upsert_snapshots(&c, Every::Batch)),
             ),
+            timeout_checks: spark_schedule.then_some(check_cell),
         }
     }
 }

@@ -280,9 +280,48 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
 pub struct MapWithState<'s, U: Data, K: Key, S: Data> {
     mapped: DStream<'s, U>,
     state: Stateful<'s, (K, S)>,
+    /// With Spark's timeout schedule: the check interval, which `checkpoint` sets.
+    timeout_checks: Option<std::rc::Rc<std::cell::Cell<u64>>>,
 }
 
 impl<'s, U: Data, K: Key, S: Data> MapWithState<'s, U, K, S> {
+    /// Spark's `mapWithStateStream.checkpoint(interval)`: the state is snapshotted at least
+    /// every `interval` (see [`Stateful::checkpoint`]), and with
+    /// [`TimeoutChecks::SparkSchedule`] timeouts are looked for every `interval` instead of
+    /// every 10 batches, as Spark scans for them when it checkpoints the state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::dstream::state::{StateSpec, TimeoutChecks};
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64)], vec![], vec![], vec![]], |s| {
+    ///     let spec = StateSpec::function(|_t, k: &char, v: Option<u64>, state| {
+    ///         if state.is_timing_out() { return Some(*k); }
+    ///         state.update(v.unwrap_or(0));
+    ///         None
+    ///     })
+    ///     .timeout(Duration::from_secs(1))
+    ///     .timeout_checks(TimeoutChecks::SparkSchedule);
+    ///     (*s.map_with_state(spec).checkpoint(Duration::from_secs(2))).clone()
+    /// })?;
+    /// assert_eq!(out, vec![vec![], vec![], vec![], vec!['a']]); // found at the check of 4000 ms
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn checkpoint(self, interval: Duration) -> Self {
+        let ctx = &self.mapped.ctx;
+        match crate::time::multiple_of_batch("checkpoint interval", interval, ctx.info.batch_ms) {
+            Ok(ms) => {
+                ctx.runtime.register_checkpoint_interval(ms);
+                if let Some(every) = &self.timeout_checks {
+                    every.set(ms);
+                }
+            }
+            Err(e) => ctx.fail_build(e),
+        }
+        self
+    }
+
     /// Every key's state at every batch (Spark's `stateSnapshots()`).
     pub fn state_snapshots(&self) -> DStream<'s, (K, S)> {
         self.state.snapshots()
