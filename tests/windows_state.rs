@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{expect, run1, Batches};
-use sluice::dstream::state::{StateSpec, UpdateState};
+use sluice::dstream::state::{StateSpec, TimeoutChecks, UpdateState};
 use sluice::Cluster;
 
 fn secs(n: u64) -> Duration {
@@ -52,6 +52,19 @@ fn words(batches: &[&[&str]]) -> Vec<Vec<String>> {
 
 fn ints(batches: &[&[i64]]) -> Vec<Vec<i64>> {
     batches.iter().map(|b| b.to_vec()).collect()
+}
+
+/// The input of Spark's MapWithStateSuite cases.
+fn mws_input() -> Vec<Vec<String>> {
+    words(&[
+        &[],
+        &["a"],
+        &["a", "b"],
+        &["a", "b", "c"],
+        &["a", "b"],
+        &["a"],
+        &[],
+    ])
 }
 
 /// Spark's updateStateByKey test function: running sum.
@@ -219,6 +232,103 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
                     }
                 },
             )
+        }
+        // Spark's MapWithStateSuite, with its inputs (`numPartitions` where it sets one).
+        "mws_advanced_api" => run1(mws_input(), cluster, |d| {
+            (*d.map(|w| (w, 1i64)).map_with_state(StateSpec::function(
+                |_t, k: &String, v: Option<i64>, state| {
+                    let sum = v.unwrap_or(0) + state.get().copied().unwrap_or(0);
+                    state.update(sum);
+                    Some(k.repeat(2))
+                },
+            )))
+            .clone()
+        }),
+        "mws_states_as_mapped_data" => run1(mws_input(), cluster, |d| {
+            (*d.map(|w| (w, 1i64)).map_with_state(StateSpec::function(
+                |_t, k: &String, v: Option<i64>, state| {
+                    let sum = v.unwrap_or(0) + state.get().copied().unwrap_or(0);
+                    state.update(sum);
+                    Some((k.clone(), sum))
+                },
+            )))
+            .clone()
+        }),
+        "mws_initial_states_nothing_mapped" | "mws_initial_states_snapshots" => {
+            let snapshots = name == "mws_initial_states_snapshots";
+            run1(mws_input(), cluster, move |d| {
+                let initial = vec![(s("a"), 5i64), (s("b"), 10), (s("c"), -20), (s("d"), 0)];
+                let mapped = d.map(|w| (w, 1i64)).map_with_state(
+                    StateSpec::function(|_t, _k: &String, v: Option<i64>, state| {
+                        let sum = v.unwrap_or(0) + state.get().copied().unwrap_or(0);
+                        state.update(sum);
+                        None::<i64>
+                    })
+                    .initial_state(initial),
+                );
+                if snapshots {
+                    mapped.state_snapshots().map(|(k, v)| format!("{k}={v}"))
+                } else {
+                    mapped.map(|v| v.to_string())
+                }
+            })
+        }
+        "mws_state_removing" | "mws_state_removing_snapshots" => {
+            let snapshots = name == "mws_state_removing_snapshots";
+            run1(
+                words(&[
+                    &[],
+                    &["a"],
+                    &["a", "b"],
+                    &["a", "b", "c"],
+                    &["a", "b", "c"],
+                    &["a", "b"],
+                    &["a"],
+                    &[],
+                ]),
+                cluster,
+                move |d| {
+                    let mapped = d.map(|w| (w, 1i64)).map_with_state(
+                        StateSpec::function(|_t, k: &String, v: Option<i64>, state| {
+                            if state.exists() {
+                                state.remove();
+                                Some(k.clone())
+                            } else {
+                                state.update(v.unwrap_or(0));
+                                None
+                            }
+                        })
+                        .partitions(1),
+                    );
+                    if snapshots {
+                        mapped.state_snapshots().map(|(k, v)| format!("{k}={v}"))
+                    } else {
+                        mapped.clone()
+                    }
+                },
+            )
+        }
+        "mws_state_timing_out" | "mws_state_timing_out_snapshots" => {
+            let snapshots = name == "mws_state_timing_out_snapshots";
+            let mut input = words(&[&["a", "b", "c"], &["a", "b"], &["a"], &[], &[], &["a"]]);
+            input.extend(std::iter::repeat_n(vec![s("a")], 20));
+            run1(input, cluster, move |d| {
+                let mapped = d.map(|w| (w, 1i64)).map_with_state(
+                    StateSpec::function(|_t, k: &String, v: Option<i64>, state| {
+                        if v.is_some() {
+                            state.update(1);
+                        }
+                        state.is_timing_out().then(|| k.clone())
+                    })
+                    .timeout(secs(3))
+                    .timeout_checks(TimeoutChecks::SparkSchedule),
+                );
+                if snapshots {
+                    mapped.state_snapshots().map(|(k, v)| format!("{k}={v}"))
+                } else {
+                    mapped.clone()
+                }
+            })
         }
         "map_with_state_timeout" => run1(
             words(&[&["a", "b"], &["b"], &[], &["b"], &[], &[], &[]]),
@@ -624,4 +734,112 @@ fn updating_a_timing_out_key_fails_the_job_as_in_spark() {
         })
         .expect_err("Spark throws on update of a timing-out key");
     assert!(err.to_string().contains("is_timing_out"), "{err}");
+}
+
+// ---- Spark's MapWithStateSuite (its `testOperation` compares each batch as a set) ----
+
+fn strs(batches: &[&[&str]]) -> Batches {
+    expect(
+        batches
+            .iter()
+            .map(|b| b.iter().map(|x| s(x)).collect::<Vec<_>>())
+            .collect(),
+    )
+}
+
+#[test]
+fn spark_map_with_state_advanced_api() {
+    check(
+        "mws_advanced_api",
+        strs(&[
+            &[],
+            &["aa"],
+            &["aa", "bb"],
+            &["aa", "bb", "cc"],
+            &["aa", "bb"],
+            &["aa"],
+            &[],
+        ]),
+    );
+}
+
+#[test]
+fn spark_map_with_state_states_as_mapped_data() {
+    let b = |v: &[(&str, i64)]| v.iter().map(|(k, n)| (s(k), *n)).collect::<Vec<_>>();
+    check(
+        "mws_states_as_mapped_data",
+        expect(vec![
+            b(&[]),
+            b(&[("a", 1)]),
+            b(&[("a", 2), ("b", 1)]),
+            b(&[("a", 3), ("b", 2), ("c", 1)]),
+            b(&[("a", 4), ("b", 3)]),
+            b(&[("a", 5)]),
+            b(&[]),
+        ]),
+    );
+}
+
+#[test]
+fn spark_map_with_state_initial_states_with_nothing_mapped() {
+    check(
+        "mws_initial_states_nothing_mapped",
+        strs(&[&[], &[], &[], &[], &[], &[], &[]]),
+    );
+    check(
+        "mws_initial_states_snapshots",
+        strs(&[
+            &["a=5", "b=10", "c=-20", "d=0"],
+            &["a=6", "b=10", "c=-20", "d=0"],
+            &["a=7", "b=11", "c=-20", "d=0"],
+            &["a=8", "b=12", "c=-19", "d=0"],
+            &["a=9", "b=13", "c=-19", "d=0"],
+            &["a=10", "b=13", "c=-19", "d=0"],
+            &["a=10", "b=13", "c=-19", "d=0"],
+        ]),
+    );
+}
+
+#[test]
+fn spark_map_with_state_state_removing() {
+    check(
+        "mws_state_removing",
+        strs(&[&[], &[], &["a"], &["b"], &["a", "c"], &["b"], &["a"], &[]]),
+    );
+    check(
+        "mws_state_removing_snapshots",
+        strs(&[
+            &[],
+            &["a=1"],
+            &["b=1"],
+            &["a=1", "c=1"],
+            &["b=1"],
+            &["a=1"],
+            &[],
+            &[],
+        ]),
+    );
+}
+
+#[test]
+fn spark_map_with_state_state_timing_out() {
+    // Spark's assertions: b and c are returned once each when they time out, a, b and c all
+    // have state at one point, and finally only a has.
+    let mapped = run_case("mws_state_timing_out", Cluster::default());
+    let mut all: Vec<String> = mapped.concat();
+    all.sort();
+    assert_eq!(all, vec![r#""b""#, r#""c""#], "{mapped:?}");
+    let snapshots = run_case("mws_state_timing_out_snapshots", Cluster::default());
+    assert!(
+        snapshots
+            .iter()
+            .any(|b| common::sorted(&vec![b.clone()])[0] == [r#""a=1""#, r#""b=1""#, r#""c=1""#]),
+        "{snapshots:?}"
+    );
+    assert_eq!(
+        snapshots.last().map(|b| b.as_slice()),
+        Some(&[r#""a=1""#.to_owned()][..])
+    );
+    check("mws_state_timing_out", mapped);
+    check("mws_state_timing_out_snapshots", snapshots);
 }
