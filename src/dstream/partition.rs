@@ -502,7 +502,7 @@ mod tests {
 
     #[test]
     fn ids_sort_as_sparks_union_and_place_by_their_innermost_index() {
-        let mut ids = vec![
+        let mut ids = [
             PartitionId::new(1).under(1),
             PartitionId::new(0).under(1),
             PartitionId::new(1).under(0),

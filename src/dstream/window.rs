@@ -338,16 +338,32 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         K: DdData,
         V: DdData,
     {
+        self.reduce_by_key_and_window_into(f, length, slide, None)
+    }
+
+    /// [`reduce_by_key_and_window`](DStream::reduce_by_key_and_window) into `partitions`
+    /// partitions (Spark's `numPartitions`); `None` for the job's default.
+    pub fn reduce_by_key_and_window_into(
+        &self,
+        f: impl Fn(V, V) -> V + 'static,
+        length: Duration,
+        slide: Duration,
+        partitions: Option<usize>,
+    ) -> Stateful<'s, (K, V)>
+    where
+        K: DdData,
+        V: DdData,
+    {
         let f: Reducer<V> = Rc::new(f);
         let Some(spec) = self.window_spec(length, slide) else {
             return empty_stateful(self);
         };
         let g = Rc::clone(&f);
         let per_batch = self
-            .reduce_by_key(move |a, b| g(a, b))
+            .reduce_by_key_into(move |a, b| g(a, b), partitions)
             .transform(|t, kvs| kvs.into_iter().map(move |(k, v)| (k, (t.millis(), v))));
         let tagged = per_batch.window_changes(spec).changes_to_collection();
-        let n = self.shuffle_partitions(None);
+        let n = self.shuffle_partitions(partitions);
         let reduced = tagged.reduce(move |_key, values, out| {
             // Values are (batch, value), in batch order; each batch's value appears once.
             let mut acc: Option<V> = None;
@@ -402,12 +418,30 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     where
         V: PartialEq,
     {
+        self.reduce_by_key_and_window_inv_into(f, inv, length, slide, None, filter)
+    }
+
+    /// [`reduce_by_key_and_window_inv`](DStream::reduce_by_key_and_window_inv) into
+    /// `partitions` partitions (Spark's `reduceByKeyAndWindow(f, invF, L, S, numPartitions,
+    /// filterFunc)`); `None` for the job's default.
+    pub fn reduce_by_key_and_window_inv_into(
+        &self,
+        f: impl Fn(V, V) -> V + 'static,
+        inv: impl Fn(V, V) -> V + 'static,
+        length: Duration,
+        slide: Duration,
+        partitions: Option<usize>,
+        filter: Option<impl Fn(&(K, V)) -> bool + 'static>,
+    ) -> Stateful<'s, (K, V)>
+    where
+        V: PartialEq,
+    {
         let f: Reducer<V> = Rc::new(f);
         let Some(spec) = self.window_spec(length, slide) else {
             return empty_stateful(self);
         };
         let g = Rc::clone(&f);
-        let per_batch = self.reduce_by_key(move |a, b| g(a, b));
+        let per_batch = self.reduce_by_key_into(move |a, b| g(a, b), partitions);
         // Entering values at +1, leaving at -1, at slide times; routed by key.
         // (Already in their keys' partitions: the per-batch reduction shuffled them.)
         let moves = per_batch.window_changes(spec);
