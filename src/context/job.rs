@@ -58,11 +58,20 @@ impl<'s> Job<'s> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn source<T: Data, R: BatchReader<T>>(&mut self, reader: R) -> DStream<'s, T> {
-        let mut input = InputHandleVec::new();
-        let stream = crate::dstream::partition::place(input.to_stream(self.scope));
-        let own = self.ctx.info.index as u32;
+        use timely::dataflow::operators::core::Concat;
+        let (mut local, mut shipped) = (InputHandleVec::new(), InputHandleVec::new());
+        let stream = local
+            .to_stream(self.scope)
+            .concat(crate::dstream::partition::place(
+                shipped.to_stream(self.scope),
+            ));
+        let inputs = crate::source::SourceInputs {
+            local,
+            shipped,
+            worker: (self.ctx.info.index, self.ctx.info.peers),
+        };
         self.feeders
-            .push(Box::new(InputFeeder::new(input, reader, own)));
+            .push(Box::new(InputFeeder::new(inputs, reader)));
         DStream {
             stream,
             ticks: self.ticks.clone(),

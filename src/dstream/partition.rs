@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 
 use smallvec::SmallVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -488,12 +488,6 @@ fn murmur3_bytes(data: &[u8], seed: i32) -> i32 {
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^= h >> 16;
     h as i32
-}
-
-/// The fixed-seed hasher of [`FixedMap`], for callers that hash by hand.
-#[allow(dead_code)]
-pub(crate) fn fixed_hash<K: Hash + ?Sized>(key: &K) -> u64 {
-    foldhash::fast::FixedState::default().hash_one(key)
 }
 
 #[cfg(test)]

@@ -222,22 +222,33 @@ pub(crate) trait Feeder {
     fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery);
 }
 
+/// The two inputs of a source: chunks of partitions this worker runs go straight into the
+/// dataflow; the others (a receiver's blocks) through an exchange to their workers. (An
+/// exchange even to itself costs a worker memory and time, so local chunks skip it.)
+pub(crate) struct SourceInputs<T: Clone + 'static> {
+    pub(crate) local: InputHandleVec<u64, Part<T>>,
+    pub(crate) shipped: InputHandleVec<u64, Part<T>>,
+    /// This worker and all workers.
+    pub(crate) worker: (usize, usize),
+}
+
 pub(crate) struct InputFeeder<T: Clone + 'static, R> {
-    pub(crate) input: Option<InputHandleVec<u64, Part<T>>>,
+    pub(crate) input: Option<SourceInputs<T>>,
     pub(crate) reader: R,
-    /// The chunks read and not yet sent, in order.
-    pub(crate) buffer: VecDeque<Part<T>>,
+    /// The partitions read and not yet sent, in order: each with what is left of it, and
+    /// whether a chunk of it went out yet (an empty partition is announced once).
+    pub(crate) buffer: VecDeque<(PartitionId, std::vec::IntoIter<T>, bool)>,
     /// The reading worker's own partition.
     pub(crate) own: u32,
 }
 
 impl<T: Clone + 'static, R: BatchReader<T>> InputFeeder<T, R> {
-    pub(crate) fn new(input: InputHandleVec<u64, Part<T>>, reader: R, own: u32) -> Self {
+    pub(crate) fn new(input: SourceInputs<T>, reader: R) -> Self {
         InputFeeder {
+            own: input.worker.0 as u32,
             input: Some(input),
             reader,
             buffer: Default::default(),
-            own,
         }
     }
 }
@@ -245,8 +256,10 @@ impl<T: Clone + 'static, R: BatchReader<T>> InputFeeder<T, R> {
 impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
     fn advance_to(&mut self, t: u64) {
         if let Some(input) = self.input.as_mut() {
-            if *input.time() < t {
-                input.advance_to(t);
+            for handle in [&mut input.local, &mut input.shipped] {
+                if *handle.time() < t {
+                    handle.advance_to(t);
+                }
             }
         }
     }
@@ -260,7 +273,11 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
             .iter()
             .map(|p| self.reader.records_in(&p.records))
             .sum();
-        self.buffer.extend(parts);
+        self.buffer.extend(
+            parts
+                .into_iter()
+                .map(|p| (p.id, p.records.into_iter(), false)),
+        );
         SourceInput {
             source: self.reader.name(),
             records,
@@ -273,22 +290,32 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
             self.buffer.clear();
             return false;
         };
-        // Up to `max` records, whole chunks where they fit; a larger one is cut (its pieces
-        // keep their order, so the partition does).
+        // Up to `max` records, in chunks cut from the front of each partition (each chunk a
+        // vector of its own size, in order, so the partition keeps its order).
         let mut room = max.max(1);
         while room > 0 {
-            let Some(mut part) = self.buffer.pop_front() else {
+            let Some((id, rest, announced)) = self.buffer.front_mut() else {
                 break;
             };
-            if part.records.len() > room {
-                let rest = part.records.split_off(room);
-                self.buffer.push_front(Part::new(part.id.clone(), rest));
+            let chunk: Vec<T> = rest.by_ref().take(room).collect();
+            if !chunk.is_empty() || !*announced {
+                // An empty chunk announces its partition and costs no room.
+                room -= chunk.len();
+                *announced = true;
+                let (index, peers) = input.worker;
+                let handle = if id.worker(peers) == index {
+                    &mut input.local
+                } else {
+                    &mut input.shipped
+                };
+                handle.send(Part::new(id.clone(), chunk));
             }
-            room -= part.records.len().min(room);
-            // An empty chunk announces its partition and costs no room.
-            input.send(part);
+            if rest.len() == 0 {
+                self.buffer.pop_front();
+            }
         }
-        input.flush();
+        input.local.flush();
+        input.shipped.flush();
         !self.buffer.is_empty()
     }
 
