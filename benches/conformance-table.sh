@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 status=0
-cargo test --release --locked -p sluice --test conformance --test windows_state --test initial_state \
+cargo test --locked -p sluice --test conformance --test windows_state --test initial_state \
     -- --nocapture --test-threads 2 >"$log" 2>&1 || status=$?
 echo "| case | compared as | 1 worker | 2 workers | 4 workers | 2 processes |"
 echo "|---|---|---|---|---|---|"

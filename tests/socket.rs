@@ -185,3 +185,57 @@ fn a_refused_port_is_retried_while_batches_go_on() {
     job.await_termination().unwrap();
     assert_eq!(received(&out), vec!["late hello"]);
 }
+
+#[test]
+fn a_batch_has_one_partition_per_block_interval_spread_over_the_workers() {
+    use std::sync::{Arc, Mutex};
+    // Three bursts 300 ms apart, with a 100 ms block interval: three blocks, one partition
+    // each, in the order they arrived (Spark's BlockGenerator); block i runs on worker i % 2.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let clock = sluice::clock::ManualClock::new();
+    let config = StreamingConfig::new(Duration::from_secs(1))
+        .unwrap()
+        .threads(2)
+        .clock(clock.clone());
+    let options = SocketOptions {
+        block_interval: Duration::from_millis(100),
+        ..SocketOptions::default()
+    };
+    let glommed = CollectedBatches::new();
+    let placed = Arc::new(Mutex::new(Vec::new()));
+    let (g, p) = (glommed.clone(), Arc::clone(&placed));
+    let mut job = StreamingContext::new(config)
+        .start(move |job| {
+            let lines = job.socket_text_stream_with("127.0.0.1", port, options.clone());
+            lines.glom().collect_into(&g);
+            let p = Arc::clone(&p);
+            lines.foreach_partition(move |partition, records| {
+                p.lock()
+                    .unwrap()
+                    .push((partition.id.index(), partition.worker, records.len()));
+            });
+        })
+        .unwrap();
+    // The receiver starts with the first batch.
+    clock.advance(Duration::from_secs(1));
+    assert!(job.await_batch(sluice::Time::from_millis(1000), Duration::from_secs(10)));
+    let mut conn = accept(&listener);
+    for burst in ["a\nb\n", "c\n", "d\ne\n"] {
+        conn.write_all(burst.as_bytes()).unwrap();
+        conn.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    clock.advance(Duration::from_secs(1));
+    assert!(job.await_batch(sluice::Time::from_millis(2000), Duration::from_secs(10)));
+    job.stop(false);
+    job.await_termination().unwrap();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        glommed.batch_ms(2000),
+        vec![s(&["a", "b"]), s(&["c"]), s(&["d", "e"])]
+    );
+    let mut placed = placed.lock().unwrap().clone();
+    placed.sort();
+    assert_eq!(placed, vec![(0, 0, 2), (1, 1, 1), (2, 0, 2)]);
+}

@@ -5,13 +5,22 @@
 //! lands in exactly one batch. The buffer is cut into **blocks**, one per block interval
 //! (Spark's `spark.streaming.blockInterval`, 200 ms by default) in which lines arrived; each
 //! block is one partition of the batch (batch interval / block interval = tasks, as the course's
-//! tuning chapter says), and blocks are spread over all workers. Lines end at `\n` (a trailing `\r` is removed, like Java's
-//! `readLine`); a last line without `\n` is kept when the server closes the connection cleanly.
+//! tuning chapter says), and blocks are spread over all workers. Lines end at `\n` (a trailing
+//! `\r` is removed, like Java's `readLine`); a last line without `\n` is kept when the server
+//! closes the connection cleanly.
 //!
 //! Faults: a refused or lost connection is retried with backoff (100 ms doubling to
 //! [`SocketOptions::max_backoff`]) and logged; the job keeps running. A line that is not UTF-8,
 //! is longer than [`SocketOptions::max_line_bytes`], or is cut by a connection reset goes to the
 //! [`DeadLetters`] and is counted in the batch metrics; it is never silently dropped.
+//!
+//! The parts, one file each: this one (options, the reader a batch asks, the receiving
+//! thread), `blocks` (the buffer cut into blocks), `wal` (the write-ahead log), `framing`
+//! (bytes to lines, bad lines set aside).
+
+mod blocks;
+mod framing;
+mod wal;
 
 use std::io::{ErrorKind, Read};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -19,9 +28,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::dead_letter::{DeadLetters, Malformed};
+use super::dead_letter::DeadLetters;
 use super::{BatchOut, BatchReader, BatchSlot};
 use crate::retry::{sleep_unless, Backoff, Failure};
+use blocks::{into_blocks, Buffer};
+use framing::{Framed, LineFramer};
+use wal::Wal;
 
 /// Settings of the socket receiver.
 #[derive(Clone, Debug)]
@@ -70,132 +82,12 @@ impl SocketOptions {
     }
 }
 
-/// Lines received and not yet taken by a batch; `first_seq` numbers `lines[0]` in the
-/// write-ahead log.
-#[derive(Default)]
-struct Buffer {
-    lines: Vec<String>,
-    first_seq: u64,
-    /// Where each block after the first starts in `lines`.
-    block_starts: Vec<usize>,
-    /// When the current block began (its first line arrived).
-    block_opened: Option<std::time::Instant>,
-}
-
-impl Buffer {
-    /// Appends lines that arrived now: a new block starts when the current one is older than
-    /// `block_interval`.
-    fn append(&mut self, lines: &mut Vec<String>, block_interval: Duration) {
-        let now = std::time::Instant::now();
-        match self.block_opened {
-            Some(opened) if now.duration_since(opened) < block_interval => {}
-            Some(_) if !self.lines.is_empty() => {
-                self.block_starts.push(self.lines.len());
-                self.block_opened = Some(now);
-            }
-            _ => self.block_opened = Some(now),
-        }
-        self.lines.append(lines);
-    }
-
-    /// Takes every line, cut into blocks (block sizes, in order).
-    fn take(&mut self) -> (Vec<String>, Vec<u64>) {
-        let lines = std::mem::take(&mut self.lines);
-        let mut sizes = Vec::with_capacity(self.block_starts.len() + 1);
-        let mut at = 0;
-        for start in self.block_starts.drain(..) {
-            sizes.push((start - at) as u64);
-            at = start;
-        }
-        if lines.len() > at {
-            sizes.push((lines.len() - at) as u64);
-        }
-        self.block_opened = None;
-        (lines, sizes)
-    }
-}
-
-/// Puts a batch's lines into its partitions, one per block, in order.
-fn into_blocks(mut lines: Vec<String>, sizes: &[u64], out: &mut BatchOut<String>) {
-    let mut rest = Vec::new();
-    for (i, size) in sizes.iter().enumerate().rev() {
-        let at = lines.len().saturating_sub(*size as usize);
-        rest.push((i, lines.split_off(at)));
-    }
-    if !lines.is_empty() {
-        // Sizes that do not add up (an older plan): whatever is left is a block of its own.
-        rest.push((sizes.len(), lines));
-    }
-    rest.sort_by_key(|(i, _)| *i);
-    for (i, block) in rest {
-        out.partition(i as u32).extend(block);
-    }
-}
-
 struct Shared {
     lines: Mutex<Buffer>,
     malformed: AtomicU64,
     stop: AtomicBool,
     /// Start a new write-ahead log segment, named by this batch time.
     rotate: Mutex<Option<u64>>,
-}
-
-/// The receiver's write-ahead log: segments `<dir>/<batch>.wal` of records
-/// `(first sequence number, lines)`, appended durably before the lines are handed over.
-struct Wal {
-    dir: std::path::PathBuf,
-    log: Option<crate::checkpoint::file::LogWriter>,
-    next_seq: u64,
-}
-
-impl Wal {
-    fn append(&mut self, lines: &[String]) -> Result<(), String> {
-        let Some(log) = self.log.as_mut() else {
-            return Err("the write-ahead log is not open".into());
-        };
-        let bytes =
-            crate::checkpoint::codec::encode(&(self.next_seq, lines)).map_err(|e| e.to_string())?;
-        log.append(&bytes, true).map_err(|e| e.to_string())?;
-        self.next_seq += lines.len() as u64;
-        Ok(())
-    }
-
-    fn open_segment(&mut self, batch: u64) -> Result<(), String> {
-        let path = self.dir.join(format!("{batch:020}.wal"));
-        self.log =
-            Some(crate::checkpoint::file::LogWriter::append_to(&path).map_err(|e| e.to_string())?);
-        Ok(())
-    }
-
-    /// Every line in the log, by sequence number.
-    fn load(dir: &std::path::Path) -> std::collections::BTreeMap<u64, String> {
-        let mut lines = std::collections::BTreeMap::new();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return lines;
-        };
-        for e in entries.flatten() {
-            if e.path().extension().is_none_or(|x| x != "wal") {
-                continue;
-            }
-            let records = match crate::checkpoint::file::read_log(&e.path()) {
-                Ok(r) => r,
-                Err(err) => {
-                    tracing::warn!("write-ahead log: {err}");
-                    continue;
-                }
-            };
-            for r in records {
-                if let Ok((first, chunk)) =
-                    crate::checkpoint::codec::decode::<(u64, Vec<String>)>(&r)
-                {
-                    for (i, line) in chunk.into_iter().enumerate() {
-                        lines.insert(first + i as u64, line);
-                    }
-                }
-            }
-        }
-        lines
-    }
 }
 
 /// A batch's plan: the write-ahead log's lines `[from, until)` and the sizes of its blocks.
@@ -396,92 +288,6 @@ impl BatchReader<String> for SocketReader {
     }
 }
 
-/// Splits bytes into lines, keeping a partial line between reads.
-struct LineFramer {
-    line: Vec<u8>,
-    overlong: bool,
-    max: usize,
-    line_no: u64,
-}
-
-enum Framed {
-    Line(String),
-    Bad(Malformed),
-}
-
-impl LineFramer {
-    fn new(max: usize) -> Self {
-        LineFramer {
-            line: Vec::new(),
-            overlong: false,
-            max,
-            line_no: 0,
-        }
-    }
-
-    fn push(&mut self, mut bytes: &[u8], source: &str, conn: u64, out: &mut Vec<Framed>) {
-        while !bytes.is_empty() {
-            let (chunk, rest, ended) = match bytes.iter().position(|&b| b == b'\n') {
-                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
-                None => (bytes, &[][..], false),
-            };
-            if !self.overlong {
-                if self.line.len() + chunk.len() > self.max {
-                    self.overlong = true;
-                    let room = 256usize.saturating_sub(self.line.len());
-                    self.line.extend_from_slice(&chunk[..room.min(chunk.len())]);
-                } else {
-                    self.line.extend_from_slice(chunk);
-                }
-            }
-            if ended {
-                out.push(self.finish(source, conn, None));
-            }
-            bytes = rest;
-        }
-    }
-
-    /// Ends the current line; `cut` gives the reason when the line did not end with `\n`.
-    fn finish(&mut self, source: &str, conn: u64, cut: Option<&str>) -> Framed {
-        self.line_no += 1;
-        let mut bytes = std::mem::take(&mut self.line);
-        let overlong = std::mem::replace(&mut self.overlong, false);
-        let bad = |reason: String, bytes: Vec<u8>, line_no: u64| {
-            Framed::Bad(Malformed {
-                source: source.to_owned(),
-                position: format!("connection {conn}, line {line_no}"),
-                reason,
-                bytes,
-            })
-        };
-        if overlong {
-            return bad(
-                format!("line longer than {} bytes (first 256 kept)", self.max),
-                bytes,
-                self.line_no,
-            );
-        }
-        if let Some(reason) = cut {
-            return bad(reason.to_owned(), bytes, self.line_no);
-        }
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-        match String::from_utf8(bytes) {
-            Ok(s) => Framed::Line(s),
-            Err(e) => bad(
-                format!("not UTF-8 ({})", e.utf8_error()),
-                e.into_bytes(),
-                self.line_no,
-            ),
-        }
-    }
-
-    fn has_partial(&self) -> bool {
-        !self.line.is_empty() || self.overlong
-    }
-}
-
 fn deliver(
     shared: &Shared,
     framed: &mut Vec<Framed>,
@@ -626,47 +432,4 @@ fn connect(address: &str) -> std::io::Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(f: &mut LineFramer, input: &[&[u8]]) -> (Vec<String>, Vec<String>) {
-        let mut out = Vec::new();
-        for chunk in input {
-            f.push(chunk, "s", 1, &mut out);
-        }
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
-        for x in out {
-            match x {
-                Framed::Line(s) => good.push(s),
-                Framed::Bad(m) => bad.push(m.reason),
-            }
-        }
-        (good, bad)
-    }
-
-    #[test]
-    fn lines_split_across_reads() {
-        let mut f = LineFramer::new(100);
-        let (good, bad) = lines(&mut f, &[b"hel", b"lo\r\nwor", b"ld\n\n"]);
-        assert_eq!(good, vec!["hello", "world", ""]);
-        assert!(bad.is_empty());
-        assert!(!f.has_partial());
-    }
-
-    #[test]
-    fn bad_lines_are_set_aside_and_the_next_line_survives() {
-        let mut f = LineFramer::new(8);
-        let (good, bad) = lines(
-            &mut f,
-            &[b"\xff\xfe\nok\n", b"0123456789abcdef", b"ghij\nafter\n"],
-        );
-        assert_eq!(good, vec!["ok", "after"]);
-        assert_eq!(bad.len(), 2);
-        assert!(bad[0].contains("UTF-8"));
-        assert!(bad[1].contains("longer than 8"));
-    }
 }

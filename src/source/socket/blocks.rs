@@ -1,0 +1,68 @@
+//! The receiver's buffer, cut into blocks: lines that arrive within one block interval form
+//! one block, one partition of the batch that takes them (Spark's `BlockGenerator`).
+
+use std::time::Duration;
+
+use crate::source::BatchOut;
+
+/// Lines received and not yet taken by a batch; `first_seq` numbers `lines[0]` in the
+/// write-ahead log.
+#[derive(Default)]
+pub(super) struct Buffer {
+    pub(super) lines: Vec<String>,
+    pub(super) first_seq: u64,
+    /// Where each block after the first starts in `lines`.
+    block_starts: Vec<usize>,
+    /// When the current block began (its first line arrived).
+    block_opened: Option<std::time::Instant>,
+}
+
+impl Buffer {
+    /// Appends lines that arrived now: a new block starts when the current one is older than
+    /// `block_interval`.
+    pub(super) fn append(&mut self, lines: &mut Vec<String>, block_interval: Duration) {
+        let now = std::time::Instant::now();
+        match self.block_opened {
+            Some(opened) if now.duration_since(opened) < block_interval => {}
+            Some(_) if !self.lines.is_empty() => {
+                self.block_starts.push(self.lines.len());
+                self.block_opened = Some(now);
+            }
+            _ => self.block_opened = Some(now),
+        }
+        self.lines.append(lines);
+    }
+
+    /// Takes every line, cut into blocks (block sizes, in order).
+    pub(super) fn take(&mut self) -> (Vec<String>, Vec<u64>) {
+        let lines = std::mem::take(&mut self.lines);
+        let mut sizes = Vec::with_capacity(self.block_starts.len() + 1);
+        let mut at = 0;
+        for start in self.block_starts.drain(..) {
+            sizes.push((start - at) as u64);
+            at = start;
+        }
+        if lines.len() > at {
+            sizes.push((lines.len() - at) as u64);
+        }
+        self.block_opened = None;
+        (lines, sizes)
+    }
+}
+
+/// Puts a batch's lines into its partitions, one per block, in order.
+pub(super) fn into_blocks(mut lines: Vec<String>, sizes: &[u64], out: &mut BatchOut<String>) {
+    let mut rest = Vec::new();
+    for (i, size) in sizes.iter().enumerate().rev() {
+        let at = lines.len().saturating_sub(*size as usize);
+        rest.push((i, lines.split_off(at)));
+    }
+    if !lines.is_empty() {
+        // Sizes that do not add up (an older plan): whatever is left is a block of its own.
+        rest.push((sizes.len(), lines));
+    }
+    rest.sort_by_key(|(i, _)| *i);
+    for (i, block) in rest {
+        out.partition(i as u32).extend(block);
+    }
+}

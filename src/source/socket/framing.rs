@@ -1,0 +1,139 @@
+//! Bytes to lines: `\n`-separated UTF-8, a partial line kept between reads; lines that are
+//! not UTF-8, too long, or cut by a reset are set aside as malformed.
+
+use crate::source::dead_letter::Malformed;
+
+/// Splits bytes into lines, keeping a partial line between reads.
+pub(super) struct LineFramer {
+    line: Vec<u8>,
+    overlong: bool,
+    max: usize,
+    line_no: u64,
+}
+
+pub(super) enum Framed {
+    Line(String),
+    Bad(Malformed),
+}
+
+impl LineFramer {
+    pub(super) fn new(max: usize) -> Self {
+        LineFramer {
+            line: Vec::new(),
+            overlong: false,
+            max,
+            line_no: 0,
+        }
+    }
+
+    pub(super) fn push(
+        &mut self,
+        mut bytes: &[u8],
+        source: &str,
+        conn: u64,
+        out: &mut Vec<Framed>,
+    ) {
+        while !bytes.is_empty() {
+            let (chunk, rest, ended) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            if !self.overlong {
+                if self.line.len() + chunk.len() > self.max {
+                    self.overlong = true;
+                    let room = 256usize.saturating_sub(self.line.len());
+                    self.line.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                } else {
+                    self.line.extend_from_slice(chunk);
+                }
+            }
+            if ended {
+                out.push(self.finish(source, conn, None));
+            }
+            bytes = rest;
+        }
+    }
+
+    /// Ends the current line; `cut` gives the reason when the line did not end with `\n`.
+    pub(super) fn finish(&mut self, source: &str, conn: u64, cut: Option<&str>) -> Framed {
+        self.line_no += 1;
+        let mut bytes = std::mem::take(&mut self.line);
+        let overlong = std::mem::replace(&mut self.overlong, false);
+        let bad = |reason: String, bytes: Vec<u8>, line_no: u64| {
+            Framed::Bad(Malformed {
+                source: source.to_owned(),
+                position: format!("connection {conn}, line {line_no}"),
+                reason,
+                bytes,
+            })
+        };
+        if overlong {
+            return bad(
+                format!("line longer than {} bytes (first 256 kept)", self.max),
+                bytes,
+                self.line_no,
+            );
+        }
+        if let Some(reason) = cut {
+            return bad(reason.to_owned(), bytes, self.line_no);
+        }
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        match String::from_utf8(bytes) {
+            Ok(s) => Framed::Line(s),
+            Err(e) => bad(
+                format!("not UTF-8 ({})", e.utf8_error()),
+                e.into_bytes(),
+                self.line_no,
+            ),
+        }
+    }
+
+    pub(super) fn has_partial(&self) -> bool {
+        !self.line.is_empty() || self.overlong
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(f: &mut LineFramer, input: &[&[u8]]) -> (Vec<String>, Vec<String>) {
+        let mut out = Vec::new();
+        for chunk in input {
+            f.push(chunk, "s", 1, &mut out);
+        }
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for x in out {
+            match x {
+                Framed::Line(s) => good.push(s),
+                Framed::Bad(m) => bad.push(m.reason),
+            }
+        }
+        (good, bad)
+    }
+
+    #[test]
+    fn lines_split_across_reads() {
+        let mut f = LineFramer::new(100);
+        let (good, bad) = lines(&mut f, &[b"hel", b"lo\r\nwor", b"ld\n\n"]);
+        assert_eq!(good, vec!["hello", "world", ""]);
+        assert!(bad.is_empty());
+        assert!(!f.has_partial());
+    }
+
+    #[test]
+    fn bad_lines_are_set_aside_and_the_next_line_survives() {
+        let mut f = LineFramer::new(8);
+        let (good, bad) = lines(
+            &mut f,
+            &[b"\xff\xfe\nok\n", b"0123456789abcdef", b"ghij\nafter\n"],
+        );
+        assert_eq!(good, vec!["ok", "after"]);
+        assert_eq!(bad.len(), 2);
+        assert!(bad[0].contains("UTF-8"));
+        assert!(bad[1].contains("longer than 8"));
+    }
+}

@@ -1,0 +1,60 @@
+//! The receiver's write-ahead log (Spark's `spark.streaming.receiver.writeAheadLog.enable`):
+//! every line is durable before a batch can take it.
+
+/// The receiver's write-ahead log: segments `<dir>/<batch>.wal` of records
+/// `(first sequence number, lines)`, appended durably before the lines are handed over.
+pub(super) struct Wal {
+    pub(super) dir: std::path::PathBuf,
+    pub(super) log: Option<crate::checkpoint::file::LogWriter>,
+    pub(super) next_seq: u64,
+}
+
+impl Wal {
+    pub(super) fn append(&mut self, lines: &[String]) -> Result<(), String> {
+        let Some(log) = self.log.as_mut() else {
+            return Err("the write-ahead log is not open".into());
+        };
+        let bytes =
+            crate::checkpoint::codec::encode(&(self.next_seq, lines)).map_err(|e| e.to_string())?;
+        log.append(&bytes, true).map_err(|e| e.to_string())?;
+        self.next_seq += lines.len() as u64;
+        Ok(())
+    }
+
+    pub(super) fn open_segment(&mut self, batch: u64) -> Result<(), String> {
+        let path = self.dir.join(format!("{batch:020}.wal"));
+        self.log =
+            Some(crate::checkpoint::file::LogWriter::append_to(&path).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    /// Every line in the log, by sequence number.
+    pub(super) fn load(dir: &std::path::Path) -> std::collections::BTreeMap<u64, String> {
+        let mut lines = std::collections::BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return lines;
+        };
+        for e in entries.flatten() {
+            if e.path().extension().is_none_or(|x| x != "wal") {
+                continue;
+            }
+            let records = match crate::checkpoint::file::read_log(&e.path()) {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::warn!("write-ahead log: {err}");
+                    continue;
+                }
+            };
+            for r in records {
+                if let Ok((first, chunk)) =
+                    crate::checkpoint::codec::decode::<(u64, Vec<String>)>(&r)
+                {
+                    for (i, line) in chunk.into_iter().enumerate() {
+                        lines.insert(first + i as u64, line);
+                    }
+                }
+            }
+        }
+        lines
+    }
+}
