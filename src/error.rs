@@ -113,8 +113,10 @@ pub enum SluiceError {
     /// A checkpoint file cannot be read or written.
     #[error(transparent)]
     CheckpointFile(#[from] crate::checkpoint::file::CheckpointError),
-    /// An I/O error on a named path.
-    #[error("{action} {path}: {source}")]
+    /// An I/O error on a named path. A path that does not exist, is not a directory where one
+    /// is needed, or may not be written is the configuration's mistake (exit 2); anything else
+    /// (a full disk, a failing device) is the world's.
+    #[error("{action} {path}: {source}{}", io_hint(source))]
     Io {
         /// What was being done ("cannot read", "cannot write").
         action: &'static str,
@@ -140,14 +142,17 @@ impl SluiceError {
     /// assert_eq!(err.exit_code(), 2);
     /// ```
     pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
-            SluiceError::InvalidBatchInterval { .. }
-                | SluiceError::InvalidConfig { .. }
-                | SluiceError::Hostfile { .. }
-                | SluiceError::NotAMultipleOfBatch { .. }
-                | SluiceError::NoOutputOperations
-        )
+        match self {
+            SluiceError::Io { source, .. } => is_path_mistake(source),
+            _ => matches!(
+                self,
+                SluiceError::InvalidBatchInterval { .. }
+                    | SluiceError::InvalidConfig { .. }
+                    | SluiceError::Hostfile { .. }
+                    | SluiceError::NotAMultipleOfBatch { .. }
+                    | SluiceError::NoOutputOperations
+            ),
+        }
     }
 
     /// The process exit code for this error: 2 for a configuration mistake, 1 otherwise.
@@ -157,6 +162,30 @@ impl SluiceError {
         } else {
             1
         }
+    }
+}
+
+/// Whether an I/O error on a configured path means the path is wrong (missing, not a
+/// directory, not writable) rather than the device failing.
+fn is_path_mistake(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        NotFound
+            | PermissionDenied
+            | NotADirectory
+            | IsADirectory
+            | ReadOnlyFilesystem
+            | InvalidFilename
+    )
+}
+
+/// The fix for a path mistake, as the end of the message.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    if is_path_mistake(e) {
+        " (give a path that exists, in a directory this user may write)"
+    } else {
+        ""
     }
 }
 

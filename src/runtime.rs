@@ -98,6 +98,11 @@ impl Runtime {
         }
     }
 
+    /// Whether the job keeps a checkpoint.
+    pub(crate) fn checkpointed(&self) -> bool {
+        self.coord.checkpoint().is_some()
+    }
+
     /// A stream's own checkpoint interval: state is snapshotted at its multiples too (no-op
     /// without a checkpoint directory).
     pub(crate) fn register_checkpoint_interval(&self, interval_ms: u64) {

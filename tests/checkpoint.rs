@@ -283,3 +283,76 @@ fn a_checkpoint_of_another_format_version_is_refused() {
     assert!(text.contains("new checkpoint directory"), "{text}");
     assert_eq!(err.exit_code(), 1);
 }
+
+/// The warnings every test of this binary logs, captured once for the whole process.
+fn warnings() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = Arc::clone(&log);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || Sink(Arc::clone(&l)))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        log
+    })
+    .clone()
+}
+
+fn logged() -> String {
+    String::from_utf8_lossy(&warnings().lock().unwrap()).into_owned()
+}
+
+/// A running total under `name` (or a positional name), checkpointed in `dir`.
+fn run_named(dir: &Path, name: Option<&'static str>, batches: u64) {
+    let queue = BatchQueue::from_batches(input());
+    StreamingContext::new(config(1, batches, Some(dir)))
+        .run(move |job| {
+            let spec = UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
+                Some(old.unwrap_or(0) + new.iter().sum::<u64>())
+            });
+            let spec = match name {
+                Some(n) => spec.name(n),
+                None => spec,
+            };
+            job.queue_stream(&queue)
+                .map(|l: String| (l, 1u64))
+                .update_state_by_key_with(spec)
+                .changes()
+                .print(1);
+        })
+        .expect("the job runs");
+}
+
+#[test]
+fn unnamed_operators_and_state_that_finds_no_operator_are_named_in_warnings() {
+    warnings();
+    let dir = tempfile::tempdir().unwrap();
+    run_named(dir.path(), None, 2);
+    assert!(
+        logged().contains("`update_state_by_key#") && logged().contains("has no name of its own"),
+        "{}",
+        logged()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    run_named(dir.path(), Some("alpha-totals"), 3);
+    run_named(dir.path(), Some("beta-totals"), 2);
+    assert!(
+        logged().contains("operator `alpha-totals` (batch 3000 ms) found no operator of that name"),
+        "{}",
+        logged()
+    );
+}

@@ -167,11 +167,14 @@ impl LineSourceArgs {
 
     /// The source these flags choose; tells the user on stderr when it is the generator.
     pub fn source(&self) -> Result<LineSource> {
+        // Opened whatever the source, so that a dead-letter path that cannot be used is
+        // refused at start rather than ignored.
+        let options = self.socket_options()?;
         Ok(match &self.host {
             Some(host) => LineSource::Socket {
                 host: host.clone(),
                 port: self.port,
-                options: self.socket_options()?,
+                options,
             },
             None => {
                 let generator = self.generator();

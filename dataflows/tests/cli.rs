@@ -216,6 +216,41 @@ fn the_same_job_prints_the_same_records_in_the_same_order_on_any_number_of_worke
 }
 
 #[test]
+fn paths_that_cannot_be_used_are_configuration_mistakes() {
+    // A path under a file is never usable (root ignores permissions, so no chmod here).
+    for args in [
+        &[
+            "run",
+            "stateful-wordcount",
+            "--checkpoint",
+            "/etc/hostname/ck",
+        ][..],
+        &[
+            "run",
+            "blacklist-filter",
+            "--blacklist",
+            "/nonexistent/ips.txt",
+        ][..],
+        &[
+            "run",
+            "network-wordcount",
+            "--dead-letter",
+            "/etc/hostname/dead",
+        ][..],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--max-batches", "1", "--batch", "100ms"]);
+        let out = run(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(args[3]) && err.contains("give a path that exists"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn sigterm_stops_gracefully_with_exit_code_0() {
     let child = sluice()
         .args([

@@ -40,6 +40,7 @@ impl Checkpoint {
         let plans = lock(&self.plans);
         match self.chosen() {
             Some(s) => {
+                self.report_orphans(&s);
                 tracing::info!(
                     "checkpoint: restoring the state of batch {} ms (written by {} workers); replaying from {} ms",
                     s.t,
@@ -62,6 +63,21 @@ impl Checkpoint {
                     Ok(self.zero)
                 }
             },
+        }
+    }
+
+    /// Says which operators of the restored snapshot this job has none of: their state is
+    /// dropped (DESIGN §6: a changed job keeps what still matches and says what it dropped).
+    fn report_orphans(&self, snapshot: &Snapshot) {
+        let operators = lock(&self.operators);
+        for name in snapshot.operators() {
+            if !operators.contains(&name) {
+                tracing::warn!(
+                    "checkpoint {}: the state of operator `{name}` (batch {} ms) found no operator of that name in this job and is dropped; give the operator that should keep it that `.name(..)`",
+                    self.dir.display(),
+                    snapshot.t
+                );
+            }
         }
     }
 

@@ -124,6 +124,13 @@ fn load_snapshot(
     })
 }
 
+impl Snapshot {
+    /// The names of the operators whose state it holds.
+    pub(crate) fn operators(&self) -> Vec<String> {
+        lock(&self.parts).keys().cloned().collect()
+    }
+}
+
 impl Checkpoint {
     /// Takes this worker's share of operator `name`'s restored state: the parts of the old
     /// workers `j` with `j % peers == worker` (each old part is taken by one new worker, which

@@ -92,13 +92,20 @@ impl JobCtx {
         }
     }
 
-    /// Registers a stateful operator's name; two operators with one name fail the build.
-    pub(crate) fn register_state(&self, name: &str) {
+    /// Registers a stateful operator's name (`given`: by the user, else from its position);
+    /// two operators with one name fail the build. A checkpointed job is warned about a
+    /// positional name: an operator added before it would orphan its checkpointed state.
+    pub(crate) fn register_state(&self, name: &str, given: bool) {
         if !self.state_names.borrow_mut().insert(name.to_owned()) {
             self.fail_build(crate::error::SluiceError::InvalidConfig {
                 problem: format!("two stateful operators are named `{name}`"),
                 fix: "give each `update_state_by_key`/`map_with_state` its own `.name(..)`: checkpointed state is kept by name".into(),
             });
+        }
+        if !given && self.info.index == 0 && self.runtime.checkpointed() {
+            tracing::warn!(
+                "stateful operator `{name}` has no name of its own: its checkpointed state is kept under a name from its position, so an operator added before it orphans that state; give it `.name(\"…\")`"
+            );
         }
         self.runtime.register_operator(name);
     }

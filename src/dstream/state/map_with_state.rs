@@ -63,8 +63,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             name,
             partitions,
         } = spec;
+        let given = name.is_some();
         let name = name.unwrap_or_else(|| self.ctx.name("map_with_state"));
-        self.ctx.register_state(&name);
+        self.ctx.register_state(&name, given);
         let batch_ms = self.ctx.info.batch_ms;
         let timeout_ms = timeout.map(|d| (d.as_millis() as u64).max(1));
         // Batches at which timeouts are looked for: all, or the ends of check intervals (with

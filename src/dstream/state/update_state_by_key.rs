@@ -62,8 +62,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             name,
             partitions,
         } = spec;
+        let given = name.is_some();
         let name = name.unwrap_or_else(|| self.ctx.name("update_state_by_key"));
-        self.ctx.register_state(&name);
+        self.ctx.register_state(&name, given);
         let runtime = self.ctx.runtime.clone();
         let store = runtime.state_store(&name);
         let input = self.with_start_state(&name, initial);
