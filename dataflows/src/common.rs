@@ -127,6 +127,10 @@ pub struct LineSourceArgs {
     /// Append malformed input (not UTF-8, too long) to this file, one tab-separated line each.
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
+    /// Do not keep the receiver's write-ahead log even with --checkpoint (lines received but not
+    /// yet in a finished batch are then lost in a crash, as in Spark's default).
+    #[arg(long, requires = "host")]
+    pub no_wal: bool,
     /// Lines received within this interval form one block, one partition of the batch
     /// (Spark's `spark.streaming.blockInterval`): batch / block interval = partitions.
     #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = duration,
@@ -152,6 +156,11 @@ impl LineSourceArgs {
             max_line_bytes: self.max_line_bytes as usize,
             dead_letters,
             block_interval: self.block_interval,
+            write_ahead_log: if self.no_wal {
+                sluice::source::WriteAheadLog::Off
+            } else {
+                sluice::source::WriteAheadLog::WhenCheckpointed
+            },
             ..SocketOptions::default()
         })
     }

@@ -38,10 +38,11 @@ impl crate::Dataflow for Args {
         };
         let common = common.clone();
         let ssc = StreamingContext::get_or_create(&dir, || common.config())?;
-        let mut options = SocketOptions::default();
-        if !args.no_wal {
-            options = options.with_write_ahead_log();
-        }
+        let options = if args.no_wal {
+            SocketOptions::default().without_write_ahead_log()
+        } else {
+            SocketOptions::default().with_write_ahead_log()
+        };
         let (host, port, print) = (args.host.clone(), args.port, common.print);
         ssc.run(move |job| {
             let words = job

@@ -500,6 +500,19 @@ fn windowed_wordcount_prints_at_slide_times_only() {
 /// restarted with the same flags, it goes on from its checkpoint: every line counted once.
 #[test]
 fn driver_ha_wordcount_resumes_after_sigkill() {
+    resumes_after_sigkill("driver-ha-wordcount", &[]);
+}
+
+#[test]
+fn stateful_wordcount_with_a_checkpoint_keeps_a_write_ahead_log_and_resumes_after_sigkill() {
+    // Spark loses the lines of batches after its last checkpoint when the receiver has no
+    // write-ahead log; a checkpointed sluice job keeps one by default.
+    resumes_after_sigkill("stateful-wordcount", &["--host", "127.0.0.1"]);
+}
+
+/// Runs `dataflow` over a socket with a checkpoint, SIGKILLs it once a batch has counted 300
+/// lines, restarts it with 200 more lines: the totals must go on to exactly 500.
+fn resumes_after_sigkill(dataflow: &str, source: &[&str]) {
     use std::io::Read;
     let checkpoint = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -520,14 +533,8 @@ fn driver_ha_wordcount_resumes_after_sigkill() {
     });
     let start = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args([
-                "run",
-                "driver-ha-wordcount",
-                "--port",
-                &port,
-                "--batch",
-                "200ms",
-            ])
+            .args(["run", dataflow, "--port", &port, "--batch", "200ms"])
+            .args(source)
             .arg("--checkpoint")
             .arg(checkpoint.path())
             .args(extra)

@@ -150,29 +150,41 @@ impl<'s> Job<'s> {
         port: u16,
         options: SocketOptions,
     ) -> DStream<'s, String> {
-        let wal_dir = if options.write_ahead_log {
-            match self
+        use crate::source::WriteAheadLog;
+        let checkpointed = self.ctx.runtime.checkpointed();
+        let receiver = self.ctx.info.index == 0;
+        let wal = match options.write_ahead_log {
+            WriteAheadLog::On => true,
+            WriteAheadLog::WhenCheckpointed => checkpointed,
+            WriteAheadLog::Off => {
+                if checkpointed && receiver {
+                    tracing::warn!(
+                        "socket {host}:{port}: the write-ahead log is off in a checkpointed job: lines received but not yet in a finished batch are lost if the job crashes (turn it on, or leave `--no-wal` out)"
+                    );
+                }
+                false
+            }
+        };
+        let wal_dir = if wal {
+            let dir = self
                 .ctx
                 .runtime
-                .checkpoint_folder("receiver", &format!("{host}_{port}"))
-            {
-                Some(dir) => Some(dir),
-                None => {
-                    self.ctx
-                        .fail_build(crate::error::SluiceError::InvalidConfig {
-                            problem:
-                                "the socket receiver's write-ahead log needs a checkpoint directory"
-                                    .into(),
-                            fix: "add `.checkpoint(dir)` to the configuration (`--checkpoint DIR`)"
+                .checkpoint_folder("receiver", &format!("{host}_{port}"));
+            if dir.is_none() {
+                self.ctx
+                    .fail_build(crate::error::SluiceError::InvalidConfig {
+                        problem:
+                            "the socket receiver's write-ahead log needs a checkpoint directory"
                                 .into(),
-                        });
-                    None
-                }
+                        fix: "add `.checkpoint(dir)` to the configuration (`--checkpoint DIR`)"
+                            .into(),
+                    });
             }
+            dir
         } else {
             None
         };
-        let reader = SocketReader::new(host, port, options, self.ctx.info.index == 0, wal_dir);
+        let reader = SocketReader::new(host, port, options, receiver, wal_dir);
         self.source(reader)
     }
 

@@ -44,9 +44,10 @@ pub struct SocketOptions {
     pub max_backoff: Duration,
     /// Where malformed lines go (default: counted and logged only).
     pub dead_letters: DeadLetters,
-    /// Keep a write-ahead log of received lines in the job's checkpoint directory (Spark's
-    /// `spark.streaming.receiver.writeAheadLog.enable`; off by default).
-    pub write_ahead_log: bool,
+    /// Whether received lines go to a write-ahead log in the job's checkpoint directory
+    /// (Spark's `spark.streaming.receiver.writeAheadLog.enable`); by default whenever the job
+    /// has a checkpoint directory.
+    pub write_ahead_log: WriteAheadLog,
     /// Lines that arrive within one block interval form one block, one partition of the batch
     /// (Spark's `spark.streaming.blockInterval`; default 200 ms).
     pub block_interval: Duration,
@@ -58,7 +59,7 @@ impl Default for SocketOptions {
             max_line_bytes: 1 << 20,
             max_backoff: Duration::from_secs(2),
             dead_letters: DeadLetters::counting(),
-            write_ahead_log: false,
+            write_ahead_log: WriteAheadLog::WhenCheckpointed,
             block_interval: Duration::from_millis(200),
         }
     }
@@ -73,13 +74,46 @@ impl SocketOptions {
     /// # Examples
     ///
     /// ```
-    /// let options = sluice::source::SocketOptions::default().with_write_ahead_log();
-    /// assert!(options.write_ahead_log);
+    /// use sluice::source::{SocketOptions, WriteAheadLog};
+    /// let options = SocketOptions::default().with_write_ahead_log();
+    /// assert_eq!(options.write_ahead_log, WriteAheadLog::On);
     /// ```
     pub fn with_write_ahead_log(mut self) -> Self {
-        self.write_ahead_log = true;
+        self.write_ahead_log = WriteAheadLog::On;
         self
     }
+
+    /// Turns the write-ahead log off, also in a checkpointed job: lines received but not yet in
+    /// a finished batch are then lost in a crash (Spark's default; the job warns at start).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::source::{SocketOptions, WriteAheadLog};
+    /// let options = SocketOptions::default().without_write_ahead_log();
+    /// assert_eq!(options.write_ahead_log, WriteAheadLog::Off);
+    /// ```
+    pub fn without_write_ahead_log(mut self) -> Self {
+        self.write_ahead_log = WriteAheadLog::Off;
+        self
+    }
+}
+
+/// When the socket receiver keeps a write-ahead log.
+///
+/// A checkpointed job restarted after a crash replays the batches after its snapshot from
+/// their plans; a receiver's plan is the write-ahead log's lines, so without the log those
+/// batches would replay empty and the state go back in time. sluice therefore keeps the log
+/// whenever there is a checkpoint, unless told not to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteAheadLog {
+    /// On when the job has a checkpoint directory, off otherwise.
+    #[default]
+    WhenCheckpointed,
+    /// On; the job needs a checkpoint directory.
+    On,
+    /// Off, even with a checkpoint directory (warned at start: received lines can be lost).
+    Off,
 }
 
 struct Shared {
