@@ -356,3 +356,49 @@ fn unnamed_operators_and_state_that_finds_no_operator_are_named_in_warnings() {
         logged()
     );
 }
+
+fn plan_logs(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir.join("plans"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect()
+}
+
+#[test]
+fn damaged_or_missing_plan_logs_are_refused_never_replayed_twice() {
+    // Each damage a disk or a person can do to the plan logs after a graceful stop; the
+    // snapshot's own batch plan is then gone, and the job must refuse to start, naming the
+    // plans and the choices (it used to feed the input again on top of the restored state).
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 4] = [
+        ("deleted", |p| std::fs::remove_file(p).unwrap()),
+        ("emptied", |p| std::fs::write(p, b"").unwrap()),
+        ("truncated by 3 bytes", |p| {
+            let len = std::fs::metadata(p).unwrap().len();
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_len(len - 3).unwrap();
+        }),
+        ("bit-flipped near the end", |p| {
+            let mut bytes = std::fs::read(p).unwrap();
+            let at = bytes.len() - 5;
+            bytes[at] ^= 0x40;
+            std::fs::write(p, bytes).unwrap();
+        }),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        run(1, 7, Some(dir.path()), Shape::State);
+        for log in plan_logs(dir.path()) {
+            damage(&log);
+        }
+        let err = restart_refused(dir.path(), Duration::from_secs(1));
+        let text = err.to_string();
+        assert!(
+            text.contains("no readable record of batch 7000 ms") && text.contains("plans"),
+            "{what}: {text}"
+        );
+        assert!(text.contains("start afresh"), "{what}: {text}");
+    }
+}

@@ -584,3 +584,66 @@ fn resumes_after_sigkill(dataflow: &str, source: &[&str]) {
     drop(killed);
     server.join().unwrap();
 }
+
+#[test]
+fn a_restart_whose_plan_logs_are_gone_is_refused_instead_of_counting_twice() {
+    use std::io::Read;
+    let checkpoint = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        for _ in 0..300 {
+            s.write_all(b"spark\n").unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let command = || {
+        let mut c = sluice();
+        c.args([
+            "run",
+            "driver-ha-wordcount",
+            "--port",
+            &port,
+            "--batch",
+            "200ms",
+        ])
+        .arg("--checkpoint")
+        .arg(checkpoint.path());
+        c
+    };
+    let mut first = command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = first.stdout.take().unwrap();
+    let (mut seen, mut buf) = (String::new(), [0u8; 4096]);
+    while !seen.contains("(spark,300)") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "the first run ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(first.wait().unwrap().success());
+    server.join().unwrap();
+    for log in std::fs::read_dir(checkpoint.path().join("plans")).unwrap() {
+        std::fs::remove_file(log.unwrap().path()).unwrap();
+    }
+    // No server now: the restart must refuse before reading anything.
+    let second = command().output().unwrap();
+    let err = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no readable record of batch") && err.contains("plans"),
+        "{err}"
+    );
+    assert!(
+        !text(&second.stdout).contains("(spark,"),
+        "{}",
+        text(&second.stdout)
+    );
+}

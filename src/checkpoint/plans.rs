@@ -31,6 +31,27 @@ pub struct SourceRecovery {
     pub plans: BTreeMap<u64, Vec<Vec<u8>>>,
     /// Batches up to this one finished all their outputs before the restart.
     pub completed: Option<u64>,
+    /// Where the plans are kept (for messages).
+    pub plans_dir: std::path::PathBuf,
+}
+
+impl SourceRecovery {
+    /// The refusal of a source whose plan of the snapshot batch is missing: without it, the
+    /// source cannot tell what the restored state has already counted (`what`: its records),
+    /// and replaying would count it again or skip it.
+    pub fn missing_plan(&self, source: &str, what: &str) -> crate::SluiceError {
+        let after = self.after.unwrap_or(0);
+        crate::SluiceError::Checkpoint {
+            problem: format!(
+                "{source}: the batch plans in {} have no readable record of batch {after} ms, the batch whose state the snapshot holds, so it cannot tell which {what} that state already counted (the plan logs are missing, emptied or damaged)",
+                self.plans_dir.display()
+            ),
+            fix: format!(
+                "restore the plan logs of {} from a backup; or start afresh with a new, empty checkpoint directory (the state is lost)",
+                self.plans_dir.display()
+            ),
+        }
+    }
 }
 
 /// Every record of every plan log in `dir/plans`. A torn tail is dropped (a crash mid-append);
@@ -83,6 +104,7 @@ impl Checkpoint {
                 .filter_map(|(t, by)| by.get(key).map(|p| (*t, p.clone())))
                 .collect(),
             completed: self.completed,
+            plans_dir: self.dir.join("plans"),
         }
     }
 

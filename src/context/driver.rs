@@ -93,7 +93,12 @@ pub(crate) fn run_worker(
     if let Some(c) = &checkpoint {
         if c.resuming {
             for (f, key) in feeders.iter_mut().zip(&keys) {
-                f.recover(c.source_recovery(key));
+                // A source that cannot resume exactly refuses: the job does not start.
+                if let Err(e) = f.recover(c.source_recovery(key)) {
+                    coord.fail(e);
+                    coord.built();
+                    return Ok(());
+                }
             }
         }
         match c.plan_log(first, info.index) {

@@ -194,7 +194,13 @@ pub trait BatchReader<T>: 'static {
     /// Called once before the first batch when the job resumes from a checkpoint: the plans
     /// this source recorded, for it to replay those batches with identical content and to go on
     /// from where the restored state stands.
-    fn recover(&mut self, _recovery: crate::checkpoint::SourceRecovery) {}
+    ///
+    /// A source that cannot resume exactly (its plan of the restored batch is missing, say)
+    /// returns the error, and the job refuses to start with it rather than count anything
+    /// twice or not at all.
+    fn recover(&mut self, _recovery: crate::checkpoint::SourceRecovery) -> crate::Result<()> {
+        Ok(())
+    }
 }
 
 /// A reader bound to the timely input it feeds.
@@ -219,7 +225,7 @@ pub(crate) trait Feeder {
     /// See [`BatchReader::plan`].
     fn plan(&mut self, slot: &BatchSlot) -> Option<Vec<u8>>;
     /// See [`BatchReader::recover`].
-    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery);
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) -> crate::Result<()>;
 }
 
 /// The two inputs of a source: chunks of partitions this worker runs go straight into the
@@ -339,7 +345,7 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
         self.reader.plan(slot)
     }
 
-    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) -> crate::Result<()> {
         self.reader.recover(recovery)
     }
 }

@@ -183,8 +183,9 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
         crate::checkpoint::codec::encode(&self.last).ok()
     }
 
-    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) -> crate::Result<()> {
         let mut position = None;
+        let mut restored_plan = false;
         for (t, plans) in &recovery.plans {
             let Some(Ok(range)) = plans
                 .first()
@@ -194,10 +195,14 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
             };
             if Some(*t) == recovery.after {
                 position = Some(range.1);
+                restored_plan = true;
             } else {
                 position.get_or_insert(range.0);
                 self.replay.insert(*t, range);
             }
+        }
+        if recovery.after.is_some() && !restored_plan {
+            return Err(recovery.missing_plan("queue stream", "queued batches"));
         }
         // Every local worker recovers; the first one moves the shared queue.
         let mut state = self.queue.lock();
@@ -206,5 +211,6 @@ impl<T: Clone + 'static> BatchReader<T> for QueueReader<T> {
             state.pending.pop_front();
             state.taken += 1;
         }
+        Ok(())
     }
 }

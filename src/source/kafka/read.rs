@@ -426,7 +426,9 @@ impl BatchReader<KafkaItem> for KafkaReader {
         crate::checkpoint::codec::encode(&ranges).ok()
     }
 
-    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) -> crate::Result<()> {
+        // (Without a plan of the restored batch a partition resumes from the offset store,
+        // which holds what the last finished batch committed: exact, so no refusal here.)
         self.committed_before = recovery.completed;
         for (t, plans) in recovery.plans {
             for bytes in plans {
@@ -454,5 +456,6 @@ impl BatchReader<KafkaItem> for KafkaReader {
                 self.replay.len()
             );
         }
+        Ok(())
     }
 }

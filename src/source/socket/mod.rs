@@ -273,19 +273,22 @@ impl BatchReader<String> for SocketReader {
         }
     }
 
-    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) {
+    fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) -> crate::Result<()> {
         let (Some(shared), Some((_, _, Some(wal)))) = (self.shared.clone(), self.pending.as_mut())
         else {
-            return;
+            return Ok(());
         };
         let mut lines = Wal::load(&wal.dir);
         let mut position: Option<u64> = None;
+        let logged = lines.len();
+        let mut restored_plan = false;
         for (t, plans) in &recovery.plans {
             let Some(((from, until), sizes)) = plans.first().and_then(|p| decode_plan(p)) else {
                 continue;
             };
             if Some(*t) == recovery.after {
                 position = Some(until);
+                restored_plan = true;
                 continue;
             }
             let batch: Vec<String> = (from..until).filter_map(|s| lines.remove(&s)).collect();
@@ -298,6 +301,12 @@ impl BatchReader<String> for SocketReader {
             }
             position = Some(position.map_or(until, |p| p.max(until)));
             self.replay.insert(*t, (((from, until), sizes), batch));
+        }
+        if recovery.after.is_some() && !restored_plan && logged > 0 {
+            // Without the restored batch's plan the lines its state counted are unknown:
+            // feeding the log again would count them twice.
+            let what = format!("of the {logged} lines in its write-ahead log");
+            return Err(recovery.missing_plan(&self.name, &what));
         }
         let after = position.unwrap_or(0);
         // Lines received but in no batch yet go into the first new batch.
@@ -319,6 +328,7 @@ impl BatchReader<String> for SocketReader {
         buffer.first_seq = after;
         buffer.lines = leftover;
         wal.next_seq = next;
+        Ok(())
     }
 }
 
