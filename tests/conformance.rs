@@ -873,8 +873,12 @@ fn spark_full_outer_join() {
 fn partition_by_keeps_a_keys_records_together_in_order() {
     let got = run_case("partition_by_glom", Cluster::default());
     assert_eq!(got[0].len(), 3, "three partitions: {got:?}");
+    // a's records share a partition, in their order (b may hash there too).
+    let (a1, a3) = (r#"("a", 1)"#, r#"("a", 3)"#);
     assert!(
-        got[0].iter().any(|p| p == r#"[("a", 1), ("a", 3)]"#),
+        got[0]
+            .iter()
+            .any(|p| p.contains(a1) && p.contains(a3) && p.find(a1) < p.find(a3)),
         "{got:?}"
     );
     check_ordered("partition_by_glom", got);
