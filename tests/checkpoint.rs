@@ -402,3 +402,121 @@ fn damaged_or_missing_plan_logs_are_refused_never_replayed_twice() {
         assert!(text.contains("start afresh"), "{what}: {text}");
     }
 }
+
+/// A running total over `source` (`generated`: random lines, which cannot be replayed; else a
+/// queue of many distinct keys), checkpointed in `dir` every batch; the last batch's totals.
+fn totals_job(dir: &Path, generated: bool, batches: u64) -> sluice::Result<Vec<String>> {
+    let queue = BatchQueue::from_batches((0..6).map(|b| {
+        (0..4000)
+            .map(|k| format!("key-{:06}-{}", k, b % 2))
+            .collect::<Vec<_>>()
+    }));
+    let out = Out::new();
+    let o = out.clone();
+    let config = config(1, batches, Some(dir)).checkpoint_interval(Duration::from_secs(1));
+    StreamingContext::new(config).run(move |job| {
+        let lines = if generated {
+            job.generator(sluice::source::GeneratorConfig::default())
+        } else {
+            job.queue_stream(&queue)
+        };
+        lines
+            .map(|k| (k, 1u64))
+            .update_state_by_key_with(
+                UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
+                    Some(old.unwrap_or(0) + new.iter().sum::<u64>())
+                })
+                .name("totals"),
+            )
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect_into(&o);
+    })?;
+    let mut last = out.batches().pop().map(|(_, v)| v).unwrap_or_default();
+    last.sort();
+    Ok(last)
+}
+
+#[test]
+fn without_a_usable_snapshot_a_source_that_cannot_replay_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    totals_job(dir.path(), true, 3).unwrap();
+    // What a disk that filled up at every snapshot leaves: finished batches, no snapshot.
+    for t in state_dirs(dir.path()) {
+        std::fs::remove_dir_all(dir.path().join(format!("state-{t}"))).unwrap();
+    }
+    let err = totals_job(dir.path(), true, 1).expect_err("the restart is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("no usable snapshot")
+            && text.contains("generator")
+            && text.contains("start afresh"),
+        "{text}"
+    );
+}
+
+/// A tmpfs of `kib` KiB mounted at a new temporary directory, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(kib: u64) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount (the fault tests need to mount a small tmpfs: run them as root)");
+        assert!(
+            status.success(),
+            "mount a {kib} KiB tmpfs (as root) for the full-disk test"
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_abandons_its_snapshots_and_the_restart_replays_exactly() {
+    let disk = SmallDisk::mount(96);
+    let dir = disk.dir.path().join("checkpoint");
+    // Snapshots (4000 keys, ~100 KiB each) soon fail on the full disk; the plans fit.
+    totals_job(&dir, false, 3).unwrap();
+    // Snapshots that did not fit are removed, not left to fill the disk (complete ones stay).
+    let partial: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("state-"))
+        .filter(|e| !e.path().join("MANIFEST").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        partial.is_empty(),
+        "abandoned snapshots are removed: {partial:?}"
+    );
+    let reference = totals_job(&tempfile::tempdir().unwrap().path().join("c"), false, 5).unwrap();
+    // Still full: the restart ends in the exact totals or refuses, saying why.
+    match totals_job(&dir, false, 2) {
+        Ok(resumed) => assert_eq!(resumed, reference),
+        Err(e) => assert!(e.to_string().contains("No space left"), "{e}"),
+    }
+    // With room again (the checkpoint moved to a larger disk): the restart restores what it
+    // can and replays the rest from the plans, and the totals are exact.
+    let roomy = tempfile::tempdir().unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&dir)
+        .arg(roomy.path())
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let resumed = totals_job(&roomy.path().join("checkpoint"), false, 2).unwrap();
+    assert_eq!(resumed, reference);
+}

@@ -124,14 +124,19 @@ pub fn write_atomic(path: &Path, pieces: &[&[u8]]) -> Result<(), CheckpointError
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
+    let written = (|| {
         let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
         for piece in pieces {
             f.write_all(piece).map_err(io("write", &tmp))?;
         }
         f.sync_all().map_err(io("fsync", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(io("rename into", path))
+    })();
+    if written.is_err() {
+        // A failed write (a full disk) leaves nothing behind to fill the disk further.
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).map_err(io("rename into", path))?;
+    written?;
     sync_dir(dir)
 }
 

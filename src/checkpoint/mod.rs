@@ -138,7 +138,9 @@ impl Checkpoint {
             read => read.ok().and_then(|b| codec::decode::<u64>(&b).ok()),
         };
         let snapshots = snapshot::load_snapshots(&dir, batch_ms)?;
-        let resuming = !plans.is_empty() || !snapshots.is_empty();
+        // Finished batches alone (every snapshot lost, a source without plans) are a job to
+        // resume too: recovery then decides whether it can.
+        let resuming = !plans.is_empty() || !snapshots.is_empty() || completed.is_some();
         let zero = match meta {
             Ok(bytes) if resuming => {
                 let meta: Metadata = serde_json::from_slice(&bytes)

@@ -81,6 +81,35 @@ impl Checkpoint {
         }
     }
 
+    /// With no usable snapshot, a resumed run rebuilds its state by replaying from the job's
+    /// first batch: source `key` must be able to (its plans go back to that batch), or the
+    /// rebuilt state would quietly miss what the finished batches counted. Refused otherwise,
+    /// with the choices.
+    pub(crate) fn check_replay_from_start(&self, key: &str) -> Result<()> {
+        let stateful = !lock(&self.operators).is_empty();
+        if !self.resuming || !stateful || self.completed.is_none() || self.chosen().is_some() {
+            return Ok(());
+        }
+        let replayable = lock(&self.plans)
+            .get(&self.zero)
+            .is_some_and(|by| by.contains_key(key));
+        if replayable {
+            return Ok(());
+        }
+        Err(crate::SluiceError::Checkpoint {
+            problem: format!(
+                "{} holds batches finished up to {} ms but no usable snapshot of their state, and source `{key}` cannot replay them from the job's first batch {} ms (it records no plans from there): starting would begin from empty state",
+                self.dir.display(),
+                self.completed.unwrap_or(0),
+                self.zero
+            ),
+            fix: format!(
+                "restore a snapshot (`state-*` with its MANIFEST) into {} from a backup; or start afresh with a new, empty checkpoint directory (the state is lost); keep the write-ahead log on for socket sources so that they can replay",
+                self.dir.display()
+            ),
+        })
+    }
+
     /// The latest batch recorded by an earlier run: batches up to it may have run their
     /// outputs (in part) before a crash.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the Kafka source and sinks

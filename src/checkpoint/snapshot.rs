@@ -77,14 +77,20 @@ pub(super) fn load_snapshots(dir: &Path, batch_ms: u64) -> Result<Vec<Arc<Snapsh
         })
         .unwrap_or_default();
     names.sort_unstable_by(|a, b| b.cmp(a));
+    let mut unusable: Vec<(u64, CheckpointError)> = Vec::new();
     for t in names {
         match load_snapshot(dir, t, batch_ms) {
             Ok(s) => snapshots.push(Arc::new(s)),
             Err(e @ CheckpointError::Version { .. }) => return Err(e.into()),
-            Err(e) => tracing::warn!(
-                "checkpoint: the snapshot of batch {t} ms cannot be used ({e}); trying an older one"
-            ),
+            Err(e) => unusable.push((t, e)),
         }
+    }
+    // One line for all of them (a full disk can leave many), naming the newest.
+    if let Some((t, e)) = unusable.first() {
+        tracing::warn!(
+            "checkpoint: {} snapshot(s) cannot be used, the newest of batch {t} ms ({e}); trying older ones",
+            unusable.len()
+        );
     }
     Ok(snapshots)
 }

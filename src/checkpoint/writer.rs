@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 use super::file::{write_framed, Kind};
-use super::snapshot::{parse_state_dir, Manifest};
+use super::snapshot::{parse_state_dir, part_path, Manifest};
 use super::{codec, lock, Checkpoint};
 
 pub(super) enum Msg {
@@ -103,6 +103,22 @@ impl WriterJob {
     }
 
     fn write_manifest(&self, t: u64, peers: usize) {
+        let state_dir = self.dir.join(format!("state-{t}"));
+        // Every worker's part must be there (a full disk fails a part): a snapshot without
+        // one is never used, so it is removed now rather than left to pile up.
+        let missing = self
+            .operators
+            .iter()
+            .flat_map(|op| (0..peers).map(move |w| part_path(&self.dir, t, op, w, peers)))
+            .filter(|p| !p.exists())
+            .count();
+        if missing > 0 {
+            tracing::warn!(
+                "checkpoint: the snapshot of batch {t} ms misses {missing} of its parts (a full disk?) and is abandoned; recovery uses an older one"
+            );
+            let _ = std::fs::remove_dir_all(&state_dir);
+            return;
+        }
         let manifest = Manifest {
             batch_ms: self.batch_ms,
             t,
@@ -118,7 +134,10 @@ impl WriterJob {
                 tracing::debug!("checkpoint: snapshot of batch {t} ms complete");
                 self.prune(t);
             }
-            Err(e) => tracing::warn!("checkpoint: snapshot of batch {t} ms not written: {e}"),
+            Err(e) => {
+                tracing::warn!("checkpoint: snapshot of batch {t} ms not written ({e}); abandoned");
+                let _ = std::fs::remove_dir_all(&state_dir);
+            }
         }
     }
 

@@ -94,7 +94,10 @@ pub(crate) fn run_worker(
         if c.resuming {
             for (f, key) in feeders.iter_mut().zip(&keys) {
                 // A source that cannot resume exactly refuses: the job does not start.
-                if let Err(e) = f.recover(c.source_recovery(key)) {
+                let resumed = c
+                    .check_replay_from_start(key)
+                    .and_then(|()| f.recover(c.source_recovery(key)));
+                if let Err(e) = resumed {
                     coord.fail(e);
                     coord.built();
                     return Ok(());
