@@ -289,6 +289,7 @@ pub struct StreamingConfig {
     pub(crate) listeners: Vec<Arc<dyn StreamingListener>>,
     pub(crate) checkpoint: Option<crate::checkpoint::CheckpointConfig>,
     pub(crate) default_parallelism: Option<usize>,
+    pub(crate) app_name: Option<String>,
 }
 
 impl std::fmt::Debug for StreamingConfig {
@@ -303,6 +304,7 @@ impl std::fmt::Debug for StreamingConfig {
             .field("listeners", &self.listeners.len())
             .field("checkpoint", &self.checkpoint)
             .field("default_parallelism", &self.default_parallelism)
+            .field("app_name", &self.app_name)
             .finish()
     }
 }
@@ -322,7 +324,31 @@ impl StreamingConfig {
             listeners: Vec::new(),
             checkpoint: None,
             default_parallelism: None,
+            app_name: None,
         })
+    }
+
+    /// The job's name (Spark's `setAppName`): kept in its checkpoint, so that another job
+    /// pointed at that directory is refused by name instead of restoring state that is not
+    /// its own. Empty means unnamed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?.app_name("word-totals");
+    /// assert_eq!(c.name(), Some("word-totals"));
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn app_name(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.app_name = (!name.is_empty()).then_some(name);
+        self
+    }
+
+    /// The job's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.app_name.as_deref()
     }
 
     /// The number of partitions a queue stream slices a batch into and a shuffle (the keyed

@@ -85,12 +85,16 @@ pub struct CommonArgs {
     /// Print help (-h is --hostfile, as in timely).
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+    /// The dataflow's name (set by the command line, not a flag): the job's identity.
+    #[arg(skip)]
+    pub app: String,
 }
 
 impl CommonArgs {
     /// The job configuration these flags describe.
     pub fn config(&self) -> Result<StreamingConfig> {
         let mut config = StreamingConfig::new(self.batch)?
+            .app_name(&self.app)
             .cluster(self.cluster.to_args().to_cluster()?)
             .stop_on_signals(true)
             .listener(LogListener);

@@ -69,9 +69,14 @@ macro_rules! dataflows {
         }
 
         impl Dataflows {
+            /// The dataflow's common flags (with its name, the job's identity in a checkpoint)
+            /// and the dataflow.
             fn into_dataflow(self) -> (common::CommonArgs, Box<dyn Dataflow>) {
                 match self {
-                    $(Dataflows::$name(job) => (job.common, Box::new(job.flags)),)*
+                    $(Dataflows::$name(mut job) => {
+                        job.common.app = kebab(stringify!($name));
+                        (job.common, Box::new(job.flags))
+                    })*
                 }
             }
         }
@@ -103,6 +108,18 @@ dataflows! {
     KafkaWordcount(kafka_wordcount::Args),
     /// Running word count over a socket, restartable from its checkpoint (course §7.3).
     DriverHaWordcount(driver_ha_wordcount::Args),
+}
+
+/// `NetworkWordcount` → `network-wordcount`, as clap names the subcommands.
+fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 fn main() -> ExitCode {

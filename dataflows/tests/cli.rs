@@ -647,3 +647,51 @@ fn a_restart_whose_plan_logs_are_gone_is_refused_instead_of_counting_twice() {
         text(&second.stdout)
     );
 }
+
+#[test]
+fn another_jobs_checkpoint_is_refused_by_name() {
+    let checkpoint = tempfile::tempdir().unwrap();
+    let dir = checkpoint.path().to_str().unwrap();
+    let first = run(&[
+        "run",
+        "stateful-wordcount",
+        "--checkpoint",
+        dir,
+        "--max-batches",
+        "2",
+        "--batch",
+        "100ms",
+    ]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    for other in ["driver-ha-wordcount", "windowed-wordcount"] {
+        let out = run(&[
+            "run",
+            other,
+            "--checkpoint",
+            dir,
+            "--max-batches",
+            "1",
+            "--batch",
+            "100ms",
+        ]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{other}: {err}");
+        assert!(
+            err.contains("belongs to the job `stateful-wordcount`")
+                && err.contains(&format!("this job is `{other}`")),
+            "{other}: {err}"
+        );
+    }
+    // The job itself resumes from it.
+    let again = run(&[
+        "run",
+        "stateful-wordcount",
+        "--checkpoint",
+        dir,
+        "--max-batches",
+        "1",
+        "--batch",
+        "100ms",
+    ]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+}

@@ -71,6 +71,9 @@ pub struct CheckpointConfig {
 struct Metadata {
     batch_ms: u64,
     zero: u64,
+    /// The job's name (`StreamingConfig::app_name`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    job: Option<String>,
 }
 
 /// A job's checkpoint, shared by the workers of a process.
@@ -110,6 +113,7 @@ impl Checkpoint {
         config: &CheckpointConfig,
         batch_ms: u64,
         proposed_first: u64,
+        job: Option<&str>,
     ) -> Result<Arc<Self>> {
         let dir = config.dir.clone();
         let every_ms = config.interval_ms.unwrap_or(10 * batch_ms);
@@ -145,6 +149,17 @@ impl Checkpoint {
             Ok(bytes) if resuming => {
                 let meta: Metadata = serde_json::from_slice(&bytes)
                     .map_err(|e| ck_err(format!("{} is unreadable: {e}", meta_path.display())))?;
+                if let (Some(theirs), Some(ours)) = (meta.job.as_deref(), job) {
+                    if theirs != ours {
+                        return Err(SluiceError::InvalidConfig {
+                            problem: format!(
+                                "the checkpoint in {} belongs to the job `{theirs}`; this job is `{ours}`",
+                                dir.display()
+                            ),
+                            fix: format!("give this job a checkpoint directory of its own, or run `{theirs}` on this one"),
+                        });
+                    }
+                }
                 if meta.batch_ms != batch_ms {
                     return Err(SluiceError::InvalidConfig {
                         problem: format!(
@@ -162,6 +177,7 @@ impl Checkpoint {
                 let meta = Metadata {
                     batch_ms,
                     zero: proposed_first,
+                    job: job.map(str::to_owned),
                 };
                 let bytes = serde_json::to_vec(&meta).map_err(|e| ck_err(e.to_string()))?;
                 write_framed(&meta_path, Kind::Metadata, &bytes)

@@ -99,7 +99,12 @@ impl Coordinator {
             .first_batch_ms
             .unwrap_or_else(|| crate::time::next_batch_after(config.clock.now_ms(), batch_ms));
         let checkpoint = match &config.checkpoint {
-            Some(c) => Some(Checkpoint::open(c, batch_ms, proposed_first)?),
+            Some(c) => Some(Checkpoint::open(
+                c,
+                batch_ms,
+                proposed_first,
+                config.app_name.as_deref(),
+            )?),
             None => None,
         };
         let zero = checkpoint.as_ref().map_or(proposed_first, |c| c.zero);
