@@ -3,6 +3,9 @@
 
 use crate::source::dead_letter::Malformed;
 
+/// How much of an over-long line its dead letter keeps.
+const KEPT: usize = 256;
+
 /// Splits bytes into lines, keeping a partial line between reads.
 pub(super) struct LineFramer {
     line: Vec<u8>,
@@ -40,8 +43,12 @@ impl LineFramer {
             };
             if !self.overlong {
                 if self.line.len() + chunk.len() > self.max {
+                    // Only the first 256 bytes are kept for the dead letter, also of what an
+                    // earlier read already buffered.
                     self.overlong = true;
-                    let room = 256usize.saturating_sub(self.line.len());
+                    self.line.truncate(KEPT);
+                    self.line.shrink_to(KEPT);
+                    let room = KEPT - self.line.len();
                     self.line.extend_from_slice(&chunk[..room.min(chunk.len())]);
                 } else {
                     self.line.extend_from_slice(chunk);
@@ -69,7 +76,7 @@ impl LineFramer {
         };
         if overlong {
             return bad(
-                format!("line longer than {} bytes (first 256 kept)", self.max),
+                format!("line longer than {} bytes (first {KEPT} kept)", self.max),
                 bytes,
                 self.line_no,
             );
@@ -98,6 +105,20 @@ impl LineFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlong_lines_dead_letter_keeps_256_bytes_even_of_what_was_buffered() {
+        let mut f = LineFramer::new(1000);
+        let mut out = Vec::new();
+        f.push(&[b'x'; 900], "s", 1, &mut out); // buffered, not yet too long
+        f.push(&[b'y'; 200], "s", 1, &mut out); // now too long
+        f.push(b"zz\nnext\n", "s", 1, &mut out);
+        let Some(Framed::Bad(m)) = out.first() else {
+            panic!("the long line is set aside");
+        };
+        assert_eq!(m.bytes, vec![b'x'; 256]);
+        assert!(matches!(out.get(1), Some(Framed::Line(l)) if l == "next"));
+    }
 
     fn lines(f: &mut LineFramer, input: &[&[u8]]) -> (Vec<String>, Vec<String>) {
         let mut out = Vec::new();
