@@ -213,6 +213,40 @@ impl Cluster {
         self.threads * self.processes
     }
 
+    /// Checks that this process can listen on its own address of the hostfile: another
+    /// process on that port would otherwise be found only after timely's connection attempts,
+    /// with an error that names neither the address nor the fix.
+    pub(crate) fn check_own_address(&self) -> Result<()> {
+        if self.processes <= 1 {
+            return Ok(());
+        }
+        let Some(address) = self.addresses.get(self.process) else {
+            return Ok(());
+        };
+        match std::net::TcpListener::bind(address.as_str()) {
+            Ok(listener) => {
+                drop(listener);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(SluiceError::InvalidConfig {
+                problem: format!(
+                    "process {} cannot listen on {address} (line {} of the hostfile): the address is in use",
+                    self.process,
+                    self.process + 1
+                ),
+                fix: "stop what listens there (an earlier run of this job?), or give this process another port in the hostfile".into(),
+            }),
+            Err(e) => Err(SluiceError::InvalidConfig {
+                problem: format!(
+                    "process {} cannot listen on {address} (line {} of the hostfile): {e}",
+                    self.process,
+                    self.process + 1
+                ),
+                fix: "give this process an address of this machine in the hostfile".into(),
+            }),
+        }
+    }
+
     pub(crate) fn timely_config(&self) -> timely::Config {
         use timely::CommunicationConfig;
         let communication = if self.processes > 1 {

@@ -695,3 +695,39 @@ fn another_jobs_checkpoint_is_refused_by_name() {
     ]);
     assert!(again.status.success(), "{}", text(&again.stderr));
 }
+
+#[test]
+fn a_process_whose_port_is_taken_says_which_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(&hosts, format!("127.0.0.1:{port}\n127.0.0.1:1\n")).unwrap();
+    let started = std::time::Instant::now();
+    let out = sluice()
+        .args([
+            "run",
+            "network-wordcount",
+            "--max-batches",
+            "1",
+            "-n",
+            "2",
+            "-p",
+            "0",
+            "-h",
+        ])
+        .arg(&hosts)
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("line 1 of the hostfile"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "at once, not after retries"
+    );
+    drop(taken);
+}

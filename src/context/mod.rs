@@ -75,6 +75,7 @@ impl StreamingContext {
         if config.stop_on_signals {
             register_signals(&signal)?;
         }
+        config.cluster.check_own_address()?;
         let coord = Arc::new(Coordinator::new(&config, signal)?);
         let build: Arc<BuildFn> = Arc::new(build);
         let timely_config = config.cluster.timely_config();
