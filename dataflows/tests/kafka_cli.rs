@@ -402,3 +402,31 @@ fn kafka_etl_exactly_once_survives_sigkill() {
     assert_eq!(distinct.len(), 1000, "every record reached the target");
     assert_eq!(committed.len(), 1000, "and none twice (read_committed)");
 }
+
+#[test]
+fn a_topic_that_does_not_exist_is_reported_once() {
+    let broker = Broker::start();
+    broker.create_topic("present", 1);
+    let out = sluice(&[
+        "run",
+        "kafka-direct",
+        "--brokers",
+        &broker.brokers(),
+        "--topics",
+        "present,absent",
+        "--group",
+        "g-missing",
+        "--batch",
+        "200ms",
+        "--max-batches",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.matches("the topic `absent` does not exist").count(),
+        1,
+        "warned once: {err}"
+    );
+    assert!(!err.contains("`present` does not exist"), "{err}");
+}

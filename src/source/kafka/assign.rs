@@ -80,12 +80,34 @@ impl KafkaReader {
         }
     }
 
+    /// Says once per topic (on worker 0) when a subscribed topic does not exist: its batches
+    /// stay empty until it is created, which looks like a quiet topic otherwise.
+    fn warn_missing_topics(&mut self, found: &[TopicPartition]) {
+        let ConsumerStrategy::Subscribe(topics) = &self.config.strategy else {
+            return;
+        };
+        if self.runtime.worker().index != 0 {
+            return;
+        }
+        for topic in topics {
+            if !found.iter().any(|tp| &tp.topic == topic)
+                && self.missing_warned.insert(topic.clone())
+            {
+                tracing::warn!(
+                    "Kafka: the topic `{topic}` does not exist on {}: its batches stay empty until it is created (check --topics)",
+                    self.config.brokers
+                );
+            }
+        }
+    }
+
     /// Picks up partitions this worker owns and does not read yet, with their start offsets.
     pub(super) fn refresh(&mut self) -> Result<(), SluiceError> {
         self.refreshed = Some(Instant::now());
         let Some(found) = self.discover_patiently()? else {
             return Ok(());
         };
+        self.warn_missing_topics(&found);
         let mine: Vec<TopicPartition> = found
             .into_iter()
             .filter(|tp| self.owns(tp) && !self.owned.contains_key(tp))

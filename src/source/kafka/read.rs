@@ -61,6 +61,8 @@ pub(crate) struct KafkaReader {
     pub(super) committed_before: Option<u64>,
     /// The last offsets request failed: the broker is away (a stopping job then asks no more).
     pub(super) broker_away: bool,
+    /// Subscribed topics already reported missing.
+    pub(super) missing_warned: std::collections::BTreeSet<String>,
 }
 
 impl KafkaReader {
@@ -113,6 +115,7 @@ impl KafkaReader {
             replay: BTreeMap::new(),
             committed_before: None,
             broker_away: false,
+            missing_warned: Default::default(),
         }
     }
 
