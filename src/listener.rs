@@ -51,11 +51,13 @@ pub struct BatchInfo {
     pub batch_time: Time,
     /// Input per source.
     pub inputs: Vec<SourceInput>,
-    /// From the batch being cut to its processing starting (earlier batches still running).
+    /// From the batch being due (its time on the job's clock, as Spark counts from the batch
+    /// time; with as-fast-as-possible pacing, its cut) to its processing starting: a batch cut
+    /// late — catching up after a restart, or behind a slow one — shows how late.
     pub scheduling_delay: Duration,
     /// From processing starting to every output of the batch having finished.
     pub processing_time: Duration,
-    /// From the batch being cut to every output having finished.
+    /// From the batch being due to every output having finished.
     pub total_delay: Duration,
     /// State size of every stateful operator after this batch.
     pub state: Vec<StateSize>,

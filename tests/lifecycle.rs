@@ -363,6 +363,33 @@ fn listeners_see_every_batch_with_its_input() {
 }
 
 #[test]
+fn batches_cut_late_report_how_late_they_are() {
+    // The clock jumps 5 s at once (a restart catching up, a stall): batch 1000 ms is cut about
+    // 4 s after it was due, and its delays say so, as Spark's count from the batch time.
+    let recorder = BatchRecorder::new();
+    let clock = sluice::clock::ManualClock::new();
+    let config = StreamingConfig::new(secs(1))
+        .unwrap()
+        .clock(clock.clone())
+        .max_batches(5)
+        .listener(recorder.clone());
+    let queue = BatchQueue::from_batches(vec![vec![1u64]]);
+    let mut job = StreamingContext::new(config)
+        .start(move |job| job.queue_stream(&queue).count().print(1))
+        .unwrap();
+    clock.advance(secs(5));
+    job.await_termination().unwrap();
+    let first = recorder.batches().into_iter().next().expect("a batch");
+    assert_eq!(first.batch_time.millis(), 1000);
+    assert!(
+        first.scheduling_delay >= Duration::from_millis(3900),
+        "{:?}",
+        first.scheduling_delay
+    );
+    assert!(first.total_delay >= first.scheduling_delay);
+}
+
+#[test]
 fn configuration_errors_name_the_fix() {
     let e = StreamingConfig::new(Duration::from_micros(1500)).unwrap_err();
     assert!(

@@ -143,7 +143,17 @@ pub(crate) fn run_worker(
                     peers: info.peers,
                     last,
                 };
-                let cut_at = Instant::now();
+                // Delays count from when the batch was due (its time on the job's clock): a
+                // batch cut late — catching up after a restart, or behind a slow one — shows
+                // how late it is, as Spark's delays count from the batch time.
+                let late = match &pacing {
+                    Pacing::Clock(clock) => {
+                        Duration::from_millis(clock.now_ms().saturating_sub(next))
+                    }
+                    Pacing::AsFastAsPossible { .. } => Duration::ZERO,
+                };
+                let now = Instant::now();
+                let cut_at = now.checked_sub(late).unwrap_or(now);
                 let inputs = feeders.iter_mut().map(|f| f.read(&slot)).collect();
                 if let Some(e) = feeders.iter_mut().find_map(|f| f.failure()) {
                     coord.fail(e);
