@@ -330,6 +330,18 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
                 }
             })
         }
+        "inverse_window_shorter_than_slide" => {
+            run1(pairs(&[&["a"], &[], &["a"], &["a"]]), cluster, |d| {
+                d.reduce_by_key_and_window_inv(
+                    |a, b| a + b,
+                    |a, b| a - b,
+                    secs(1),
+                    secs(2),
+                    Some(|(_, v): &(String, i64)| *v != 0),
+                )
+                .snapshots()
+            })
+        }
         "map_with_state_timeout" => run1(
             words(&[&["a", "b"], &["b"], &[], &["b"], &[], &[], &[]]),
             cluster,
@@ -842,4 +854,15 @@ fn spark_map_with_state_state_timing_out() {
     );
     check("mws_state_timing_out", mapped);
     check("mws_state_timing_out_snapshots", snapshots);
+}
+
+#[test]
+fn an_inverse_window_shorter_than_its_slide_holds_only_its_window() {
+    // Windows (1, 2] and (3, 4] s: batch 1's `a` is in neither, batch 4's is in the second.
+    // (Spark's incremental form adds a key's new values without subtracting those that left
+    // in the same slide, and shows (a,1) at 2 s.)
+    check(
+        "inverse_window_shorter_than_slide",
+        expect(vec![vec![], vec![(s("a"), 1i64)]]),
+    );
 }

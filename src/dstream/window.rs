@@ -483,17 +483,23 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     let mut out = Vec::new();
                     for (k, (leaving, entering)) in moved {
                         let old = state.remove(&k);
-                        // Spark's order: inv(old, leaving), then f(that, entering).
-                        let mut value = match (old.clone(), leaving) {
-                            (Some(v), Some(l)) => Some(inv(v, l)),
-                            (v, _) => v,
+                        // Spark's order: inv(old, leaving), then f(that, entering). A key new to
+                        // the window whose values also leave at this slide (a window shorter
+                        // than its slide) keeps what entered less what left, so that it holds
+                        // exactly the window's values (Spark adds them without subtracting).
+                        let value = match (old.clone(), leaving, entering) {
+                            (Some(v), Some(l), e) => {
+                                let rest = inv(v, l);
+                                Some(match e {
+                                    Some(e) => f_finish(rest, e),
+                                    None => rest,
+                                })
+                            }
+                            (Some(v), None, Some(e)) => Some(f_finish(v, e)),
+                            (Some(v), None, None) => Some(v),
+                            (None, Some(l), Some(e)) => Some(inv(e, l)),
+                            (None, _, e) => e,
                         };
-                        if let Some(e) = entering {
-                            value = Some(match value {
-                                Some(v) => f_finish(v, e),
-                                None => e,
-                            });
-                        }
                         let kept = value
                             .map(|v| (k.clone(), v))
                             .filter(|kv| filter.as_ref().is_none_or(|keep| keep(kv)));
