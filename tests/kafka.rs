@@ -509,3 +509,25 @@ fn partitions_added_while_the_job_runs_are_picked_up() {
 fn zookeeper_store_resumes() {
     resumes(OffsetStoreKind::ZooKeeper("127.0.0.1:2181".into()));
 }
+
+#[test]
+fn assigning_a_topic_that_does_not_exist_fails_at_start_naming_it() {
+    let broker = Broker::start();
+    let kafka = KafkaConfig::new(
+        broker.brokers(),
+        unique("g"),
+        ConsumerStrategy::Assign(vec![(TopicPartition::new("no-such-topic", 0), Some(0))]),
+    );
+    let started = std::time::Instant::now();
+    let out = CollectedBatches::<ConsumerRecord>::new();
+    let o = out.clone();
+    let err = StreamingContext::new(fast(2, 1, Duration::from_secs(1)))
+        .run(move |job| job.kafka_direct_stream(kafka.clone()).collect_into(&o))
+        .expect_err("an assigned partition that does not exist fails the job");
+    assert!(err.to_string().contains("no-such-topic"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "promptly, not after retries"
+    );
+    assert!(out.values().concat().is_empty());
+}
