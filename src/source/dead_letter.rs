@@ -3,6 +3,11 @@
 //! Sources never panic on data. A record they cannot use becomes a [`Malformed`] entry: it is
 //! counted in the batch metrics, logged (at most once per second per source, with the total),
 //! and appended to a dead-letter file when one is configured, so that nothing is lost silently.
+//!
+//! **At least once.** An entry is appended when the record is read; a batch replayed after a
+//! crash reads it again and appends it again. Every entry carries its source position (Kafka:
+//! topic, partition and offset; the socket receiver: connection and line of that run), so the
+//! duplicates of a replay are the entries with the same source and position.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
