@@ -368,24 +368,35 @@ fn split<'s, T: super::Data>(
             input.for_each(|cap, chunks| {
                 let mut session = output.session(&cap);
                 for part in chunks.drain(..) {
-                    let mut by_target: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
-                    for record in part.records {
-                        let q = (to(&record) as usize).min(n - 1);
-                        by_target[q].push(record);
-                    }
-                    for (q, records) in by_target.into_iter().enumerate() {
-                        if !records.is_empty() {
-                            session.give(Shard {
-                                to: q as u32,
-                                from: part.id.clone(),
-                                records,
-                            });
-                        }
-                    }
+                    session.give_iterator(into_shards(part, n, &to));
                 }
             });
         }
     })
+}
+
+/// A chunk's records grouped by their partition of `0..n` (`to` of each, in order), as the
+/// shards of a shuffle (none for a partition that gets nothing).
+pub(crate) fn into_shards<T>(
+    part: Part<T>,
+    n: usize,
+    mut to: impl FnMut(&T) -> u32,
+) -> impl Iterator<Item = Shard<T>> {
+    let mut by_target: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+    for record in part.records {
+        let q = (to(&record) as usize).min(n - 1);
+        by_target[q].push(record);
+    }
+    let from = part.id;
+    by_target
+        .into_iter()
+        .enumerate()
+        .filter(|(_, records)| !records.is_empty())
+        .map(move |(q, records)| Shard {
+            to: q as u32,
+            from: from.clone(),
+            records,
+        })
 }
 
 /// Spark's `repartition(n)` placement: input partition `index` deals its records round robin

@@ -11,7 +11,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use super::batch_op::batch_fold;
 use super::partition::{
-    collect_shards, gather, map_parts, per_partition, relabel, Part, PartitionId, Shard,
+    collect_shards, gather, into_shards, map_parts, per_partition, relabel, Part, PartitionId,
     SparkRoundRobin,
 };
 use super::{DStream, Data};
@@ -164,19 +164,7 @@ impl<'s, T: Data> DStream<'s, T> {
                     let mut session = output.session(&cap);
                     for part in chunks.drain(..) {
                         let mut deal = SparkRoundRobin::new(part.id.index() as u32, n);
-                        let mut by_target: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
-                        for record in part.records {
-                            by_target[deal.next_partition() as usize].push(record);
-                        }
-                        for (q, records) in by_target.into_iter().enumerate() {
-                            if !records.is_empty() {
-                                session.give(Shard {
-                                    to: q as u32,
-                                    from: part.id.clone(),
-                                    records,
-                                });
-                            }
-                        }
+                        session.give_iterator(into_shards(part, n, |_| deal.next_partition()));
                     }
                 });
             }

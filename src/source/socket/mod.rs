@@ -396,6 +396,16 @@ fn receive(
     let mut connection = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     let mut framed = Vec::new();
+    // What was framed goes to the buffer (and the write-ahead log), bad lines aside.
+    let mut hand_over = |framed: &mut Vec<Framed>| {
+        deliver(
+            shared,
+            framed,
+            &options.dead_letters,
+            &mut wal,
+            options.block_interval,
+        )
+    };
     while !stop() {
         let Ok(stream) = policy.retry(&what, &stop, || {
             connect(address).map_err(Failure::Transient)
@@ -415,25 +425,13 @@ fn receive(
                     if framer.has_partial() {
                         framed.push(framer.finish(source, connection, None));
                     }
-                    deliver(
-                        shared,
-                        &mut framed,
-                        &options.dead_letters,
-                        &mut wal,
-                        options.block_interval,
-                    );
+                    hand_over(&mut framed);
                     tracing::info!("{source}: the server closed the connection; reconnecting");
                     break;
                 }
                 Ok(n) => {
                     framer.push(&buf[..n], source, connection, &mut framed);
-                    deliver(
-                        shared,
-                        &mut framed,
-                        &options.dead_letters,
-                        &mut wal,
-                        options.block_interval,
-                    );
+                    hand_over(&mut framed);
                 }
                 Err(e)
                     if matches!(
@@ -448,13 +446,7 @@ fn receive(
                             Some("connection lost in the middle of the line"),
                         ));
                     }
-                    deliver(
-                        shared,
-                        &mut framed,
-                        &options.dead_letters,
-                        &mut wal,
-                        options.block_interval,
-                    );
+                    hand_over(&mut framed);
                     tracing::warn!("{source}: connection lost ({e}); reconnecting");
                     break;
                 }
