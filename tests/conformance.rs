@@ -646,31 +646,25 @@ fn repartitioned(batches: &Batches, partitions: usize) -> Vec<Vec<i64>> {
         .collect()
 }
 
-#[test]
-fn spark_repartition_to_more_partitions() {
-    let got = run_case("spark_repartition_more", Cluster::default());
+/// Spark's repartition test for `case` (`partitions` per batch, every record kept), then each
+/// partition against Spark 4.3's own (beyond Spark's test).
+fn check_repartition(case: &str, partitions: usize, spark: &[&str]) {
+    let got = run_case(case, Cluster::default());
     assert_eq!(
-        repartitioned(&got, 5),
+        repartitioned(&got, partitions),
         vec![range(1, 100), range(101, 200), range(201, 300)]
     );
-    // Beyond Spark's own test: each partition holds the records Spark 4.3's holds.
-    check_ordered(
-        "spark_repartition_more",
-        spark_partitions(&SPARK_REPARTITION_MORE),
-    );
+    check_ordered(case, spark_partitions(spark));
+}
+
+#[test]
+fn spark_repartition_to_more_partitions() {
+    check_repartition("spark_repartition_more", 5, &SPARK_REPARTITION_MORE);
 }
 
 #[test]
 fn spark_repartition_to_fewer_partitions() {
-    let got = run_case("spark_repartition_fewer", Cluster::default());
-    assert_eq!(
-        repartitioned(&got, 2),
-        vec![range(1, 100), range(101, 200), range(201, 300)]
-    );
-    check_ordered(
-        "spark_repartition_fewer",
-        spark_partitions(&SPARK_REPARTITION_FEWER),
-    );
+    check_repartition("spark_repartition_fewer", 2, &SPARK_REPARTITION_FEWER);
 }
 
 #[test]

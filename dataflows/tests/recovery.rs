@@ -198,32 +198,28 @@ fn a_restart_whose_plan_logs_are_gone_is_refused_instead_of_counting_twice() {
     );
 }
 
+/// Runs `dataflow` for `batches` batches of 100 ms on the checkpoint `dir`.
+fn on_checkpoint(dataflow: &str, dir: &str, batches: &str) -> std::process::Output {
+    run(&[
+        "run",
+        dataflow,
+        "--checkpoint",
+        dir,
+        "--max-batches",
+        batches,
+        "--batch",
+        "100ms",
+    ])
+}
+
 #[test]
 fn another_jobs_checkpoint_is_refused_by_name() {
     let checkpoint = tempfile::tempdir().unwrap();
     let dir = checkpoint.path().to_str().unwrap();
-    let first = run(&[
-        "run",
-        "stateful-wordcount",
-        "--checkpoint",
-        dir,
-        "--max-batches",
-        "2",
-        "--batch",
-        "100ms",
-    ]);
+    let first = on_checkpoint("stateful-wordcount", dir, "2");
     assert!(first.status.success(), "{}", text(&first.stderr));
     for other in ["driver-ha-wordcount", "windowed-wordcount"] {
-        let out = run(&[
-            "run",
-            other,
-            "--checkpoint",
-            dir,
-            "--max-batches",
-            "1",
-            "--batch",
-            "100ms",
-        ]);
+        let out = on_checkpoint(other, dir, "1");
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{other}: {err}");
         assert!(
@@ -233,16 +229,7 @@ fn another_jobs_checkpoint_is_refused_by_name() {
         );
     }
     // The job itself resumes from it.
-    let again = run(&[
-        "run",
-        "stateful-wordcount",
-        "--checkpoint",
-        dir,
-        "--max-batches",
-        "1",
-        "--batch",
-        "100ms",
-    ]);
+    let again = on_checkpoint("stateful-wordcount", dir, "1");
     assert!(again.status.success(), "{}", text(&again.stderr));
 }
 
