@@ -95,19 +95,16 @@ impl crate::Dataflow for Args {
                     per_batch: 5,
                 }),
             };
-            let dead_letters = dead_letters.clone();
-            let ip_to_rest = lines.flat_map(move |line| match line.split_once("##") {
-                Some((ip, rest)) => Some((ip.to_owned(), rest.to_owned())),
-                None => {
-                    dead_letters.record(Malformed {
+            let ip_to_rest =
+                lines.try_map(&dead_letters, |line: String| match line.split_once("##") {
+                    Some((ip, rest)) => Ok((ip.to_owned(), rest.to_owned())),
+                    None => Err(Malformed {
                         source: "blacklist-filter".into(),
-                        position: "input line".into(),
+                        position: String::new(), // try_map names it by batch, partition and index
                         reason: "no `##` separator after the IP".into(),
                         bytes: line.into_bytes(),
-                    });
-                    None
-                }
-            });
+                    }),
+                });
             let blacklist = blacklist.clone();
             ip_to_rest
                 .transform(move |_time, batch| {

@@ -7,7 +7,8 @@
 //!   transaction per worker (the course's scalikejdbc `DB.localTx`).
 //!
 //! Records that are not `name,orderid` (transactional: `id` must be an integer) are counted,
-//! logged and appended to `--dead-letter` when given; never written, never lost silently.
+//! logged and appended to `--dead-letter` when given, once each also across crashes (the batch
+//! and partition lead each entry); never written to the table, never lost silently.
 
 use sluice::offsets::OffsetStoreKind;
 use sluice::sink::SqlValue;
@@ -109,24 +110,24 @@ fn run(args: Args, common: &CommonArgs, db: Database) -> Result<()> {
     };
     StreamingContext::new(config).run(move |job| {
         let stream = job.kafka_direct_stream(kafka.clone());
-        let dead = dead.clone();
-        let to_row = move |r: &sluice::source::kafka::ConsumerRecord| -> Option<Vec<SqlValue>> {
-            let parsed = r
-                .value_str()
-                .and_then(|v| v.split_once(','))
-                .map(|(n, id)| (n.trim().to_owned(), id.trim().to_owned()));
-            let row = match parsed {
-                Some((name, id)) if !transactional => {
-                    Some(vec![SqlValue::Text(name), SqlValue::Text(id)])
-                }
-                Some((name, id)) => id
-                    .parse::<i64>()
-                    .ok()
-                    .map(|id| vec![SqlValue::Text(name), SqlValue::Int(id)]),
-                None => None,
-            };
-            if row.is_none() {
-                dead.record(Malformed {
+        // A record that is not a row is set aside (exactly once per batch, see `try_map`).
+        let parse =
+            move |r: &sluice::source::kafka::ConsumerRecord| -> Result<Vec<SqlValue>, Malformed> {
+                let parsed = r
+                    .value_str()
+                    .and_then(|v| v.split_once(','))
+                    .map(|(n, id)| (n.trim().to_owned(), id.trim().to_owned()));
+                let row = match parsed {
+                    Some((name, id)) if !transactional => {
+                        Some(vec![SqlValue::Text(name), SqlValue::Text(id)])
+                    }
+                    Some((name, id)) => id
+                        .parse::<i64>()
+                        .ok()
+                        .map(|id| vec![SqlValue::Text(name), SqlValue::Int(id)]),
+                    None => None,
+                };
+                row.ok_or_else(|| Malformed {
                     source: format!("kafka {}", r.topic),
                     position: format!("partition {} offset {}", r.partition, r.offset),
                     reason: if transactional {
@@ -135,14 +136,27 @@ fn run(args: Args, common: &CommonArgs, db: Database) -> Result<()> {
                         "not `name,orderid`".into()
                     },
                     bytes: r.value.clone().unwrap_or_default(),
-                });
-            }
-            row
-        };
+                })
+            };
         if transactional {
-            stream.write_sql_with_offsets(&url, &group, vec![setup.to_owned()], statement, to_row);
+            // The rows go in one transaction with the batch's offsets; the malformed records
+            // are set aside before it, so a committed batch has its dead letters written.
+            stream
+                .set_aside(&dead, move |r| parse(r).map(|_| ()))
+                .write_sql_with_offsets(
+                    &url,
+                    &group,
+                    vec![setup.to_owned()],
+                    statement,
+                    move |r| parse(r).ok(),
+                );
         } else {
-            stream.write_sql(&url, vec![setup.to_owned()], statement, to_row);
+            stream.try_map(&dead, move |r| parse(&r)).write_sql(
+                &url,
+                vec![setup.to_owned()],
+                statement,
+                |row| Some(row.clone()),
+            );
         }
     })
 }

@@ -97,7 +97,14 @@ fn rows(db: Db, url: &str, transactional: bool) -> Vec<(i64, i64)> {
     }
 }
 
-fn start_job(db: Db, broker: &str, url: &str, mode: &str, group: &str) -> Child {
+fn start_job(
+    db: Db,
+    broker: &str,
+    url: &str,
+    mode: &str,
+    group: &str,
+    dead: &std::path::Path,
+) -> Child {
     let job = match db {
         Db::Postgres => "kafka-to-postgres",
         Db::MySql => "kafka-to-mysql",
@@ -116,6 +123,8 @@ fn start_job(db: Db, broker: &str, url: &str, mode: &str, group: &str) -> Child 
             "earliest",
         ])
         .args(["--mode", mode, "--url", url, "--batch", "100ms", "-w", "2"])
+        .arg("--dead-letter")
+        .arg(dead)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -139,6 +148,8 @@ fn crash_test(db: Db, mode: &str) {
         std::process::id()
     );
     let url = fresh_database(db, &name);
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.tsv");
     // Records arrive while the job is killed and restarted.
     let brokers = broker.brokers();
     let producer = {
@@ -151,6 +162,8 @@ fn crash_test(db: Db, mode: &str) {
                     let values: Vec<String> = (chunk * 100..(chunk + 1) * 100)
                         .filter(|id| id % 3 == p)
                         .map(|id| format!("name{id},{id}"))
+                        // One malformed record per chunk and partition, for the dead letters.
+                        .chain(std::iter::once(format!("bad-{chunk}-{p}")))
                         .collect();
                     broker.produce("orders", p, &values);
                 }
@@ -159,7 +172,7 @@ fn crash_test(db: Db, mode: &str) {
         })
     };
     for _ in 0..kills() {
-        let mut child = start_job(db, &brokers, &url, mode, "crash");
+        let mut child = start_job(db, &brokers, &url, mode, "crash", &dead);
         std::thread::sleep(Duration::from_millis(150 + rng.next(500)));
         let _ = Command::new("kill")
             .args(["-KILL", &child.id().to_string()])
@@ -168,7 +181,7 @@ fn crash_test(db: Db, mode: &str) {
     }
     producer.join().unwrap();
     // A last run without a crash drains the rest.
-    let mut child = start_job(db, &brokers, &url, mode, "crash");
+    let mut child = start_job(db, &brokers, &url, mode, "crash", &dead);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = rows(db, &url, transactional);
     while seen.len() < RECORDS && Instant::now() < deadline {
@@ -194,6 +207,18 @@ fn crash_test(db: Db, mode: &str) {
     assert_eq!(
         seen.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
         (0..RECORDS as i64).collect::<Vec<_>>()
+    );
+    // Every malformed record is in the dead-letter file exactly once, across all the kills.
+    let text = std::fs::read_to_string(&dead).unwrap_or_default();
+    let mut set_aside: Vec<&str> = text.lines().filter_map(|l| l.rsplit('\t').next()).collect();
+    set_aside.sort_unstable();
+    let mut expected: Vec<String> = (0..30)
+        .flat_map(|c| (0..3).map(move |p| format!("bad-{c}-{p}")))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(
+        set_aside, expected,
+        "{db:?} {mode} (seed {seed}): dead letters not exactly once"
     );
 }
 
@@ -422,6 +447,7 @@ fn postgres_unavailable_for_ten_seconds() {
         &url,
         "transactional",
         "outage",
+        &std::env::temp_dir().join(format!("sluice-outage-{}.tsv", std::process::id())),
     );
     produce(0, 1000);
     let wait_for = |n: usize, secs: u64| {

@@ -103,6 +103,49 @@ impl<'s, T: Data> DStream<'s, T> {
         }))
     }
 
+    /// Applies `f` to every record: `Ok` values go on, `Err` ones are set aside in `dead`
+    /// (counted, logged, and written to its file once, also when the record is read again
+    /// after a crash; see [`DeadLetters`](crate::source::DeadLetters)). Give each `Malformed`
+    /// the record's position in its source (Kafka's partition and offset), or leave it empty
+    /// for `batch <ms> partition <p> record <i>`. The parse step of an ETL job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::source::{DeadLetters, Malformed};
+    /// let dead = DeadLetters::counting();
+    /// let set_aside = dead.clone();
+    /// let out = sluice::testing::collect_batches(vec![vec!["1".to_owned(), "x".to_owned()]], move |s| {
+    ///     s.try_map(&set_aside, |v: String| v.parse::<u64>().map_err(|e| Malformed {
+    ///         source: "test".into(), position: String::new(), reason: e.to_string(), bytes: v.into_bytes() }))
+    /// })?;
+    /// assert_eq!((out, dead.count()), (vec![vec![1]], 1));
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn try_map<U: Data>(
+        &self,
+        dead: &crate::source::DeadLetters,
+        f: impl Fn(T) -> Result<U, crate::source::Malformed> + 'static,
+    ) -> DStream<'s, U> {
+        let name = self.ctx.name("TryMap");
+        let dead = dead.clone();
+        let stream = per_partition(
+            self.stream.clone(),
+            self.ticks.clone(),
+            &name,
+            move |t, id, records| {
+                let mut bad = Vec::new();
+                let good = records
+                    .into_iter()
+                    .filter_map(|r| f(r).map_err(|m| bad.push(m)).ok())
+                    .collect();
+                dead.record_batch(t, id, bad);
+                good
+            },
+        );
+        self.derive(stream)
+    }
+
     /// Keeps the records for which `p` holds (Spark's `filter`).
     ///
     /// # Examples

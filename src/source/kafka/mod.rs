@@ -75,6 +75,23 @@ impl<'s> DirectStream<'s> {
         &self.items
     }
 
+    /// The same stream without the records `check` rejects, which are set aside in `dead`
+    /// (once each, see [`DStream::try_map`]); the offset ranges are kept whole.
+    /// For a sink that commits offsets with its output
+    /// ([`write_sql_with_offsets`](DStream::write_sql_with_offsets)): it then runs after the
+    /// batch's malformed records are in the dead-letter file, so a batch whose offsets are
+    /// committed never loses them.
+    pub fn set_aside(
+        &self,
+        dead: &crate::source::DeadLetters,
+        check: impl Fn(&ConsumerRecord) -> Result<(), crate::source::Malformed> + 'static,
+    ) -> DirectStream<'s> {
+        DirectStream::new(self.items.try_map(dead, move |item| match &item {
+            KafkaItem::Record(r) => check(r).map(|()| item),
+            KafkaItem::Range(_) => Ok(item),
+        }))
+    }
+
     /// The offset range of every partition of the job in every batch (Spark's
     /// `rdd.asInstanceOf[HasOffsetRanges].offsetRanges`); `foreach_batch` sees them all.
     pub fn offset_ranges(&self) -> DStream<'s, OffsetRange> {
