@@ -4,7 +4,7 @@
 //! `-h/--hostfile`), parsed by [`ClusterArgs`] so that they can sit beside a job's own flags
 //! (timely's getopts parser rejects unknown flags). The timely `Config` is built from them here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,6 +156,13 @@ fn read_hostfile(path: &PathBuf, processes: usize) -> Result<Vec<String>> {
         problem: e.to_string(),
         processes,
     })?;
+    parse_hostfile(path, &text, processes)
+}
+
+/// The first `processes` address lines of a hostfile's text (`path` for errors): blank lines
+/// and `#` comments are skipped; each address must be `host:port`.
+pub(crate) fn parse_hostfile(path: &Path, text: &str, processes: usize) -> Result<Vec<String>> {
+    let path = &path.to_path_buf();
     let lines: Vec<String> = text
         .lines()
         .map(str::trim)

@@ -49,6 +49,8 @@ pub mod context;
 mod database;
 pub mod dstream;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listener;
 pub mod offsets;
 pub(crate) mod retry;

@@ -157,6 +157,20 @@ pub fn read_framed(path: &Path, kind: Kind) -> Result<Vec<u8>, CheckpointError> 
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| corrupt(format!("cannot read it ({e})")))?;
+    parse_framed(path, kind, bytes)
+}
+
+/// Checks the bytes of a framed file read from `path` (named in errors) and returns its
+/// payload: [`read_framed`] without the reading.
+pub fn parse_framed(
+    path: &Path,
+    kind: Kind,
+    mut bytes: Vec<u8>,
+) -> Result<Vec<u8>, CheckpointError> {
+    let corrupt = |why: String| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        why,
+    };
     if bytes.len() < HEADER || &bytes[..6] != MAGIC {
         return Err(corrupt("not a sluice checkpoint file (bad header)".into()));
     }
@@ -276,6 +290,12 @@ pub fn read_log(path: &Path) -> Result<Vec<Vec<u8>>, CheckpointError> {
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io("read", path))?;
+    parse_log(path, &bytes)
+}
+
+/// The intact records of a log's bytes read from `path` (named in errors and warnings):
+/// [`read_log`] without the reading.
+pub fn parse_log(path: &Path, bytes: &[u8]) -> Result<Vec<Vec<u8>>, CheckpointError> {
     if bytes.len() < 10 || &bytes[..8] != LOG_MAGIC {
         return Err(CheckpointError::Corrupt {
             path: path.to_owned(),

@@ -27,7 +27,7 @@
 
 pub mod codec;
 pub mod file;
-mod plans;
+pub(crate) mod plans;
 mod recovery;
 mod snapshot;
 mod writer;

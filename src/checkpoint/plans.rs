@@ -20,7 +20,7 @@ pub(super) struct PlanRecord {
 }
 
 /// Recorded plans: batch → source key → the plans of every worker that recorded one.
-pub(super) type Plans = BTreeMap<u64, BTreeMap<String, Vec<Vec<u8>>>>;
+pub(crate) type Plans = BTreeMap<u64, BTreeMap<String, Vec<Vec<u8>>>>;
 
 /// What a source needs to resume: its recorded plans, and which batches to replay silently.
 #[derive(Debug, Default)]
@@ -73,22 +73,26 @@ pub(super) fn load_plans(dir: &Path) -> Result<Plans> {
                     continue;
                 }
             };
-            for bytes in records {
-                match codec::decode::<PlanRecord>(&bytes) {
-                    Ok(r) => {
-                        let batch = plans.entry(r.t).or_default();
-                        for (key, plan) in r.sources {
-                            batch.entry(key).or_default().push(plan);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!("checkpoint: an unreadable plan in {}: {e}", path.display())
-                    }
-                }
-            }
+            add_plan_records(&mut plans, &path, &records);
         }
     }
     Ok(plans)
+}
+
+/// Adds the plan records of one log (`path`, for warnings) to `plans`; a record that does not
+/// decode is skipped with a warning.
+pub(crate) fn add_plan_records(plans: &mut Plans, path: &Path, records: &[Vec<u8>]) {
+    for bytes in records {
+        match codec::decode::<PlanRecord>(bytes) {
+            Ok(r) => {
+                let batch = plans.entry(r.t).or_default();
+                for (key, plan) in r.sources {
+                    batch.entry(key).or_default().push(plan);
+                }
+            }
+            Err(e) => tracing::warn!("checkpoint: an unreadable plan in {}: {e}", path.display()),
+        }
+    }
 }
 
 impl Checkpoint {

@@ -125,6 +125,19 @@ impl Checkpoint {
         self.completed
     }
 
+    /// The operators of the snapshot this run restores (for the fuzz targets).
+    pub(crate) fn snapshot_operators(&self) -> Vec<String> {
+        self.chosen().map(|s| s.operators()).unwrap_or_default()
+    }
+
+    /// The keys of the sources with recorded plans (for the fuzz targets).
+    pub(crate) fn plan_keys(&self) -> Vec<String> {
+        let plans = lock(&self.plans);
+        let keys: std::collections::BTreeSet<&String> =
+            plans.values().flat_map(|sources| sources.keys()).collect();
+        keys.into_iter().cloned().collect()
+    }
+
     /// The restored batch, if a snapshot is restored.
     pub(crate) fn restored_batch(&self) -> Option<u64> {
         self.chosen().map(|s| s.t)

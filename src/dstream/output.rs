@@ -60,6 +60,10 @@ pub struct Partition {
 /// One worker's share of a batch (all the partitions it runs), for the sinks that write one
 /// transaction per worker and batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    not(any(feature = "kafka", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)] // used by the sinks
 pub(crate) struct WorkerShare {
     /// The batch.
     pub(crate) time: Time,
@@ -293,6 +297,10 @@ impl<'s, T: Data> DStream<'s, T> {
     /// Calls `f(share, records)` once per batch on every worker with all the partitions it runs
     /// (in partition order), also when it runs none: for sinks that write one transaction per
     /// worker and batch.
+    #[cfg_attr(
+        not(any(feature = "kafka", feature = "postgres", feature = "mysql")),
+        allow(dead_code)
+    )] // used by the sinks
     pub(crate) fn foreach_worker(&self, f: impl FnMut(WorkerShare, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
         self.foreach_chunks(&self.ctx.name("ForeachWorker"), move |t, chunks| {

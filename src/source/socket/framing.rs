@@ -7,20 +7,20 @@ use crate::source::dead_letter::Malformed;
 const KEPT: usize = 256;
 
 /// Splits bytes into lines, keeping a partial line between reads.
-pub(super) struct LineFramer {
+pub(crate) struct LineFramer {
     line: Vec<u8>,
     overlong: bool,
     max: usize,
     line_no: u64,
 }
 
-pub(super) enum Framed {
+pub(crate) enum Framed {
     Line(String),
     Bad(Malformed),
 }
 
 impl LineFramer {
-    pub(super) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         LineFramer {
             line: Vec::new(),
             overlong: false,
@@ -29,7 +29,7 @@ impl LineFramer {
         }
     }
 
-    pub(super) fn push(
+    pub(crate) fn push(
         &mut self,
         mut bytes: &[u8],
         source: &str,
@@ -62,7 +62,7 @@ impl LineFramer {
     }
 
     /// Ends the current line; `cut` gives the reason when the line did not end with `\n`.
-    pub(super) fn finish(&mut self, source: &str, conn: u64, cut: Option<&str>) -> Framed {
+    pub(crate) fn finish(&mut self, source: &str, conn: u64, cut: Option<&str>) -> Framed {
         self.line_no += 1;
         let mut bytes = std::mem::take(&mut self.line);
         let overlong = std::mem::replace(&mut self.overlong, false);
@@ -97,7 +97,7 @@ impl LineFramer {
         }
     }
 
-    pub(super) fn has_partial(&self) -> bool {
+    pub(crate) fn has_partial(&self) -> bool {
         !self.line.is_empty() || self.overlong
     }
 }

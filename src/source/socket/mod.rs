@@ -19,8 +19,8 @@
 //! (bytes to lines, bad lines set aside).
 
 mod blocks;
-mod framing;
-mod wal;
+pub(crate) mod framing;
+pub(crate) mod wal;
 
 use std::io::{ErrorKind, Read};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -127,13 +127,19 @@ struct Shared {
 /// A batch's plan: the write-ahead log's lines `[from, until)` and the sizes of its blocks.
 type BatchLines = ((u64, u64), Vec<u64>);
 
-/// Reads a plan; plans written before blocks were recorded are one block.
-fn decode_plan(bytes: &[u8]) -> Option<BatchLines> {
-    if let Ok(plan) = crate::checkpoint::codec::decode::<BatchLines>(bytes) {
-        return Some(plan);
-    }
-    let (from, until) = crate::checkpoint::codec::decode::<(u64, u64)>(bytes).ok()?;
-    Some(((from, until), vec![until - from]))
+/// Reads a plan; plans written before blocks were recorded are one block. A plan whose range
+/// runs backwards or whose blocks do not add up to it is not one the receiver wrote: `None`.
+pub(crate) fn decode_plan(bytes: &[u8]) -> Option<BatchLines> {
+    let plan = match crate::checkpoint::codec::decode::<BatchLines>(bytes) {
+        Ok(plan) => plan,
+        Err(_) => {
+            let (from, until) = crate::checkpoint::codec::decode::<(u64, u64)>(bytes).ok()?;
+            ((from, until), vec![until.checked_sub(from)?])
+        }
+    };
+    let ((from, until), blocks) = &plan;
+    let total = blocks.iter().try_fold(0u64, |sum, b| sum.checked_add(*b))?;
+    (until.checked_sub(*from)? == total).then_some(plan)
 }
 
 pub(crate) struct SocketReader {
@@ -291,7 +297,8 @@ impl BatchReader<String> for SocketReader {
                 restored_plan = true;
                 continue;
             }
-            let batch: Vec<String> = (from..until).filter_map(|s| lines.remove(&s)).collect();
+            let held: Vec<u64> = lines.range(from..until).map(|(s, _)| *s).collect();
+            let batch: Vec<String> = held.iter().filter_map(|s| lines.remove(s)).collect();
             if batch.len() as u64 != until - from {
                 tracing::warn!(
                     "{}: the write-ahead log misses {} lines of batch {t} ms",

@@ -45,16 +45,30 @@ impl Wal {
                     continue;
                 }
             };
-            for r in records {
-                if let Ok((first, chunk)) =
-                    crate::checkpoint::codec::decode::<(u64, Vec<String>)>(&r)
-                {
-                    for (i, line) in chunk.into_iter().enumerate() {
-                        lines.insert(first + i as u64, line);
-                    }
-                }
-            }
+            add_records(&mut lines, &records);
         }
         lines
+    }
+}
+
+/// Adds the lines of a segment's records to `lines`, by sequence number. A record that does
+/// not decode, or whose numbers run past `u64::MAX`, is skipped (it is not what the receiver
+/// wrote; the plans then find the lines missing and say so).
+pub(crate) fn add_records(
+    lines: &mut std::collections::BTreeMap<u64, String>,
+    records: &[Vec<u8>],
+) {
+    for r in records {
+        let Ok((first, chunk)) = crate::checkpoint::codec::decode::<(u64, Vec<String>)>(r) else {
+            tracing::warn!("write-ahead log: a record that does not decode is skipped");
+            continue;
+        };
+        if first.checked_add(chunk.len() as u64).is_none() {
+            tracing::warn!("write-ahead log: a record numbered past the end is skipped");
+            continue;
+        }
+        for (i, line) in chunk.into_iter().enumerate() {
+            lines.insert(first + i as u64, line);
+        }
     }
 }
