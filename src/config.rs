@@ -331,6 +331,8 @@ pub struct StreamingConfig {
     pub(crate) checkpoint: Option<crate::checkpoint::CheckpointConfig>,
     pub(crate) default_parallelism: Option<usize>,
     pub(crate) app_name: Option<String>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) peer_timeout: Duration,
 }
 
 impl std::fmt::Debug for StreamingConfig {
@@ -346,6 +348,8 @@ impl std::fmt::Debug for StreamingConfig {
             .field("checkpoint", &self.checkpoint)
             .field("default_parallelism", &self.default_parallelism)
             .field("app_name", &self.app_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("peer_timeout", &self.peer_timeout)
             .finish()
     }
 }
@@ -366,7 +370,34 @@ impl StreamingConfig {
             checkpoint: None,
             default_parallelism: None,
             app_name: None,
+            connect_timeout: Duration::from_secs(60),
+            peer_timeout: Duration::from_secs(30),
         })
+    }
+
+    /// How long the processes of a job wait for each other at start (default 60 s); then the
+    /// missing ones are named.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a connection between two processes may go unanswered (a machine gone, a link
+    /// down) before the job stops in every process with an error naming the process (default
+    /// 30 s). A link down for less is ridden out by TCP: the batches wait and the output stays
+    /// exact.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = sluice::StreamingConfig::new(Duration::from_secs(1))?.peer_timeout(Duration::from_secs(10));
+    /// assert!(format!("{config:?}").contains("peer_timeout: 10s"));
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
+        self.peer_timeout = timeout.max(Duration::from_secs(1));
+        self
     }
 
     /// The job's name (Spark's `setAppName`): kept in its checkpoint, so that another job

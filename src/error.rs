@@ -125,6 +125,15 @@ pub enum SluiceError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The processes of a job could not connect, or a connection between two of them failed
+    /// (a process died, a machine or link is gone): the job stops in every process.
+    #[error("cluster: {problem}; {fix}")]
+    Cluster {
+        /// What happened, with the process and its address.
+        problem: String,
+        /// What to do about it.
+        fix: String,
+    },
     /// The context was used in a way its lifecycle does not allow.
     #[error("{0}")]
     Lifecycle(String),

@@ -37,6 +37,14 @@ pub struct WorkerFlags {
         requires = "processes"
     )]
     pub hostfile: Option<PathBuf>,
+    /// With -n: how long the processes wait for each other at start before naming the
+    /// missing ones.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = duration)]
+    pub connect_timeout: Duration,
+    /// With -n: how long a connection between processes may go unanswered (a machine gone, a
+    /// link down) before the job stops in every process; a shorter outage is ridden out.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = duration)]
+    pub peer_timeout: Duration,
 }
 
 impl WorkerFlags {
@@ -96,6 +104,8 @@ impl CommonArgs {
         let mut config = StreamingConfig::new(self.batch)?
             .app_name(&self.app)
             .cluster(self.cluster.to_args().to_cluster()?)
+            .connect_timeout(self.cluster.connect_timeout)
+            .peer_timeout(self.cluster.peer_timeout)
             .stop_on_signals(true)
             .listener(LogListener);
         if let Some(n) = self.max_batches {

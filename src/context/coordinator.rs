@@ -289,6 +289,14 @@ impl Coordinator {
         self.request_stop(false);
     }
 
+    /// Fails the job with `error` as the cause of whatever failed before it (a lost
+    /// connection, which makes the workers fail too).
+    pub(crate) fn fail_with_cause(&self, error: SluiceError) {
+        tracing::debug!("job failing: {error}");
+        *lock(&self.fatal) = Some(error);
+        self.request_stop(false);
+    }
+
     pub(crate) fn take_error(&self) -> Option<SluiceError> {
         lock(&self.fatal).take()
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 pub(crate) mod coordinator;
 pub(crate) mod driver;
 pub mod job;
+mod network;
 
 use coordinator::Coordinator;
 use driver::{run_worker, BuildFn};
@@ -79,6 +80,17 @@ impl StreamingContext {
         let coord = Arc::new(Coordinator::new(&config, signal)?);
         let build: Arc<BuildFn> = Arc::new(build);
         let timely_config = config.cluster.timely_config();
+        let cluster = config.cluster.clone();
+        let peer_timeout = config.peer_timeout;
+        // Several processes: sluice connects them (handshake, timeouts) and hands the sockets
+        // to timely.
+        let sockets = if cluster.processes > 1 {
+            network::install_panic_hook();
+            let job = config.app_name.clone().unwrap_or_default();
+            Some(network::connect(&cluster, &job, config.connect_timeout, peer_timeout)?)
+        } else {
+            None
+        };
         let threads = config.cluster.threads;
         let pacing = config.pacing.clone();
         let worker_coord = Arc::clone(&coord);
@@ -87,7 +99,7 @@ impl StreamingContext {
         std::thread::Builder::new()
             .name("sluice-driver".into())
             .spawn(move || {
-                let guards = timely::execute(timely_config, move |worker| {
+                let work = move |worker: &mut timely::worker::Worker| {
                     let coord = Arc::clone(&worker_coord);
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         run_worker(worker, Arc::clone(&coord), pacing.clone(), threads, &*build)
@@ -106,17 +118,31 @@ impl StreamingContext {
                             Err(msg)
                         }
                     }
-                });
+                };
+                let guards = match sockets {
+                    Some(sockets) => network::execute(sockets, &cluster, timely_config.worker, work),
+                    None => timely::execute(timely_config, work),
+                };
                 let result = match guards {
                     Err(e) => Err(SluiceError::Startup(e)),
                     Ok(guards) => {
+                        // Joining ends timely's communication threads, which panic when a
+                        // connection failed.
+                        let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            guards.join()
+                        }));
                         let mut result = Ok(());
-                        for r in guards.join() {
-                            match r {
-                                Ok(Ok(())) => {}
-                                Ok(Err(e)) | Err(e) => {
-                                    if result.is_ok() {
-                                        result = Err(SluiceError::WorkerFailed(e));
+                        match joined {
+                            Err(panic) => result = Err(SluiceError::WorkerFailed(panic_message(&panic))),
+                            Ok(results) => {
+                                for r in results {
+                                    match r {
+                                        Ok(Ok(())) => {}
+                                        Ok(Err(e)) | Err(e) => {
+                                            if result.is_ok() {
+                                                result = Err(SluiceError::WorkerFailed(e));
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -124,6 +150,10 @@ impl StreamingContext {
                         result
                     }
                 };
+                // A failed connection is the cause of whatever else failed.
+                if let Some((remote, cause)) = network::failure().filter(|_| cluster.processes > 1) {
+                    thread_coord.fail_with_cause(network::lost(&cluster, remote, &cause, peer_timeout));
+                }
                 if !thread_coord.aborted() {
                     // The final snapshot's manifest and the completed marker are on disk.
                     thread_coord.flush_checkpoint();
