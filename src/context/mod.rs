@@ -87,7 +87,12 @@ impl StreamingContext {
         let sockets = if cluster.processes > 1 {
             network::install_panic_hook();
             let job = config.app_name.clone().unwrap_or_default();
-            Some(network::connect(&cluster, &job, config.connect_timeout, peer_timeout)?)
+            Some(network::connect(
+                &cluster,
+                &job,
+                config.connect_timeout,
+                peer_timeout,
+            )?)
         } else {
             None
         };
@@ -120,7 +125,9 @@ impl StreamingContext {
                     }
                 };
                 let guards = match sockets {
-                    Some(sockets) => network::execute(sockets, &cluster, timely_config.worker, work),
+                    Some(sockets) => {
+                        network::execute(sockets, &cluster, timely_config.worker, work)
+                    }
                     None => timely::execute(timely_config, work),
                 };
                 let result = match guards {
@@ -133,7 +140,9 @@ impl StreamingContext {
                         }));
                         let mut result = Ok(());
                         match joined {
-                            Err(panic) => result = Err(SluiceError::WorkerFailed(panic_message(&panic))),
+                            Err(panic) => {
+                                result = Err(SluiceError::WorkerFailed(panic_message(&panic)))
+                            }
                             Ok(results) => {
                                 for r in results {
                                     match r {
@@ -151,8 +160,14 @@ impl StreamingContext {
                     }
                 };
                 // A failed connection is the cause of whatever else failed.
-                if let Some((remote, cause)) = network::failure().filter(|_| cluster.processes > 1) {
-                    thread_coord.fail_with_cause(network::lost(&cluster, remote, &cause, peer_timeout));
+                if let Some((remote, cause)) = network::failure().filter(|_| cluster.processes > 1)
+                {
+                    thread_coord.fail_with_cause(network::lost(
+                        &cluster,
+                        remote,
+                        &cause,
+                        peer_timeout,
+                    ));
                 }
                 if !thread_coord.aborted() {
                     // The final snapshot's manifest and the completed marker are on disk.

@@ -39,7 +39,12 @@ pub(crate) fn failure() -> Option<(usize, String)> {
 }
 
 /// The job's error for a failed connection to process `remote`.
-pub(crate) fn lost(cluster: &Cluster, remote: usize, cause: &str, peer_timeout: Duration) -> SluiceError {
+pub(crate) fn lost(
+    cluster: &Cluster,
+    remote: usize,
+    cause: &str,
+    peer_timeout: Duration,
+) -> SluiceError {
     let address = cluster.addresses.get(remote).map_or("?", String::as_str);
     let cause = cause
         .strip_prefix("timely communication error: ")
@@ -106,7 +111,10 @@ pub(crate) fn connect(
     let deadline = Instant::now() + connect_timeout;
     let own = &cluster.addresses[me];
     let listener = TcpListener::bind(own.as_str()).map_err(|e| SluiceError::Cluster {
-        problem: format!("process {me} cannot listen on {own} (line {} of the hostfile): {e}", me + 1),
+        problem: format!(
+            "process {me} cannot listen on {own} (line {} of the hostfile): {e}",
+            me + 1
+        ),
         fix: "give this process a free address of this machine in the hostfile".into(),
     })?;
     listener
@@ -115,7 +123,9 @@ pub(crate) fn connect(
     let mut sockets: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
     let mut last_report = Instant::now();
     let waiting = |sockets: &[Option<TcpStream>]| -> Vec<usize> {
-        (0..n).filter(|&i| i != me && sockets[i].is_none()).collect()
+        (0..n)
+            .filter(|&i| i != me && sockets[i].is_none())
+            .collect()
     };
     while !waiting(&sockets).is_empty() {
         let mut progressed = false;
@@ -182,7 +192,10 @@ fn startup(problem: String) -> SluiceError {
 
 fn connect_once(address: &str) -> std::io::Result<TcpStream> {
     use std::net::ToSocketAddrs;
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the address resolved to nothing");
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "the address resolved to nothing",
+    );
     for addr in address.to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
             Ok(s) => return Ok(s),
@@ -229,7 +242,11 @@ fn read_handshake(stream: &mut TcpStream) -> std::io::Result<Option<(usize, usiz
     let len = u16::from_le_bytes([head[24], head[25]]) as usize;
     let mut name = vec![0u8; len];
     stream.read_exact(&mut name)?;
-    Ok(Some((index, n, String::from_utf8_lossy(&name).into_owned())))
+    Ok(Some((
+        index,
+        n,
+        String::from_utf8_lossy(&name).into_owned(),
+    )))
 }
 
 /// The connecting side: says who it is, and waits for the answer.
@@ -259,7 +276,11 @@ fn hello(
             problem: format!(
                 "process {remote} at {address} (line {} of the hostfile) refused process {me}: {}",
                 remote + 1,
-                if reason.is_empty() { "it is not a process of this job".to_owned() } else { reason }
+                if reason.is_empty() {
+                    "it is not a process of this job".to_owned()
+                } else {
+                    reason
+                }
             ),
             fix: "start every process of one job with the same job, hostfile and -n".into(),
         });
@@ -297,18 +318,36 @@ fn welcome(
         })
     };
     if theirs != n {
-        return refuse(stream, format!("process {index} was started with -n {theirs}, process {me} with -n {n}"));
+        return refuse(
+            stream,
+            format!("process {index} was started with -n {theirs}, process {me} with -n {n}"),
+        );
     }
     if index <= me || index >= n {
-        return refuse(stream, format!("process {me} expects processes {} to {} to connect to it, not process {index}", me + 1, n - 1));
+        return refuse(
+            stream,
+            format!(
+                "process {me} expects processes {} to {} to connect to it, not process {index}",
+                me + 1,
+                n - 1
+            ),
+        );
     }
     if name != job {
-        return refuse(stream, format!("process {index} runs the job `{name}`, process {me} runs `{job}`"));
+        return refuse(
+            stream,
+            format!("process {index} runs the job `{name}`, process {me} runs `{job}`"),
+        );
     }
     stream
         .write_all(&[0])
         .and_then(|()| stream.set_read_timeout(None))
-        .map_err(|e| startup(format!("cannot answer process {index} ({}): {e}", cluster.addresses[index])))?;
+        .map_err(|e| {
+            startup(format!(
+                "cannot answer process {index} ({}): {e}",
+                cluster.addresses[index]
+            ))
+        })?;
     Ok(Some((index, stream)))
 }
 
