@@ -277,8 +277,10 @@ struct Link {
 impl Link {
     /// `None` (with a note) where namespaces cannot be made: not root, or no `ip`.
     fn make() -> Option<Link> {
-        let id = std::process::id() % 10_000;
-        let subnet = 10 + (id % 200);
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = (std::process::id() % 1000) * 10 + n % 10;
+        let subnet = 10 + (id % 240);
         let link = Link {
             ns: format!("sluice-t{id}"),
             dev: format!("vsl{id}a"),
