@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The C libraries the build links: OpenSSL (TLS for Kafka, PostgreSQL and MySQL) and Cyrus SASL
-# (Kafka's SASL), from Debian's packages. A fresh machine has neither -dev package; idempotent.
+# (Kafka's SASL), from Debian's packages; and for the fault tests libfaketime (clock jumps) and
+# iproute2 (network namespaces). A fresh machine has neither -dev package; idempotent.
 set -euo pipefail
 
 missing=()
-for pkg in libssl-dev libsasl2-dev pkg-config; do
+for pkg in libssl-dev libsasl2-dev pkg-config faketime iproute2; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -18,7 +18,14 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
-/// The wall clock.
+/// The wall clock, read once and then advanced by the monotonic clock.
+///
+/// Batches are cut on the monotonic clock, so a wall clock that jumps while the job runs (set
+/// by hand, or stepped by NTP) neither stalls the batches (a jump back) nor makes them run one
+/// after another to catch up (a jump forward); the batches keep their interval and their times
+/// go on from where they were. A jump of more than a second is reported once, with its size.
+/// (A restart reads the wall clock again; one behind its checkpoint's batches is handled
+/// there.)
 ///
 /// # Examples
 ///
@@ -29,12 +36,36 @@ pub trait Clock: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
+/// The wall clock's reading when the process first asked, and the monotonic instant of it.
+static ANCHOR: std::sync::OnceLock<(u64, std::time::Instant)> = std::sync::OnceLock::new();
+/// The wall clock's last reported distance from the job's, in ms.
+static REPORTED_DRIFT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        let (wall0, mono0) = *ANCHOR.get_or_init(|| (wall_ms(), std::time::Instant::now()));
+        let now = wall0 + mono0.elapsed().as_millis() as u64;
+        let drift = wall_ms() as i64 - now as i64;
+        let reported = REPORTED_DRIFT.load(Ordering::Relaxed);
+        if (drift - reported).abs() > 1000
+            && REPORTED_DRIFT
+                .compare_exchange(reported, drift, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                "the wall clock jumped {} by {}: batches keep their interval on the job's clock, whose times now differ from the wall clock's by that much",
+                if drift > reported { "forward" } else { "back" },
+                humantime::format_duration(Duration::from_millis((drift - reported).unsigned_abs()))
+            );
+        }
+        now
     }
 }
 

@@ -208,7 +208,11 @@ fn a_killed_process_stops_the_other_and_a_restart_resumes_exactly_once() {
         std::thread::sleep(Duration::from_millis(300));
         seen = broker.read_all_with("totals", "read_committed");
     }
-    eprintln!("cluster\tafter the restart\t{} totals of {} words read", seen.len(), expected.len());
+    eprintln!(
+        "cluster\tafter the restart\t{} totals of {} words read",
+        seen.len(),
+        expected.len()
+    );
     if finals(&seen) != expected {
         eprintln!("{}\n{}", p0.err(), p1.err());
     }
@@ -461,7 +465,13 @@ fn two_hosts_ride_out_a_ten_second_link_cut() {
     eprintln!("cluster\tlink cut 10 s, peer timeout 30 s\ttotals {totals:?} of (500, 500), both processes running");
     assert_eq!(totals, (500, 500), "{}\n{}", p0.err(), p1.err());
     assert!(p0.wait_exit(Duration::ZERO).is_none() && p1.wait_exit(Duration::ZERO).is_none());
-    assert_eq!(stop_both(&mut p0, &mut p1), [0, 0], "{}\n{}", p0.err(), p1.err());
+    assert_eq!(
+        stop_both(&mut p0, &mut p1),
+        [0, 0],
+        "{}\n{}",
+        p0.err(),
+        p1.err()
+    );
 }
 
 /// The link cut for 10 s with a peer timeout of 3 s: both processes stop within seconds with
@@ -527,5 +537,11 @@ fn two_hosts_stop_on_a_cut_longer_than_the_peer_timeout_and_resume_exactly_once(
     let totals = wait_totals(&p0, 600, Duration::from_secs(30));
     eprintln!("cluster\trestart after the kill\ttotals {totals:?} of (600, 600)");
     assert_eq!(totals, (600, 600), "{}\n{}", p0.err(), p1.err());
-    assert_eq!(stop_both(&mut p0, &mut p1), [0, 0], "{}\n{}", p0.err(), p1.err());
+    assert_eq!(
+        stop_both(&mut p0, &mut p1),
+        [0, 0],
+        "{}\n{}",
+        p0.err(),
+        p1.err()
+    );
 }

@@ -112,7 +112,6 @@ impl Checkpoint {
 
     /// The latest batch recorded by an earlier run: batches up to it may have run their
     /// outputs (in part) before a crash.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the Kafka source and sinks
     pub(crate) fn last_planned(&self) -> Option<u64> {
         if !self.resuming {
             return None;

@@ -72,6 +72,9 @@ pub(crate) struct Coordinator {
     checkpoint: Option<Arc<Checkpoint>>,
     local_workers: usize,
     clock: Arc<dyn crate::clock::Clock>,
+    /// Added to the clock: set at start when the clock reads earlier than the checkpoint's
+    /// last batch (it went back), so that batch times go on from the checkpoint's.
+    clock_offset: std::sync::atomic::AtomicU64,
     cut: Mutex<CutState>,
     abort: AtomicBool,
     /// A stop was asked (gracefully or not).
@@ -120,6 +123,7 @@ impl Coordinator {
             checkpoint,
             local_workers: config.cluster.threads,
             clock: Arc::clone(&config.clock),
+            clock_offset: std::sync::atomic::AtomicU64::new(0),
             cut: Mutex::new(CutState {
                 max_cut: None,
                 final_batch: None,
@@ -149,6 +153,7 @@ impl Coordinator {
                 Some(c) => c.first_batch().map_err(|e| e.to_string())?,
                 None => self.proposed_first,
             };
+            self.behind_the_checkpoint(first);
             if let Some(n) = self.max_batches {
                 // Batches replayed only to rebuild state do not count.
                 let base = self
@@ -161,6 +166,40 @@ impl Coordinator {
             Ok(first)
         });
         decided.clone().map_err(SluiceError::Lifecycle)
+    }
+
+    /// A clock that reads earlier than the batches a checkpoint holds (set back, or another
+    /// machine's) would leave every batch of this run waiting for it, silently: the job's clock
+    /// is put forward by the difference instead, with a warning, so batch times go on from the
+    /// checkpoint's, one per interval.
+    fn behind_the_checkpoint(&self, first: u64) {
+        let Some(c) = &self.checkpoint else {
+            return;
+        };
+        let recorded = [c.last_planned(), c.completed(), c.restored_batch()]
+            .into_iter()
+            .flatten()
+            .max();
+        let Some(last) = recorded else {
+            return;
+        };
+        let next = (last + self.batch_ms).max(first);
+        let now = self.clock.now_ms();
+        if now + self.batch_ms < next {
+            let behind = next - now;
+            self.clock_offset.store(behind, Ordering::SeqCst);
+            tracing::warn!(
+                "the clock reads {now} ms, {} before the batches this checkpoint holds (up to {last} ms): was it set back? Batch times go on from {next} ms, one per interval, {} ahead of the clock",
+                humantime::format_duration(Duration::from_millis(behind)),
+                humantime::format_duration(Duration::from_millis(behind))
+            );
+        }
+    }
+
+    /// The job's clock: the configured clock, put forward if it read earlier than the
+    /// checkpoint at start.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms() + self.clock_offset.load(Ordering::Relaxed)
     }
 
     /// The first batch of this run (the proposed one until it is decided).
@@ -226,7 +265,7 @@ impl Coordinator {
             self.abort.store(true, Ordering::SeqCst);
         }
         let mut state = lock(&self.cut);
-        let due = batch_at_or_after(self.clock.now_ms(), self.batch_ms);
+        let due = batch_at_or_after(self.now_ms(), self.batch_ms);
         let candidate = state.max_cut.map_or(due, |m| m.max(due));
         // Never before the first batch minus one interval: a stop before start cuts nothing.
         let candidate = candidate.max(self.first_batch().saturating_sub(self.batch_ms));

@@ -130,7 +130,7 @@ pub(crate) fn run_worker(
             break;
         }
         let due = match &pacing {
-            Pacing::Clock(clock) => clock.now_ms() >= next,
+            Pacing::Clock(_) => coord.now_ms() >= next,
             Pacing::AsFastAsPossible { max_in_flight } => in_flight.len() < *max_in_flight,
         };
         match coord.try_cut(next, due) {
@@ -147,9 +147,7 @@ pub(crate) fn run_worker(
                 // batch cut late — catching up after a restart, or behind a slow one — shows
                 // how late it is, as Spark's delays count from the batch time.
                 let late = match &pacing {
-                    Pacing::Clock(clock) => {
-                        Duration::from_millis(clock.now_ms().saturating_sub(next))
-                    }
+                    Pacing::Clock(_) => Duration::from_millis(coord.now_ms().saturating_sub(next)),
                     Pacing::AsFastAsPossible { .. } => Duration::ZERO,
                 };
                 let now = Instant::now();
@@ -187,7 +185,7 @@ pub(crate) fn run_worker(
             CutDecision::NotYet => {
                 let wait = match &pacing {
                     Pacing::Clock(clock) => {
-                        let until = Duration::from_millis(next.saturating_sub(clock.now_ms()));
+                        let until = Duration::from_millis(next.saturating_sub(coord.now_ms()));
                         until.clamp(clock.poll_interval(), Duration::from_millis(20))
                     }
                     Pacing::AsFastAsPossible { .. } => Duration::from_millis(1),

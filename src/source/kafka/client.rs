@@ -8,7 +8,8 @@ use crate::error::SluiceError;
 use crate::retry::Failure;
 
 /// Whether waiting may cure `e`: the broker is unreachable or busy, a leader or coordinator is
-/// moving, a request timed out, a queue is full; any transaction error but missing rights (a
+/// moving, a request timed out, a queue is full, a message was purged by an abort; any
+/// transaction error but missing rights (a
 /// fenced or broken transactional producer is replaced by a new one, which recovers).
 pub(crate) fn is_transient(e: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
@@ -41,6 +42,10 @@ pub(crate) fn is_transient(e: &KafkaError) -> bool {
                 | NotEnoughReplicas
                 | NotController
                 | KafkaStorageError
+                // A message purged by this sink's own abort of a failed transaction: its batch
+                // is sent again.
+                | PurgeQueue
+                | PurgeInflight
         )
     )
 }

@@ -1,0 +1,848 @@
+//! The fault matrix: three checkpointed jobs × every fault of the checkpoint, the disk and the
+//! clock. Each case runs the job on a first part of the input and stops it (gracefully, or
+//! with SIGKILL), applies the fault, restarts the job on the second part, and classifies what
+//! it did: **exact** (every record counted once), **refused** (the job stopped by itself with
+//! a message and the output is not wrong), or **wrong** (anything else: a record counted twice
+//! or lost, a silent stall). Every case states the outcome it must have; none may be wrong.
+//! `benches/fault-matrix.sh` prints the table (`fault-matrix` lines of this test).
+//!
+//! Jobs: `stateful-wordcount` over a socket with its write-ahead log; `kafka-wordcount`
+//! (Kafka → state → Kafka, exactly once); `kafka-to-postgres` (Kafka → PostgreSQL, rows and
+//! offsets in one transaction) with a checkpoint.
+
+/// The test broker, shared with the library's tests.
+#[path = "../../tests/common/kafka.rs"]
+mod broker;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const FIRST: usize = 300;
+const SECOND: usize = 200;
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobKind {
+    Socket,
+    KafkaState,
+    KafkaPostgres,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    Sigkill,
+    PlansDeleted,
+    PlanTornTail,
+    PlanTruncated,
+    PlanBitFlip,
+    SnapshotBitFlip,
+    ManifestDeleted,
+    SnapshotsDeleted,
+    WalTruncated,
+    WalDeleted,
+    MetadataBitFlip,
+    CompletedDeleted,
+    OtherJobsCheckpoint,
+    ReadOnlyDirectory,
+    DiskFull,
+    ClockBackOneHour,
+    ClockForwardTenMinutes,
+    ClockJumpsBackWhileRunning,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Exact,
+    Refused,
+    Wrong,
+}
+
+/// What each case must end in (one outcome, or either where it depends on timing), and why.
+fn expected(job: JobKind, fault: Fault) -> &'static [Outcome] {
+    use Fault::*;
+    const EXACT: &[Outcome] = &[Outcome::Exact];
+    const REFUSED: &[Outcome] = &[Outcome::Refused];
+    const EITHER: &[Outcome] = &[Outcome::Exact, Outcome::Refused];
+    match (job, fault) {
+        // The plans say which input the restored state counted: without the snapshot batch's
+        // plan a socket job cannot tell which of its log's lines that state holds (refused);
+        // Kafka resumes from the offsets the last finished batch committed, which is exact.
+        (JobKind::Socket, PlansDeleted | PlanTruncated | PlanBitFlip) => REFUSED,
+        // Another job's checkpoint is refused by name; a directory that cannot be written
+        // cannot take this run's plans; damaged metadata (identity, time line) is refused.
+        (_, OtherJobsCheckpoint | ReadOnlyDirectory | MetadataBitFlip) => REFUSED,
+        // Every snapshot gone, and the plans start after the job's first batch (older ones
+        // are pruned): the state cannot be rebuilt, refused — also for a job without state,
+        // which could have gone on (noted in the README).
+        (_, SnapshotsDeleted) => REFUSED,
+        // Which write meets the full disk first (a plan, a snapshot, the completed mark)
+        // depends on timing: the job refuses, or goes on and says it cannot checkpoint.
+        (_, DiskFull) => EITHER,
+        _ => EXACT,
+    }
+}
+
+/// A process whose standard output and error are collected.
+struct Proc {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sluice");
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let buf = Arc::new(Mutex::new(String::new()));
+            let b = buf.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut b = b.lock().unwrap();
+                    b.push_str(&line);
+                    b.push('\n');
+                }
+            });
+            buf
+        };
+        let out = collect(Box::new(child.stdout.take().unwrap()));
+        let err = collect(Box::new(child.stderr.take().unwrap()));
+        Proc { child, out, err }
+    }
+
+    fn exited(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
+    fn signal(&mut self, sig: &str) -> i32 {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+        self.child
+            .wait()
+            .map(|s| s.code().unwrap_or(-1))
+            .unwrap_or(-1)
+    }
+
+    fn err(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a job has output so far, compared with what it must: `counts[i]` against `want[i]`.
+struct Observed {
+    counts: Vec<u64>,
+    want: Vec<u64>,
+}
+
+impl Observed {
+    fn exact(&self) -> bool {
+        self.counts == self.want
+    }
+    fn over(&self) -> bool {
+        self.counts.iter().zip(&self.want).any(|(c, w)| c > w)
+    }
+}
+
+/// One case's world: the job's input and output, and its checkpoint directory.
+struct Case<'b> {
+    job: JobKind,
+    fault: Fault,
+    dir: tempfile::TempDir,
+    checkpoint: PathBuf,
+    broker: &'b broker::Broker,
+    brokers: String,
+    tag: String,
+    listener: Option<TcpListener>,
+    url: String,
+    mounted: bool,
+}
+
+fn words(i: usize) -> String {
+    format!("w{}", i % 10)
+}
+
+impl<'b> Case<'b> {
+    fn new(job: JobKind, fault: Fault, broker: &'b broker::Broker, n: usize) -> Case<'b> {
+        let brokers = broker.brokers();
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = dir.path().join("ck");
+        std::fs::create_dir_all(&checkpoint).unwrap();
+        let mounted = matches!(fault, Fault::ReadOnlyDirectory | Fault::DiskFull)
+            && mount_tmpfs(&checkpoint, "4m");
+        let tag = format!("fm{n}p{}", std::process::id());
+        let listener = (job == JobKind::Socket).then(|| TcpListener::bind("127.0.0.1:0").unwrap());
+        let url = if job == JobKind::KafkaPostgres {
+            fresh_database(&tag)
+        } else {
+            String::new()
+        };
+        if job != JobKind::Socket {
+            broker.create_topic(&format!("{tag}-in"), 2);
+            broker.create_topic(&format!("{tag}-out"), 2);
+        }
+        Case {
+            job,
+            fault,
+            dir,
+            checkpoint,
+            broker,
+            brokers,
+            tag,
+            listener,
+            url,
+            mounted,
+        }
+    }
+
+    fn command(&self, other_job: bool, clock: Option<&str>) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        if let Some(shift) = clock {
+            // The wall clock only, as a clock set back or stepped by NTP; the monotonic clock
+            // runs on.
+            cmd.env("LD_PRELOAD", FAKETIME)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+            if shift == "file" {
+                cmd.env("FAKETIME_TIMESTAMP_FILE", self.dir.path().join("faketime"))
+                    .env("FAKETIME_NO_CACHE", "1");
+            } else {
+                cmd.env("FAKETIME", shift);
+            }
+        }
+        let port = self
+            .listener
+            .as_ref()
+            .map(|l| l.local_addr().unwrap().port().to_string())
+            .unwrap_or_default();
+        if other_job {
+            // A socket job of another name writes the checkpoint.
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let other = l.local_addr().unwrap().port().to_string();
+            cmd.args(["run", "driver-ha-wordcount", "--port", &other]);
+            std::mem::forget(l);
+        } else {
+            match self.job {
+                JobKind::Socket => {
+                    cmd.args([
+                        "run",
+                        "stateful-wordcount",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        &port,
+                    ]);
+                }
+                JobKind::KafkaState => {
+                    cmd.args(["run", "kafka-wordcount", "--brokers", &self.brokers])
+                        .args([
+                            "--topics",
+                            &format!("{}-in", self.tag),
+                            "--group",
+                            &self.tag,
+                        ])
+                        .args([
+                            "--offset-reset",
+                            "earliest",
+                            "--to",
+                            &format!("{}-out", self.tag),
+                        ]);
+                }
+                JobKind::KafkaPostgres => {
+                    cmd.args(["run", "kafka-to-postgres", "--brokers", &self.brokers])
+                        .args([
+                            "--topics",
+                            &format!("{}-in", self.tag),
+                            "--group",
+                            &self.tag,
+                        ])
+                        .args(["--offset-reset", "earliest", "--mode", "transactional"])
+                        .args(["--url", &self.url]);
+                }
+            }
+        }
+        cmd.args(["--batch", "200ms", "--checkpoint-interval", "200ms"])
+            .arg("--checkpoint")
+            .arg(&self.checkpoint);
+        cmd
+    }
+
+    /// Sends records `from..to` (socket: accepts the job's connection first).
+    fn feed(&self, from: usize, to: usize) {
+        match self.job {
+            JobKind::Socket => {
+                let l = self.listener.as_ref().unwrap();
+                l.set_nonblocking(false).unwrap();
+                let (mut conn, _) = l.accept().unwrap();
+                for i in from..to {
+                    conn.write_all(format!("{}\n", words(i)).as_bytes())
+                        .unwrap();
+                }
+                // Kept open: the receiver must not see the end of its stream.
+                std::mem::forget(conn);
+            }
+            JobKind::KafkaState => {
+                let broker = broker::Broker::attach(&self.brokers);
+                for p in 0..2 {
+                    let values: Vec<String> =
+                        (from..to).filter(|i| i % 2 == p).map(words).collect();
+                    broker.produce(&format!("{}-in", self.tag), p as i32, &values);
+                }
+            }
+            JobKind::KafkaPostgres => {
+                let broker = broker::Broker::attach(&self.brokers);
+                for p in 0..2 {
+                    let values: Vec<String> = (from..to)
+                        .filter(|i| i % 2 == p)
+                        .map(|i| format!("name{i},{i}"))
+                        .collect();
+                    broker.produce(&format!("{}-in", self.tag), p as i32, &values);
+                }
+            }
+        }
+    }
+
+    /// What the job output, against records `0..n`.
+    fn observe(&self, job: &Proc, n: usize) -> Observed {
+        match self.job {
+            JobKind::Socket | JobKind::KafkaState => {
+                let mut want = vec![0u64; 10];
+                for i in 0..n {
+                    want[i % 10] += 1;
+                }
+                let mut counts = vec![0u64; 10];
+                let mut note = |w: &str, c: &str| {
+                    if let (Some(i), Ok(c)) = (
+                        w.strip_prefix('w').and_then(|d| d.parse::<usize>().ok()),
+                        c.parse::<u64>(),
+                    ) {
+                        if i < 10 {
+                            counts[i] = counts[i].max(c);
+                        }
+                    }
+                };
+                if self.job == JobKind::Socket {
+                    for line in job.out.lock().unwrap().lines() {
+                        if let Some((w, c)) = line
+                            .strip_prefix('(')
+                            .and_then(|l| l.strip_suffix(')'))
+                            .and_then(|l| l.split_once(','))
+                        {
+                            note(w, c);
+                        }
+                    }
+                } else {
+                    for (r, _) in self
+                        .broker
+                        .read_all_with(&format!("{}-out", self.tag), "read_committed")
+                    {
+                        if let Some((w, c)) = r.split_once('\t') {
+                            note(w, c);
+                        }
+                    }
+                }
+                Observed { counts, want }
+            }
+            JobKind::KafkaPostgres => {
+                let mut counts = vec![0u64; n];
+                if let Ok(mut c) = postgres::Client::connect(&self.url, postgres::NoTls) {
+                    if let Ok(rows) = c.query("SELECT id, COUNT(*) FROM mydata GROUP BY id", &[]) {
+                        for r in rows {
+                            let (id, k): (i64, i64) = (r.get(0), r.get(1));
+                            if (id as usize) < n {
+                                counts[id as usize] = k as u64;
+                            } else {
+                                counts.push(k as u64); // an id that was never sent
+                            }
+                        }
+                    }
+                }
+                let mut want = vec![1u64; n];
+                want.resize(counts.len(), 0);
+                Observed { counts, want }
+            }
+        }
+    }
+
+    /// Runs the case; its outcome and a note.
+    fn run(&self) -> (Outcome, String) {
+        // The first run: the first part, then a stop (or SIGKILL).
+        let mut first = Proc::spawn(self.command(self.fault == Fault::OtherJobsCheckpoint, None));
+        if self.fault == Fault::OtherJobsCheckpoint {
+            std::thread::sleep(Duration::from_secs(2));
+            first.signal("-TERM");
+        } else {
+            self.feed(0, FIRST);
+            if !wait_until(Duration::from_secs(40), || {
+                self.observe(&first, FIRST).exact()
+            }) {
+                return (
+                    Outcome::Wrong,
+                    format!(
+                        "the first run never counted the first part: {}",
+                        first.err()
+                    ),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(600));
+            let sig = if self.fault == Fault::Sigkill {
+                "-KILL"
+            } else {
+                "-TERM"
+            };
+            first.signal(sig);
+        }
+        drop(first);
+        if let Err(e) = self.apply() {
+            return (
+                Outcome::Wrong,
+                format!("the fault could not be applied: {e}"),
+            );
+        }
+        let clock = match self.fault {
+            Fault::ClockBackOneHour => Some("-1h"),
+            Fault::ClockForwardTenMinutes => Some("+10m"),
+            Fault::ClockJumpsBackWhileRunning => {
+                let _ = std::fs::write(self.dir.path().join("faketime"), "+0\n");
+                Some("file")
+            }
+            _ => None,
+        };
+        let mut second = Proc::spawn(self.command(false, clock));
+        let total = FIRST + SECOND;
+        if self.fault == Fault::OtherJobsCheckpoint {
+            // The first part never went in: the second run would count everything.
+            self.feed(0, FIRST);
+        }
+        if self.job == JobKind::Socket {
+            // The receiver connects once it runs; a refused job never does.
+            let l = self.listener.as_ref().unwrap();
+            l.set_nonblocking(true).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok((mut conn, _)) = l.accept() {
+                    conn.set_nonblocking(false).unwrap();
+                    for i in FIRST..total {
+                        conn.write_all(format!("{}\n", words(i)).as_bytes())
+                            .unwrap();
+                    }
+                    std::mem::forget(conn);
+                    break;
+                }
+                if second.exited().is_some() || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        } else {
+            self.feed(FIRST, total);
+        }
+        if self.fault == Fault::ClockJumpsBackWhileRunning {
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = std::fs::write(self.dir.path().join("faketime"), "-1h\n");
+        }
+        let ended = wait_until(Duration::from_secs(40), || {
+            second.exited().is_some() || self.observe(&second, total).exact()
+        });
+        let code = match second.exited() {
+            Some(code) => Some(code),
+            None => {
+                std::thread::sleep(Duration::from_millis(500));
+                None
+            }
+        };
+        let seen = self.observe(&second, total);
+        let err = second.err();
+        let last_line = err
+            .lines()
+            .rev()
+            .find(|l| l.contains("error"))
+            .unwrap_or("")
+            .to_owned();
+        match code {
+            Some(code) if code != 0 => {
+                if seen.over() {
+                    (
+                        Outcome::Wrong,
+                        format!("refused (exit {code}) after counting records twice"),
+                    )
+                } else if last_line.is_empty() {
+                    (
+                        Outcome::Wrong,
+                        format!("exit {code} without a message: {err}"),
+                    )
+                } else {
+                    (
+                        Outcome::Refused,
+                        format!("exit {code}: {}", shorten(&last_line)),
+                    )
+                }
+            }
+            Some(_) => (Outcome::Wrong, "stopped by itself with exit 0".into()),
+            None => {
+                let code = second.signal("-TERM");
+                let seen = self.observe(&second, total);
+                let said = second
+                    .err()
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("error"))
+                    .map(shorten);
+                if ended && seen.exact() && code == 0 {
+                    (Outcome::Exact, "every record once".into())
+                } else if ended && seen.exact() && said.is_some() {
+                    // Every record once; the stop then said what it could not do.
+                    (
+                        Outcome::Exact,
+                        format!(
+                            "every record once; the stop: exit {code}, {}",
+                            said.unwrap_or_default()
+                        ),
+                    )
+                } else {
+                    if std::env::var("FAULT_MATRIX_VERBOSE").is_ok() {
+                        eprintln!("--- {:?} {:?}:\n{err}", self.job, self.fault);
+                    }
+                    (
+                        Outcome::Wrong,
+                        format!(
+                            "counts {:?} of {:?}, exit {code}: {}",
+                            seen.counts.iter().take(10).collect::<Vec<_>>(),
+                            seen.want.iter().take(10).collect::<Vec<_>>(),
+                            shorten(&err)
+                        ),
+                    )
+                }
+            }
+        }
+    }
+
+    fn apply(&self) -> std::io::Result<()> {
+        use Fault::*;
+        let ck = &self.checkpoint;
+        match self.fault {
+            None
+            | Sigkill
+            | OtherJobsCheckpoint
+            | ClockBackOneHour
+            | ClockForwardTenMinutes
+            | ClockJumpsBackWhileRunning => Ok(()),
+            PlansDeleted => std::fs::remove_dir_all(ck.join("plans")),
+            // What a crash in the middle of an append leaves: part of a next record.
+            PlanTornTail => append(
+                &newest(&ck.join("plans"), ".log")?,
+                &[9, 0, 0, 0, 0xde, 0xad],
+            ),
+            // The last record itself cut short (damage: a crash cannot leave it).
+            PlanTruncated => truncate(&newest(&ck.join("plans"), ".log")?, 3),
+            PlanBitFlip => flip_middle(&newest(&ck.join("plans"), ".log")?),
+            SnapshotBitFlip => {
+                let state = newest_state(ck)?;
+                // A job without state has only the manifest.
+                let all = files(&state)?;
+                let part = all
+                    .iter()
+                    .find(|p| !p.ends_with("MANIFEST"))
+                    .or(all.first());
+                flip_middle(part.ok_or_else(|| missing("a snapshot file"))?)
+            }
+            ManifestDeleted => std::fs::remove_file(newest_state(ck)?.join("MANIFEST")),
+            SnapshotsDeleted => {
+                for e in std::fs::read_dir(ck)? {
+                    let p = e?.path();
+                    if p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("state-"))
+                    {
+                        std::fs::remove_dir_all(p)?;
+                    }
+                }
+                Ok(())
+            }
+            WalTruncated | WalDeleted => {
+                let receiver = ck.join("receiver");
+                let Ok(dirs) = std::fs::read_dir(&receiver) else {
+                    return Ok(()); // a Kafka job has no write-ahead log
+                };
+                for d in dirs {
+                    let d = d?.path();
+                    if self.fault == WalDeleted {
+                        std::fs::remove_dir_all(&d)?;
+                    } else {
+                        truncate(&newest(&d, ".wal")?, 3)?;
+                    }
+                }
+                Ok(())
+            }
+            MetadataBitFlip => flip_middle(&ck.join("metadata")),
+            CompletedDeleted => std::fs::remove_file(ck.join("completed")),
+            ReadOnlyDirectory => remount(ck, "ro"),
+            DiskFull => {
+                // As full as it can be: the next snapshot or plan does not fit.
+                let used = du(ck)?;
+                remount(ck, &format!("size={}k", used / 1024 + 8))
+            }
+        }
+    }
+}
+
+impl Drop for Case<'_> {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.checkpoint)
+                .status();
+        }
+        let _ = &self.dir;
+    }
+}
+
+fn shorten(s: &str) -> String {
+    let s = s.trim().replace('\n', " | ");
+    if s.len() > 160 {
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(160).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
+}
+
+fn missing(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {what}"))
+}
+
+fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    v.sort();
+    Ok(v)
+}
+
+fn newest(dir: &Path, ext: &str) -> std::io::Result<PathBuf> {
+    files(dir)?
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(ext))
+        .next_back()
+        .ok_or_else(|| missing(ext))
+}
+
+fn newest_state(ck: &Path) -> std::io::Result<PathBuf> {
+    files(ck)?
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("state-"))
+        })
+        .max_by_key(|p| {
+            p.file_name()
+                .and_then(|n| n.to_string_lossy()[6..].parse::<u64>().ok())
+        })
+        .ok_or_else(|| missing("snapshot"))
+}
+
+fn truncate(path: &Path, by: u64) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let len = f.metadata()?.len();
+    f.set_len(len.saturating_sub(by))
+}
+
+fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)?
+        .write_all(bytes)
+}
+
+fn flip_middle(path: &Path) -> std::io::Result<()> {
+    let mut bytes = std::fs::read(path)?;
+    let mid = bytes.len() / 2;
+    if let Some(b) = bytes.get_mut(mid) {
+        *b ^= 0x10;
+    }
+    std::fs::write(path, bytes)
+}
+
+fn du(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let m = e.metadata()?;
+        total += if m.is_dir() {
+            du(&e.path())?
+        } else {
+            m.len().div_ceil(4096) * 4096
+        };
+    }
+    Ok(total)
+}
+
+fn mount_tmpfs(dir: &Path, size: &str) -> bool {
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn remount(dir: &Path, options: &str) -> std::io::Result<()> {
+    let ok = Command::new("mount")
+        .args(["-o", &format!("remount,{options}")])
+        .arg(dir)
+        .status()?
+        .success();
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "mount -o remount,{options} failed"
+        )))
+    }
+}
+
+fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    done()
+}
+
+fn fresh_database(name: &str) -> String {
+    let mut c = postgres::Client::connect(
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        postgres::NoTls,
+    )
+    .expect("PostgreSQL on 5432");
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .expect("drop database");
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create database");
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+#[test]
+fn every_fault_ends_exact_or_refused() {
+    use Fault::*;
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let faketime = Path::new(FAKETIME).exists();
+    let broker = broker::Broker::start();
+    let faults = [
+        None,
+        Sigkill,
+        PlansDeleted,
+        PlanTornTail,
+        PlanBitFlip,
+        SnapshotBitFlip,
+        ManifestDeleted,
+        SnapshotsDeleted,
+        WalTruncated,
+        WalDeleted,
+        MetadataBitFlip,
+        CompletedDeleted,
+        OtherJobsCheckpoint,
+        ReadOnlyDirectory,
+        DiskFull,
+        ClockBackOneHour,
+        ClockForwardTenMinutes,
+        ClockJumpsBackWhileRunning,
+        PlanTruncated,
+    ];
+    let mut cases = Vec::new();
+    for job in [JobKind::Socket, JobKind::KafkaState, JobKind::KafkaPostgres] {
+        for fault in faults {
+            if matches!(fault, WalTruncated | WalDeleted) && job != JobKind::Socket {
+                continue; // only a receiver has a write-ahead log
+            }
+            if matches!(fault, ReadOnlyDirectory | DiskFull) && !root {
+                eprintln!(
+                    "fault-matrix\t{fault:?}\t{job:?}\tskipped (needs root to mount a tmpfs)"
+                );
+                continue;
+            }
+            let clock = matches!(
+                fault,
+                ClockBackOneHour | ClockForwardTenMinutes | ClockJumpsBackWhileRunning
+            );
+            if clock && job != JobKind::Socket {
+                // libfaketime also shifts librdkafka's own timed waits, which a real jump of
+                // the wall clock does not (they wait on the monotonic clock): not simulated
+                // faithfully. sluice's clock is the same code in every job.
+                continue;
+            }
+            if clock && !faketime {
+                eprintln!("fault-matrix\t{fault:?}\t{job:?}\tskipped (needs libfaketime: apt-get install faketime)");
+                continue;
+            }
+            let only = std::env::var("FAULT_MATRIX_ONLY").unwrap_or_default();
+            if !only.is_empty()
+                && !only
+                    .split(',')
+                    .any(|o| format!("{fault:?}") == o || format!("{job:?}") == o)
+            {
+                continue;
+            }
+            cases.push((job, fault));
+        }
+    }
+    // Six cases at a time (they mostly wait for the jobs).
+    let results: Mutex<Vec<(JobKind, Fault, Outcome, String)>> = Mutex::new(Vec::new());
+    let queue = Mutex::new(cases.into_iter().enumerate().collect::<Vec<_>>());
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| loop {
+                let Some((n, (job, fault))) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let case = Case::new(job, fault, &broker, n);
+                let (outcome, note) = case.run();
+                eprintln!(
+                    "fault-matrix\t{fault:?}\t{job:?}\t{outcome:?}\t(must be {:?})\t{note}",
+                    expected(job, fault)
+                );
+                results.lock().unwrap().push((job, fault, outcome, note));
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let bad: Vec<String> = results
+        .iter()
+        .filter(|(job, fault, outcome, _)| !expected(*job, *fault).contains(outcome))
+        .map(|(job, fault, outcome, note)| {
+            format!(
+                "{fault:?} × {job:?}: {outcome:?}, must be {:?} ({note})",
+                expected(*job, *fault)
+            )
+        })
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert!(results.iter().all(|(_, _, o, _)| *o != Outcome::Wrong));
+}
