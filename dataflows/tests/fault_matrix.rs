@@ -642,8 +642,7 @@ fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 fn newest(dir: &Path, ext: &str) -> std::io::Result<PathBuf> {
     files(dir)?
         .into_iter()
-        .filter(|p| p.to_string_lossy().ends_with(ext))
-        .next_back()
+        .rfind(|p| p.to_string_lossy().ends_with(ext))
         .ok_or_else(|| missing(ext))
 }
 

@@ -130,14 +130,13 @@ pub(crate) fn connect(
     while !waiting(&sockets).is_empty() {
         let mut progressed = false;
         // The processes before this one listen; connect to them.
-        for remote in 0..me {
-            if sockets[remote].is_some() {
+        for (remote, socket) in sockets.iter_mut().enumerate().take(me) {
+            if socket.is_some() {
                 continue;
             }
-            let address = &cluster.addresses[remote];
-            if let Ok(stream) = connect_once(address) {
+            if let Ok(stream) = connect_once(&cluster.addresses[remote]) {
                 let stream = tune(stream, peer_timeout)?;
-                sockets[remote] = Some(hello(stream, me, n, job, remote, cluster)?);
+                *socket = Some(hello(stream, me, n, job, remote, cluster)?);
                 progressed = true;
             }
         }

@@ -78,7 +78,7 @@ impl<'s> DirectStream<'s> {
     /// The same stream without the records `check` rejects, which are set aside in `dead`
     /// (once each, see [`DStream::try_map`]); the offset ranges are kept whole.
     /// For a sink that commits offsets with its output
-    /// ([`write_sql_with_offsets`](DStream::write_sql_with_offsets)): it then runs after the
+    /// (`write_sql_with_offsets`): it then runs after the
     /// batch's malformed records are in the dead-letter file, so a batch whose offsets are
     /// committed never loses them.
     pub fn set_aside(
