@@ -9,15 +9,16 @@
 /// The test broker, shared with the library's tests.
 #[path = "../../tests/common/kafka.rs"]
 mod broker;
+mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
+use common::Proc;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -27,87 +28,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A running process whose standard output and error are collected.
-struct Proc {
-    child: Child,
-    out: Arc<Mutex<String>>,
-    err: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sluice");
-        let collect = |pipe: Box<dyn std::io::Read + Send>| {
-            let buf = Arc::new(Mutex::new(String::new()));
-            let b = buf.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut b = b.lock().unwrap();
-                    b.push_str(&line);
-                    b.push('\n');
-                }
-            });
-            buf
-        };
-        let out = collect(Box::new(child.stdout.take().unwrap()));
-        let err = collect(Box::new(child.stderr.take().unwrap()));
-        Proc { child, out, err }
-    }
-
-    fn kill(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-
-    /// Waits at most `within` for the process to end; its exit code and the time it took.
-    fn wait_exit(&mut self, within: Duration) -> Option<(i32, Duration)> {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some((status.code().unwrap_or(-1), start.elapsed()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn term(&self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-    }
-
-    fn wait(&mut self) -> i32 {
-        self.child
-            .wait()
-            .map(|s| s.code().unwrap_or(-1))
-            .unwrap_or(-1)
-    }
-
-    fn err(&self) -> String {
-        self.err.lock().unwrap().clone()
-    }
-}
-
 /// A job of several processes stops when all are asked to (a graceful stop finishes the batches
 /// due, which needs every process).
 fn stop_both(a: &mut Proc, b: &mut Proc) -> [i32; 2] {
-    a.term();
-    b.term();
+    a.send("-TERM");
+    b.send("-TERM");
     [a.wait(), b.wait()]
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Kafka → state → Kafka (`kafka-wordcount` with a checkpoint, exactly-once output) on two
@@ -171,7 +97,7 @@ fn a_killed_process_stops_the_other_and_a_restart_resumes_exactly_once() {
     for victim in [1usize, 0] {
         let mut procs = [start(0), start(1)];
         std::thread::sleep(Duration::from_millis(1500));
-        procs[victim].kill();
+        procs[victim].signal("-KILL");
         let other = 1 - victim;
         let ended = procs[other].wait_exit(Duration::from_secs(5));
         let err = procs[other].err();
@@ -525,7 +451,7 @@ fn two_hosts_stop_on_a_cut_longer_than_the_peer_timeout_and_resume_exactly_once(
     eprintln!("cluster\trestart after the cut\ttotals {totals:?} of (500, 500)");
     assert_eq!(totals, (500, 500), "{}\n{}", p0.err(), p1.err());
     // SIGKILL across the link.
-    p1.kill();
+    p1.signal("-KILL");
     let ended = p0.wait_exit(Duration::from_secs(5));
     eprintln!("cluster\tSIGKILL of process 1 across the link\tprocess 0 stopped after {ended:?}");
     assert!(ended.is_some_and(|(c, _)| c == 1), "{}", p0.err());

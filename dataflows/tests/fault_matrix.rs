@@ -13,12 +13,15 @@
 /// The test broker, shared with the library's tests.
 #[path = "../../tests/common/kafka.rs"]
 mod broker;
+mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
+
+use common::{fresh_postgres, Proc};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const FIRST: usize = 300;
@@ -87,67 +90,6 @@ fn expected(job: JobKind, fault: Fault) -> &'static [Outcome] {
     }
 }
 
-/// A process whose standard output and error are collected.
-struct Proc {
-    child: Child,
-    out: Arc<Mutex<String>>,
-    err: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sluice");
-        let collect = |pipe: Box<dyn std::io::Read + Send>| {
-            let buf = Arc::new(Mutex::new(String::new()));
-            let b = buf.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut b = b.lock().unwrap();
-                    b.push_str(&line);
-                    b.push('\n');
-                }
-            });
-            buf
-        };
-        let out = collect(Box::new(child.stdout.take().unwrap()));
-        let err = collect(Box::new(child.stderr.take().unwrap()));
-        Proc { child, out, err }
-    }
-
-    fn exited(&mut self) -> Option<i32> {
-        self.child
-            .try_wait()
-            .ok()
-            .flatten()
-            .map(|s| s.code().unwrap_or(-1))
-    }
-
-    fn signal(&mut self, sig: &str) -> i32 {
-        let _ = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status();
-        self.child
-            .wait()
-            .map(|s| s.code().unwrap_or(-1))
-            .unwrap_or(-1)
-    }
-
-    fn err(&self) -> String {
-        self.err.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// What a job has output so far, compared with what it must: `counts[i]` against `want[i]`.
 struct Observed {
     counts: Vec<u64>,
@@ -192,7 +134,7 @@ impl<'b> Case<'b> {
         let tag = format!("fm{n}p{}", std::process::id());
         let listener = (job == JobKind::Socket).then(|| TcpListener::bind("127.0.0.1:0").unwrap());
         let url = if job == JobKind::KafkaPostgres {
-            fresh_database(&tag)
+            fresh_postgres(&tag)
         } else {
             String::new()
         };
@@ -730,19 +672,6 @@ fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(200));
     }
     done()
-}
-
-fn fresh_database(name: &str) -> String {
-    let mut c = postgres::Client::connect(
-        "postgres://postgres@127.0.0.1:5432/postgres",
-        postgres::NoTls,
-    )
-    .expect("PostgreSQL on 5432");
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .expect("drop database");
-    c.batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create database");
-    format!("postgres://postgres@127.0.0.1:5432/{name}")
 }
 
 #[test]

@@ -18,3 +18,110 @@ pub fn run(args: &[&str]) -> Output {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// A running `sluice` (or any command) whose standard output and error are collected as it
+/// runs; killed when dropped.
+pub struct Proc {
+    child: std::process::Child,
+    /// Standard output so far.
+    pub out: std::sync::Arc<std::sync::Mutex<String>>,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Proc {
+    /// Starts `cmd` with both outputs collected.
+    pub fn spawn(mut cmd: Command) -> Proc {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sluice");
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let b = buf.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut b = b.lock().unwrap();
+                    b.push_str(&line);
+                    b.push('\n');
+                }
+            });
+            buf
+        };
+        let out = collect(Box::new(child.stdout.take().unwrap()));
+        let err = collect(Box::new(child.stderr.take().unwrap()));
+        Proc { child, out, err }
+    }
+
+    /// Sends `sig` (`-KILL`, `-TERM`) without waiting.
+    pub fn send(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits for the end; the exit code (-1 for a signal).
+    pub fn wait(&mut self) -> i32 {
+        self.child
+            .wait()
+            .map(|s| s.code().unwrap_or(-1))
+            .unwrap_or(-1)
+    }
+
+    /// Sends `sig` and waits for the end.
+    pub fn signal(&mut self, sig: &str) -> i32 {
+        self.send(sig);
+        self.wait()
+    }
+
+    /// The exit code, if it has ended.
+    pub fn exited(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
+    /// Waits at most `within` for the end: the exit code and how long it took.
+    pub fn wait_exit(&mut self, within: std::time::Duration) -> Option<(i32, std::time::Duration)> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(code) = self.exited() {
+                return Some((code, start.elapsed()));
+            }
+            if start.elapsed() >= within {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Standard error so far.
+    pub fn err(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new, empty PostgreSQL database `name` on the machine's server; its URL.
+pub fn fresh_postgres(name: &str) -> String {
+    let mut c = postgres::Client::connect(
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        postgres::NoTls,
+    )
+    .expect("PostgreSQL on 5432");
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .expect("drop database");
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create database");
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
