@@ -16,14 +16,16 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz" >&2
     cargo install --locked cargo-fuzz >&2
 fi
+# One build directory per machine, kept between checkouts (the nightly build is minutes).
+target_dir="${SLUICE_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/fuzz-target}"
 targets=(checkpoint_dir framed_file plan_log write_ahead_log line_splitter hostfile etl_record)
-cargo +nightly fuzz build -O >&2
+cargo +nightly fuzz build -O --target-dir "$target_dir" >&2
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
 run() {
     local t="$1"
     mkdir -p "corpus/$t" "artifacts/$t"
-    cargo +nightly fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -timeout=10 \
+    cargo +nightly fuzz run -O --target-dir "$target_dir" "$t" "corpus/$t" -- -max_total_time="$secs" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 >"$logs/$t" 2>&1 && echo ok >"$logs/$t.rc" \
         || echo crash >"$logs/$t.rc"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Kafka-protocol broker the tests use: noida-db 0.2.3 (see shared/notes/kafka-broker.md),
-# pinned, installed into the git-ignored .tools/noida. Tests start their own instances (fresh
+# pinned, built once into ~/.cache/sluice and linked from the git-ignored .tools/noida. Tests start their own instances (fresh
 # data dir, free port) through tests/common/kafka.rs; `start`/`stop` here are for trying things
 # by hand.
 #   scripts/kafka-broker.sh install          install if missing (about 1 minute on 2 cores)
@@ -17,8 +17,14 @@ install)
     if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$version"; then
         exit 0
     fi
-    echo "installing noida-db $version into $root" >&2
-    cargo install --locked --root "$root" "noida-db@$version" --no-default-features --features kafka >&2
+    # Built once per machine into the user's cache (a fresh checkout links it), as CI caches.
+    cache="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/noida-$version"
+    if ! { [ -x "$cache/bin/noida-db" ] && "$cache/bin/noida-db" --version 2>/dev/null | grep -q "$version"; }; then
+        echo "installing noida-db $version into $cache" >&2
+        cargo install --locked --root "$cache" "noida-db@$version" --no-default-features --features kafka >&2
+    fi
+    mkdir -p "$root/bin"
+    ln -sf "$cache/bin/noida-db" "$bin"
     ;;
 start)
     "$0" install
