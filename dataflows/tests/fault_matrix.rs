@@ -502,30 +502,9 @@ fn every_fault_ends_exact_or_refused() {
         .is_ok_and(|o| o.stdout.starts_with(b"0"));
     let faketime = Path::new(FAKETIME).exists();
     let broker = broker::Broker::start();
-    let faults = [
-        None,
-        Sigkill,
-        PlansDeleted,
-        PlanTornTail,
-        PlanBitFlip,
-        SnapshotBitFlip,
-        ManifestDeleted,
-        SnapshotsDeleted,
-        WalTruncated,
-        WalDeleted,
-        MetadataBitFlip,
-        CompletedDeleted,
-        OtherJobsCheckpoint,
-        ReadOnlyDirectory,
-        DiskFull,
-        ClockBackOneHour,
-        ClockForwardTenMinutes,
-        ClockJumpsBackWhileRunning,
-        PlanTruncated,
-    ];
     let mut cases = Vec::new();
     for job in [JobKind::Socket, JobKind::KafkaState, JobKind::KafkaPostgres] {
-        for fault in faults {
+        for fault in Fault::ALL {
             if matches!(fault, WalTruncated | WalDeleted) && job != JobKind::Socket {
                 continue; // only a receiver has a write-ahead log
             }

@@ -28,6 +28,31 @@ pub enum Fault {
     ClockJumpsBackWhileRunning,
 }
 
+impl Fault {
+    /// Every fault, in the order the matrix lists them.
+    pub const ALL: [Fault; 19] = [
+        Fault::None,
+        Fault::Sigkill,
+        Fault::PlansDeleted,
+        Fault::PlanTornTail,
+        Fault::PlanTruncated,
+        Fault::PlanBitFlip,
+        Fault::SnapshotBitFlip,
+        Fault::ManifestDeleted,
+        Fault::SnapshotsDeleted,
+        Fault::WalTruncated,
+        Fault::WalDeleted,
+        Fault::MetadataBitFlip,
+        Fault::CompletedDeleted,
+        Fault::OtherJobsCheckpoint,
+        Fault::ReadOnlyDirectory,
+        Fault::DiskFull,
+        Fault::ClockBackOneHour,
+        Fault::ClockForwardTenMinutes,
+        Fault::ClockJumpsBackWhileRunning,
+    ];
+}
+
 pub fn apply(fault: Fault, ck: &Path) -> std::io::Result<()> {
     use Fault::*;
     match fault {
