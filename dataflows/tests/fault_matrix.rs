@@ -211,15 +211,23 @@ impl<'b> Case<'b> {
     fn feed(&self, from: usize, to: usize) {
         match self.job {
             JobKind::Socket => {
+                // The receiver connects once it runs; at most 20 s.
                 let l = self.listener.as_ref().unwrap();
-                l.set_nonblocking(false).unwrap();
-                let (mut conn, _) = l.accept().unwrap();
-                for i in from..to {
-                    conn.write_all(format!("{}\n", words(i)).as_bytes())
-                        .unwrap();
+                l.set_nonblocking(true).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < deadline {
+                    if let Ok((mut conn, _)) = l.accept() {
+                        conn.set_nonblocking(false).unwrap();
+                        for i in from..to {
+                            conn.write_all(format!("{}\n", words(i)).as_bytes())
+                                .unwrap();
+                        }
+                        // Kept open: the receiver must not see the end of its stream.
+                        std::mem::forget(conn);
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                // Kept open: the receiver must not see the end of its stream.
-                std::mem::forget(conn);
             }
             JobKind::KafkaState => {
                 let broker = broker::Broker::attach(&self.brokers);
@@ -330,7 +338,15 @@ impl<'b> Case<'b> {
             } else {
                 "-TERM"
             };
-            first.signal(sig);
+            if first.signal(sig) == common::HUNG_CODE {
+                return (
+                    Outcome::Wrong,
+                    format!(
+                        "the first run did not stop on {sig}: {}",
+                        shorten(&first.err())
+                    ),
+                );
+            }
         }
         drop(first);
         if let Err(e) = damage::apply(self.fault, &self.checkpoint) {
@@ -421,6 +437,12 @@ impl<'b> Case<'b> {
             Some(_) => (Outcome::Wrong, "stopped by itself with exit 0".into()),
             None => {
                 let code = second.signal("-TERM");
+                if code == common::HUNG_CODE {
+                    return (
+                        Outcome::Wrong,
+                        format!("did not stop on SIGTERM: {}", shorten(&second.err())),
+                    );
+                }
                 let seen = self.observe(&second, total);
                 let said = second
                     .err()
@@ -480,6 +502,12 @@ fn shorten(s: &str) -> String {
     } else {
         s
     }
+}
+
+/// A line on the test's standard error even under the test harness's capture, so that a CI
+/// log shows each case as it ends (and which one a slow run is still in).
+fn progress(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -548,12 +576,13 @@ fn every_fault_ends_exact_or_refused() {
                 let Some((n, (job, fault))) = queue.lock().unwrap().pop() else {
                     return;
                 };
+                progress(&format!("fault-matrix case {fault:?} × {job:?} starts"));
                 let case = Case::new(job, fault, &broker, n);
                 let (outcome, note) = case.run();
-                eprintln!(
+                progress(&format!(
                     "fault-matrix\t{fault:?}\t{job:?}\t{outcome:?}\t(must be {:?})\t{note}",
                     expected(job, fault)
-                );
+                ));
                 results.lock().unwrap().push((job, fault, outcome, note));
             });
         }

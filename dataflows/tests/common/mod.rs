@@ -19,6 +19,12 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// How long [`Proc::wait`] waits for a process to end before it kills it.
+pub const HUNG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The exit code [`Proc::wait`] reports for a process that did not end within [`HUNG`].
+pub const HUNG_CODE: i32 = -99;
+
 /// A running `sluice` (or any command) whose standard output and error are collected as it
 /// runs; killed when dropped.
 pub struct Proc {
@@ -62,12 +68,23 @@ impl Proc {
             .status();
     }
 
-    /// Waits for the end; the exit code (-1 for a signal).
+    /// Waits for the end; the exit code (-1 for a signal). A process still running after
+    /// [`HUNG`] is killed, and the code is [`HUNG_CODE`]: a test that waits for a stop never
+    /// hangs the test run, it fails and says so.
     pub fn wait(&mut self) -> i32 {
-        self.child
-            .wait()
-            .map(|s| s.code().unwrap_or(-1))
-            .unwrap_or(-1)
+        match self.wait_exit(HUNG) {
+            Some((code, _)) => code,
+            None => {
+                eprintln!(
+                    "process {} still running {} s after it was asked to stop: killed",
+                    self.child.id(),
+                    HUNG.as_secs()
+                );
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                HUNG_CODE
+            }
+        }
     }
 
     /// Sends `sig` and waits for the end.
