@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::time::Time;
+use crate::time::{Millis, Time};
 
 /// Input seen by one source in one batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -129,9 +129,9 @@ impl StreamingListener for LogListener {
         tracing::debug!(
             batch = %b.batch_time,
             records = b.num_records(),
-            scheduling_delay_ms = b.scheduling_delay.as_secs_f64() * 1e3,
-            processing_ms = b.processing_time.as_secs_f64() * 1e3,
-            total_delay_ms = b.total_delay.as_secs_f64() * 1e3,
+            scheduling_delay_ms = %Millis(b.scheduling_delay),
+            processing_ms = %Millis(b.processing_time),
+            total_delay_ms = %Millis(b.total_delay),
             "batch completed"
         );
     }

@@ -38,6 +38,32 @@ impl fmt::Display for Time {
     }
 }
 
+/// A duration shown in milliseconds with the precision a reader wants: whole milliseconds from
+/// 10 ms up, two decimals below (`0.37`, `4.20`, `136`), never `0.37186400000000003`. For logs,
+/// the command line and the web page.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sluice::time::Millis;
+/// assert_eq!(Millis(Duration::from_micros(371_864)).to_string(), "372");
+/// assert_eq!(Millis(Duration::from_micros(371)).to_string(), "0.37");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Millis(pub Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_secs_f64() * 1e3;
+        if ms >= 10.0 {
+            write!(f, "{}", ms.round() as u64)
+        } else {
+            write!(f, "{ms:.2}")
+        }
+    }
+}
+
 /// Checks that `d` is a whole, positive number of milliseconds and returns it in ms.
 ///
 /// # Examples

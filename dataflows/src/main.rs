@@ -25,6 +25,7 @@ mod kafka_wordcount;
 mod logging;
 mod network_wordcount;
 mod stateful_wordcount;
+mod tools;
 mod windowed_wordcount;
 
 /// Spark Streaming's DStream jobs on timely dataflow.
@@ -39,7 +40,13 @@ struct Cli {
 enum Command {
     /// Run one of the ready-made dataflows.
     #[command(subcommand)]
-    Run(Dataflows),
+    Run(Box<Dataflows>),
+    /// Send lines or generated records to a socket job or a Kafka topic (instead of `nc -lk`).
+    #[command(subcommand)]
+    Feed(tools::feed::Feed),
+    /// Look into a checkpoint directory.
+    #[command(subcommand)]
+    Checkpoint(tools::checkpoint::CheckpointCmd),
 }
 
 /// One of the course's jobs, as the command line runs it: its own flags, run with the flags
@@ -135,7 +142,29 @@ fn main() -> ExitCode {
             };
         }
     };
-    let Command::Run(dataflow) = cli.command;
+    let dataflow = match cli.command {
+        Command::Run(dataflow) => *dataflow,
+        Command::Feed(feed) => {
+            logging::init(0);
+            return match tools::feed::run(feed) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sluice feed: error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
+        Command::Checkpoint(cmd) => {
+            logging::init(0);
+            return match tools::checkpoint::run(cmd) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sluice checkpoint: error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
+    };
     let (common, dataflow) = dataflow.into_dataflow();
     logging::init(common.verbose);
     match dataflow.run(&common) {

@@ -27,11 +27,13 @@
 
 pub mod codec;
 pub mod file;
+pub mod inspect;
 pub(crate) mod plans;
 mod recovery;
 mod snapshot;
 mod writer;
 
+pub use inspect::{inspect, Inspection, SnapshotEntry, StoredOffset};
 pub use plans::SourceRecovery;
 pub(crate) use snapshot::{file_name, StateStore};
 

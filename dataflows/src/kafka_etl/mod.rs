@@ -12,7 +12,7 @@ use sluice::{Result, SluiceError, StreamingContext};
 
 use crate::common::{CommonArgs, KafkaArgs};
 
-mod clean;
+pub(crate) mod clean;
 pub use clean::{clean, Rejected};
 
 /// Flags of `sluice run kafka-etl`.

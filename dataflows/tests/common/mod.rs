@@ -32,6 +32,9 @@ pub struct Proc {
     /// Standard output so far.
     pub out: std::sync::Arc<std::sync::Mutex<String>>,
     err: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The threads reading the two pipes: joined once the process has ended, so that what it
+    /// wrote last is in `out` and `err` before its exit is reported.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -47,18 +50,23 @@ impl Proc {
         let collect = |pipe: Box<dyn std::io::Read + Send>| {
             let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
             let b = buf.clone();
-            std::thread::spawn(move || {
+            let reader = std::thread::spawn(move || {
                 for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
                     let mut b = b.lock().unwrap();
                     b.push_str(&line);
                     b.push('\n');
                 }
             });
-            buf
+            (buf, reader)
         };
-        let out = collect(Box::new(child.stdout.take().unwrap()));
-        let err = collect(Box::new(child.stderr.take().unwrap()));
-        Proc { child, out, err }
+        let (out, r1) = collect(Box::new(child.stdout.take().unwrap()));
+        let (err, r2) = collect(Box::new(child.stderr.take().unwrap()));
+        Proc {
+            child,
+            out,
+            err,
+            readers: vec![r1, r2],
+        }
     }
 
     /// Sends `sig` (`-KILL`, `-TERM`) without waiting.
@@ -93,13 +101,22 @@ impl Proc {
         self.wait()
     }
 
-    /// The exit code, if it has ended.
+    /// The exit code, if it has ended (and then everything it wrote has been read).
     pub fn exited(&mut self) -> Option<i32> {
-        self.child
+        let code = self
+            .child
             .try_wait()
             .ok()
             .flatten()
-            .map(|s| s.code().unwrap_or(-1))
+            .map(|s| s.code().unwrap_or(-1))?;
+        // The pipes end with the process (unless a child of its own still holds them: then at
+        // most a second is spent waiting).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while self.readers.iter().any(|r| !r.is_finished()) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Some(code)
     }
 
     /// Waits at most `within` for the end: the exit code and how long it took.

@@ -1,0 +1,7 @@
+//! What a course reader needs around a job, as `sluice` subcommands: `feed` (a socket server or
+//! a Kafka producer of the course's records, so that no `nc` or Kafka console tool is needed)
+//! and `checkpoint show` (what a checkpoint holds and what a restart will do).
+
+pub mod checkpoint;
+pub mod feed;
+mod records;

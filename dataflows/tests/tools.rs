@@ -1,0 +1,342 @@
+//! `sluice feed` and `sluice checkpoint show`: each feeds or inspects a real job end to end.
+
+/// The test broker, shared with the library's tests.
+#[path = "../../tests/common/kafka.rs"]
+mod broker;
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{run, sluice, text, Proc};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    done()
+}
+
+/// Starts `sluice feed socket` on a free port with `args`; waits until it listens.
+fn feed_socket(args: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let mut cmd = sluice();
+    cmd.args(["feed", "socket", "--port", &port.to_string()])
+        .args(args);
+    let feed = Proc::spawn(cmd);
+    assert!(
+        wait_until(Duration::from_secs(10), || feed.err().contains("listening")),
+        "feed did not listen: {}",
+        feed.err()
+    );
+    (feed, port)
+}
+
+/// The latest `(word,total)` of every word a `stateful-wordcount` printed.
+fn totals(out: &str) -> BTreeMap<String, u64> {
+    let mut t = BTreeMap::new();
+    for line in out.lines() {
+        if let Some((w, c)) = line
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'))
+            .and_then(|l| l.split_once(','))
+        {
+            if let Ok(c) = c.parse() {
+                t.insert(w.to_owned(), c);
+            }
+        }
+    }
+    t
+}
+
+#[test]
+fn feed_socket_sends_a_file_to_a_stateful_job_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lines.txt");
+    let lines: String = (0..3000)
+        .map(|i| format!("a{} b{}\n", i % 7, i % 3))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let (mut feed, port) = feed_socket(&[
+        "--file",
+        file.to_str().unwrap(),
+        "--rate",
+        "20000",
+        "--keep-open",
+    ]);
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "stateful-wordcount",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ])
+    .args(["--batch", "200ms", "--print", "100"]);
+    let mut job = Proc::spawn(cmd);
+    let mut want = BTreeMap::new();
+    for i in 0..3000 {
+        *want.entry(format!("a{}", i % 7)).or_insert(0u64) += 1;
+        *want.entry(format!("b{}", i % 3)).or_insert(0u64) += 1;
+    }
+    let exact = wait_until(Duration::from_secs(30), || {
+        totals(&job.out.lock().unwrap()) == want
+    });
+    assert!(
+        exact,
+        "{:?} != {want:?}\nfeed: {}\njob: {}",
+        totals(&job.out.lock().unwrap()),
+        feed.err(),
+        job.err()
+    );
+    assert!(feed.err().contains("sent 3000 lines"), "{}", feed.err());
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    feed.signal("-KILL");
+}
+
+#[test]
+fn feed_socket_paces_generated_records_and_stops_at_count() {
+    let (mut feed, port) = feed_socket(&[
+        "--generate",
+        "access-log",
+        "--rate",
+        "200",
+        "--count",
+        "100",
+    ]);
+    let started = Instant::now();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut got).unwrap();
+    let took = started.elapsed();
+    assert_eq!(feed.wait(), 0, "{}", feed.err());
+    assert_eq!(got.lines().count(), 100);
+    assert!(got.lines().all(|l| l.split("##").count() == 5), "{got}");
+    // 100 lines at 200/s take half a second (the first goes at once).
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+}
+
+#[test]
+fn feed_refuses_a_port_in_use_and_a_missing_file_with_exit_2() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run(&["feed", "socket", "--port", &port, "--generate", "wordcount"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[
+        "feed",
+        "socket",
+        "--port",
+        "1",
+        "--file",
+        "/nonexistent/lines",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/lines"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["feed", "socket", "--port", "1", "--generate", "nonsense"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn feed_kafka_orders_land_in_postgres_once_each() {
+    let broker = broker::Broker::start();
+    broker.create_topic("orders", 2);
+    let out = run(&[
+        "feed",
+        "kafka",
+        "--brokers",
+        &broker.brokers(),
+        "--topic",
+        "orders",
+        "--generate",
+        "orders",
+        "--count",
+        "500",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("sent 500 records to orders"),
+        "{}",
+        text(&out.stderr)
+    );
+    let url = common::fresh_postgres("sluice_feed_orders");
+    let out = run(&[
+        "run",
+        "kafka-to-postgres",
+        "--brokers",
+        &broker.brokers(),
+        "--topics",
+        "orders",
+        "--group",
+        "feed",
+        "--offset-reset",
+        "earliest",
+        "--mode",
+        "idempotent",
+        "--url",
+        &url,
+        "--batch",
+        "200ms",
+        "--max-batches",
+        "10",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = c
+        .query_one(
+            "SELECT COUNT(*), COUNT(DISTINCT orderid) FROM myorders",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (500, 500));
+}
+
+#[test]
+fn feed_kafka_etl_records_are_cleaned_and_the_malformed_set_aside() {
+    let broker = broker::Broker::start();
+    broker.create_topic("raw", 1);
+    broker.create_topic("clean", 1);
+    broker.create_topic("bad", 1);
+    let out = run(&[
+        "feed",
+        "kafka",
+        "--brokers",
+        &broker.brokers(),
+        "--topic",
+        "raw",
+        "--generate",
+        "etl",
+        "--count",
+        "200",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&[
+        "run",
+        "kafka-etl",
+        "--brokers",
+        &broker.brokers(),
+        "--topics",
+        "raw",
+        "--group",
+        "etl",
+        "--offset-reset",
+        "earliest",
+        "--target",
+        "clean",
+        "--dead-letter-topic",
+        "bad",
+        "--batch",
+        "200ms",
+        "--max-batches",
+        "10",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let clean = broker.read_all("clean");
+    let bad = broker.read_all("bad");
+    assert_eq!((clean.len(), bad.len()), (196, 4));
+    assert!(
+        clean.iter().all(|(v, _)| v.split('|').count() == 5),
+        "{clean:?}"
+    );
+}
+
+#[test]
+fn checkpoint_show_tells_what_a_restart_will_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk");
+    let (mut feed, port) =
+        feed_socket(&["--generate", "wordcount", "--count", "2000", "--keep-open"]);
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "stateful-wordcount",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ])
+    .args([
+        "--batch",
+        "200ms",
+        "--checkpoint-interval",
+        "200ms",
+        "--checkpoint",
+    ])
+    .arg(&chk);
+    let mut job = Proc::spawn(cmd);
+    assert!(
+        wait_until(Duration::from_secs(30), || feed.err().contains("sent 2000")),
+        "{}",
+        feed.err()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    feed.signal("-KILL");
+
+    let out = run(&["checkpoint", "show", chk.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for want in [
+        "job              stateful-wordcount",
+        "batch interval   200 ms",
+        "snapshot         ",
+        "write-ahead log  ",
+        "a restart        restores the state of batch",
+    ] {
+        assert!(report.contains(want), "`{want}` missing in:\n{report}");
+    }
+    assert!(!report.contains("UNUSABLE"), "{report}");
+    // A damaged newest snapshot is named, and the restart takes an older one.
+    let newest = report
+        .lines()
+        .find_map(|l| l.strip_prefix("snapshot         ")?.split(' ').next())
+        .unwrap()
+        .trim_end_matches(" ms")
+        .to_owned();
+    let state = chk.join(format!("state-{newest}"));
+    let part = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains(".part-"))
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&part).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&part, bytes).unwrap();
+    let report = text(&run(&["checkpoint", "show", chk.to_str().unwrap()]).stdout);
+    assert!(report.contains("UNUSABLE"), "{report}");
+    assert!(
+        !report.contains(&format!("restores the state of batch {newest} ms")),
+        "{report}"
+    );
+
+    let out = run(&["checkpoint", "show", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a checkpoint"),
+        "{}",
+        text(&out.stderr)
+    );
+}
