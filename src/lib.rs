@@ -52,6 +52,8 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod listener;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod offsets;
 pub(crate) mod retry;
 pub(crate) mod runtime;
@@ -60,6 +62,8 @@ pub mod source;
 pub mod table;
 pub mod testing;
 pub mod time;
+#[cfg(feature = "ui")]
+pub mod webui;
 
 pub use config::{Cluster, ClusterArgs, Pacing, StreamingConfig};
 pub use context::{Job, StreamingContext, StreamingHandle};

@@ -88,6 +88,14 @@ pub trait StreamingListener: Send + Sync + 'static {
     fn on_batch_completed(&self, batch: &BatchInfo);
 }
 
+/// A shared listener listens too, so that its owner can read what it kept (the web UI's
+/// [`Status`](crate::webui::Status), a test's recorder).
+impl<T: StreamingListener + ?Sized> StreamingListener for Arc<T> {
+    fn on_batch_completed(&self, batch: &BatchInfo) {
+        (**self).on_batch_completed(batch);
+    }
+}
+
 /// A listener that keeps every [`BatchInfo`], for tests and benchmarks.
 ///
 /// # Examples

@@ -88,6 +88,14 @@ pub struct CommonArgs {
     /// More log output on stderr: -v for info, -vv for one line per batch.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The web UI (live page, REST API, Prometheus `/metrics`) on `host:port`; the next free
+    /// port when it is taken; `off` for none [default: 127.0.0.1:4040, Spark's port].
+    #[arg(long, value_name = "ADDR|off")]
+    pub ui: Option<String>,
+    /// Completed batches the web UI keeps (Spark's `spark.streaming.ui.retainedBatches`).
+    #[arg(long, default_value_t = 1000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub ui_retained_batches: u64,
     #[command(flatten)]
     pub cluster: WorkerFlags,
     /// Print help (-h is --hostfile, as in timely).
@@ -120,7 +128,55 @@ impl CommonArgs {
         if let Some(n) = self.default_parallelism {
             config = config.default_parallelism(n as usize);
         }
-        Ok(config)
+        self.web_ui(config)
+    }
+
+    /// Starts the web UI the flags ask for and adds its listeners to `config`. The default
+    /// address is best effort (a job still runs when 4040 and the 16 ports after it are taken,
+    /// with a warning); an address given with `--ui` must work.
+    fn web_ui(&self, config: StreamingConfig) -> Result<StreamingConfig> {
+        use std::sync::Arc;
+        let addr = match self.ui.as_deref() {
+            Some("off") => return Ok(config),
+            Some(addr) => addr,
+            None => "127.0.0.1:4040",
+        };
+        let job = sluice::webui::JobDescription {
+            name: self.app.clone(),
+            batch_ms: self.batch.as_millis() as u64,
+            workers: self.cluster.threads as usize,
+            processes: self.cluster.processes as usize,
+            process: self.cluster.process,
+            settings: vec![
+                (
+                    "command line".into(),
+                    std::env::args().collect::<Vec<_>>().join(" "),
+                ),
+                (
+                    "checkpoint".into(),
+                    self.checkpoint
+                        .as_ref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_else(|| "none".into()),
+                ),
+            ],
+        };
+        let status = Arc::new(sluice::webui::Status::new(
+            job,
+            self.ui_retained_batches as usize,
+        ));
+        let metrics = Arc::new(sluice::metrics::Metrics::new(self.batch));
+        match sluice::webui::WebUi::start(addr, status.clone(), metrics.clone()) {
+            Ok(ui) => {
+                eprintln!("sluice: web UI at http://{}/", ui.local_addr());
+                Ok(config.listener(status).listener(metrics))
+            }
+            Err(e) if self.ui.is_none() => {
+                tracing::warn!("no web UI: {e}");
+                Ok(config)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

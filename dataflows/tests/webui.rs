@@ -1,0 +1,371 @@
+//! The web UI of a running job: every REST route (Spark's shapes, 404s as JSON), `/metrics`
+//! parsed as Prometheus text and checked against the batches the job ran, and the page in a
+//! real headless Chromium (DOM checked, screenshot saved under `target/`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{sluice, Proc};
+
+const LINES: u64 = 3000;
+
+/// A `stateful-wordcount` fed `LINES` generated lines by `sluice feed socket`, with its web UI
+/// on a free port; the feed, the job and the UI's address once every line is counted.
+fn running_job() -> (Proc, Proc, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut feed = sluice();
+    feed.args(["feed", "socket", "--port", &port, "--generate", "wordcount"])
+        .args([
+            "--count",
+            &LINES.to_string(),
+            "--rate",
+            "10000",
+            "--keep-open",
+        ]);
+    let feed = Proc::spawn(feed);
+    assert!(wait_until(Duration::from_secs(10), || feed
+        .err()
+        .contains("listening")));
+    let mut job = sluice();
+    job.args([
+        "run",
+        "stateful-wordcount",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ])
+    .args(["--batch", "200ms", "--ui", "127.0.0.1:0", "--print", "0"]);
+    let job = Proc::spawn(job);
+    let mut addr = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            addr = job
+                .err()
+                .lines()
+                .find_map(|l| l.strip_prefix("sluice: web UI at http://"))
+                .map(|a| a.trim_end_matches('/').to_owned())
+                .unwrap_or_default();
+            !addr.is_empty()
+        }),
+        "no web UI address: {}",
+        job.err()
+    );
+    let app = "stateful-wordcount";
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            get(
+                &addr,
+                &format!("/api/v1/applications/{app}/streaming/statistics"),
+            )
+            .ok()
+            .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .is_some_and(|s| s["numProcessedRecords"] == LINES)
+        }),
+        "the job never counted {LINES} lines: {}",
+        job.err()
+    );
+    (feed, job, addr)
+}
+
+fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    done()
+}
+
+/// `GET path` over HTTP/1.1: status code and body.
+fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_owned()))
+}
+
+fn json(addr: &str, path: &str) -> serde_json::Value {
+    let (code, body) = get(addr, path).unwrap();
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+#[test]
+fn every_rest_route_answers_in_sparks_shape() {
+    let (_feed, _job, addr) = running_job();
+    let apps = json(&addr, "/api/v1/applications");
+    assert_eq!(apps[0]["id"], "stateful-wordcount");
+    assert_eq!(apps[0]["job"]["batchMs"], 200);
+    let base = "/api/v1/applications/stateful-wordcount/streaming";
+    let stats = json(&addr, &format!("{base}/statistics"));
+    for field in [
+        "startTime",
+        "batchDuration",
+        "numReceivers",
+        "numActiveReceivers",
+        "numInactiveReceivers",
+        "numTotalCompletedBatches",
+        "numRetainedCompletedBatches",
+        "numActiveBatches",
+        "numProcessedRecords",
+        "numReceivedRecords",
+        "avgInputRate",
+        "avgSchedulingDelay",
+        "avgProcessingTime",
+        "avgTotalDelay",
+    ] {
+        assert!(
+            stats.get(field).is_some(),
+            "statistics lack {field}: {stats}"
+        );
+    }
+    assert_eq!(stats["batchDuration"], 200);
+    assert!(stats["startTime"].as_str().unwrap().ends_with("GMT"));
+    let batches = json(&addr, &format!("{base}/batches"));
+    let list = batches.as_array().unwrap();
+    assert!(!list.is_empty());
+    let ids: Vec<u64> = list
+        .iter()
+        .map(|b| b["batchId"].as_u64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    assert!(ids.iter().all(|t| t % 200 == 0));
+    let records: u64 = list.iter().map(|b| b["inputSize"].as_u64().unwrap()).sum();
+    assert_eq!(records, LINES, "every retained batch, every line once");
+    let busy = list
+        .iter()
+        .find(|b| b["inputSize"].as_u64() > Some(0))
+        .unwrap();
+    let one = json(&addr, &format!("{base}/batches/{}", busy["batchId"]));
+    assert_eq!(one["batchId"], busy["batchId"]);
+    assert_eq!(one["status"], "COMPLETED");
+    assert!(one["inputs"][0]["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("socket 127.0.0.1:"));
+    assert_eq!(one["state"][0]["operator"], "word-totals");
+    assert!(one["state"][0]["keys"].as_u64() > Some(0));
+
+    for (path, says) in [
+        (format!("{base}/batches/1"), "no batch 1"),
+        (format!("{base}/batches/soon"), "not a batch id"),
+        (
+            "/api/v1/applications/other/streaming/statistics".into(),
+            "no application `other`",
+        ),
+        ("/api/v2/nothing".into(), "no such route"),
+    ] {
+        let (code, body) = get(&addr, &path).unwrap();
+        assert_eq!(code, 404, "{path}");
+        let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            err["error"].as_str().unwrap().contains(says),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_match_the_batches() {
+    let (_feed, _job, addr) = running_job();
+    let base = "/api/v1/applications/stateful-wordcount/streaming";
+    // Read metrics, statistics, metrics: when no batch completed in between, all three agree.
+    let mut checked = false;
+    for _ in 0..20 {
+        let (code, before) = get(&addr, "/metrics").unwrap();
+        assert_eq!(code, 200);
+        let stats = json(&addr, &format!("{base}/statistics"));
+        let (_, after) = get(&addr, "/metrics").unwrap();
+        let scrape = prometheus_parse::Scrape::parse(after.lines().map(|l| Ok(l.to_owned())))
+            .expect("Prometheus text format");
+        let value = |name: &str| -> f64 {
+            scrape
+                .samples
+                .iter()
+                .filter(|s| s.metric == name)
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => 0.0,
+                })
+                .sum()
+        };
+        let batches = value("sluice_batches_completed_total");
+        if before
+            .lines()
+            .find(|l| l.starts_with("sluice_batches_completed_total"))
+            != after
+                .lines()
+                .find(|l| l.starts_with("sluice_batches_completed_total"))
+            || batches != stats["numTotalCompletedBatches"].as_f64().unwrap()
+        {
+            continue; // a batch completed between the reads
+        }
+        assert_eq!(value("sluice_records_total"), LINES as f64);
+        assert_eq!(value("sluice_malformed_records_total"), 0.0);
+        assert_eq!(value("sluice_batch_interval_seconds"), 0.2);
+        assert!(value("sluice_state_keys") > 0.0);
+        let count = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "sluice_processing_time_seconds_count")
+            .map(|s| match s.value {
+                prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v) => v,
+                _ => -1.0,
+            });
+        let histogram = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "sluice_processing_time_seconds")
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(h) => h.last().map(|b| b.count).unwrap_or(-1.0),
+                _ => -1.0,
+            });
+        assert!(
+            count == Some(batches) || histogram == Some(batches),
+            "the processing-time histogram counts every batch: {count:?} {histogram:?} {batches}"
+        );
+        let last = value("sluice_last_completed_batch_timestamp_seconds");
+        let newest = json(&addr, &format!("{base}/batches"))[0]["batchId"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            last * 1000.0 <= newest + 0.5 && last > 1.6e9,
+            "{last} {newest}"
+        );
+        checked = true;
+        break;
+    }
+    assert!(checked, "metrics and statistics never agreed");
+}
+
+#[test]
+fn the_page_shows_live_batches_in_chromium() {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("Chromium is missing: scripts/build-deps.sh installs Debian's `chromium`");
+    let (_feed, _job, addr) = running_job();
+    let busy = json(
+        &addr,
+        "/api/v1/applications/stateful-wordcount/streaming/batches",
+    )
+    .as_array()
+    .unwrap()
+    .iter()
+    .find(|b| b["inputSize"].as_u64() > Some(0))
+    .map(|b| b["batchId"].as_u64().unwrap())
+    .unwrap();
+    let url = format!("http://{addr}/#batch={busy}");
+    let profile = tempfile::tempdir().unwrap();
+    let browse = |extra: &[&str]| {
+        std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--window-size=1280,1500",
+                "--virtual-time-budget=4000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("run chromium")
+    };
+    let dom = browse(&["--dump-dom"]);
+    let html = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    // Live data: batch rows, the four timelines with a line each, the batch page.
+    assert!(
+        html.contains("<h1 id=\"job-name\">stateful-wordcount</h1>"),
+        "{html}"
+    );
+    assert!(html.matches("class=\"batch\"").count() >= 2, "{html}");
+    assert_eq!(
+        html.matches("class=\"chart timeline\"").count(),
+        4,
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("class=\"chart histogram\"").count(),
+        4,
+        "{html}"
+    );
+    assert!(
+        html.matches("class=\"line\"").count() >= 4,
+        "timelines drawn: {html}"
+    );
+    assert!(html.contains("class=\"bar\""), "histograms drawn: {html}");
+    assert!(
+        html.contains("id=\"batch-detail\" class=\"open\""),
+        "{html}"
+    );
+    assert!(html.contains(&format!("({busy} ms)")), "{html}");
+    assert!(
+        html.contains("<td>socket 127.0.0.1:"),
+        "input per source: {html}"
+    );
+    assert!(
+        html.contains("<td>word-totals</td>"),
+        "state per operator: {html}"
+    );
+    assert!(
+        html.contains("<span id=\"job-uptime\">updated "),
+        "the page refreshed: {html}"
+    );
+
+    let shot =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/webui-screenshot.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = browse(&[&format!("--screenshot={}", shot.display())]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+}

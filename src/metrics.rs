@@ -1,0 +1,172 @@
+//! Prometheus metrics of a running job, kept by a [`StreamingListener`] with the
+//! `prometheus-client` crate (the Prometheus project's own Rust client) and served as text at
+//! `/metrics` by the [web UI](crate::webui).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `sluice_batches_completed_total` | counter | |
+//! | `sluice_records_total` | counter | `source` |
+//! | `sluice_malformed_records_total` | counter | `source` (records set aside as dead letters) |
+//! | `sluice_scheduling_delay_seconds` | histogram | |
+//! | `sluice_processing_time_seconds` | histogram | |
+//! | `sluice_total_delay_seconds` | histogram | |
+//! | `sluice_state_keys` | gauge | `operator` |
+//! | `sluice_state_bytes` | gauge | `operator` (approximate, see [`StateSize`](crate::listener::StateSize)) |
+//! | `sluice_last_completed_batch_timestamp_seconds` | gauge | |
+//! | `sluice_batch_interval_seconds` | gauge | |
+//!
+//! Each process of a job has its own (its workers' share of the records and state).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::listener::{BatchInfo, StreamingListener};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperatorLabel {
+    operator: String,
+}
+
+/// The metrics of one process, updated once per completed batch.
+///
+/// # Examples
+///
+/// ```
+/// let metrics = sluice::metrics::Metrics::new(std::time::Duration::from_secs(2));
+/// assert!(metrics.encode().contains("sluice_batches_completed_total 0"));
+/// ```
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    batches: Counter,
+    records: Family<SourceLabel, Counter>,
+    malformed: Family<SourceLabel, Counter>,
+    scheduling: Histogram,
+    processing: Histogram,
+    total: Histogram,
+    state_keys: Family<OperatorLabel, Gauge>,
+    state_bytes: Family<OperatorLabel, Gauge>,
+    last_batch: Gauge<f64, AtomicU64>,
+}
+
+impl Metrics {
+    /// Metrics of a job with batches of `batch`.
+    pub fn new(batch: std::time::Duration) -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        // 0.5 ms … ~33 s: sub-millisecond batches up to a badly overloaded job.
+        let buckets = || Histogram::new(exponential_buckets(0.0005, 2.0, 17));
+        let m = Metrics {
+            batches: Counter::default(),
+            records: Family::default(),
+            malformed: Family::default(),
+            scheduling: buckets(),
+            processing: buckets(),
+            total: buckets(),
+            state_keys: Family::default(),
+            state_bytes: Family::default(),
+            last_batch: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "batches_completed",
+            "Batches whose outputs all finished",
+            m.batches.clone(),
+        );
+        registry.register("records", "Records received, per source", m.records.clone());
+        registry.register(
+            "malformed_records",
+            "Malformed records set aside (dead letters), per source",
+            m.malformed.clone(),
+        );
+        registry.register_with_unit(
+            "scheduling_delay",
+            "From a batch being due to its processing starting",
+            Unit::Seconds,
+            m.scheduling.clone(),
+        );
+        registry.register_with_unit(
+            "processing_time",
+            "From a batch's processing starting to every output having finished",
+            Unit::Seconds,
+            m.processing.clone(),
+        );
+        registry.register_with_unit(
+            "total_delay",
+            "From a batch being due to every output having finished",
+            Unit::Seconds,
+            m.total.clone(),
+        );
+        registry.register(
+            "state_keys",
+            "Keys with state, per stateful operator",
+            m.state_keys.clone(),
+        );
+        registry.register(
+            "state_bytes",
+            "Approximate bytes of state, per stateful operator",
+            m.state_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "last_completed_batch_timestamp",
+            "The time of the latest completed batch, since the Unix epoch",
+            Unit::Seconds,
+            m.last_batch.clone(),
+        );
+        let interval: Gauge<f64, AtomicU64> = Gauge::default();
+        interval.set(batch.as_secs_f64());
+        registry.register_with_unit(
+            "batch_interval",
+            "The batch interval",
+            Unit::Seconds,
+            interval,
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in Prometheus's text format (OpenMetrics 1.0, which Prometheus scrapes).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl StreamingListener for Metrics {
+    fn on_batch_completed(&self, b: &BatchInfo) {
+        self.batches.inc();
+        for i in &b.inputs {
+            let label = SourceLabel {
+                source: i.source.clone(),
+            };
+            self.records.get_or_create(&label).inc_by(i.records);
+            self.malformed.get_or_create(&label).inc_by(i.malformed);
+        }
+        self.scheduling.observe(b.scheduling_delay.as_secs_f64());
+        self.processing.observe(b.processing_time.as_secs_f64());
+        self.total.observe(b.total_delay.as_secs_f64());
+        for s in &b.state {
+            let label = OperatorLabel {
+                operator: s.operator.clone(),
+            };
+            self.state_keys
+                .get_or_create(&label)
+                .set(s.keys.min(i64::MAX as u64) as i64);
+            self.state_bytes
+                .get_or_create(&label)
+                .set(s.approx_bytes.min(i64::MAX as u64) as i64);
+        }
+        self.last_batch.set(b.batch_time.millis() as f64 / 1000.0);
+    }
+}

@@ -1,0 +1,233 @@
+//! The web UI of a running job: a live page like Spark's Streaming tab, a REST API shaped like
+//! Spark's streaming API, and Prometheus metrics, served by every process on one port.
+//!
+//! | route | what |
+//! |---|---|
+//! | `/` | the page (everything it needs is in the binary: no CDN) |
+//! | `/metrics` | Prometheus text format ([`metrics`](crate::metrics)) |
+//! | `/api/v1/applications` | the job (Spark's application list: one) |
+//! | `/api/v1/applications/{app}/streaming/statistics` | Spark's `StreamingStatistics` |
+//! | `/api/v1/applications/{app}/streaming/batches` | retained batches, newest first |
+//! | `/api/v1/applications/{app}/streaming/batches/{batchId}` | one batch (`batchId`: its time in ms) |
+//!
+//! Unknown routes, applications and batches answer 404 with `{"error": "…"}`.
+//!
+//! The server runs on a thread of its own with a one-thread tokio runtime; the job's workers
+//! only touch it through the listeners ([`Status`], [`crate::metrics::Metrics`]),
+//! once per completed batch.
+
+mod status;
+
+pub use status::{spark_date, BatchJson, InputJson, JobDescription, StateJson, Statistics, Status};
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::error::{Result, SluiceError};
+use crate::metrics::Metrics;
+
+/// The page: HTML, CSS and script in one file, compiled into the binary.
+const PAGE: &str = include_str!("page.html");
+
+/// How many following ports are tried when the asked one is taken (Spark's
+/// `spark.port.maxRetries`).
+pub const PORT_RETRIES: u16 = 16;
+
+#[derive(Clone)]
+struct Shared {
+    status: Arc<Status>,
+    metrics: Arc<Metrics>,
+}
+
+/// A running web UI; it serves until the process ends.
+#[derive(Debug)]
+pub struct WebUi {
+    addr: SocketAddr,
+}
+
+impl WebUi {
+    /// Serves `status` and `metrics` on `addr` (`host:port`), or on the next free port of the
+    /// [`PORT_RETRIES`] that follow it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sluice::webui::{JobDescription, Status, WebUi};
+    /// let job = JobDescription { name: "wc".into(), batch_ms: 1000, workers: 1, processes: 1, process: 0, settings: vec![] };
+    /// let metrics = Arc::new(sluice::metrics::Metrics::new(std::time::Duration::from_secs(1)));
+    /// let ui = WebUi::start("127.0.0.1:0", Arc::new(Status::new(job, 100)), metrics)?;
+    /// assert_ne!(ui.local_addr().port(), 0);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn start(addr: &str, status: Arc<Status>, metrics: Arc<Metrics>) -> Result<WebUi> {
+        let listener = bind(addr)?;
+        let local = listener.local_addr().map_err(|e| SluiceError::Io {
+            action: "cannot read the web UI's address",
+            path: addr.into(),
+            source: e,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| SluiceError::Io {
+                action: "cannot set up the web UI's socket",
+                path: addr.into(),
+                source: e,
+            })?;
+        let app = router(Shared { status, metrics });
+        std::thread::Builder::new()
+            .name("sluice-webui".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("web UI: cannot start its runtime: {e}");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => {
+                            if let Err(e) = axum::serve(l, app).await {
+                                tracing::error!("web UI stopped: {e}");
+                            }
+                        }
+                        Err(e) => tracing::error!("web UI: {e}"),
+                    }
+                });
+            })
+            .map_err(|e| SluiceError::Io {
+                action: "cannot start the web UI's thread",
+                path: addr.into(),
+                source: e,
+            })?;
+        Ok(WebUi { addr: local })
+    }
+
+    /// The address it serves on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Binds `addr`, or the first free port of the [`PORT_RETRIES`] after it.
+fn bind(addr: &str) -> Result<TcpListener> {
+    let bad = |why: String| SluiceError::InvalidConfig {
+        problem: format!("the web UI address `{addr}` {why}"),
+        fix: "give --ui as host:port (127.0.0.1:4040), or --ui off".into(),
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| bad("has no port".into()))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad(format!("has the port `{port}`, not a number 0–65535")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut last = None;
+    let tries = if port == 0 { 1 } else { PORT_RETRIES + 1 };
+    for p in (0..tries).filter_map(|i| port.checked_add(i)) {
+        match TcpListener::bind((host, p)) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(bad(format!("cannot be listened on ({e})"))),
+        }
+    }
+    Err(bad(format!(
+        "and the {PORT_RETRIES} ports after it are in use ({})",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/applications", get(applications))
+        .route(
+            "/api/v1/applications/{app}/streaming/statistics",
+            get(statistics),
+        )
+        .route("/api/v1/applications/{app}/streaming/batches", get(batches))
+        .route(
+            "/api/v1/applications/{app}/streaming/batches/{batch}",
+            get(batch),
+        )
+        .fallback(|| async { not_found("no such route".into()) })
+        .with_state(shared)
+}
+
+fn not_found(why: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": why })),
+    )
+        .into_response()
+}
+
+async fn page() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE)
+}
+
+async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+async fn applications(State(s): State<Shared>) -> impl IntoResponse {
+    let job = s.status.job();
+    Json(serde_json::json!([{
+        "id": job.name,
+        "name": job.name,
+        "job": job,
+    }]))
+}
+
+/// Why `app` is not this job's application (a 404 names the one there is).
+fn wrong_app(s: &Shared, app: &str) -> Option<String> {
+    let name = &s.status.job().name;
+    (app != name).then(|| format!("no application `{app}`: this job is `{name}`"))
+}
+
+async fn statistics(State(s): State<Shared>, Path(app): Path<String>) -> Response {
+    match wrong_app(&s, &app) {
+        None => Json(s.status.statistics()).into_response(),
+        Some(why) => not_found(why),
+    }
+}
+
+async fn batches(State(s): State<Shared>, Path(app): Path<String>) -> Response {
+    match wrong_app(&s, &app) {
+        None => Json(s.status.batches()).into_response(),
+        Some(why) => not_found(why),
+    }
+}
+
+async fn batch(State(s): State<Shared>, Path((app, batch)): Path<(String, String)>) -> Response {
+    if let Some(why) = wrong_app(&s, &app) {
+        return not_found(why);
+    }
+    let Ok(t) = batch.parse::<u64>() else {
+        return not_found(format!("`{batch}` is not a batch id (a batch time in ms)"));
+    };
+    match s.status.batch(t) {
+        Some(b) => Json(b).into_response(),
+        None => not_found(format!(
+            "no batch {t}: it has not completed, or is older than the batches kept"
+        )),
+    }
+}

@@ -1,0 +1,380 @@
+//! What the web page and the REST API show: the last N completed batches of this process (a
+//! ring, newest last) and the totals since the start, kept by a [`StreamingListener`].
+//!
+//! The JSON shapes are Spark's (`org.apache.spark.status.api.v1.streaming`:
+//! `StreamingStatistics`, `BatchInfo`), field for field, so that a script written against
+//! Spark's `/api/v1/applications/{id}/streaming/…` reads sluice's too; sluice's own fields
+//! (inputs per source, state per operator) come after Spark's.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::listener::{BatchInfo, StreamingListener};
+
+/// The job as the page describes it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobDescription {
+    /// The job's name (`StreamingConfig::app_name`); the REST API's application id.
+    pub name: String,
+    /// Batch interval, ms.
+    pub batch_ms: u64,
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Processes of the job.
+    pub processes: usize,
+    /// This process's index.
+    pub process: usize,
+    /// The job's settings as `(name, value)`, shown as they are (the command line's flags).
+    pub settings: Vec<(String, String)>,
+}
+
+/// Spark's `StreamingStatistics`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Statistics {
+    /// When the job started, as Spark writes dates (`2019-08-08T10:37:42.000GMT`).
+    pub start_time: String,
+    /// Batch interval, ms.
+    pub batch_duration: u64,
+    /// Receivers (sources) seen so far.
+    pub num_receivers: usize,
+    /// Sources that brought records in the retained batches.
+    pub num_active_receivers: usize,
+    /// Sources that did not.
+    pub num_inactive_receivers: usize,
+    /// Batches completed since the start.
+    pub num_total_completed_batches: u64,
+    /// Batches kept in memory for the page.
+    pub num_retained_completed_batches: usize,
+    /// Batches in progress (sluice reports completed batches only: 0).
+    pub num_active_batches: usize,
+    /// Records of all completed batches.
+    pub num_processed_records: u64,
+    /// Records received (equal to processed: a batch's records are received before it runs).
+    pub num_received_records: u64,
+    /// Records per second over the retained batches.
+    pub avg_input_rate: Option<f64>,
+    /// Mean over the retained batches, ms.
+    pub avg_scheduling_delay: Option<u64>,
+    /// Mean over the retained batches, ms.
+    pub avg_processing_time: Option<u64>,
+    /// Mean over the retained batches, ms.
+    pub avg_total_delay: Option<u64>,
+    /// Malformed records set aside since the start (sluice).
+    pub num_malformed_records: u64,
+}
+
+/// One source's input in a batch (sluice).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InputJson {
+    /// The source.
+    pub source: String,
+    /// Records.
+    pub records: u64,
+    /// Malformed records set aside.
+    pub malformed: u64,
+}
+
+/// One stateful operator's state after a batch (sluice).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StateJson {
+    /// The operator.
+    pub operator: String,
+    /// Keys.
+    pub keys: u64,
+    /// Approximate bytes.
+    pub approx_bytes: u64,
+}
+
+/// Spark's `BatchInfo`, then sluice's inputs and state.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchJson {
+    /// The batch time in ms (Spark's batch id).
+    pub batch_id: u64,
+    /// The batch time as a date.
+    pub batch_time: String,
+    /// `COMPLETED`.
+    pub status: String,
+    /// Batch interval, ms.
+    pub batch_duration: u64,
+    /// Records.
+    pub input_size: u64,
+    /// ms.
+    pub scheduling_delay: Option<u64>,
+    /// ms.
+    pub processing_time: Option<u64>,
+    /// ms.
+    pub total_delay: Option<u64>,
+    /// Output operations still running (0: the batch is complete).
+    pub num_active_output_ops: u64,
+    /// Output operations that finished (sluice reports a batch when all of them have).
+    pub num_completed_output_ops: u64,
+    /// Output operations that failed (a failed output fails the job).
+    pub num_failed_output_ops: u64,
+    /// Output operations.
+    pub num_total_output_ops: u64,
+    /// Why the first failed one failed.
+    pub first_failure_reason: Option<String>,
+    /// Scheduling delay with sub-millisecond precision, ms (sluice).
+    pub scheduling_delay_exact: f64,
+    /// Processing time with sub-millisecond precision, ms (sluice).
+    pub processing_time_exact: f64,
+    /// Total delay with sub-millisecond precision, ms (sluice).
+    pub total_delay_exact: f64,
+    /// Input per source (sluice).
+    pub inputs: Vec<InputJson>,
+    /// State per stateful operator after the batch (sluice).
+    pub state: Vec<StateJson>,
+}
+
+/// The batches and totals of one process, updated by its listener.
+#[derive(Debug)]
+pub struct Status {
+    job: JobDescription,
+    started: SystemTime,
+    retained: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    batches: VecDeque<BatchInfo>,
+    completed: u64,
+    records: u64,
+    malformed: u64,
+    sources: Vec<String>,
+}
+
+/// A date as Spark's REST API writes it: `2019-08-08T10:37:42.000GMT`.
+pub fn spark_date(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}GMT",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+fn ms(d: Duration) -> u64 {
+    (d.as_secs_f64() * 1e3).round() as u64
+}
+
+impl Status {
+    /// A status for `job` keeping the last `retained` batches (Spark keeps 1000:
+    /// `spark.streaming.ui.retainedBatches`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::webui::{JobDescription, Status};
+    /// let job = JobDescription { name: "wc".into(), batch_ms: 1000, workers: 1, processes: 1, process: 0, settings: vec![] };
+    /// let status = Status::new(job, 1000);
+    /// assert_eq!(status.statistics().num_total_completed_batches, 0);
+    /// ```
+    pub fn new(job: JobDescription, retained: usize) -> Self {
+        Status {
+            job,
+            started: SystemTime::now(),
+            retained: retained.max(1),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The job.
+    pub fn job(&self) -> &JobDescription {
+        &self.job
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Totals and means, as Spark's `/streaming/statistics`.
+    pub fn statistics(&self) -> Statistics {
+        let inner = self.lock();
+        let n = inner.batches.len();
+        let mean = |f: &dyn Fn(&BatchInfo) -> Duration| -> Option<u64> {
+            (n > 0).then(|| ms(inner.batches.iter().map(f).sum::<Duration>() / n as u32))
+        };
+        let retained_records: u64 = inner.batches.iter().map(BatchInfo::num_records).sum();
+        let active: std::collections::BTreeSet<&str> = inner
+            .batches
+            .iter()
+            .flat_map(|b| b.inputs.iter().filter(|i| i.records > 0))
+            .map(|i| i.source.as_str())
+            .collect();
+        let started = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Statistics {
+            start_time: spark_date(started),
+            batch_duration: self.job.batch_ms,
+            num_receivers: inner.sources.len(),
+            num_active_receivers: active.len(),
+            num_inactive_receivers: inner.sources.len() - active.len(),
+            num_total_completed_batches: inner.completed,
+            num_retained_completed_batches: n,
+            num_active_batches: 0,
+            num_processed_records: inner.records,
+            num_received_records: inner.records,
+            avg_input_rate: (n > 0)
+                .then(|| retained_records as f64 / (n as f64 * self.job.batch_ms as f64 / 1000.0)),
+            avg_scheduling_delay: mean(&|b| b.scheduling_delay),
+            avg_processing_time: mean(&|b| b.processing_time),
+            avg_total_delay: mean(&|b| b.total_delay),
+            num_malformed_records: inner.malformed,
+        }
+    }
+
+    /// The retained batches, newest first.
+    pub fn batches(&self) -> Vec<BatchJson> {
+        let inner = self.lock();
+        inner.batches.iter().rev().map(|b| self.json(b)).collect()
+    }
+
+    /// One retained batch by its time (Spark's batch id).
+    pub fn batch(&self, batch_ms: u64) -> Option<BatchJson> {
+        let inner = self.lock();
+        inner
+            .batches
+            .iter()
+            .find(|b| b.batch_time.millis() == batch_ms)
+            .map(|b| self.json(b))
+    }
+
+    fn json(&self, b: &BatchInfo) -> BatchJson {
+        let t = b.batch_time.millis();
+        BatchJson {
+            batch_id: t,
+            batch_time: spark_date(t),
+            status: "COMPLETED".into(),
+            batch_duration: self.job.batch_ms,
+            input_size: b.num_records(),
+            scheduling_delay: Some(ms(b.scheduling_delay)),
+            processing_time: Some(ms(b.processing_time)),
+            total_delay: Some(ms(b.total_delay)),
+            num_active_output_ops: 0,
+            num_completed_output_ops: 0,
+            num_failed_output_ops: 0,
+            num_total_output_ops: 0,
+            first_failure_reason: None,
+            scheduling_delay_exact: b.scheduling_delay.as_secs_f64() * 1e3,
+            processing_time_exact: b.processing_time.as_secs_f64() * 1e3,
+            total_delay_exact: b.total_delay.as_secs_f64() * 1e3,
+            inputs: b
+                .inputs
+                .iter()
+                .map(|i| InputJson {
+                    source: i.source.clone(),
+                    records: i.records,
+                    malformed: i.malformed,
+                })
+                .collect(),
+            state: b
+                .state
+                .iter()
+                .map(|s| StateJson {
+                    operator: s.operator.clone(),
+                    keys: s.keys,
+                    approx_bytes: s.approx_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl StreamingListener for Status {
+    fn on_batch_completed(&self, batch: &BatchInfo) {
+        let mut inner = self.lock();
+        inner.completed += 1;
+        inner.records += batch.num_records();
+        inner.malformed += batch.inputs.iter().map(|i| i.malformed).sum::<u64>();
+        for i in &batch.inputs {
+            if !inner.sources.contains(&i.source) {
+                inner.sources.push(i.source.clone());
+            }
+        }
+        if inner.batches.len() == self.retained {
+            inner.batches.pop_front();
+        }
+        inner.batches.push_back(batch.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::SourceInput;
+    use crate::Time;
+
+    fn batch(t: u64, records: u64, processing_ms: u64) -> BatchInfo {
+        BatchInfo {
+            batch_time: Time::from_millis(t),
+            inputs: vec![SourceInput {
+                source: "socket".into(),
+                records,
+                malformed: 1,
+            }],
+            scheduling_delay: Duration::from_millis(2),
+            processing_time: Duration::from_millis(processing_ms),
+            total_delay: Duration::from_millis(2 + processing_ms),
+            state: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn spark_dates() {
+        assert_eq!(spark_date(1_565_253_462_000), "2019-08-08T08:37:42.000GMT");
+        assert_eq!(spark_date(0), "1970-01-01T00:00:00.000GMT");
+        assert_eq!(spark_date(951_782_400_123), "2000-02-29T00:00:00.123GMT");
+    }
+
+    #[test]
+    fn statistics_are_the_means_of_the_retained_batches_and_totals_since_the_start() {
+        let job = JobDescription {
+            name: "wc".into(),
+            batch_ms: 1000,
+            workers: 1,
+            processes: 1,
+            process: 0,
+            settings: vec![],
+        };
+        let s = Status::new(job, 2);
+        for (t, r, p) in [(1000, 10, 10), (2000, 20, 20), (3000, 30, 40)] {
+            s.on_batch_completed(&batch(t, r, p));
+        }
+        let st = s.statistics();
+        assert_eq!(st.num_total_completed_batches, 3);
+        assert_eq!(st.num_retained_completed_batches, 2);
+        assert_eq!(st.num_processed_records, 60);
+        assert_eq!(st.num_malformed_records, 3);
+        assert_eq!(st.avg_processing_time, Some(30));
+        assert_eq!(st.avg_input_rate, Some(25.0));
+        let ids: Vec<u64> = s.batches().iter().map(|b| b.batch_id).collect();
+        assert_eq!(ids, vec![3000, 2000], "newest first, the oldest dropped");
+        assert!(s.batch(1000).is_none());
+        assert_eq!(s.batch(2000).unwrap().input_size, 20);
+    }
+}
