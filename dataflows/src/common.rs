@@ -345,6 +345,15 @@ pub struct KafkaArgs {
     /// Any librdkafka consumer setting, KEY=VALUE (repeatable), e.g. security.protocol=SSL.
     #[arg(long = "kafka-param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
+    /// Adapt the records read per batch to what the job processes (Spark's
+    /// spark.streaming.backpressure.enabled; PID estimator with Spark's defaults).
+    #[arg(long)]
+    pub backpressure: bool,
+    /// With --backpressure: records/s of the first batch, before there is a rate to go by
+    /// (Spark's spark.streaming.backpressure.initialRate).
+    #[arg(long, value_name = "N", requires = "backpressure",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub initial_rate: Option<u64>,
 }
 
 impl KafkaArgs {
@@ -365,6 +374,9 @@ impl KafkaArgs {
                 });
             };
             config = config.param(k, v);
+        }
+        if self.backpressure {
+            config = config.backpressure(self.initial_rate, Default::default());
         }
         Ok(config)
     }

@@ -430,3 +430,39 @@ fn a_topic_that_does_not_exist_is_reported_once() {
     );
     assert!(!err.contains("`present` does not exist"), "{err}");
 }
+
+/// `--backpressure --initial-rate` on a Kafka dataflow: the first batch holds what the initial
+/// rate allows (50 records/s × 200 ms = 10), later ones adapt to what the job processes, and
+/// every record is read once.
+#[test]
+fn backpressure_flags_bound_the_first_batch() {
+    let broker = Broker::start();
+    broker.create_topic("pressed", 1);
+    broker.produce("pressed", 0, &values("p", 500));
+    let out = sluice(&[
+        "run",
+        "kafka-direct",
+        "--brokers",
+        &broker.brokers(),
+        "--topics",
+        "pressed",
+        "--group",
+        "bp",
+        "--offset-reset",
+        "earliest",
+        "--backpressure",
+        "--initial-rate",
+        "50",
+        "--batch",
+        "200ms",
+        "--max-batches",
+        "40",
+        "--ui",
+        "off",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let counts = counts(&text(&out.stdout));
+    assert_eq!(counts.first(), Some(&10), "{counts:?}");
+    assert!(counts.iter().skip(1).any(|c| *c > 10), "the rate adapts: {counts:?}");
+    assert!(counts.iter().sum::<u64>() <= 500, "{counts:?}");
+}
