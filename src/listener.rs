@@ -18,6 +18,23 @@ pub struct SourceInput {
     pub records: u64,
     /// Malformed records set aside in this batch (counted, never silently dropped).
     pub malformed: u64,
+    /// What the batch read of each partition, for sources that read ranges (Kafka).
+    pub partitions: Vec<PartitionInput>,
+}
+
+/// What one batch read of one partition of a source: Spark's offset range of a Kafka
+/// partition (`topic-partition`, `[from, until)`), with how far the partition's end was ahead
+/// of `until` when the batch was planned (the consumer lag the batch left).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionInput {
+    /// The partition (`topic-partition` for Kafka).
+    pub partition: String,
+    /// The first offset read.
+    pub from: i64,
+    /// One past the last offset read.
+    pub until: i64,
+    /// Records in the partition after `until` when the batch was planned.
+    pub lag: i64,
 }
 
 /// The size of one stateful operator's state after a batch (summed over this process's

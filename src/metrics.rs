@@ -7,6 +7,8 @@
 //! | `sluice_batches_completed_total` | counter | |
 //! | `sluice_records_total` | counter | `source` |
 //! | `sluice_malformed_records_total` | counter | `source` (records set aside as dead letters) |
+//! | `sluice_partition_records_total` | counter | `source`, `partition` (Kafka: offsets read) |
+//! | `sluice_partition_lag_records` | gauge | `source`, `partition` (Kafka: records after the latest batch) |
 //! | `sluice_scheduling_delay_seconds` | histogram | |
 //! | `sluice_processing_time_seconds` | histogram | |
 //! | `sluice_total_delay_seconds` | histogram | |
@@ -34,6 +36,12 @@ struct SourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    source: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperatorLabel {
     operator: String,
 }
@@ -52,6 +60,8 @@ pub struct Metrics {
     batches: Counter,
     records: Family<SourceLabel, Counter>,
     malformed: Family<SourceLabel, Counter>,
+    partition_records: Family<PartitionLabel, Counter>,
+    partition_lag: Family<PartitionLabel, Gauge>,
     scheduling: Histogram,
     processing: Histogram,
     total: Histogram,
@@ -70,6 +80,8 @@ impl Metrics {
             batches: Counter::default(),
             records: Family::default(),
             malformed: Family::default(),
+            partition_records: Family::default(),
+            partition_lag: Family::default(),
             scheduling: buckets(),
             processing: buckets(),
             total: buckets(),
@@ -88,6 +100,16 @@ impl Metrics {
             "malformed_records",
             "Malformed records set aside (dead letters), per source",
             m.malformed.clone(),
+        );
+        registry.register(
+            "partition_records",
+            "Records read per source partition (Kafka: offsets)",
+            m.partition_records.clone(),
+        );
+        registry.register(
+            "partition_lag_records",
+            "Records of a partition after what the latest batch read (Kafka consumer lag)",
+            m.partition_lag.clone(),
         );
         registry.register_with_unit(
             "scheduling_delay",
@@ -152,6 +174,15 @@ impl StreamingListener for Metrics {
             };
             self.records.get_or_create(&label).inc_by(i.records);
             self.malformed.get_or_create(&label).inc_by(i.malformed);
+            for p in &i.partitions {
+                let label = PartitionLabel {
+                    source: i.source.clone(),
+                    partition: p.partition.clone(),
+                };
+                let read = (p.until - p.from).max(0) as u64;
+                self.partition_records.get_or_create(&label).inc_by(read);
+                self.partition_lag.get_or_create(&label).set(p.lag);
+            }
         }
         self.scheduling.observe(b.scheduling_delay.as_secs_f64());
         self.processing.observe(b.processing_time.as_secs_f64());

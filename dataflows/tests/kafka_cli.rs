@@ -463,6 +463,9 @@ fn backpressure_flags_bound_the_first_batch() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let counts = counts(&text(&out.stdout));
     assert_eq!(counts.first(), Some(&10), "{counts:?}");
-    assert!(counts.iter().skip(1).any(|c| *c > 10), "the rate adapts: {counts:?}");
+    assert!(
+        counts.iter().skip(1).any(|c| *c > 10),
+        "the rate adapts: {counts:?}"
+    );
     assert!(counts.iter().sum::<u64>() <= 500, "{counts:?}");
 }

@@ -2,6 +2,9 @@
 //! parsed as Prometheus text and checked against the batches the job ran, and the page in a
 //! real headless Chromium (DOM checked, screenshot saved under `target/`).
 
+/// The test broker, shared with the library's tests.
+#[path = "../../tests/common/kafka.rs"]
+mod broker;
 mod common;
 
 use std::io::{Read, Write};
@@ -262,8 +265,9 @@ fn metrics_parse_as_prometheus_text_and_match_the_batches() {
     assert!(checked, "metrics and statistics never agreed");
 }
 
-#[test]
-fn the_page_shows_live_batches_in_chromium() {
+/// Headless Chromium loads `url`, runs its script for 4 s of virtual time, and prints the DOM
+/// (`--dump-dom`) or saves a screenshot (`--screenshot=PATH`).
+fn chromium(url: &str, extra: &[&str]) -> std::process::Output {
     let chromium = ["chromium", "chromium-browser"]
         .into_iter()
         .find(|c| {
@@ -273,6 +277,129 @@ fn the_page_shows_live_batches_in_chromium() {
                 .is_ok()
         })
         .expect("Chromium is missing: scripts/build-deps.sh installs Debian's `chromium`");
+    let profile = tempfile::tempdir().unwrap();
+    std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1280,1500",
+            "--virtual-time-budget=4000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run chromium")
+}
+
+#[test]
+fn a_kafka_batch_shows_its_offset_ranges_and_lag() {
+    let broker = broker::Broker::start();
+    broker.create_topic("ui", 2);
+    broker.produce(
+        "ui",
+        0,
+        &(0..200).map(|i| format!("a{i}")).collect::<Vec<_>>(),
+    );
+    broker.produce(
+        "ui",
+        1,
+        &(0..100).map(|i| format!("b{i}")).collect::<Vec<_>>(),
+    );
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "kafka-direct",
+        "--brokers",
+        &broker.brokers(),
+        "--topics",
+        "ui",
+    ])
+    .args([
+        "--group",
+        "ui",
+        "--offset-reset",
+        "earliest",
+        "--batch",
+        "200ms",
+    ])
+    .args(["--ui", "127.0.0.1:0"]);
+    let job = Proc::spawn(cmd);
+    let mut addr = String::new();
+    assert!(wait_until(Duration::from_secs(20), || {
+        addr = job
+            .err()
+            .lines()
+            .find_map(|l| l.strip_prefix("sluice: web UI at http://"))
+            .map(|a| a.trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        !addr.is_empty()
+    }));
+    let base = "/api/v1/applications/kafka-direct/streaming";
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            get(&addr, &format!("{base}/statistics"))
+                .ok()
+                .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+                .is_some_and(|s| s["numProcessedRecords"] == 300)
+        }),
+        "{}",
+        job.err()
+    );
+    let batches = json(&addr, &format!("{base}/batches"));
+    let mut read = std::collections::BTreeMap::new();
+    for b in batches.as_array().unwrap() {
+        for p in b["inputs"][0]["partitions"].as_array().unwrap() {
+            let (from, until) = (p["from"].as_i64().unwrap(), p["until"].as_i64().unwrap());
+            *read
+                .entry(p["partition"].as_str().unwrap().to_owned())
+                .or_insert(0) += until - from;
+        }
+    }
+    let want: std::collections::BTreeMap<String, i64> =
+        [("ui-0".to_owned(), 200), ("ui-1".to_owned(), 100)].into();
+    assert_eq!(read, want, "the ranges cover every offset once");
+    let newest = &batches[0]["inputs"][0]["partitions"];
+    assert!(
+        newest.as_array().unwrap().iter().all(|p| p["lag"] == 0),
+        "{newest}"
+    );
+    let (_, metrics) = get(&addr, "/metrics").unwrap();
+    assert!(
+        metrics
+            .contains("sluice_partition_records_total{source=\"kafka ui\",partition=\"ui-0\"} 200"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_partition_lag_records{source=\"kafka ui\",partition=\"ui-1\"} 0")
+    );
+
+    let busy = batches
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["inputSize"].as_u64() > Some(0))
+        .unwrap()["batchId"]
+        .clone();
+    let dom = chromium(&format!("http://{addr}/#batch={busy}"), &["--dump-dom"]);
+    let html = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        html.contains(
+            "<tr class=\"partition\"><td>kafka ui</td><td>ui-0</td><td class=\"num\">0</td>"
+        ),
+        "{html}"
+    );
+}
+
+#[test]
+fn the_page_shows_live_batches_in_chromium() {
     let (_feed, _job, addr) = running_job();
     let busy = json(
         &addr,
@@ -285,29 +412,7 @@ fn the_page_shows_live_batches_in_chromium() {
     .map(|b| b["batchId"].as_u64().unwrap())
     .unwrap();
     let url = format!("http://{addr}/#batch={busy}");
-    let profile = tempfile::tempdir().unwrap();
-    let browse = |extra: &[&str]| {
-        std::process::Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                "--window-size=1280,1500",
-                "--virtual-time-budget=4000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(&url)
-            .output()
-            .expect("run chromium")
-    };
-    let dom = browse(&["--dump-dom"]);
+    let dom = chromium(&url, &["--dump-dom"]);
     let html = String::from_utf8_lossy(&dom.stdout);
     assert!(
         dom.status.success(),
@@ -356,7 +461,7 @@ fn the_page_shows_live_batches_in_chromium() {
     let shot =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/webui-screenshot.png");
     let _ = std::fs::remove_file(&shot);
-    let out = browse(&[&format!("--screenshot={}", shot.display())]);
+    let out = chromium(&url, &[&format!("--screenshot={}", shot.display())]);
     assert!(
         out.status.success(),
         "{}",

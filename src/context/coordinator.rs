@@ -366,6 +366,7 @@ impl Coordinator {
                 Some(i) => {
                     i.records += input.records;
                     i.malformed += input.malformed;
+                    i.partitions.extend(input.partitions);
                 }
                 None => merged.inputs.push(input),
             }

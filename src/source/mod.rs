@@ -173,6 +173,12 @@ pub trait BatchReader<T>: 'static {
     /// it): a source can now commit what the batch consumed (Kafka offsets) and adapt its rate.
     fn batch_completed(&mut self, _batch: &CompletedBatch) {}
 
+    /// What the batch read last read of each partition, for the batch metrics and the web UI
+    /// (sources that read ranges: Kafka's offset ranges and lag). None by default.
+    fn partitions_read(&self) -> Vec<crate::listener::PartitionInput> {
+        Vec::new()
+    }
+
     /// How many of the items read are records, for the batch metrics (a source may send
     /// bookkeeping items along, such as Kafka's offset ranges).
     fn records_in(&self, items: &[T]) -> u64 {
@@ -288,6 +294,7 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
             source: self.reader.name(),
             records,
             malformed,
+            partitions: self.reader.partitions_read(),
         }
     }
 

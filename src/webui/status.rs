@@ -78,6 +78,23 @@ pub struct InputJson {
     pub records: u64,
     /// Malformed records set aside.
     pub malformed: u64,
+    /// What the batch read of each partition (Kafka offset ranges and lag).
+    pub partitions: Vec<PartitionJson>,
+}
+
+/// One partition's range in a batch (sluice; Spark shows these as the Kafka batch's
+/// "offset ranges" in its batch page).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionJson {
+    /// `topic-partition`.
+    pub partition: String,
+    /// First offset read.
+    pub from: i64,
+    /// One past the last offset read.
+    pub until: i64,
+    /// Records after `until` when the batch was planned.
+    pub lag: i64,
 }
 
 /// One stateful operator's state after a batch (sluice).
@@ -290,6 +307,16 @@ impl Status {
                     source: i.source.clone(),
                     records: i.records,
                     malformed: i.malformed,
+                    partitions: i
+                        .partitions
+                        .iter()
+                        .map(|p| PartitionJson {
+                            partition: p.partition.clone(),
+                            from: p.from,
+                            until: p.until,
+                            lag: p.lag,
+                        })
+                        .collect(),
                 })
                 .collect(),
             state: b
@@ -336,6 +363,7 @@ mod tests {
                 source: "socket".into(),
                 records,
                 malformed: 1,
+                partitions: Vec::new(),
             }],
             scheduling_delay: Duration::from_millis(2),
             processing_time: Duration::from_millis(processing_ms),

@@ -53,6 +53,8 @@ pub(crate) struct KafkaReader {
     pub(super) rate: Option<f64>,
     /// The ranges of the batch read last, for the checkpoint's plan log.
     pub(super) last_plan: Vec<(TopicPartition, i64, i64)>,
+    /// Each partition's end when the batch read last was planned (its lag, for the web UI).
+    pub(super) last_highs: BTreeMap<TopicPartition, i64>,
     /// After a restart from a checkpoint: where each partition resumes.
     pub(super) recovered: HashMap<TopicPartition, i64>,
     /// After a restart: the recorded ranges of the batches to replay.
@@ -111,6 +113,7 @@ impl KafkaReader {
             estimator: None,
             rate,
             last_plan: Vec::new(),
+            last_highs: BTreeMap::new(),
             recovered: HashMap::new(),
             replay: BTreeMap::new(),
             committed_before: None,
@@ -204,6 +207,7 @@ impl KafkaReader {
             .per_batch_caps(slot.interval_ms, self.rate, &lags);
         let mut plan: BTreeMap<TopicPartition, (i64, i64)> = BTreeMap::new();
         let recorded = self.replay.remove(&slot.time.millis());
+        self.last_highs.clone_from(&highs);
         for (tp, high) in highs {
             let from = self.owned.get(&tp).map_or(0, |o| o.next);
             let until = match recorded.as_ref() {
@@ -371,6 +375,18 @@ impl KafkaReader {
 impl BatchReader<KafkaItem> for KafkaReader {
     fn name(&self) -> String {
         format!("kafka {}", self.config.group)
+    }
+
+    fn partitions_read(&self) -> Vec<crate::listener::PartitionInput> {
+        self.last_plan
+            .iter()
+            .map(|(tp, from, until)| crate::listener::PartitionInput {
+                partition: format!("{}-{}", tp.topic, tp.partition),
+                from: *from,
+                until: *until,
+                lag: self.last_highs.get(tp).map_or(0, |h| (h - until).max(0)),
+            })
+            .collect()
     }
 
     fn records_in(&self, items: &[KafkaItem]) -> u64 {
