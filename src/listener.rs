@@ -1,8 +1,10 @@
 //! Per-batch events: what Spark's `StreamingListener` and Streaming tab show.
 //!
-//! A listener is called once per process for every completed batch, with what that process's
-//! workers saw: input records per source, scheduling delay (waiting for earlier batches),
-//! processing time and total delay.
+//! A listener is called once per process for every completed batch: input records per source
+//! (on process 0 of a job of several processes, every process's input: the whole job's; on the
+//! others, their own workers'), scheduling delay (waiting for earlier batches), processing time
+//! and total delay (a batch completes when every worker of every process finished it), and the
+//! state of this process's workers.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use crate::time::{Millis, Time};
 
 /// Input seen by one source in one batch.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceInput {
     /// The source's name (`socket 127.0.0.1:9999`, `queue`, `generator`).
     pub source: String,
@@ -25,7 +27,7 @@ pub struct SourceInput {
 /// What one batch read of one partition of a source: Spark's offset range of a Kafka
 /// partition (`topic-partition`, `[from, until)`), with how far the partition's end was ahead
 /// of `until` when the batch was planned (the consumer lag the batch left).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionInput {
     /// The partition (`topic-partition` for Kafka).
     pub partition: String,

@@ -474,3 +474,81 @@ fn the_page_shows_live_batches_in_chromium() {
         png.len()
     );
 }
+
+/// A job of two processes: each serves its own page; process 0's shows the whole job's input
+/// (every process's records), process 1's its own share.
+#[test]
+fn process_0_shows_the_whole_jobs_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts.txt");
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+    )
+    .unwrap();
+    let spawn = |p: &str| {
+        let mut cmd = sluice();
+        cmd.args([
+            "run",
+            "network-wordcount",
+            "--batch",
+            "200ms",
+            "--rate",
+            "1000",
+        ])
+        .args(["--ui", "127.0.0.1:0", "-n", "2", "-p", p, "-h"])
+        .arg(&hosts);
+        Proc::spawn(cmd)
+    };
+    let procs = [spawn("0"), spawn("1")];
+    let mut addrs = [String::new(), String::new()];
+    for (p, a) in procs.iter().zip(addrs.iter_mut()) {
+        assert!(wait_until(Duration::from_secs(30), || {
+            *a = p
+                .err()
+                .lines()
+                .find_map(|l| l.strip_prefix("sluice: web UI at http://"))
+                .map(|a| a.trim_end_matches('/').to_owned())
+                .unwrap_or_default();
+            !a.is_empty()
+        }));
+    }
+    let base = "/api/v1/applications/network-wordcount/streaming";
+    let per_batch = |addr: &str| -> std::collections::BTreeMap<u64, u64> {
+        json(addr, &format!("{base}/batches"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["batchId"].as_u64().unwrap(),
+                    b["inputSize"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(30), || per_batch(&addrs[0])
+        .len()
+        >= 8));
+    let (whole, own) = (per_batch(&addrs[0]), per_batch(&addrs[1]));
+    let both: Vec<(u64, u64, u64)> = whole
+        .iter()
+        .filter_map(|(t, w)| own.get(t).map(|o| (*t, *w, *o)))
+        .skip(1)
+        .collect();
+    assert!(both.len() >= 4, "{whole:?} {own:?}");
+    // 1 000 words/s over the job in lines of 5: 40 lines a batch in all, process 1
+    // generating half of them.
+    for (t, w, o) in &both {
+        assert_eq!((*w, *o), (40, 20), "batch {t}: whole {whole:?} own {own:?}");
+    }
+}

@@ -49,6 +49,13 @@ pub(crate) fn run_worker(
     };
     let probe = ProbeHandle::new();
     let mut ticks: InputHandleVec<u64, u64> = InputHandleVec::new();
+    // A job of several processes: every worker's input of a batch goes to worker 0 too, so
+    // that process 0's listeners (its web UI) see the whole job's input.
+    let several_processes = info.peers > threads.max(1);
+    let mut job_inputs: InputHandleVec<u64, (u64, Vec<SourceInput>)> = InputHandleVec::new();
+    let gathered: Rc<std::cell::RefCell<JobInputs>> = Rc::default();
+    // Process 0 of several reports the whole job's input.
+    let whole_job = (several_processes && info.process == 0).then_some(&*gathered);
     let ctx = Rc::new(JobCtx {
         probe: probe.clone(),
         outputs: std::cell::Cell::new(0),
@@ -66,6 +73,9 @@ pub(crate) fn run_worker(
             feeders: Vec::new(),
         };
         build(&mut job);
+        if several_processes {
+            gather_inputs(job_inputs.to_stream(scope), Rc::clone(&gathered), &probe);
+        }
         job.feeders
     });
     let build_error = ctx.build_error.borrow_mut().take();
@@ -120,6 +130,7 @@ pub(crate) fn run_worker(
         f.advance_to(first);
     }
     ticks.advance_to(first);
+    job_inputs.advance_to(first);
 
     let mut next = first;
     let mut index = 0u64;
@@ -152,7 +163,10 @@ pub(crate) fn run_worker(
                 };
                 let now = Instant::now();
                 let cut_at = now.checked_sub(late).unwrap_or(now);
-                let inputs = feeders.iter_mut().map(|f| f.read(&slot)).collect();
+                let inputs: Vec<SourceInput> = feeders.iter_mut().map(|f| f.read(&slot)).collect();
+                if several_processes {
+                    job_inputs.send((next, inputs.clone()));
+                }
                 if let Some(e) = feeders.iter_mut().find_map(|f| f.failure()) {
                     coord.fail(e);
                 }
@@ -173,6 +187,7 @@ pub(crate) fn run_worker(
                     f.advance_to(next + interval);
                 }
                 ticks.advance_to(next + interval);
+                job_inputs.advance_to(next + interval);
                 in_flight.push_back(InFlight {
                     t: next,
                     inputs,
@@ -194,13 +209,21 @@ pub(crate) fn run_worker(
             }
             CutDecision::Finished => break,
         }
-        report_finished(&probe, &mut in_flight, &mut last_done, &coord, &mut feeders);
+        report_finished(
+            &probe,
+            &mut in_flight,
+            &mut last_done,
+            &coord,
+            &mut feeders,
+            whole_job,
+        );
     }
 
     for f in feeders.iter_mut() {
         f.close();
     }
     drop(ticks);
+    drop(job_inputs);
     if coord.aborted() {
         for id in worker.installed_dataflows() {
             worker.drop_dataflow(id);
@@ -209,7 +232,14 @@ pub(crate) fn run_worker(
     }
     while !probe.done() {
         worker.step_or_park(Some(Duration::from_millis(5)));
-        report_finished(&probe, &mut in_flight, &mut last_done, &coord, &mut feeders);
+        report_finished(
+            &probe,
+            &mut in_flight,
+            &mut last_done,
+            &coord,
+            &mut feeders,
+            whole_job,
+        );
         if coord.aborted() {
             for id in worker.installed_dataflows() {
                 worker.drop_dataflow(id);
@@ -217,8 +247,45 @@ pub(crate) fn run_worker(
             return Ok(());
         }
     }
-    report_finished(&probe, &mut in_flight, &mut last_done, &coord, &mut feeders);
+    report_finished(
+        &probe,
+        &mut in_flight,
+        &mut last_done,
+        &coord,
+        &mut feeders,
+        whole_job,
+    );
     Ok(())
+}
+
+/// Worker 0's gathered input of every worker, per batch: sources in order, counts summed.
+type JobInputs = std::collections::BTreeMap<u64, Vec<SourceInput>>;
+
+/// Sends every worker's `(batch, inputs)` to worker 0, which sums them per batch into
+/// `gathered`; probed, so a batch the probe has passed has all of its workers' input there.
+fn gather_inputs<'s>(
+    inputs: timely::dataflow::StreamVec<'s, u64, (u64, Vec<SourceInput>)>,
+    gathered: Rc<std::cell::RefCell<JobInputs>>,
+    probe: &ProbeHandle<u64>,
+) {
+    use timely::dataflow::operators::core::{Exchange as _, Inspect as _, Probe as _};
+    let _ = inputs
+        .exchange(|_| 0)
+        .inspect(move |(t, inputs)| {
+            let mut g = gathered.borrow_mut();
+            let merged = g.entry(*t).or_default();
+            for input in inputs {
+                match merged.iter_mut().find(|m| m.source == input.source) {
+                    Some(m) => {
+                        m.records += input.records;
+                        m.malformed += input.malformed;
+                        m.partitions.extend(input.partitions.iter().cloned());
+                    }
+                    None => merged.push(input.clone()),
+                }
+            }
+        })
+        .probe_with(probe);
 }
 
 /// A stable key per source for its recorded plans: its name, numbered among sources of the
@@ -260,13 +327,15 @@ fn record_plans(
     c.record_plan(&mut log.1, t, plans)
 }
 
-/// Reports every in-flight batch the probe has passed, oldest first.
+/// Reports every in-flight batch the probe has passed, oldest first; with `whole_job` (process
+/// 0 of several), the input of every worker of the job instead of this worker's.
 fn report_finished(
     probe: &ProbeHandle<u64>,
     in_flight: &mut VecDeque<InFlight>,
     last_done: &mut Instant,
     coord: &Coordinator,
     feeders: &mut [Box<dyn Feeder>],
+    whole_job: Option<&std::cell::RefCell<JobInputs>>,
 ) {
     // An aborting job commits nothing more: an output that failed (or gave up) may have left
     // its batch unwritten although the probe passed it.
@@ -293,9 +362,15 @@ fn report_finished(
                 scheduling_delay: started_at.saturating_duration_since(b.cut_at),
             });
         }
+        // Process 0 of several reports the whole job's input once (on worker 0, which gathered
+        // it; its other workers' input is in there); other processes report their own.
+        let inputs = match whole_job {
+            Some(g) => g.borrow_mut().remove(&b.t).unwrap_or_default(),
+            None => b.inputs,
+        };
         coord.report(WorkerBatch {
             batch_ms: b.t,
-            inputs: b.inputs,
+            inputs,
             cut_at: b.cut_at,
             started_at,
             done_at,
