@@ -63,6 +63,21 @@ impl StateSize {
     }
 }
 
+/// One stateful operator's snapshot after a batch (a checkpoint write), summed over this
+/// process's workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotWrite {
+    /// The operator's name.
+    pub operator: String,
+    /// Bytes written (encoded state).
+    pub bytes: u64,
+    /// Time spent encoding and writing, summed over the workers.
+    pub duration: Duration,
+    /// Workers whose part could not be written (the snapshot is then incomplete, and recovery
+    /// uses an older one).
+    pub failed: u64,
+}
+
 /// What happened to one batch in this process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchInfo {
@@ -80,6 +95,8 @@ pub struct BatchInfo {
     pub total_delay: Duration,
     /// State size of every stateful operator after this batch.
     pub state: Vec<StateSize>,
+    /// The snapshots written after this batch (none unless a checkpoint was due).
+    pub snapshots: Vec<SnapshotWrite>,
 }
 
 impl BatchInfo {

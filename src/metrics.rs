@@ -14,6 +14,9 @@
 //! | `sluice_total_delay_seconds` | histogram | |
 //! | `sluice_state_keys` | gauge | `operator` |
 //! | `sluice_state_bytes` | gauge | `operator` (approximate, see [`StateSize`](crate::listener::StateSize)) |
+//! | `sluice_snapshot_writes_total`, `sluice_snapshot_write_failures_total` | counter | `operator` (a failure is a worker's part not written) |
+//! | `sluice_snapshot_bytes_total` | counter | `operator` |
+//! | `sluice_snapshot_write_seconds` | histogram | (per batch with a snapshot, summed over operators and workers) |
 //! | `sluice_last_completed_batch_timestamp_seconds` | gauge | |
 //! | `sluice_batch_interval_seconds` | gauge | |
 //!
@@ -67,6 +70,10 @@ pub struct Metrics {
     total: Histogram,
     state_keys: Family<OperatorLabel, Gauge>,
     state_bytes: Family<OperatorLabel, Gauge>,
+    snapshot_writes: Family<OperatorLabel, Counter>,
+    snapshot_failures: Family<OperatorLabel, Counter>,
+    snapshot_bytes: Family<OperatorLabel, Counter>,
+    snapshot_seconds: Histogram,
     last_batch: Gauge<f64, AtomicU64>,
 }
 
@@ -87,6 +94,10 @@ impl Metrics {
             total: buckets(),
             state_keys: Family::default(),
             state_bytes: Family::default(),
+            snapshot_writes: Family::default(),
+            snapshot_failures: Family::default(),
+            snapshot_bytes: Family::default(),
+            snapshot_seconds: buckets(),
             last_batch: Gauge::default(),
             registry: Registry::default(),
         };
@@ -138,6 +149,27 @@ impl Metrics {
             "state_bytes",
             "Approximate bytes of state, per stateful operator",
             m.state_bytes.clone(),
+        );
+        registry.register(
+            "snapshot_writes",
+            "State snapshots written after a batch, per stateful operator",
+            m.snapshot_writes.clone(),
+        );
+        registry.register(
+            "snapshot_write_failures",
+            "Workers' snapshot parts that could not be written, per stateful operator",
+            m.snapshot_failures.clone(),
+        );
+        registry.register(
+            "snapshot_bytes",
+            "Bytes of state snapshots written, per stateful operator",
+            m.snapshot_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "snapshot_write",
+            "Time spent writing a batch's snapshots (summed over operators and workers)",
+            Unit::Seconds,
+            m.snapshot_seconds.clone(),
         );
         registry.register_with_unit(
             "last_completed_batch_timestamp",
@@ -197,6 +229,20 @@ impl StreamingListener for Metrics {
             self.state_bytes
                 .get_or_create(&label)
                 .set(s.approx_bytes.min(i64::MAX as u64) as i64);
+        }
+        for w in &b.snapshots {
+            let label = OperatorLabel {
+                operator: w.operator.clone(),
+            };
+            self.snapshot_writes.get_or_create(&label).inc();
+            self.snapshot_failures
+                .get_or_create(&label)
+                .inc_by(w.failed);
+            self.snapshot_bytes.get_or_create(&label).inc_by(w.bytes);
+        }
+        if !b.snapshots.is_empty() {
+            let spent: std::time::Duration = b.snapshots.iter().map(|w| w.duration).sum();
+            self.snapshot_seconds.observe(spent.as_secs_f64());
         }
         self.last_batch.set(b.batch_time.millis() as f64 / 1000.0);
     }

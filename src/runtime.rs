@@ -62,6 +62,11 @@ impl Runtime {
         self.coord.snapshot_due(t)
     }
 
+    /// Reports an operator's snapshot write after batch `t`, for the batch metrics.
+    pub(crate) fn report_snapshot(&self, t: u64, write: crate::listener::SnapshotWrite) {
+        self.coord.report_snapshot(t, write);
+    }
+
     /// Reports an operator's state size after batch `t`, for the batch metrics.
     pub(crate) fn report_state(&self, t: u64, size: StateSize) {
         self.coord.report_state(t, size);

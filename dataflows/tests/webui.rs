@@ -17,7 +17,7 @@ const LINES: u64 = 3000;
 
 /// A `stateful-wordcount` fed `LINES` generated lines by `sluice feed socket`, with its web UI
 /// on a free port; the feed, the job and the UI's address once every line is counted.
-fn running_job() -> (Proc, Proc, String) {
+fn running_job(extra: &[&str]) -> (Proc, Proc, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -46,7 +46,8 @@ fn running_job() -> (Proc, Proc, String) {
         "--port",
         &port,
     ])
-    .args(["--batch", "200ms", "--ui", "127.0.0.1:0", "--print", "0"]);
+    .args(["--batch", "200ms", "--ui", "127.0.0.1:0", "--print", "0"])
+    .args(extra);
     let job = Proc::spawn(job);
     let mut addr = String::new();
     assert!(
@@ -117,7 +118,7 @@ fn json(addr: &str, path: &str) -> serde_json::Value {
 
 #[test]
 fn every_rest_route_answers_in_sparks_shape() {
-    let (_feed, _job, addr) = running_job();
+    let (_feed, _job, addr) = running_job(&[]);
     let apps = json(&addr, "/api/v1/applications");
     assert_eq!(apps[0]["id"], "stateful-wordcount");
     assert_eq!(apps[0]["job"]["batchMs"], 200);
@@ -192,7 +193,7 @@ fn every_rest_route_answers_in_sparks_shape() {
 
 #[test]
 fn metrics_parse_as_prometheus_text_and_match_the_batches() {
-    let (_feed, _job, addr) = running_job();
+    let (_feed, _job, addr) = running_job(&[]);
     let base = "/api/v1/applications/stateful-wordcount/streaming";
     // Read metrics, statistics, metrics: when no batch completed in between, all three agree.
     let mut checked = false;
@@ -400,7 +401,7 @@ fn a_kafka_batch_shows_its_offset_ranges_and_lag() {
 
 #[test]
 fn the_page_shows_live_batches_in_chromium() {
-    let (_feed, _job, addr) = running_job();
+    let (_feed, _job, addr) = running_job(&[]);
     let busy = json(
         &addr,
         "/api/v1/applications/stateful-wordcount/streaming/batches",
@@ -551,4 +552,42 @@ fn process_0_shows_the_whole_jobs_input() {
     for (t, w, o) in &both {
         assert_eq!((*w, *o), (40, 20), "batch {t}: whole {whole:?} own {own:?}");
     }
+}
+
+/// A checkpointed job: the batches after which a snapshot was due show what it wrote, and
+/// the snapshot metrics count it.
+#[test]
+fn checkpoint_writes_show_on_the_batch_and_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk");
+    let chk = chk.to_str().unwrap();
+    let (_feed, _job, addr) = running_job(&["--checkpoint", chk, "--checkpoint-interval", "400ms"]);
+    let path = "/api/v1/applications/stateful-wordcount/streaming/batches";
+    assert!(wait_until(Duration::from_secs(20), || {
+        json(&addr, path).as_array().is_some_and(|b| b.len() >= 6)
+    }));
+    let batches = json(&addr, path);
+    let with: Vec<&serde_json::Value> = batches
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| !b["snapshots"].as_array().unwrap().is_empty())
+        .collect();
+    let without = batches.as_array().unwrap().len() - with.len();
+    assert!(
+        !with.is_empty() && without > 0,
+        "every other batch: {batches}"
+    );
+    let w = &with[0]["snapshots"][0];
+    assert_eq!(w["operator"], "word-totals");
+    assert!(w["bytes"].as_u64() > Some(1000), "{w}");
+    assert_eq!(w["failed"], 0);
+    let (_, metrics) = get(&addr, "/metrics").unwrap();
+    let writes: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_snapshot_writes_total{operator=\"word-totals\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(writes >= with.len() as f64, "{metrics}");
+    assert!(metrics.contains("sluice_snapshot_write_failures_total{operator=\"word-totals\"} 0"));
 }

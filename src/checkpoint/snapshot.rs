@@ -221,13 +221,14 @@ impl StateStore {
 
     /// Saves this worker's share of the state after batch `t`. A snapshot missing a part is
     /// never used: recovery falls back to an older one.
-    pub(crate) fn save<T: Serialize>(&self, t: u64, entries: &[T]) -> Result<()> {
+    /// Writes this worker's part after batch `t`; the bytes written.
+    pub(crate) fn save<T: Serialize>(&self, t: u64, entries: &[T]) -> Result<usize> {
         let bytes = codec::encode(entries).map_err(|e| SluiceError::Checkpoint {
             problem: format!("cannot encode the state of `{}`: {e}", self.name),
             fix: "report this as a bug".into(),
         })?;
         let path = part_path(&self.checkpoint.dir, t, &self.name, self.worker, self.peers);
         write_framed(&path, Kind::StatePart, &bytes)?;
-        Ok(())
+        Ok(bytes.len())
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::SluiceError;
-use crate::listener::{BatchInfo, SourceInput, StateSize, StreamingListener};
+use crate::listener::{BatchInfo, SnapshotWrite, SourceInput, StateSize, StreamingListener};
 use crate::time::{batch_at_or_after, Time};
 
 /// What a worker may do with the next batch.
@@ -52,6 +52,7 @@ pub(crate) struct WorkerBatch {
 struct Progress {
     partial: BTreeMap<u64, (usize, WorkerBatch)>,
     state_sizes: BTreeMap<u64, Vec<StateSize>>,
+    snapshot_writes: BTreeMap<u64, Vec<SnapshotWrite>>,
     completed_through: Option<u64>,
     completed_batches: u64,
 }
@@ -136,6 +137,7 @@ impl Coordinator {
             progress: Mutex::new(Progress {
                 partial: BTreeMap::new(),
                 state_sizes: BTreeMap::new(),
+                snapshot_writes: BTreeMap::new(),
                 completed_through: None,
                 completed_batches: 0,
             }),
@@ -391,7 +393,11 @@ impl Coordinator {
         for f in &finished {
             p.completed_through = Some(f.batch_ms);
             p.completed_batches += 1;
-            states.push(p.state_sizes.remove(&f.batch_ms).unwrap_or_default());
+            let snapshots = p.snapshot_writes.remove(&f.batch_ms).unwrap_or_default();
+            states.push((
+                p.state_sizes.remove(&f.batch_ms).unwrap_or_default(),
+                snapshots,
+            ));
         }
         if let Some(done) = p.completed_through {
             // Reports of operators no output depends on may come late: drop them.
@@ -402,12 +408,19 @@ impl Coordinator {
             {
                 p.state_sizes.pop_first();
             }
+            while p
+                .snapshot_writes
+                .first_key_value()
+                .is_some_and(|(t, _)| *t <= done)
+            {
+                p.snapshot_writes.pop_first();
+            }
         }
         drop(p);
         if !finished.is_empty() {
             self.progressed.notify_all();
         }
-        for (f, state) in finished.into_iter().zip(states) {
+        for (f, (state, snapshots)) in finished.into_iter().zip(states) {
             let info = BatchInfo {
                 batch_time: Time::from_millis(f.batch_ms),
                 inputs: f.inputs,
@@ -415,10 +428,28 @@ impl Coordinator {
                 processing_time: f.done_at.saturating_duration_since(f.started_at),
                 total_delay: f.done_at.saturating_duration_since(f.cut_at),
                 state,
+                snapshots,
             };
             for l in &self.listeners {
                 l.on_batch_completed(&info);
             }
+        }
+    }
+
+    /// A worker's stateful operator wrote its part of the snapshot after batch `t`.
+    pub(crate) fn report_snapshot(&self, t: u64, write: SnapshotWrite) {
+        let mut p = lock(&self.progress);
+        if p.completed_through.is_some_and(|done| t <= done) {
+            return;
+        }
+        let writes = p.snapshot_writes.entry(t).or_default();
+        match writes.iter_mut().find(|w| w.operator == write.operator) {
+            Some(w) => {
+                w.bytes += write.bytes;
+                w.duration += write.duration;
+                w.failed += write.failed;
+            }
+            None => writes.push(write),
         }
     }
 

@@ -109,6 +109,20 @@ pub struct StateJson {
     pub approx_bytes: u64,
 }
 
+/// One stateful operator's snapshot written after a batch (sluice).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotJson {
+    /// The operator.
+    pub operator: String,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Time spent, summed over the workers, ms.
+    pub duration_ms: f64,
+    /// Workers whose part could not be written.
+    pub failed: u64,
+}
+
 /// Spark's `BatchInfo`, then sluice's inputs and state.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -149,6 +163,8 @@ pub struct BatchJson {
     pub inputs: Vec<InputJson>,
     /// State per stateful operator after the batch (sluice).
     pub state: Vec<StateJson>,
+    /// Snapshots written after the batch, per operator (sluice; empty unless one was due).
+    pub snapshots: Vec<SnapshotJson>,
 }
 
 /// The batches and totals of one process, updated by its listener.
@@ -328,6 +344,16 @@ impl Status {
                     approx_bytes: s.approx_bytes,
                 })
                 .collect(),
+            snapshots: b
+                .snapshots
+                .iter()
+                .map(|w| SnapshotJson {
+                    operator: w.operator.clone(),
+                    bytes: w.bytes,
+                    duration_ms: w.duration.as_secs_f64() * 1e3,
+                    failed: w.failed,
+                })
+                .collect(),
         }
     }
 }
@@ -369,6 +395,7 @@ mod tests {
             processing_time: Duration::from_millis(processing_ms),
             total_delay: Duration::from_millis(2 + processing_ms),
             state: Vec::new(),
+            snapshots: Vec::new(),
         }
     }
 

@@ -223,7 +223,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                             })
                         })
                         .collect();
-                    save_state(store, &op_name, t, &entries);
+                    save_state(store, &runtime, &op_name, t, &entries);
                 }
             },
         );

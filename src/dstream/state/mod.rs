@@ -439,11 +439,24 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 /// logged: the snapshot is then incomplete and recovery uses an older one.
 fn save_state<K: serde::Serialize, S: serde::Serialize>(
     store: &StateStore,
+    runtime: &crate::runtime::Runtime,
     name: &str,
     t: u64,
     entries: &[(&K, &S, u64)],
 ) {
-    if let Err(e) = store.save(t, entries) {
-        tracing::warn!("checkpoint: state of `{name}` after batch {t} ms not written: {e}");
+    let started = std::time::Instant::now();
+    let saved = store.save(t, entries);
+    let mut write = crate::listener::SnapshotWrite {
+        operator: name.to_owned(),
+        duration: started.elapsed(),
+        ..Default::default()
+    };
+    match saved {
+        Ok(bytes) => write.bytes = bytes as u64,
+        Err(e) => {
+            write.failed = 1;
+            tracing::warn!("checkpoint: state of `{name}` after batch {t} ms not written: {e}");
+        }
     }
+    runtime.report_snapshot(t, write);
 }

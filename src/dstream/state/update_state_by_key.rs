@@ -192,7 +192,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                                 .map(|(k, s)| (k, s, u64::from(dirty.contains(k))))
                         })
                         .collect();
-                    save_state(store, &op_name, t, &entries);
+                    save_state(store, &runtime, &op_name, t, &entries);
                 }
             },
         );
