@@ -3,8 +3,8 @@
 # 10 000-word vocabulary, 1 s batches, 20 batches) with `--ui off` and with the UI on while a
 # client reads it as the page does (statistics and batches every second) plus a Prometheus
 # scrape every second; alternated 3 times each in one run. Prints per run and the ratios of
-# the means: CPU seconds of the process (user + system) per million words, mean processing
-# time per batch, and peak RSS.
+# the means: CPU seconds of the process (user + system) per million records, mean processing
+# time per batch, and peak RSS. Records are the generator's lines (5 words each).
 #   benches/webui-cost.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,14 +58,14 @@ for r in range(rounds):
     for ui in (False, True):
         x = run(ui)
         results[ui].append(x)
-        print(f"round {r + 1} ui {'on ' if ui else 'off'}: {x['words'] / 1e6:.1f} M words, "
-              f"{x['cpu_per_mword']:.3f} CPU s per M words, {x['proc_ms']:.1f} ms per batch, "
+        print(f"round {r + 1} ui {'on ' if ui else 'off'}: {x['words'] / 1e6:.1f} M records, "
+              f"{x['cpu_per_mword']:.3f} CPU s per M records, {x['proc_ms']:.1f} ms per batch, "
               f"peak RSS {x['rss_mib']:.1f} MiB", flush=True)
 mean = lambda ui, k: sum(x[k] for x in results[ui]) / len(results[ui])
 print()
 print("| measure | UI off | UI on | on / off |")
 print("|---|---|---|---|")
-for k, name in (("cpu_per_mword", "CPU s per M words"), ("proc_ms", "processing ms per batch"), ("rss_mib", "peak RSS, MiB")):
+for k, name in (("cpu_per_mword", "CPU s per M records (lines)"), ("proc_ms", "processing ms per batch"), ("rss_mib", "peak RSS, MiB")):
     off, on = mean(False, k), mean(True, k)
     print(f"| {name} | {off:.3f} | {on:.3f} | {on / off:.3f} |")
 print(f"| peak RSS difference, MiB | | | {mean(True, 'rss_mib') - mean(False, 'rss_mib'):+.1f} |")

@@ -122,6 +122,10 @@ impl BatchInfo {
 pub trait StreamingListener: Send + Sync + 'static {
     /// A batch's outputs have all finished.
     fn on_batch_completed(&self, batch: &BatchInfo);
+
+    /// Batch `batch_time` was cut and entered the dataflow on this process (Spark's
+    /// `onBatchStarted`; batches run concurrently in timely, so it is processing from here on).
+    fn on_batch_started(&self, _batch_time: Time) {}
 }
 
 /// A shared listener listens too, so that its owner can read what it kept (the web UI's
@@ -129,6 +133,10 @@ pub trait StreamingListener: Send + Sync + 'static {
 impl<T: StreamingListener + ?Sized> StreamingListener for Arc<T> {
     fn on_batch_completed(&self, batch: &BatchInfo) {
         (**self).on_batch_completed(batch);
+    }
+
+    fn on_batch_started(&self, batch_time: Time) {
+        (**self).on_batch_started(batch_time);
     }
 }
 

@@ -441,6 +441,7 @@ fn the_page_shows_live_batches_in_chromium() {
         "timelines drawn: {html}"
     );
     assert!(html.contains("class=\"bar\""), "histograms drawn: {html}");
+    assert!(html.contains("<table id=\"active-batches\">"), "{html}");
     assert!(
         html.contains("id=\"batch-detail\" class=\"open\""),
         "{html}"

@@ -55,6 +55,8 @@ struct Progress {
     snapshot_writes: BTreeMap<u64, Vec<SnapshotWrite>>,
     completed_through: Option<u64>,
     completed_batches: u64,
+    /// The latest batch a local worker cut (listeners hear of each batch once).
+    started_through: Option<u64>,
 }
 
 pub(crate) struct Coordinator {
@@ -140,6 +142,7 @@ impl Coordinator {
                 snapshot_writes: BTreeMap::new(),
                 completed_through: None,
                 completed_batches: 0,
+                started_through: None,
             }),
             progressed: Condvar::new(),
             built: Mutex::new(0),
@@ -466,6 +469,23 @@ impl Coordinator {
                 s.approx_bytes += size.approx_bytes;
             }
             None => sizes.push(size),
+        }
+    }
+
+    /// A local worker cut batch `t`; the first to do so tells the listeners.
+    pub(crate) fn batch_started(&self, t: u64) {
+        let first = {
+            let mut p = lock(&self.progress);
+            let first = p.started_through.is_none_or(|s| t > s);
+            if first {
+                p.started_through = Some(t);
+            }
+            first
+        };
+        if first {
+            for l in &self.listeners {
+                l.on_batch_started(Time::from_millis(t));
+            }
         }
     }
 

@@ -193,6 +193,7 @@ pub(crate) fn run_worker(
                     inputs,
                     cut_at,
                 });
+                coord.batch_started(next);
                 next += interval;
                 index += 1;
                 worker.step();

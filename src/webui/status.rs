@@ -50,7 +50,7 @@ pub struct Statistics {
     pub num_total_completed_batches: u64,
     /// Batches kept in memory for the page.
     pub num_retained_completed_batches: usize,
-    /// Batches in progress (sluice reports completed batches only: 0).
+    /// Batches started and not yet completed.
     pub num_active_batches: usize,
     /// Records of all completed batches.
     pub num_processed_records: u64,
@@ -178,6 +178,8 @@ pub struct Status {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Batches started and not completed, with when they started (ms since the epoch).
+    active: std::collections::BTreeMap<u64, u64>,
     batches: VecDeque<BatchInfo>,
     completed: u64,
     records: u64,
@@ -269,7 +271,7 @@ impl Status {
             num_inactive_receivers: inner.sources.len() - active.len(),
             num_total_completed_batches: inner.completed,
             num_retained_completed_batches: n,
-            num_active_batches: 0,
+            num_active_batches: inner.active.len(),
             num_processed_records: inner.records,
             num_received_records: inner.records,
             avg_input_rate: (n > 0)
@@ -281,10 +283,34 @@ impl Status {
         }
     }
 
-    /// The retained batches, newest first.
+    /// The batches in progress (status `PROCESSING`, no delays yet), then the retained
+    /// completed ones, newest first.
     pub fn batches(&self) -> Vec<BatchJson> {
         let inner = self.lock();
-        inner.batches.iter().rev().map(|b| self.json(b)).collect()
+        let active = inner.active.keys().rev().map(|t| BatchJson {
+            batch_id: *t,
+            batch_time: spark_date(*t),
+            status: "PROCESSING".into(),
+            batch_duration: self.job.batch_ms,
+            input_size: 0,
+            scheduling_delay: None,
+            processing_time: None,
+            total_delay: None,
+            num_active_output_ops: 0,
+            num_completed_output_ops: 0,
+            num_failed_output_ops: 0,
+            num_total_output_ops: 0,
+            first_failure_reason: None,
+            scheduling_delay_exact: 0.0,
+            processing_time_exact: 0.0,
+            total_delay_exact: 0.0,
+            inputs: Vec::new(),
+            state: Vec::new(),
+            snapshots: Vec::new(),
+        });
+        active
+            .chain(inner.batches.iter().rev().map(|b| self.json(b)))
+            .collect()
     }
 
     /// One retained batch by its time (Spark's batch id).
@@ -359,8 +385,19 @@ impl Status {
 }
 
 impl StreamingListener for Status {
+    fn on_batch_started(&self, batch_time: crate::Time) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.lock().active.insert(batch_time.millis(), now);
+    }
+
     fn on_batch_completed(&self, batch: &BatchInfo) {
         let mut inner = self.lock();
+        let t = batch.batch_time.millis();
+        // A batch that completed is no longer active (nor any before it: completion is in order).
+        inner.active.retain(|a, _| *a > t);
         inner.completed += 1;
         inner.records += batch.num_records();
         inner.malformed += batch.inputs.iter().map(|i| i.malformed).sum::<u64>();
@@ -431,5 +468,13 @@ mod tests {
         assert_eq!(ids, vec![3000, 2000], "newest first, the oldest dropped");
         assert!(s.batch(1000).is_none());
         assert_eq!(s.batch(2000).unwrap().input_size, 20);
+        // A started batch is active until it completes.
+        s.on_batch_started(Time::from_millis(4000));
+        assert_eq!(s.statistics().num_active_batches, 1);
+        assert_eq!(s.batches()[0].status, "PROCESSING");
+        assert_eq!(s.batches()[0].batch_id, 4000);
+        s.on_batch_completed(&batch(4000, 1, 1));
+        assert_eq!(s.statistics().num_active_batches, 0);
+        assert_eq!(s.batches()[0].status, "COMPLETED");
     }
 }
