@@ -18,15 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use common::Proc;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, Proc};
 
 /// A job of several processes stops when all are asked to (a graceful stop finishes the batches
 /// due, which needs every process).

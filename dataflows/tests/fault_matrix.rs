@@ -19,7 +19,7 @@ mod damage;
 
 use std::io::Write;
 
-use common::{fresh_postgres, Proc};
+use common::{fresh_postgres, wait_until, Proc};
 use damage::{mount_tmpfs, Fault};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -508,17 +508,6 @@ fn shorten(s: &str) -> String {
 /// log shows each case as it ends (and which one a slow run is still in).
 fn progress(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    done()
 }
 
 #[test]

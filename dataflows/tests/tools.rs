@@ -9,25 +9,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{run, sluice, text, Proc};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
-}
+use common::{free_port, run, sluice, text, wait_until, Proc};
 
 /// Starts `sluice feed socket` on a free port with `args`; waits until it listens.
 fn feed_socket(args: &[&str]) -> (Proc, u16) {

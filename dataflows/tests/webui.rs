@@ -9,9 +9,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{sluice, Proc};
+use common::{sluice, wait_until, Proc};
 
 const LINES: u64 = 3000;
 
@@ -49,20 +49,9 @@ fn running_job(extra: &[&str]) -> (Proc, Proc, String) {
     .args(["--batch", "200ms", "--ui", "127.0.0.1:0", "--print", "0"])
     .args(extra);
     let job = Proc::spawn(job);
-    let mut addr = String::new();
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            addr = job
-                .err()
-                .lines()
-                .find_map(|l| l.strip_prefix("sluice: web UI at http://"))
-                .map(|a| a.trim_end_matches('/').to_owned())
-                .unwrap_or_default();
-            !addr.is_empty()
-        }),
-        "no web UI address: {}",
-        job.err()
-    );
+    let addr = job
+        .ui_addr()
+        .unwrap_or_else(|| panic!("no web UI address: {}", job.err()));
     let app = "stateful-wordcount";
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -78,17 +67,6 @@ fn running_job(extra: &[&str]) -> (Proc, Proc, String) {
         job.err()
     );
     (feed, job, addr)
-}
-
-fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
 }
 
 /// `GET path` over HTTP/1.1: status code and body.
@@ -333,16 +311,9 @@ fn a_kafka_batch_shows_its_offset_ranges_and_lag() {
     ])
     .args(["--ui", "127.0.0.1:0"]);
     let job = Proc::spawn(cmd);
-    let mut addr = String::new();
-    assert!(wait_until(Duration::from_secs(20), || {
-        addr = job
-            .err()
-            .lines()
-            .find_map(|l| l.strip_prefix("sluice: web UI at http://"))
-            .map(|a| a.trim_end_matches('/').to_owned())
-            .unwrap_or_default();
-        !addr.is_empty()
-    }));
+    let addr = job
+        .ui_addr()
+        .unwrap_or_else(|| panic!("no web UI address: {}", job.err()));
     let base = "/api/v1/applications/kafka-direct/streaming";
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -512,18 +483,13 @@ fn process_0_shows_the_whole_jobs_input() {
         Proc::spawn(cmd)
     };
     let procs = [spawn("0"), spawn("1")];
-    let mut addrs = [String::new(), String::new()];
-    for (p, a) in procs.iter().zip(addrs.iter_mut()) {
-        assert!(wait_until(Duration::from_secs(30), || {
-            *a = p
-                .err()
-                .lines()
-                .find_map(|l| l.strip_prefix("sluice: web UI at http://"))
-                .map(|a| a.trim_end_matches('/').to_owned())
-                .unwrap_or_default();
-            !a.is_empty()
-        }));
-    }
+    let addrs: Vec<String> = procs
+        .iter()
+        .map(|p| {
+            p.ui_addr()
+                .unwrap_or_else(|| panic!("no web UI address: {}", p.err()))
+        })
+        .collect();
     let base = "/api/v1/applications/network-wordcount/streaming";
     let per_batch = |addr: &str| -> std::collections::BTreeMap<u64, u64> {
         json(addr, &format!("{base}/batches"))

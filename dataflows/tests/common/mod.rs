@@ -14,6 +14,26 @@ pub fn run(args: &[&str]) -> Output {
     sluice().args(args).output().expect("run sluice")
 }
 
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `done` until it holds or `within` has passed; whether it held.
+pub fn wait_until(within: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    done()
+}
+
 /// Output bytes as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -136,6 +156,20 @@ impl Proc {
     /// Standard error so far.
     pub fn err(&self) -> String {
         self.err.lock().unwrap().clone()
+    }
+
+    /// The web UI's `host:port`, once the job has printed it (within 30 s).
+    pub fn ui_addr(&self) -> Option<String> {
+        let mut addr = None;
+        wait_until(std::time::Duration::from_secs(30), || {
+            addr = self
+                .err()
+                .lines()
+                .find_map(|l| l.strip_prefix("sluice: web UI at http://"))
+                .map(|a| a.trim_end_matches('/').to_owned());
+            addr.is_some()
+        });
+        addr
     }
 }
 
