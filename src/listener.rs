@@ -78,6 +78,20 @@ pub struct SnapshotWrite {
     pub failed: u64,
 }
 
+/// One output operation of a batch (Spark's `OutputOperationInfo`): finished, after
+/// `duration` from the batch's processing start (outputs run concurrently in timely, so the
+/// last one's duration is the batch's processing time).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutputOp {
+    /// Its number, in the order the job declared its outputs (Spark's `outputOpId`).
+    pub id: usize,
+    /// `print`, `foreachRDD`, `foreachPartition`, `saveAsTextFiles`.
+    pub name: String,
+    /// From the batch's processing start until this output finished it on every worker of this
+    /// process.
+    pub duration: Duration,
+}
+
 /// What happened to one batch in this process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchInfo {
@@ -97,6 +111,8 @@ pub struct BatchInfo {
     pub state: Vec<StateSize>,
     /// The snapshots written after this batch (none unless a checkpoint was due).
     pub snapshots: Vec<SnapshotWrite>,
+    /// The job's output operations, each finished (a failed output fails the job).
+    pub outputs: Vec<OutputOp>,
 }
 
 impl BatchInfo {

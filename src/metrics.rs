@@ -17,6 +17,8 @@
 //! | `sluice_snapshot_writes_total`, `sluice_snapshot_write_failures_total` | counter | `operator` (a failure is a worker's part not written) |
 //! | `sluice_snapshot_bytes_total` | counter | `operator` |
 //! | `sluice_snapshot_write_seconds` | histogram | (per batch with a snapshot, summed over operators and workers) |
+//! | `sluice_output_operation_seconds` | histogram | `operation` (`print`, `foreachRDD`…: from the batch's processing start until it finished) |
+//! | `sluice_retries_total` | counter | (transient failures retried by sinks, offset stores and sources) |
 //! | `sluice_last_completed_batch_timestamp_seconds` | gauge | |
 //! | `sluice_batch_interval_seconds` | gauge | |
 //!
@@ -42,6 +44,16 @@ struct SourceLabel {
 struct PartitionLabel {
     source: String,
     partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutputLabel {
+    operation: String,
+}
+
+/// 0.5 ms … ~33 s: sub-millisecond batches up to a badly overloaded job.
+fn delay_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 17))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +86,9 @@ pub struct Metrics {
     snapshot_failures: Family<OperatorLabel, Counter>,
     snapshot_bytes: Family<OperatorLabel, Counter>,
     snapshot_seconds: Histogram,
+    outputs: Family<OutputLabel, Histogram, fn() -> Histogram>,
+    retries: Counter,
+    retries_seen: AtomicU64,
     last_batch: Gauge<f64, AtomicU64>,
 }
 
@@ -81,8 +96,7 @@ impl Metrics {
     /// Metrics of a job with batches of `batch`.
     pub fn new(batch: std::time::Duration) -> Self {
         let mut registry = Registry::with_prefix("sluice");
-        // 0.5 ms … ~33 s: sub-millisecond batches up to a badly overloaded job.
-        let buckets = || Histogram::new(exponential_buckets(0.0005, 2.0, 17));
+        let buckets = delay_buckets;
         let m = Metrics {
             batches: Counter::default(),
             records: Family::default(),
@@ -98,6 +112,9 @@ impl Metrics {
             snapshot_failures: Family::default(),
             snapshot_bytes: Family::default(),
             snapshot_seconds: buckets(),
+            outputs: Family::new_with_constructor(delay_buckets),
+            retries: Counter::default(),
+            retries_seen: AtomicU64::new(crate::retry::retries()),
             last_batch: Gauge::default(),
             registry: Registry::default(),
         };
@@ -172,6 +189,17 @@ impl Metrics {
             m.snapshot_seconds.clone(),
         );
         registry.register_with_unit(
+            "output_operation",
+            "From a batch's processing start until an output operation finished it",
+            Unit::Seconds,
+            m.outputs.clone(),
+        );
+        registry.register(
+            "retries",
+            "Transient failures retried by sinks, offset stores and sources",
+            m.retries.clone(),
+        );
+        registry.register_with_unit(
             "last_completed_batch_timestamp",
             "The time of the latest completed batch, since the Unix epoch",
             Unit::Seconds,
@@ -244,6 +272,18 @@ impl StreamingListener for Metrics {
             let spent: std::time::Duration = b.snapshots.iter().map(|w| w.duration).sum();
             self.snapshot_seconds.observe(spent.as_secs_f64());
         }
+        for o in &b.outputs {
+            self.outputs
+                .get_or_create(&OutputLabel {
+                    operation: o.name.clone(),
+                })
+                .observe(o.duration.as_secs_f64());
+        }
+        let retries = crate::retry::retries();
+        let before = self
+            .retries_seen
+            .swap(retries, std::sync::atomic::Ordering::Relaxed);
+        self.retries.inc_by(retries.saturating_sub(before));
         self.last_batch.set(b.batch_time.millis() as f64 / 1000.0);
     }
 }

@@ -55,6 +55,16 @@ impl Default for Backoff {
     }
 }
 
+/// Transient failures retried in this process so far (every sink, store and source), for the
+/// `sluice_retries_total` metric.
+static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Transient failures retried in this process so far.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn retries() -> u64 {
+    RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Backoff {
     /// A policy waiting `first`, then twice as long each time, at most `max`.
     pub(crate) fn new(first: Duration, max: Duration) -> Self {
@@ -85,6 +95,7 @@ impl Backoff {
                         return Err(GaveUp::Stopped(e));
                     }
                     failures += 1;
+                    RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Reported at once, then every 30th attempt (a server down for an hour
                     // should not fill the log); every attempt at debug level.
                     if failures == 1 || failures.is_multiple_of(30) {

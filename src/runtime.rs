@@ -62,6 +62,12 @@ impl Runtime {
         self.coord.snapshot_due(t)
     }
 
+    /// Output operation `id` (`name`) finished batch `t` on this worker, now.
+    pub(crate) fn report_output(&self, t: u64, id: usize, name: &str) {
+        self.coord
+            .report_output(t, id, name, std::time::Instant::now());
+    }
+
     /// Reports an operator's snapshot write after batch `t`, for the batch metrics.
     pub(crate) fn report_snapshot(&self, t: u64, write: crate::listener::SnapshotWrite) {
         self.coord.report_snapshot(t, write);

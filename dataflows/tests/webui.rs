@@ -148,11 +148,25 @@ fn every_rest_route_answers_in_sparks_shape() {
         .unwrap()
         .starts_with("socket 127.0.0.1:"));
     assert_eq!(one["state"][0]["operator"], "word-totals");
+    // stateful-wordcount has one output, its print.
+    assert_eq!(one["numTotalOutputOps"], 1);
+    assert_eq!(one["numCompletedOutputOps"], 1);
+    let ops = json(
+        &addr,
+        &format!("{base}/batches/{}/operations", busy["batchId"]),
+    );
+    assert_eq!(ops[0]["outputOpId"], 0);
+    assert_eq!(ops[0]["name"], "print");
+    assert!(
+        ops[0]["durationExact"].as_f64() <= one["processingTimeExact"].as_f64(),
+        "an output finishes within the batch's processing time: {ops} {one}"
+    );
     assert!(one["state"][0]["keys"].as_u64() > Some(0));
 
     for (path, says) in [
         (format!("{base}/batches/1"), "no batch 1"),
         (format!("{base}/batches/soon"), "not a batch id"),
+        (format!("{base}/batches/1/operations"), "no batch 1"),
         (
             "/api/v1/applications/other/streaming/statistics".into(),
             "no application `other`",
@@ -230,6 +244,18 @@ fn metrics_parse_as_prometheus_text_and_match_the_batches() {
             count == Some(batches) || histogram == Some(batches),
             "the processing-time histogram counts every batch: {count:?} {histogram:?} {batches}"
         );
+        let print_count = after
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("sluice_output_operation_seconds_count{operation=\"print\"} ")
+            })
+            .and_then(|v| v.parse::<f64>().ok());
+        assert_eq!(
+            print_count,
+            Some(batches),
+            "the print output, every batch: {after}"
+        );
+        assert_eq!(value("sluice_retries_total"), 0.0);
         let last = value("sluice_last_completed_batch_timestamp_seconds");
         let newest = json(&addr, &format!("{base}/batches"))[0]["batchId"]
             .as_f64()
@@ -425,6 +451,10 @@ fn the_page_shows_live_batches_in_chromium() {
     assert!(
         html.contains("<td>word-totals</td>"),
         "state per operator: {html}"
+    );
+    assert!(
+        html.contains("<tr class=\"output\"><td>0</td><td>print</td>"),
+        "output operations: {html}"
     );
     assert!(
         html.contains("<span id=\"job-uptime\">updated "),

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::SluiceError;
-use crate::listener::{BatchInfo, SnapshotWrite, SourceInput, StateSize, StreamingListener};
+use crate::listener::{
+    BatchInfo, OutputOp, SnapshotWrite, SourceInput, StateSize, StreamingListener,
+};
 use crate::time::{batch_at_or_after, Time};
 
 /// What a worker may do with the next batch.
@@ -53,6 +55,8 @@ struct Progress {
     partial: BTreeMap<u64, (usize, WorkerBatch)>,
     state_sizes: BTreeMap<u64, Vec<StateSize>>,
     snapshot_writes: BTreeMap<u64, Vec<SnapshotWrite>>,
+    /// Per batch, per output operation: its name and when the last local worker finished it.
+    outputs_done: BTreeMap<u64, BTreeMap<usize, (String, Instant)>>,
     completed_through: Option<u64>,
     completed_batches: u64,
     /// The latest batch a local worker cut (listeners hear of each batch once).
@@ -140,6 +144,7 @@ impl Coordinator {
                 partial: BTreeMap::new(),
                 state_sizes: BTreeMap::new(),
                 snapshot_writes: BTreeMap::new(),
+                outputs_done: BTreeMap::new(),
                 completed_through: None,
                 completed_batches: 0,
                 started_through: None,
@@ -397,9 +402,21 @@ impl Coordinator {
             p.completed_through = Some(f.batch_ms);
             p.completed_batches += 1;
             let snapshots = p.snapshot_writes.remove(&f.batch_ms).unwrap_or_default();
+            let outputs = p
+                .outputs_done
+                .remove(&f.batch_ms)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(id, (name, at))| OutputOp {
+                    id,
+                    name,
+                    duration: at.saturating_duration_since(f.started_at),
+                })
+                .collect();
             states.push((
                 p.state_sizes.remove(&f.batch_ms).unwrap_or_default(),
                 snapshots,
+                outputs,
             ));
         }
         if let Some(done) = p.completed_through {
@@ -418,12 +435,19 @@ impl Coordinator {
             {
                 p.snapshot_writes.pop_first();
             }
+            while p
+                .outputs_done
+                .first_key_value()
+                .is_some_and(|(t, _)| *t <= done)
+            {
+                p.outputs_done.pop_first();
+            }
         }
         drop(p);
         if !finished.is_empty() {
             self.progressed.notify_all();
         }
-        for (f, (state, snapshots)) in finished.into_iter().zip(states) {
+        for (f, (state, snapshots, outputs)) in finished.into_iter().zip(states) {
             let info = BatchInfo {
                 batch_time: Time::from_millis(f.batch_ms),
                 inputs: f.inputs,
@@ -432,11 +456,27 @@ impl Coordinator {
                 total_delay: f.done_at.saturating_duration_since(f.cut_at),
                 state,
                 snapshots,
+                outputs,
             };
             for l in &self.listeners {
                 l.on_batch_completed(&info);
             }
         }
+    }
+
+    /// Output operation `id` finished batch `t` on a local worker at `at`.
+    pub(crate) fn report_output(&self, t: u64, id: usize, name: &str, at: Instant) {
+        let mut p = lock(&self.progress);
+        if p.completed_through.is_some_and(|done| t <= done) {
+            return;
+        }
+        let entry = p
+            .outputs_done
+            .entry(t)
+            .or_default()
+            .entry(id)
+            .or_insert_with(|| (name.to_owned(), at));
+        entry.1 = entry.1.max(at);
     }
 
     /// A worker's stateful operator wrote its part of the snapshot after batch `t`.

@@ -154,9 +154,39 @@ impl<'s, T: Data> DStream<'s, T> {
         }
     }
 
-    pub(crate) fn register_output(&self, done: StreamVec<'s, u64, ()>) {
+    /// Registers an output operation (`name`, as Spark names them: `print`, `foreachRDD`…)
+    /// whose `done` stream's frontier passes a batch when the output has finished it: the job's
+    /// probe waits for it, and the moment it finishes each batch on this worker is reported
+    /// for the batch metrics (Spark's output operation durations).
+    pub(crate) fn register_output(&self, name: &str, done: StreamVec<'s, u64, ()>) {
+        let id = self.ctx.outputs.get();
+        self.ctx.outputs.set(id + 1);
+        let runtime = self.ctx.runtime.clone();
+        let name = name.to_owned();
+        let _ = self
+            .ticks
+            .clone()
+            .binary_frontier::<Vec<()>, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+                done.clone(),
+                Pipeline,
+                Pipeline,
+                &self.ctx.name("OutputDone"),
+                move |_cap, _info| {
+                    let mut pending = std::collections::BTreeSet::new();
+                    move |(ticks, _), (finished, done_frontier), _output| {
+                        ticks.for_each(|_, times| pending.extend(times.drain(..)));
+                        finished.for_each(|_, _| {});
+                        while let Some(&t) = pending.first() {
+                            if done_frontier.less_equal(&t) {
+                                break;
+                            }
+                            pending.pop_first();
+                            runtime.report_output(t, id, &name);
+                        }
+                    }
+                },
+            );
         let _ = done.probe_with(&self.ctx.probe);
-        self.ctx.outputs.set(self.ctx.outputs.get() + 1);
     }
 
     /// Prints the first `n` records of every batch to standard output in Spark's format (see
@@ -227,7 +257,7 @@ impl<'s, T: Data> DStream<'s, T> {
                 }
             },
         );
-        self.register_output(printed);
+        self.register_output("print", printed);
     }
 
     /// Calls `f(time, records)` with the whole of every batch — its partitions concatenated in
@@ -258,7 +288,7 @@ impl<'s, T: Data> DStream<'s, T> {
             &self.ctx.name("ForeachBatch"),
             move |t, records, _out: &mut Vec<()>| (f.borrow_mut())(Time::from_millis(t), records),
         );
-        self.register_output(done);
+        self.register_output("foreachRDD", done);
     }
 
     /// Calls `f(partition, records)` for every partition of every batch, on the worker that
@@ -324,7 +354,7 @@ impl<'s, T: Data> DStream<'s, T> {
             |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
             move |t, chunks, _out: &mut Vec<()>| f(t, chunks),
         );
-        self.register_output(done);
+        self.register_output("foreachPartition", done);
     }
 
     /// Collects every batch into `into` (on worker 0 of process 0), in partition order: for

@@ -106,7 +106,7 @@ impl<'s, T: Data> DStream<'s, T> {
                 }
             },
         );
-        self.register_output(done);
+        self.register_output("saveAsTextFiles", done);
     }
 }
 

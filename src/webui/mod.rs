@@ -9,6 +9,7 @@
 //! | `/api/v1/applications/{app}/streaming/statistics` | Spark's `StreamingStatistics` |
 //! | `/api/v1/applications/{app}/streaming/batches` | retained batches, newest first |
 //! | `/api/v1/applications/{app}/streaming/batches/{batchId}` | one batch (`batchId`: its time in ms) |
+//! | `/api/v1/applications/{app}/streaming/batches/{batchId}/operations` | its output operations |
 //!
 //! Unknown routes, applications and batches answer 404 with `{"error": "…"}`.
 //!
@@ -162,6 +163,10 @@ fn router(shared: Shared) -> Router {
             "/api/v1/applications/{app}/streaming/batches/{batch}",
             get(batch),
         )
+        .route(
+            "/api/v1/applications/{app}/streaming/batches/{batch}/operations",
+            get(operations),
+        )
         .fallback(|| async { not_found("no such route".into()) })
         .with_state(shared)
 }
@@ -217,17 +222,32 @@ async fn batches(State(s): State<Shared>, Path(app): Path<String>) -> Response {
     }
 }
 
-async fn batch(State(s): State<Shared>, Path((app, batch)): Path<(String, String)>) -> Response {
-    if let Some(why) = wrong_app(&s, &app) {
-        return not_found(why);
+/// The retained batch `batch` of application `app`, or why there is none (a 404).
+fn find_batch(s: &Shared, app: &str, batch: &str) -> Result<BatchJson, String> {
+    if let Some(why) = wrong_app(s, app) {
+        return Err(why);
     }
     let Ok(t) = batch.parse::<u64>() else {
-        return not_found(format!("`{batch}` is not a batch id (a batch time in ms)"));
+        return Err(format!("`{batch}` is not a batch id (a batch time in ms)"));
     };
-    match s.status.batch(t) {
-        Some(b) => Json(b).into_response(),
-        None => not_found(format!(
-            "no batch {t}: it has not completed, or is older than the batches kept"
-        )),
+    s.status.batch(t).ok_or_else(|| {
+        format!("no batch {t}: it has not completed, or is older than the batches kept")
+    })
+}
+
+async fn batch(State(s): State<Shared>, Path((app, batch)): Path<(String, String)>) -> Response {
+    match find_batch(&s, &app, &batch) {
+        Ok(b) => Json(b).into_response(),
+        Err(why) => not_found(why),
+    }
+}
+
+async fn operations(
+    State(s): State<Shared>,
+    Path((app, batch)): Path<(String, String)>,
+) -> Response {
+    match find_batch(&s, &app, &batch) {
+        Ok(b) => Json(b.output_operations).into_response(),
+        Err(why) => not_found(why),
     }
 }

@@ -123,6 +123,24 @@ pub struct SnapshotJson {
     pub failed: u64,
 }
 
+/// Spark's `OutputOperationInfo` (without start and end dates: sluice measures durations).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputOpJson {
+    /// Its number, in the order the job declared its outputs.
+    pub output_op_id: usize,
+    /// `print`, `foreachRDD`, `foreachPartition`, `saveAsTextFiles`.
+    pub name: String,
+    /// As Spark's: the operation (sluice has no call sites to show).
+    pub description: String,
+    /// From the batch's processing start until it finished, ms.
+    pub duration: u64,
+    /// With sub-millisecond precision, ms (sluice).
+    pub duration_exact: f64,
+    /// Why it failed (a failed output fails the job: always none on a completed batch).
+    pub failure_reason: Option<String>,
+}
+
 /// Spark's `BatchInfo`, then sluice's inputs and state.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -165,6 +183,8 @@ pub struct BatchJson {
     pub state: Vec<StateJson>,
     /// Snapshots written after the batch, per operator (sluice; empty unless one was due).
     pub snapshots: Vec<SnapshotJson>,
+    /// The output operations (also at `/batches/{id}/operations`, as Spark's).
+    pub output_operations: Vec<OutputOpJson>,
 }
 
 /// The batches and totals of one process, updated by its listener.
@@ -307,6 +327,7 @@ impl Status {
             inputs: Vec::new(),
             state: Vec::new(),
             snapshots: Vec::new(),
+            output_operations: Vec::new(),
         });
         active
             .chain(inner.batches.iter().rev().map(|b| self.json(b)))
@@ -335,9 +356,9 @@ impl Status {
             processing_time: Some(ms(b.processing_time)),
             total_delay: Some(ms(b.total_delay)),
             num_active_output_ops: 0,
-            num_completed_output_ops: 0,
+            num_completed_output_ops: b.outputs.len() as u64,
             num_failed_output_ops: 0,
-            num_total_output_ops: 0,
+            num_total_output_ops: b.outputs.len() as u64,
             first_failure_reason: None,
             scheduling_delay_exact: b.scheduling_delay.as_secs_f64() * 1e3,
             processing_time_exact: b.processing_time.as_secs_f64() * 1e3,
@@ -378,6 +399,18 @@ impl Status {
                     bytes: w.bytes,
                     duration_ms: w.duration.as_secs_f64() * 1e3,
                     failed: w.failed,
+                })
+                .collect(),
+            output_operations: b
+                .outputs
+                .iter()
+                .map(|o| OutputOpJson {
+                    output_op_id: o.id,
+                    name: o.name.clone(),
+                    description: o.name.clone(),
+                    duration: ms(o.duration),
+                    duration_exact: o.duration.as_secs_f64() * 1e3,
+                    failure_reason: None,
                 })
                 .collect(),
         }
@@ -433,6 +466,7 @@ mod tests {
             total_delay: Duration::from_millis(2 + processing_ms),
             state: Vec::new(),
             snapshots: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 
