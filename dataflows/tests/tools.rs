@@ -322,3 +322,96 @@ fn checkpoint_show_tells_what_a_restart_will_do() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn feed_socket_access_log_through_the_blacklist_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let blacklist = dir.path().join("blacklist.txt");
+    // The generator's IPs are 10.0.{0..3}.{1..19}: one subnet's worth listed.
+    let listed: String = (1..20).map(|i| format!("10.0.0.{i}\n")).collect();
+    std::fs::write(&blacklist, listed).unwrap();
+    let (mut feed, port) =
+        feed_socket(&["--generate", "access-log", "--count", "400", "--keep-open"]);
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "blacklist-filter",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ])
+    .args([
+        "--batch",
+        "200ms",
+        "--print",
+        "1000",
+        "--ui",
+        "off",
+        "--blacklist",
+    ])
+    .arg(&blacklist);
+    let mut job = Proc::spawn(cmd);
+    assert!(wait_until(Duration::from_secs(30), || feed
+        .err()
+        .contains("sent 400 lines")));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    feed.signal("-KILL");
+    let out = job.out.lock().unwrap().clone();
+    let kept: Vec<&str> = out.lines().filter(|l| l.starts_with("(10.0.")).collect();
+    assert!(!kept.is_empty() && kept.len() < 400, "{out}");
+    assert!(kept.iter().all(|l| !l.starts_with("(10.0.0.")), "{out}");
+}
+
+#[test]
+fn feed_kafka_words_give_the_kafka_wordcount_totals() {
+    let broker = broker::Broker::start();
+    broker.create_topic("words", 2);
+    broker.create_topic("totals", 2);
+    let out = run(&[
+        "feed",
+        "kafka",
+        "--brokers",
+        &broker.brokers(),
+        "--topic",
+        "words",
+        "--generate",
+        "wordcount",
+        "--count",
+        "300",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "run",
+        "kafka-wordcount",
+        "--brokers",
+        &broker.brokers(),
+        "--topics",
+        "words",
+        "--group",
+        "wc",
+        "--offset-reset",
+        "earliest",
+        "--to",
+        "totals",
+        "--checkpoint",
+        dir.path().join("chk").to_str().unwrap(),
+        "--batch",
+        "200ms",
+        "--max-batches",
+        "10",
+        "--ui",
+        "off",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The latest total of each word: 300 lines of 10 words.
+    let mut totals = BTreeMap::new();
+    for (record, _) in broker.read_all_with("totals", "read_committed") {
+        if let Some((w, c)) = record.split_once('\t') {
+            totals.insert(w.to_owned(), c.parse::<u64>().unwrap());
+        }
+    }
+    assert_eq!(totals.values().sum::<u64>(), 3000, "{totals:?}");
+}
