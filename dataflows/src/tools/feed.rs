@@ -3,7 +3,8 @@
 //!
 //! `feed socket` is `nc -lk PORT` as the course uses it: it listens, serves one connection at a
 //! time, and when a connection goes away it waits for the next one and goes on from the line
-//! that could not be sent. At the end of the input it closes the connection and exits, unless
+//! whose write failed (lines already handed to the lost connection, in its buffers, are lost
+//! with it, as with `nc`). At the end of the input it closes the connection and exits, unless
 //! `--keep-open` keeps it open (a receiver then never sees the end of its stream).
 //!
 //! `feed kafka` produces each line as one record (no key: the producer spreads records over
