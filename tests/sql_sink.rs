@@ -188,3 +188,91 @@ fn write_rows_outside_a_job_retries_nothing_permanent() {
         .expect_err("a syntax error is permanent");
     assert!(err.to_string().contains("42601"), "{err}");
 }
+
+/// The last row of each key, as an upsert row by row leaves it: the oracle of the multi-row
+/// statements (2 500 rows: three chunks of at most 1 000, keys repeated inside each chunk).
+fn last_per_key(rows: &[(i64, String)]) -> std::collections::BTreeMap<i64, String> {
+    rows.iter().cloned().collect()
+}
+
+fn upsert_rows() -> Vec<(i64, String)> {
+    (0..2500).map(|i| (i % 700, format!("v{i}"))).collect()
+}
+
+#[test]
+fn many_rows_upsert_in_postgres_as_row_by_row() {
+    let t = table("pg_many");
+    let rows = upsert_rows();
+    write(
+        PG,
+        &format!("CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY, name TEXT)"),
+        &format!("INSERT INTO {t} (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name"),
+        rows.iter()
+            .map(|(id, name)| vec![SqlValue::Int(*id), SqlValue::from(name.as_str())])
+            .collect(),
+    )
+    .unwrap();
+    let mut c = postgres::Client::connect(PG, postgres::NoTls).unwrap();
+    let got: std::collections::BTreeMap<i64, String> = c
+        .query(&format!("SELECT id, name FROM {t}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    c.batch_execute(&format!("DROP TABLE {t}")).unwrap();
+    assert_eq!(got, last_per_key(&rows));
+
+    // Plain inserts: every row once.
+    let t = table("pg_many_plain");
+    write(
+        PG,
+        &format!("CREATE TABLE IF NOT EXISTS {t} (id BIGINT, name TEXT)"),
+        &format!("INSERT INTO {t} (name, id) VALUES ($2, $1)"),
+        rows.iter()
+            .map(|(id, name)| vec![SqlValue::Int(*id), SqlValue::from(name.as_str())])
+            .collect(),
+    )
+    .unwrap();
+    let row = c
+        .query_one(
+            &format!("SELECT COUNT(*), SUM(id)::BIGINT, COUNT(DISTINCT name) FROM {t}"),
+            &[],
+        )
+        .unwrap();
+    c.batch_execute(&format!("DROP TABLE {t}")).unwrap();
+    let sum: i64 = rows.iter().map(|(id, _)| id).sum();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (2500, sum, 2500)
+    );
+}
+
+#[test]
+fn many_rows_upsert_in_mariadb_as_row_by_row() {
+    use mysql::prelude::Queryable;
+    let t = table("my_many");
+    let rows = upsert_rows();
+    write(
+        MY,
+        &format!("CREATE TABLE IF NOT EXISTS {t} (id BIGINT PRIMARY KEY, name VARCHAR(20))"),
+        &format!(
+            "INSERT INTO {t} (id, name) VALUES (?, ?) ON DUPLICATE KEY UPDATE name = VALUES(name)"
+        ),
+        rows.iter()
+            .map(|(id, name)| vec![SqlValue::Int(*id), SqlValue::from(name.as_str())])
+            .collect(),
+    )
+    .unwrap();
+    let mut c = mysql::Conn::new(mysql::Opts::from_url(MY).unwrap()).unwrap();
+    let got: std::collections::BTreeMap<i64, String> = c
+        .query::<(i64, String), _>(format!("SELECT id, name FROM {t}"))
+        .unwrap()
+        .into_iter()
+        .collect();
+    c.query_drop(format!("DROP TABLE {t}")).unwrap();
+    assert_eq!(got, last_per_key(&rows));
+}

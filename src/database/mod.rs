@@ -6,13 +6,16 @@
 //!   URL asks for it (`?sslmode=require` for PostgreSQL, `?sslmode=required` for MySQL).
 //! - A [`Dialect`] holds the few statements sluice itself runs (create, lock, select and
 //!   upsert of the offsets table), written once per database.
-//! - Statements are always parameterized ([`SqlValue`]); never SQL built from strings.
+//! - Statements are always parameterized ([`SqlValue`]); never SQL built from strings. A sink's
+//!   `INSERT … VALUES (…)` is run for many rows at once, its `VALUES` group repeated
+//!   ([`multi_row`]).
 //! - Every failure is a [`DbError`] that says whether it is **transient** (the server is down,
 //!   the connection dropped, a deadlock or lock timeout: retry) or **permanent** (a syntax
 //!   error, a constraint violation, a type mismatch, access denied: fail with the server's
 //!   message), for the [retry policy](crate::retry).
 
 mod dialect;
+pub(crate) mod multi_row;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]

@@ -138,6 +138,34 @@ impl Transaction for MyTransaction<'_> {
         if rows.is_empty() {
             return Ok(());
         }
+        // Many rows per statement keep MySQL's meaning: rows apply in order, so an upsert that
+        // touches a key twice leaves the last row's values, as row by row.
+        if let Some(multi) =
+            super::multi_row::MultiRow::parse(sql, super::multi_row::Placeholders::Question)
+                .filter(|_| rows.len() > 1)
+        {
+            let per = multi.rows_per_statement();
+            let mut full: Option<mysql::Statement> = None;
+            for chunk in rows.chunks(per) {
+                let statement = match &full {
+                    Some(s) if chunk.len() == per => s.clone(),
+                    _ => {
+                        let s = self
+                            .0
+                            .prep(multi.statement(chunk.len()))
+                            .map_err(classify)?;
+                        if chunk.len() == per {
+                            full = Some(s.clone());
+                        }
+                        s
+                    }
+                };
+                self.0
+                    .exec_drop(&statement, params(&chunk.concat()))
+                    .map_err(classify)?;
+            }
+            return Ok(());
+        }
         let statement = self.0.prep(sql).map_err(classify)?;
         for row in rows {
             self.0

@@ -3,6 +3,7 @@
 use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql, Type};
 
+use super::multi_row::{MultiRow, Placeholders};
 use super::{Connection, DbError, SqlValue, Transaction};
 
 pub(crate) struct PgConnection {
@@ -71,6 +72,22 @@ impl Connection for PgConnection {
 
 struct PgTransaction<'a>(postgres::Transaction<'a>);
 
+impl PgTransaction<'_> {
+    /// `sql` once per row, prepared once.
+    fn row_by_row(&mut self, sql: &str, rows: &[Vec<SqlValue>]) -> Result<(), DbError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let statement = self.0.prepare(sql).map_err(classify)?;
+        for row in rows {
+            let owned = bind(row, statement.params())?;
+            let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
+            self.0.execute(&statement, &refs).map_err(classify)?;
+        }
+        Ok(())
+    }
+}
+
 impl Transaction for PgTransaction<'_> {
     fn query_i64(&mut self, sql: &str, params: &[SqlValue]) -> Result<Option<i64>, DbError> {
         let statement = self.0.prepare(sql).map_err(classify)?;
@@ -88,14 +105,55 @@ impl Transaction for PgTransaction<'_> {
     }
 
     fn execute_rows(&mut self, sql: &str, rows: &[Vec<SqlValue>]) -> Result<(), DbError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let statement = self.0.prepare(sql).map_err(classify)?;
-        for row in rows {
-            let owned = bind(row, statement.params())?;
+        let multi = MultiRow::parse(sql, Placeholders::Numbered).filter(|_| rows.len() > 1);
+        let Some(multi) = multi else {
+            return self.row_by_row(sql, rows);
+        };
+        let per = multi.rows_per_statement();
+        let mut full: Option<postgres::Statement> = None;
+        for chunk in rows.chunks(per) {
+            if chunk.len() == 1 {
+                self.row_by_row(sql, chunk)?;
+                continue;
+            }
+            let statement = match &full {
+                Some(s) if chunk.len() == per => s.clone(),
+                _ => {
+                    let s = self
+                        .0
+                        .prepare(&multi.statement(chunk.len()))
+                        .map_err(classify)?;
+                    if chunk.len() == per {
+                        full = Some(s.clone());
+                    }
+                    s
+                }
+            };
+            let values: Vec<SqlValue> = chunk.concat();
+            let owned = bind(&values, statement.params())?;
             let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref()).collect();
-            self.0.execute(&statement, &refs).map_err(classify)?;
+            if !multi.may_touch_a_key_twice() {
+                self.0.execute(&statement, &refs).map_err(classify)?;
+                continue;
+            }
+            // An upsert whose chunk touches one key twice is refused as a whole (21000): undo
+            // it and run the chunk row by row, in order.
+            self.0
+                .batch_execute("SAVEPOINT sluice_rows")
+                .map_err(classify)?;
+            match self.0.execute(&statement, &refs) {
+                Ok(_) => self
+                    .0
+                    .batch_execute("RELEASE SAVEPOINT sluice_rows")
+                    .map_err(classify)?,
+                Err(e) if e.code() == Some(&SqlState::CARDINALITY_VIOLATION) => {
+                    self.0
+                        .batch_execute("ROLLBACK TO SAVEPOINT sluice_rows")
+                        .map_err(classify)?;
+                    self.row_by_row(sql, chunk)?;
+                }
+                Err(e) => return Err(classify(e)),
+            }
         }
         Ok(())
     }
