@@ -53,7 +53,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let rows: Vec<Vec<SqlValue>> = (0..ROWS)
-        .map(|i| vec![SqlValue::Int(i), SqlValue::from(format!("name{i}").as_str())])
+        .map(|i| {
+            vec![
+                SqlValue::Int(i),
+                SqlValue::from(format!("name{i}").as_str()),
+            ]
+        })
         .collect();
     let dir = tempfile::tempdir().expect("temp dir");
     let csv = dir.path().join("rows.csv");
@@ -75,7 +80,10 @@ fn main() {
         ));
         fresh(table);
         let started = Instant::now();
-        psql(&format!("\\copy {table} (id, name) FROM '{}' WITH (FORMAT csv)", csv.display()));
+        psql(&format!(
+            "\\copy {table} (id, name) FROM '{}' WITH (FORMAT csv)",
+            csv.display()
+        ));
         copy.push(ROWS as f64 / started.elapsed().as_secs_f64());
         println!(
             "round {round}: row by row {:.0} rows/s, multi-row {:.0} rows/s, psql \\copy {:.0} rows/s",
@@ -87,7 +95,9 @@ fn main() {
     psql(&format!("DROP TABLE IF EXISTS {table}"));
     let (r, m, c) = (median(by_row), median(multi), median(copy));
     println!();
-    println!("| {ROWS} rows into PostgreSQL, one transaction | rows/s (median of 3) | vs psql \\copy |");
+    println!(
+        "| {ROWS} rows into PostgreSQL, one transaction | rows/s (median of 3) | vs psql \\copy |"
+    );
     println!("|---|---|---|");
     println!("| sink, row by row (before) | {r:.0} | {:.3} |", r / c);
     println!("| sink, multi-row upsert (now) | {m:.0} | {:.3} |", m / c);

@@ -317,21 +317,7 @@ fn blacklist_filter_drops_listed_ips_and_sets_malformed_lines_aside() {
 #[test]
 fn two_processes_print_once() {
     let dir = tempfile::tempdir().unwrap();
-    let hosts = dir.path().join("hosts.txt");
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-    )
-    .unwrap();
+    let hosts = common::local_hostfile(dir.path(), 2);
     let spawn = |p: &str| {
         sluice()
             .args([

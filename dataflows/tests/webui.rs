@@ -483,21 +483,7 @@ fn the_page_shows_live_batches_in_chromium() {
 #[test]
 fn process_0_shows_the_whole_jobs_input() {
     let dir = tempfile::tempdir().unwrap();
-    let hosts = dir.path().join("hosts.txt");
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-    )
-    .unwrap();
+    let hosts = common::local_hostfile(dir.path(), 2);
     let spawn = |p: &str| {
         let mut cmd = sluice();
         cmd.args([

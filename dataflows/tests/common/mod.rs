@@ -22,6 +22,16 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A hostfile of `n` local processes on free ports, in `dir`; its path.
+pub fn local_hostfile(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let path = dir.join("hosts.txt");
+    let lines: String = (0..n)
+        .map(|_| format!("127.0.0.1:{}\n", free_port()))
+        .collect();
+    std::fs::write(&path, lines).expect("write the hostfile");
+    path
+}
+
 /// Polls `done` until it holds or `within` has passed; whether it held.
 pub fn wait_until(within: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + within;
