@@ -42,7 +42,7 @@ pub struct PartitionInput {
 /// The size of one stateful operator's state after a batch (summed over this process's
 /// workers). `approx_bytes` counts the keys' and values' own sizes plus a word per entry, not
 /// the heap data they point to (string contents).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateSize {
     /// The operator's name (set with `.name(..)` on its spec).
     pub operator: String,
@@ -107,7 +107,9 @@ pub struct BatchInfo {
     pub processing_time: Duration,
     /// From the batch being due to every output having finished.
     pub total_delay: Duration,
-    /// State size of every stateful operator after this batch.
+    /// State size of every stateful operator after this batch, on this process's workers.
+    /// Empty on process 0 of a job of several processes: the whole job's state of the batch
+    /// follows in [`StreamingListener::on_batch_state`] once every process has reported it.
     pub state: Vec<StateSize>,
     /// The snapshots written after this batch (none unless a checkpoint was due).
     pub snapshots: Vec<SnapshotWrite>,
@@ -142,6 +144,15 @@ pub trait StreamingListener: Send + Sync + 'static {
     /// Batch `batch_time` was cut and entered the dataflow on this process (Spark's
     /// `onBatchStarted`; batches run concurrently in timely, so it is processing from here on).
     fn on_batch_started(&self, _batch_time: Time) {}
+
+    /// Process 0 of a job of several processes: the whole job's state after batch
+    /// `batch_time` (summed over every process), which arrives a batch or so after the batch
+    /// completed (each process sends its share with the next batch it starts).
+    fn on_batch_state(&self, _batch_time: Time, _state: &[StateSize]) {}
+
+    /// Output operation `output` failed batch `batch_time` for good (`reason`); the job stops
+    /// with this error (Spark's `onOutputOperationCompleted` with a failure reason).
+    fn on_batch_failed(&self, _batch_time: Time, _output: &str, _reason: &str) {}
 }
 
 /// A shared listener listens too, so that its owner can read what it kept (the web UI's
@@ -153,6 +164,14 @@ impl<T: StreamingListener + ?Sized> StreamingListener for Arc<T> {
 
     fn on_batch_started(&self, batch_time: Time) {
         (**self).on_batch_started(batch_time);
+    }
+
+    fn on_batch_state(&self, batch_time: Time, state: &[StateSize]) {
+        (**self).on_batch_state(batch_time, state);
+    }
+
+    fn on_batch_failed(&self, batch_time: Time, output: &str, reason: &str) {
+        (**self).on_batch_failed(batch_time, output, reason);
     }
 }
 

@@ -5,6 +5,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `sluice_batches_completed_total` | counter | |
+//! | `sluice_batches_failed_total` | counter | (an output failed it for good; the job then stops) |
 //! | `sluice_records_total` | counter | `source` |
 //! | `sluice_malformed_records_total` | counter | `source` (records set aside as dead letters) |
 //! | `sluice_partition_records_total` | counter | `source`, `partition` (Kafka: offsets read) |
@@ -22,7 +23,8 @@
 //! | `sluice_last_completed_batch_timestamp_seconds` | gauge | |
 //! | `sluice_batch_interval_seconds` | gauge | |
 //!
-//! Each process of a job has its own (its workers' share of the records and state).
+//! Each process of a job has its own: its workers' share of the records and state, except on
+//! process 0 of several, whose records and state are the whole job's.
 
 use std::sync::atomic::AtomicU64;
 
@@ -73,6 +75,7 @@ struct OperatorLabel {
 pub struct Metrics {
     registry: Registry,
     batches: Counter,
+    failed: Counter,
     records: Family<SourceLabel, Counter>,
     malformed: Family<SourceLabel, Counter>,
     partition_records: Family<PartitionLabel, Counter>,
@@ -99,6 +102,7 @@ impl Metrics {
         let buckets = delay_buckets;
         let m = Metrics {
             batches: Counter::default(),
+            failed: Counter::default(),
             records: Family::default(),
             malformed: Family::default(),
             partition_records: Family::default(),
@@ -122,6 +126,11 @@ impl Metrics {
             "batches_completed",
             "Batches whose outputs all finished",
             m.batches.clone(),
+        );
+        registry.register(
+            "batches_failed",
+            "Batches an output operation failed for good (the job then stops)",
+            m.failed.clone(),
         );
         registry.register("records", "Records received, per source", m.records.clone());
         registry.register(
@@ -225,7 +234,31 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    fn set_state(&self, state: &[crate::listener::StateSize]) {
+        for s in state {
+            let label = OperatorLabel {
+                operator: s.operator.clone(),
+            };
+            self.state_keys
+                .get_or_create(&label)
+                .set(s.keys.min(i64::MAX as u64) as i64);
+            self.state_bytes
+                .get_or_create(&label)
+                .set(s.approx_bytes.min(i64::MAX as u64) as i64);
+        }
+    }
+}
+
 impl StreamingListener for Metrics {
+    fn on_batch_state(&self, _batch_time: crate::Time, state: &[crate::listener::StateSize]) {
+        self.set_state(state);
+    }
+
+    fn on_batch_failed(&self, _batch_time: crate::Time, _output: &str, _reason: &str) {
+        self.failed.inc();
+    }
+
     fn on_batch_completed(&self, b: &BatchInfo) {
         self.batches.inc();
         for i in &b.inputs {
@@ -247,17 +280,7 @@ impl StreamingListener for Metrics {
         self.scheduling.observe(b.scheduling_delay.as_secs_f64());
         self.processing.observe(b.processing_time.as_secs_f64());
         self.total.observe(b.total_delay.as_secs_f64());
-        for s in &b.state {
-            let label = OperatorLabel {
-                operator: s.operator.clone(),
-            };
-            self.state_keys
-                .get_or_create(&label)
-                .set(s.keys.min(i64::MAX as u64) as i64);
-            self.state_bytes
-                .get_or_create(&label)
-                .set(s.approx_bytes.min(i64::MAX as u64) as i64);
-        }
+        self.set_state(&b.state);
         for w in &b.snapshots {
             let label = OperatorLabel {
                 operator: w.operator.clone(),
@@ -285,5 +308,59 @@ impl StreamingListener for Metrics {
             .swap(retries, std::sync::atomic::Ordering::Relaxed);
         self.retries.inc_by(retries.saturating_sub(before));
         self.last_batch.set(b.batch_time.millis() as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::{OutputOp, SourceInput, StateSize};
+    use crate::Time;
+    use std::time::Duration;
+
+    #[test]
+    fn a_batch_moves_every_metric_it_concerns() {
+        let m = Metrics::new(Duration::from_secs(1));
+        m.on_batch_completed(&BatchInfo {
+            batch_time: Time::from_millis(2000),
+            inputs: vec![SourceInput {
+                source: "socket".into(),
+                records: 7,
+                malformed: 2,
+                partitions: Vec::new(),
+            }],
+            scheduling_delay: Duration::from_millis(1),
+            processing_time: Duration::from_millis(3),
+            total_delay: Duration::from_millis(4),
+            state: vec![StateSize {
+                operator: "totals".into(),
+                keys: 5,
+                approx_bytes: 200,
+            }],
+            snapshots: Vec::new(),
+            outputs: vec![OutputOp {
+                id: 0,
+                name: "print".into(),
+                duration: Duration::from_millis(3),
+            }],
+        });
+        m.on_batch_failed(Time::from_millis(3000), "print", "broken pipe");
+        let text = m.encode();
+        for line in [
+            "sluice_batches_completed_total 1",
+            "sluice_batches_failed_total 1",
+            "sluice_records_total{source=\"socket\"} 7",
+            "sluice_malformed_records_total{source=\"socket\"} 2",
+            "sluice_state_keys{operator=\"totals\"} 5",
+            "sluice_output_operation_seconds_count{operation=\"print\"} 1",
+            "sluice_processing_time_seconds_count 1",
+            "sluice_last_completed_batch_timestamp_seconds 2.0",
+            "sluice_batch_interval_seconds 1.0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "`{line}` missing in\n{text}"
+            );
+        }
     }
 }

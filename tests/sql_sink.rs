@@ -276,3 +276,48 @@ fn many_rows_upsert_in_mariadb_as_row_by_row() {
     c.query_drop(format!("DROP TABLE {t}")).unwrap();
     assert_eq!(got, last_per_key(&rows));
 }
+
+/// A listener hears of the batch an output failed, with the output and the database's reason.
+#[test]
+fn listeners_hear_of_the_failed_batch() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct Failures(Mutex<Vec<(u64, String, String)>>);
+    impl sluice::listener::StreamingListener for Failures {
+        fn on_batch_completed(&self, _: &sluice::listener::BatchInfo) {}
+        fn on_batch_failed(&self, t: sluice::Time, output: &str, reason: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((t.millis(), output.to_owned(), reason.to_owned()));
+        }
+    }
+    let failures = Arc::new(Failures::default());
+    let t = table("pg_failed_listener");
+    let queue = BatchQueue::from_batches(vec![vec![vec![SqlValue::from("a")]]]);
+    let config = StreamingConfig::new(Duration::from_secs(1))
+        .unwrap()
+        .as_fast_as_possible(1)
+        .first_batch_ms(1000)
+        .max_batches(1)
+        .listener(Arc::clone(&failures));
+    let (setup, statement) = (
+        format!("CREATE TABLE IF NOT EXISTS {t} (name TEXT)"),
+        format!("INSERT INTO {t} (name) VALUESS ($1)"),
+    );
+    let err = StreamingContext::new(config)
+        .run(move |job| {
+            job.queue_stream(&queue).write_sql(
+                PG,
+                vec![setup.clone()],
+                &statement,
+                |row: &Vec<SqlValue>| Some(row.clone()),
+            );
+        })
+        .expect_err("a syntax error fails the job");
+    let seen = failures.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?} ({err})");
+    assert_eq!(seen[0].0, 1000);
+    assert!(seen[0].1.starts_with("sql sink postgres://"), "{seen:?}");
+    assert!(seen[0].2.contains("42601"), "{seen:?}");
+}

@@ -479,7 +479,7 @@ fn the_page_shows_live_batches_in_chromium() {
 }
 
 /// A job of two processes: each serves its own page; process 0's shows the whole job's input
-/// (every process's records), process 1's its own share.
+/// (every process's records) and state, process 1's its own share.
 #[test]
 fn process_0_shows_the_whole_jobs_input() {
     let dir = tempfile::tempdir().unwrap();
@@ -488,7 +488,7 @@ fn process_0_shows_the_whole_jobs_input() {
         let mut cmd = sluice();
         cmd.args([
             "run",
-            "network-wordcount",
+            "stateful-wordcount",
             "--batch",
             "200ms",
             "--rate",
@@ -506,7 +506,7 @@ fn process_0_shows_the_whole_jobs_input() {
                 .unwrap_or_else(|| panic!("no web UI address: {}", p.err()))
         })
         .collect();
-    let base = "/api/v1/applications/network-wordcount/streaming";
+    let base = "/api/v1/applications/stateful-wordcount/streaming";
     let per_batch = |addr: &str| -> std::collections::BTreeMap<u64, u64> {
         json(addr, &format!("{base}/batches"))
             .as_array()
@@ -535,6 +535,37 @@ fn process_0_shows_the_whole_jobs_input() {
     for (t, w, o) in &both {
         assert_eq!((*w, *o), (40, 20), "batch {t}: whole {whole:?} own {own:?}");
     }
+    // The state of the generator's 20 words: all of them on process 0's page (a batch or so
+    // after each batch), process 1's share on its own.
+    let keys = |addr: &str| -> Vec<u64> {
+        json(addr, &format!("{base}/batches"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| {
+                b["state"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s["operator"] == "word-totals")?["keys"]
+                    .as_u64()
+            })
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || keys(&addrs[0]).contains(&20)),
+        "{:?}",
+        keys(&addrs[0])
+    );
+    let theirs = keys(&addrs[1]);
+    assert!(
+        theirs.iter().all(|k| *k > 0 && *k < 20),
+        "process 1 holds part of the keys: {theirs:?}"
+    );
+    let (_, metrics) = get(&addrs[0], "/metrics").unwrap();
+    assert!(
+        metrics.contains("sluice_state_keys{operator=\"word-totals\"} 20"),
+        "{metrics}"
+    );
 }
 
 /// A checkpointed job: the batches after which a snapshot was due show what it wrote, and

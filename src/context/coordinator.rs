@@ -61,6 +61,9 @@ struct Progress {
     completed_batches: u64,
     /// The latest batch a local worker cut (listeners hear of each batch once).
     started_through: Option<u64>,
+    /// A job of several processes: this process's state of the batches it finished, to be
+    /// sent to process 0 (see [`Coordinator::take_finished_state`]).
+    finished_state: Vec<(u64, Vec<StateSize>)>,
 }
 
 pub(crate) struct Coordinator {
@@ -148,6 +151,7 @@ impl Coordinator {
                 completed_through: None,
                 completed_batches: 0,
                 started_through: None,
+                finished_state: Vec::new(),
             }),
             progressed: Condvar::new(),
             built: Mutex::new(0),
@@ -330,6 +334,14 @@ impl Coordinator {
     pub(crate) fn fail(&self, error: SluiceError) {
         // Reported once, by whoever awaits the job; logged here only for -vv.
         tracing::debug!("job failing: {error}");
+        if let SluiceError::OutputFailed {
+            output, batch_ms, ..
+        } = &error
+        {
+            for l in &self.listeners {
+                l.on_batch_failed(Time::from_millis(*batch_ms), output, &error.to_string());
+            }
+        }
         let mut fatal = lock(&self.fatal);
         if fatal.is_none() {
             *fatal = Some(error);
@@ -447,7 +459,21 @@ impl Coordinator {
         if !finished.is_empty() {
             self.progressed.notify_all();
         }
+        let several = self.peers > self.local_workers;
         for (f, (state, snapshots, outputs)) in finished.into_iter().zip(states) {
+            // Process 0 of several reports the whole job's state once every process sent it.
+            let state = if several {
+                lock(&self.progress)
+                    .finished_state
+                    .push((f.batch_ms, state.clone()));
+                if self.process == 0 {
+                    Vec::new()
+                } else {
+                    state
+                }
+            } else {
+                state
+            };
             let info = BatchInfo {
                 batch_time: Time::from_millis(f.batch_ms),
                 inputs: f.inputs,
@@ -509,6 +535,19 @@ impl Coordinator {
                 s.approx_bytes += size.approx_bytes;
             }
             None => sizes.push(size),
+        }
+    }
+
+    /// This process's state of the batches it finished since the last call (sent to process 0
+    /// by its first worker with the next batch it starts).
+    pub(crate) fn take_finished_state(&self) -> Vec<(u64, Vec<StateSize>)> {
+        std::mem::take(&mut lock(&self.progress).finished_state)
+    }
+
+    /// Process 0: every process's state of batch `t`, summed; listeners hear of it.
+    pub(crate) fn report_job_state(&self, t: u64, state: &[StateSize]) {
+        for l in &self.listeners {
+            l.on_batch_state(Time::from_millis(t), state);
         }
     }
 

@@ -52,7 +52,7 @@ pub(crate) fn run_worker(
     // A job of several processes: every worker's input of a batch goes to worker 0 too, so
     // that process 0's listeners (its web UI) see the whole job's input.
     let several_processes = info.peers > threads.max(1);
-    let mut job_inputs: InputHandleVec<u64, (u64, Vec<SourceInput>)> = InputHandleVec::new();
+    let mut job_inputs: InputHandleVec<u64, (u64, Gathered)> = InputHandleVec::new();
     let gathered: Rc<std::cell::RefCell<JobInputs>> = Rc::default();
     // Process 0 of several reports the whole job's input.
     let whole_job = (several_processes && info.process == 0).then_some(&*gathered);
@@ -74,7 +74,13 @@ pub(crate) fn run_worker(
         };
         build(&mut job);
         if several_processes {
-            gather_inputs(job_inputs.to_stream(scope), Rc::clone(&gathered), &probe);
+            gather(
+                job_inputs.to_stream(scope),
+                Rc::clone(&gathered),
+                Arc::clone(&coord),
+                info.peers / threads.max(1),
+                &probe,
+            );
         }
         job.feeders
     });
@@ -165,7 +171,13 @@ pub(crate) fn run_worker(
                 let cut_at = now.checked_sub(late).unwrap_or(now);
                 let inputs: Vec<SourceInput> = feeders.iter_mut().map(|f| f.read(&slot)).collect();
                 if several_processes {
-                    job_inputs.send((next, inputs.clone()));
+                    job_inputs.send((next, Gathered::Inputs(inputs.clone())));
+                    // The first worker of each process sends the state of what it finished.
+                    if info.index.is_multiple_of(threads.max(1)) {
+                        for (t, state) in coord.take_finished_state() {
+                            job_inputs.send((next, Gathered::State(t, state)));
+                        }
+                    }
                 }
                 if let Some(e) = feeders.iter_mut().find_map(|f| f.failure()) {
                     coord.fail(e);
@@ -262,27 +274,62 @@ pub(crate) fn run_worker(
 /// Worker 0's gathered input of every worker, per batch: sources in order, counts summed.
 type JobInputs = std::collections::BTreeMap<u64, Vec<SourceInput>>;
 
-/// Sends every worker's `(batch, inputs)` to worker 0, which sums them per batch into
-/// `gathered`; probed, so a batch the probe has passed has all of its workers' input there.
-fn gather_inputs<'s>(
-    inputs: timely::dataflow::StreamVec<'s, u64, (u64, Vec<SourceInput>)>,
+/// What each worker sends to worker 0 in a job of several processes, with the batch it cuts.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+enum Gathered {
+    /// Its input of the batch.
+    Inputs(Vec<SourceInput>),
+    /// Its process's state after an earlier batch `.0` (from the process's first worker).
+    State(u64, Vec<crate::listener::StateSize>),
+}
+
+/// Sends every worker's input of each batch to worker 0, which sums it per batch into
+/// `gathered` (probed, so a batch the probe has passed has all of its workers' input there),
+/// and each process's state of the batches it finished, which worker 0 sums and reports to
+/// `coord` once all `processes` have sent theirs.
+fn gather<'s>(
+    stream: timely::dataflow::StreamVec<'s, u64, (u64, Gathered)>,
     gathered: Rc<std::cell::RefCell<JobInputs>>,
+    coord: Arc<Coordinator>,
+    processes: usize,
     probe: &ProbeHandle<u64>,
 ) {
+    use crate::listener::StateSize;
     use timely::dataflow::operators::core::{Exchange as _, Inspect as _, Probe as _};
-    let _ = inputs
+    let mut states: std::collections::BTreeMap<u64, (usize, Vec<StateSize>)> = Default::default();
+    let _ = stream
         .exchange(|_| 0)
-        .inspect(move |(t, inputs)| {
-            let mut g = gathered.borrow_mut();
-            let merged = g.entry(*t).or_default();
-            for input in inputs {
-                match merged.iter_mut().find(|m| m.source == input.source) {
-                    Some(m) => {
-                        m.records += input.records;
-                        m.malformed += input.malformed;
-                        m.partitions.extend(input.partitions.iter().cloned());
+        .inspect(move |(t, what)| match what {
+            Gathered::Inputs(inputs) => {
+                let mut g = gathered.borrow_mut();
+                let merged = g.entry(*t).or_default();
+                for input in inputs {
+                    match merged.iter_mut().find(|m| m.source == input.source) {
+                        Some(m) => {
+                            m.records += input.records;
+                            m.malformed += input.malformed;
+                            m.partitions.extend(input.partitions.iter().cloned());
+                        }
+                        None => merged.push(input.clone()),
                     }
-                    None => merged.push(input.clone()),
+                }
+            }
+            Gathered::State(done, state) => {
+                let entry = states.entry(*done).or_default();
+                entry.0 += 1;
+                for s in state {
+                    match entry.1.iter_mut().find(|m| m.operator == s.operator) {
+                        Some(m) => {
+                            m.keys += s.keys;
+                            m.approx_bytes += s.approx_bytes;
+                        }
+                        None => entry.1.push(s.clone()),
+                    }
+                }
+                if entry.0 == processes {
+                    if let Some((_, merged)) = states.remove(done) {
+                        coord.report_job_state(*done, &merged);
+                    }
                 }
             }
         })

@@ -52,6 +52,8 @@ pub struct Statistics {
     pub num_retained_completed_batches: usize,
     /// Batches started and not yet completed.
     pub num_active_batches: usize,
+    /// Batches an output failed (the job stops after the first: sluice).
+    pub num_failed_batches: usize,
     /// Records of all completed batches.
     pub num_processed_records: u64,
     /// Records received (equal to processed: a batch's records are received before it runs).
@@ -198,6 +200,8 @@ pub struct Status {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Batches an output failed: (time, output, reason).
+    failed: Vec<(u64, String, String)>,
     /// Batches started and not completed, with when they started (ms since the epoch).
     active: std::collections::BTreeMap<u64, u64>,
     batches: VecDeque<BatchInfo>,
@@ -292,6 +296,7 @@ impl Status {
             num_total_completed_batches: inner.completed,
             num_retained_completed_batches: n,
             num_active_batches: inner.active.len(),
+            num_failed_batches: inner.failed.len(),
             num_processed_records: inner.records,
             num_received_records: inner.records,
             avg_input_rate: (n > 0)
@@ -307,9 +312,29 @@ impl Status {
     /// completed ones, newest first.
     pub fn batches(&self) -> Vec<BatchJson> {
         let inner = self.lock();
-        let active = inner.active.keys().rev().map(|t| BatchJson {
-            batch_id: *t,
-            batch_time: spark_date(*t),
+        let active = inner.active.keys().rev().map(|t| self.pending(*t));
+        let failed = inner.failed.iter().map(|(t, output, reason)| BatchJson {
+            status: "FAILED".into(),
+            num_failed_output_ops: 1,
+            first_failure_reason: Some(format!("{output}: {reason}")),
+            ..self.pending(*t)
+        });
+        failed
+            .chain(active)
+            .chain(inner.batches.iter().rev().map(|b| self.json(b)))
+            .collect()
+    }
+
+    /// One retained batch by its time (Spark's batch id): completed, failed or in progress.
+    pub fn batch(&self, batch_ms: u64) -> Option<BatchJson> {
+        self.batches().into_iter().find(|b| b.batch_id == batch_ms)
+    }
+
+    /// A batch that has not completed: status `PROCESSING`, nothing measured yet.
+    fn pending(&self, t: u64) -> BatchJson {
+        BatchJson {
+            batch_id: t,
+            batch_time: spark_date(t),
             status: "PROCESSING".into(),
             batch_duration: self.job.batch_ms,
             input_size: 0,
@@ -328,20 +353,7 @@ impl Status {
             state: Vec::new(),
             snapshots: Vec::new(),
             output_operations: Vec::new(),
-        });
-        active
-            .chain(inner.batches.iter().rev().map(|b| self.json(b)))
-            .collect()
-    }
-
-    /// One retained batch by its time (Spark's batch id).
-    pub fn batch(&self, batch_ms: u64) -> Option<BatchJson> {
-        let inner = self.lock();
-        inner
-            .batches
-            .iter()
-            .find(|b| b.batch_time.millis() == batch_ms)
-            .map(|b| self.json(b))
+        }
     }
 
     fn json(&self, b: &BatchInfo) -> BatchJson {
@@ -424,6 +436,26 @@ impl StreamingListener for Status {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         self.lock().active.insert(batch_time.millis(), now);
+    }
+
+    fn on_batch_failed(&self, batch_time: crate::Time, output: &str, reason: &str) {
+        let mut inner = self.lock();
+        inner.active.remove(&batch_time.millis());
+        inner
+            .failed
+            .push((batch_time.millis(), output.to_owned(), reason.to_owned()));
+    }
+
+    fn on_batch_state(&self, batch_time: crate::Time, state: &[crate::listener::StateSize]) {
+        let mut inner = self.lock();
+        if let Some(b) = inner
+            .batches
+            .iter_mut()
+            .rev()
+            .find(|b| b.batch_time == batch_time)
+        {
+            b.state = state.to_vec();
+        }
     }
 
     fn on_batch_completed(&self, batch: &BatchInfo) {
@@ -510,5 +542,21 @@ mod tests {
         s.on_batch_completed(&batch(4000, 1, 1));
         assert_eq!(s.statistics().num_active_batches, 0);
         assert_eq!(s.batches()[0].status, "COMPLETED");
+        // A failed one comes first, with its reason.
+        s.on_batch_started(Time::from_millis(5000));
+        s.on_batch_failed(
+            Time::from_millis(5000),
+            "foreachPartition",
+            "42601: syntax error",
+        );
+        let failed = s.batch(5000).unwrap();
+        assert_eq!(failed.status, "FAILED");
+        assert_eq!(failed.num_failed_output_ops, 1);
+        assert_eq!(
+            failed.first_failure_reason.as_deref(),
+            Some("foreachPartition: 42601: syntax error")
+        );
+        assert_eq!(s.statistics().num_failed_batches, 1);
+        assert_eq!(s.statistics().num_active_batches, 0);
     }
 }
