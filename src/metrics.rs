@@ -19,7 +19,7 @@
 //! | `sluice_snapshot_bytes_total` | counter | `operator` |
 //! | `sluice_snapshot_write_seconds` | histogram | (per batch with a snapshot, summed over operators and workers) |
 //! | `sluice_output_operation_seconds` | histogram | `operation` (`print`, `foreachRDD`…: from the batch's processing start until it finished) |
-//! | `sluice_retries_total` | counter | (transient failures retried by sinks, offset stores and sources) |
+//! | `sluice_retries_total` | counter | `operation` (`sql sink postgres://app@db/x`, `write-ahead log`…: transient failures retried; passwords removed) |
 //! | `sluice_last_completed_batch_timestamp_seconds` | gauge | |
 //! | `sluice_batch_interval_seconds` | gauge | |
 //!
@@ -46,6 +46,11 @@ struct SourceLabel {
 struct PartitionLabel {
     source: String,
     partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabel {
+    operation: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,8 +95,8 @@ pub struct Metrics {
     snapshot_bytes: Family<OperatorLabel, Counter>,
     snapshot_seconds: Histogram,
     outputs: Family<OutputLabel, Histogram, fn() -> Histogram>,
-    retries: Counter,
-    retries_seen: AtomicU64,
+    retries: Family<RetryLabel, Counter>,
+    retries_seen: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     last_batch: Gauge<f64, AtomicU64>,
 }
 
@@ -117,8 +122,8 @@ impl Metrics {
             snapshot_bytes: Family::default(),
             snapshot_seconds: buckets(),
             outputs: Family::new_with_constructor(delay_buckets),
-            retries: Counter::default(),
-            retries_seen: AtomicU64::new(crate::retry::retries()),
+            retries: Family::default(),
+            retries_seen: std::sync::Mutex::new(crate::retry::retries()),
             last_batch: Gauge::default(),
             registry: Registry::default(),
         };
@@ -205,7 +210,7 @@ impl Metrics {
         );
         registry.register(
             "retries",
-            "Transient failures retried by sinks, offset stores and sources",
+            "Transient failures retried, per sink, offset store or source",
             m.retries.clone(),
         );
         registry.register_with_unit(
@@ -302,11 +307,18 @@ impl StreamingListener for Metrics {
                 })
                 .observe(o.duration.as_secs_f64());
         }
-        let retries = crate::retry::retries();
-        let before = self
-            .retries_seen
-            .swap(retries, std::sync::atomic::Ordering::Relaxed);
-        self.retries.inc_by(retries.saturating_sub(before));
+        let now = crate::retry::retries();
+        if let Ok(mut seen) = self.retries_seen.lock() {
+            for (operation, n) in &now {
+                let before = seen.get(operation).copied().unwrap_or(0);
+                self.retries
+                    .get_or_create(&RetryLabel {
+                        operation: operation.clone(),
+                    })
+                    .inc_by(n.saturating_sub(before));
+            }
+            *seen = now;
+        }
         self.last_batch.set(b.batch_time.millis() as f64 / 1000.0);
     }
 }
@@ -344,17 +356,43 @@ mod tests {
                 duration: Duration::from_millis(3),
             }],
         });
-        m.on_batch_failed(Time::from_millis(3000), "print", "broken pipe");
+        // One transient failure, retried, between two batches.
+        let mut tries = 0;
+        let _ = crate::retry::Backoff::new(Duration::from_millis(1), Duration::from_millis(1))
+            .retry(
+                &"sql sink postgres://app:pw@db/metrics-test",
+                &|| false,
+                || {
+                    tries += 1;
+                    if tries == 1 {
+                        Err(crate::retry::Failure::Transient("down"))
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+        m.on_batch_completed(&BatchInfo {
+            batch_time: Time::from_millis(3000),
+            inputs: Vec::new(),
+            scheduling_delay: Duration::ZERO,
+            processing_time: Duration::ZERO,
+            total_delay: Duration::ZERO,
+            state: Vec::new(),
+            snapshots: Vec::new(),
+            outputs: Vec::new(),
+        });
+        m.on_batch_failed(Time::from_millis(4000), "print", "broken pipe");
         let text = m.encode();
         for line in [
-            "sluice_batches_completed_total 1",
+            "sluice_batches_completed_total 2",
+            "sluice_retries_total{operation=\"sql sink postgres://app@db/metrics-test\"} 1",
             "sluice_batches_failed_total 1",
             "sluice_records_total{source=\"socket\"} 7",
             "sluice_malformed_records_total{source=\"socket\"} 2",
             "sluice_state_keys{operator=\"totals\"} 5",
             "sluice_output_operation_seconds_count{operation=\"print\"} 1",
-            "sluice_processing_time_seconds_count 1",
-            "sluice_last_completed_batch_timestamp_seconds 2.0",
+            "sluice_processing_time_seconds_count 2",
+            "sluice_last_completed_batch_timestamp_seconds 3.0",
             "sluice_batch_interval_seconds 1.0",
         ] {
             assert!(

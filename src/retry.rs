@@ -55,14 +55,45 @@ impl Default for Backoff {
     }
 }
 
-/// Transient failures retried in this process so far (every sink, store and source), for the
-/// `sluice_retries_total` metric.
-static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Transient failures retried in this process so far, per operation (`sql sink postgres://…`,
+/// `write-ahead log`), for the `sluice_retries_total` metric.
+static RETRIES: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-/// Transient failures retried in this process so far.
+/// Transient failures retried in this process so far, per operation (passwords in URLs
+/// removed).
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) fn retries() -> u64 {
-    RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+pub(crate) fn retries() -> std::collections::BTreeMap<String, u64> {
+    RETRIES.lock().map(|r| r.clone()).unwrap_or_default()
+}
+
+fn count_retry(what: &dyn Display) {
+    let what = without_password(&what.to_string());
+    if let Ok(mut r) = RETRIES.lock() {
+        *r.entry(what).or_default() += 1;
+    }
+}
+
+/// `scheme://user:secret@host…` → `scheme://user@host…` (every URL in `text`).
+fn without_password(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(['/', ' ', '?']).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Backoff {
@@ -95,7 +126,7 @@ impl Backoff {
                         return Err(GaveUp::Stopped(e));
                     }
                     failures += 1;
-                    RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    count_retry(what);
                     // Reported at once, then every 30th attempt (a server down for an hour
                     // should not fill the log); every attempt at debug level.
                     if failures == 1 || failures.is_multiple_of(30) {
@@ -170,5 +201,15 @@ mod tests {
         });
         assert!(matches!(got, Err(GaveUp::Stopped("down"))));
         assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retries_are_counted_without_passwords() {
+        assert_eq!(
+            without_password("sql sink postgres://app:s3cret@db:5432/x?sslmode=require"),
+            "sql sink postgres://app@db:5432/x?sslmode=require"
+        );
+        assert_eq!(without_password("write-ahead log"), "write-ahead log");
+        assert_eq!(without_password("redis://host:6379"), "redis://host:6379");
     }
 }
