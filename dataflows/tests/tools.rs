@@ -415,3 +415,154 @@ fn feed_kafka_words_give_the_kafka_wordcount_totals() {
     }
     assert_eq!(totals.values().sum::<u64>(), 3000, "{totals:?}");
 }
+
+/// The word counts a job printed as `(word,count)`, per printed batch.
+fn printed_counts(out: &str) -> Vec<u64> {
+    let mut batches = Vec::new();
+    for line in out.lines() {
+        if line.starts_with("Time: ") {
+            batches.push(0);
+        } else if let Some(c) = line
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'))
+            .and_then(|l| l.rsplit_once(','))
+            .and_then(|(_, c)| c.parse::<u64>().ok())
+        {
+            if let Some(last) = batches.last_mut() {
+                *last += c;
+            }
+        }
+    }
+    batches
+}
+
+/// Feeds 200 generated lines (2 000 words) to a socket job with `args`; what it printed by
+/// the time it was stopped.
+fn fed_socket_job(args: &[&str]) -> String {
+    let (mut feed, port) =
+        feed_socket(&["--generate", "wordcount", "--count", "200", "--keep-open"]);
+    let mut cmd = sluice();
+    cmd.args(["run"])
+        .args(args)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--batch", "200ms", "--print", "5000", "--ui", "off"]);
+    let mut job = Proc::spawn(cmd);
+    assert!(wait_until(Duration::from_secs(30), || feed
+        .err()
+        .contains("sent 200 lines")));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    feed.signal("-KILL");
+    let out = job.out.lock().unwrap().clone();
+    out
+}
+
+#[test]
+fn feed_socket_through_every_socket_dataflow() {
+    // Per batch: the batch's words.
+    let counts = printed_counts(&fed_socket_job(&["network-wordcount"]));
+    assert_eq!(counts.iter().sum::<u64>(), 2000, "{counts:?}");
+    // Sliding windows: the window holding every batch with words counts all of them once.
+    let counts = printed_counts(&fed_socket_job(&["windowed-wordcount"]));
+    assert!(counts.contains(&2000), "{counts:?}");
+    // Running totals since the start, with a checkpoint: the last batch holds them all.
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk");
+    let out = fed_socket_job(&["driver-ha-wordcount", "--checkpoint", chk.to_str().unwrap()]);
+    assert_eq!(printed_counts(&out).last(), Some(&2000), "{out}");
+}
+
+#[test]
+fn feed_kafka_through_every_kafka_dataflow() {
+    let broker = broker::Broker::start();
+    broker.create_topic("lines", 1);
+    broker.create_topic("orders", 1);
+    let feed = |topic: &str, kind: &str, count: &str| {
+        let out = run(&[
+            "feed",
+            "kafka",
+            "--brokers",
+            &broker.brokers(),
+            "--topic",
+            topic,
+            "--generate",
+            kind,
+            "--count",
+            count,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    feed("lines", "wordcount", "300");
+    feed("orders", "orders", "100");
+    let job = |args: &[&str]| -> String {
+        let out = sluice()
+            .arg("run")
+            .args(args)
+            .args(["--brokers", &broker.brokers(), "--offset-reset", "earliest"])
+            .args(["--batch", "200ms", "--max-batches", "8", "--ui", "off"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let counts = |out: &str| -> Vec<u64> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("count: ")?.parse().ok())
+            .collect()
+    };
+    let direct = job(&["kafka-direct", "--topics", "lines", "--group", "d"]);
+    assert_eq!(counts(&direct).iter().sum::<u64>(), 300, "{direct}");
+    let dir = tempfile::tempdir().unwrap();
+    let offsets = job(&[
+        "kafka-offsets",
+        "--topics",
+        "lines",
+        "--group",
+        "o",
+        "--store",
+        "checkpoint",
+        "--checkpoint",
+        dir.path().join("chk").to_str().unwrap(),
+    ]);
+    assert_eq!(counts(&offsets).iter().sum::<u64>(), 300, "{offsets}");
+    // 100 records/s per partition at 200 ms batches: 20 a batch.
+    let limited = job(&[
+        "kafka-rate-limit",
+        "--topics",
+        "lines",
+        "--group",
+        "r",
+        "--max-rate-per-partition",
+        "100",
+    ]);
+    assert!(counts(&limited).iter().all(|c| *c == 20), "{limited}");
+    assert_eq!(counts(&limited).len(), 8, "{limited}");
+
+    use mysql::prelude::Queryable;
+    let mut admin =
+        mysql::Conn::new(mysql::Opts::from_url("mysql://root@127.0.0.1:3306/test").unwrap())
+            .unwrap();
+    admin
+        .query_drop("DROP DATABASE IF EXISTS sluice_feed_orders")
+        .unwrap();
+    admin
+        .query_drop("CREATE DATABASE sluice_feed_orders")
+        .unwrap();
+    let url = "mysql://root@127.0.0.1:3306/sluice_feed_orders";
+    let mut c = mysql::Conn::new(mysql::Opts::from_url(url).unwrap()).unwrap();
+    job(&[
+        "kafka-to-mysql",
+        "--topics",
+        "orders",
+        "--group",
+        "m",
+        "--mode",
+        "idempotent",
+        "--url",
+        url,
+    ]);
+    let n: Option<u64> = c
+        .query_first("SELECT COUNT(DISTINCT orderid) FROM myorders")
+        .unwrap();
+    assert_eq!(n, Some(100));
+}
