@@ -69,5 +69,39 @@ for k, name in (("cpu_per_mword", "CPU s per M records (lines)"), ("proc_ms", "p
     off, on = mean(False, k), mean(True, k)
     print(f"| {name} | {off:.3f} | {on:.3f} | {on / off:.3f} |")
 print(f"| peak RSS difference, MiB | | | {mean(True, 'rss_mib') - mean(False, 'rss_mib'):+.1f} |")
+
+# The server's own cost, measured directly: CPU time of the `sluice-webui` thread while a
+# client asks for statistics, batches and /metrics as fast as it can for 10 s.
+p = subprocess.Popen([binary] + args[:-1] + ["--ui", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE, text=True)
+addr = None
+for line in p.stderr:
+    m = re.search(r"web UI at http://([^/]+)/", line)
+    if m:
+        addr = m.group(1)
+        break
+threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
+tick = os.sysconf("SC_CLK_TCK")
+def webui_cpu():
+    total = 0
+    for t in os.listdir(f"/proc/{p.pid}/task"):
+        with open(f"/proc/{p.pid}/task/{t}/stat") as f:
+            x = f.read()
+        if "(sluice-webui)" in x:
+            y = x[x.index(")") + 2:].split()
+            total += int(y[11]) + int(y[12])
+    return total / tick
+time.sleep(3)
+base = f"http://{addr}/api/v1/applications/network-wordcount/streaming"
+before, n, start = webui_cpu(), 0, time.time()
+while time.time() - start < 10:
+    for url in (base + "/statistics", base + "/batches", f"http://{addr}/metrics"):
+        urllib.request.urlopen(url, timeout=2).read()
+        n += 1
+spent = webui_cpu() - before
+p.kill()
+print()
+print(f"server: {n} requests in 10 s took {spent:.2f} CPU s of its thread: {spent / n * 1e6:.0f} µs a request;"
+      f" a page and a scrape every second (3 requests/s) cost {3 * spent / n * 100:.3f} % of a core")
 PY
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
