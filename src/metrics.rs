@@ -103,9 +103,8 @@ pub struct Metrics {
 impl Metrics {
     /// Metrics of a job with batches of `batch`.
     pub fn new(batch: std::time::Duration) -> Self {
-        let mut registry = Registry::with_prefix("sluice");
         let buckets = delay_buckets;
-        let m = Metrics {
+        let mut m = Metrics {
             batches: Counter::default(),
             failed: Counter::default(),
             records: Family::default(),
@@ -125,95 +124,96 @@ impl Metrics {
             retries: Family::default(),
             retries_seen: std::sync::Mutex::new(crate::retry::retries()),
             last_batch: Gauge::default(),
-            registry: Registry::default(),
+            registry: Registry::with_prefix("sluice"),
         };
-        registry.register(
+        m.registry.register(
             "batches_completed",
             "Batches whose outputs all finished",
             m.batches.clone(),
         );
-        registry.register(
+        m.registry.register(
             "batches_failed",
             "Batches an output operation failed for good (the job then stops)",
             m.failed.clone(),
         );
-        registry.register("records", "Records received, per source", m.records.clone());
-        registry.register(
+        m.registry
+            .register("records", "Records received, per source", m.records.clone());
+        m.registry.register(
             "malformed_records",
             "Malformed records set aside (dead letters), per source",
             m.malformed.clone(),
         );
-        registry.register(
+        m.registry.register(
             "partition_records",
             "Records read per source partition (Kafka: offsets)",
             m.partition_records.clone(),
         );
-        registry.register(
+        m.registry.register(
             "partition_lag_records",
             "Records of a partition after what the latest batch read (Kafka consumer lag)",
             m.partition_lag.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "scheduling_delay",
             "From a batch being due to its processing starting",
             Unit::Seconds,
             m.scheduling.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "processing_time",
             "From a batch's processing starting to every output having finished",
             Unit::Seconds,
             m.processing.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "total_delay",
             "From a batch being due to every output having finished",
             Unit::Seconds,
             m.total.clone(),
         );
-        registry.register(
+        m.registry.register(
             "state_keys",
             "Keys with state, per stateful operator",
             m.state_keys.clone(),
         );
-        registry.register(
+        m.registry.register(
             "state_bytes",
             "Approximate bytes of state, per stateful operator",
             m.state_bytes.clone(),
         );
-        registry.register(
+        m.registry.register(
             "snapshot_writes",
             "State snapshots written after a batch, per stateful operator",
             m.snapshot_writes.clone(),
         );
-        registry.register(
+        m.registry.register(
             "snapshot_write_failures",
             "Workers' snapshot parts that could not be written, per stateful operator",
             m.snapshot_failures.clone(),
         );
-        registry.register(
+        m.registry.register(
             "snapshot_bytes",
             "Bytes of state snapshots written, per stateful operator",
             m.snapshot_bytes.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "snapshot_write",
             "Time spent writing a batch's snapshots (summed over operators and workers)",
             Unit::Seconds,
             m.snapshot_seconds.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "output_operation",
             "From a batch's processing start until an output operation finished it",
             Unit::Seconds,
             m.outputs.clone(),
         );
-        registry.register(
+        m.registry.register(
             "retries",
             "Transient failures retried, per sink, offset store or source",
             m.retries.clone(),
         );
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "last_completed_batch_timestamp",
             "The time of the latest completed batch, since the Unix epoch",
             Unit::Seconds,
@@ -221,13 +221,13 @@ impl Metrics {
         );
         let interval: Gauge<f64, AtomicU64> = Gauge::default();
         interval.set(batch.as_secs_f64());
-        registry.register_with_unit(
+        m.registry.register_with_unit(
             "batch_interval",
             "The batch interval",
             Unit::Seconds,
             interval,
         );
-        Metrics { registry, ..m }
+        m
     }
 
     /// The metrics in Prometheus's text format (OpenMetrics 1.0, which Prometheus scrapes).

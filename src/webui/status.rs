@@ -313,21 +313,41 @@ impl Status {
     pub fn batches(&self) -> Vec<BatchJson> {
         let inner = self.lock();
         let active = inner.active.keys().rev().map(|t| self.pending(*t));
-        let failed = inner.failed.iter().map(|(t, output, reason)| BatchJson {
-            status: "FAILED".into(),
-            num_failed_output_ops: 1,
-            first_failure_reason: Some(format!("{output}: {reason}")),
-            ..self.pending(*t)
-        });
+        let failed = inner
+            .failed
+            .iter()
+            .map(|(t, output, reason)| self.failed(*t, output, reason));
         failed
             .chain(active)
             .chain(inner.batches.iter().rev().map(|b| self.json(b)))
             .collect()
     }
 
-    /// One retained batch by its time (Spark's batch id): completed, failed or in progress.
+    /// One retained batch by its time (Spark's batch id): failed, in progress or completed,
+    /// in the order [`batches`](Status::batches) lists them; only that one is rendered.
     pub fn batch(&self, batch_ms: u64) -> Option<BatchJson> {
-        self.batches().into_iter().find(|b| b.batch_id == batch_ms)
+        let inner = self.lock();
+        if let Some((t, output, reason)) = inner.failed.iter().find(|f| f.0 == batch_ms) {
+            return Some(self.failed(*t, output, reason));
+        }
+        if inner.active.contains_key(&batch_ms) {
+            return Some(self.pending(batch_ms));
+        }
+        inner
+            .batches
+            .iter()
+            .find(|b| b.batch_time.millis() == batch_ms)
+            .map(|b| self.json(b))
+    }
+
+    /// A batch an output failed: status `FAILED`, with the output and the reason.
+    fn failed(&self, t: u64, output: &str, reason: &str) -> BatchJson {
+        BatchJson {
+            status: "FAILED".into(),
+            num_failed_output_ops: 1,
+            first_failure_reason: Some(format!("{output}: {reason}")),
+            ..self.pending(t)
+        }
     }
 
     /// A batch that has not completed: status `PROCESSING`, nothing measured yet.

@@ -4,19 +4,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::common::{sluice, wait_until, Proc};
+use crate::common::{free_port, sluice, wait_until, Proc};
 
 pub const LINES: u64 = 3000;
 
 /// A `stateful-wordcount` fed `LINES` generated lines by `sluice feed socket`, with its web UI
 /// on a free port; the feed, the job and the UI's address once every line is counted.
 pub fn running_job(extra: &[&str]) -> (Proc, Proc, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = free_port().to_string();
     let mut feed = sluice();
     feed.args(["feed", "socket", "--port", &port, "--generate", "wordcount"])
         .args([
