@@ -134,6 +134,20 @@ pub enum SluiceError {
         /// What to do about it.
         fix: String,
     },
+    /// A file system or object store (a local directory, S3, HDFS) refused or failed a
+    /// request: a missing bucket or directory and wrong credentials are configuration mistakes
+    /// (`user_error`), a server that went away is the world's.
+    #[error("{location}: {action}: {source}{}", if *user_error { "" } else { " (the store failed; sluice retried with backoff before giving up)" })]
+    Store {
+        /// The directory or object store (`s3://bucket/prefix`).
+        location: String,
+        /// What was being done ("cannot list", "cannot read …").
+        action: String,
+        /// Whether the configuration is wrong (credentials, a missing bucket or directory).
+        user_error: bool,
+        /// The store's error.
+        source: BoxError,
+    },
     /// The context was used in a way its lifecycle does not allow.
     #[error("{0}")]
     Lifecycle(String),
@@ -153,6 +167,7 @@ impl SluiceError {
     pub fn is_user_error(&self) -> bool {
         match self {
             SluiceError::Io { source, .. } => is_path_mistake(source),
+            SluiceError::Store { user_error, .. } => *user_error,
             _ => matches!(
                 self,
                 SluiceError::InvalidBatchInterval { .. }

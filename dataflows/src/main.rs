@@ -16,6 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod blacklist_filter;
 mod common;
 mod driver_ha_wordcount;
+mod file_wordcount;
 mod kafka_direct;
 mod kafka_etl;
 mod kafka_offsets;
@@ -93,6 +94,8 @@ macro_rules! dataflows {
 dataflows! {
     /// Word count per batch of lines from a socket (course §2.2); generated words without --host.
     NetworkWordcount(network_wordcount::Args),
+    /// Word count per batch of the new files in a directory: local, S3 or HDFS (course §3).
+    FileWordcount(file_wordcount::Args),
     /// Drop access-log lines whose IP is on a blacklist file, re-read on change (course §5.2).
     BlacklistFilter(blacklist_filter::Args),
     /// Running word totals since the start, updateStateByKey (course §5.3).

@@ -212,6 +212,45 @@ impl<'s> Job<'s> {
         crate::source::kafka::DirectStream::new(self.source(reader))
     }
 
+    /// The lines of the files that appear in `dir` (Spark's `textFileStream`): a local
+    /// directory, `s3://bucket/prefix` or `hdfs://namenode:port/dir`; see
+    /// [`source::file`](crate::source::file) for what a batch picks and when a file counts as
+    /// complete.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::source::file::{FileCompletion, FileStreamOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().to_str().unwrap().to_owned();
+    /// let config = sluice::StreamingConfig::new(Duration::from_millis(50))?.max_batches(40);
+    /// let out = sluice::CollectedBatches::new();
+    /// let o = out.clone();
+    /// let writer = dir.path().to_owned();
+    /// std::thread::spawn(move || { std::thread::sleep(Duration::from_millis(300)); std::fs::write(writer.join("a.txt"), "hello\nworld\n").unwrap(); });
+    /// let options = FileStreamOptions::default().completion(FileCompletion::Visible);
+    /// sluice::StreamingContext::new(config).run(move |job| job.file_stream(&path, options.clone()).collect_into(&o))?;
+    /// assert_eq!(out.values().concat(), ["hello", "world"]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    #[cfg(feature = "files")]
+    pub fn text_file_stream(&mut self, dir: &str) -> DStream<'s, String> {
+        self.file_stream(dir, crate::source::file::FileStreamOptions::default())
+    }
+
+    /// [`text_file_stream`](Job::text_file_stream) with options: a path filter and
+    /// `new_files_only` (Spark's `fileStream(dir, filter, newFilesOnly)`), a glob, nested
+    /// directories, the completion rule, a rate limit, dead letters.
+    #[cfg(feature = "files")]
+    pub fn file_stream(
+        &mut self,
+        dir: &str,
+        options: crate::source::file::FileStreamOptions,
+    ) -> DStream<'s, String> {
+        crate::source::file::file_stream(self, dir, options)
+    }
+
     /// Random words at a set rate, as text lines (for demos and benchmarks).
     ///
     /// # Examples

@@ -20,6 +20,8 @@ use crate::listener::SourceInput;
 use crate::time::Time;
 
 pub mod dead_letter;
+#[cfg(feature = "files")]
+pub mod file;
 pub mod generator;
 #[cfg(feature = "kafka")]
 pub mod kafka;

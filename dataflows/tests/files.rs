@@ -1,0 +1,478 @@
+//! `sluice run file-wordcount` on real directories: files renamed in, written slowly, copied,
+//! moved in with an old time, compressed, and arriving while batches run; a SIGKILL and
+//! restart with a checkpoint; the same job on a real S3-protocol server (moto), with objects
+//! by the thousand, a multipart upload in progress, and wrong credentials.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{free_port, sluice, wait_until, Proc};
+
+/// The word counts of every batch printed in `stdout`: batch time → (word → count).
+fn batches(stdout: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {
+    let mut out: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut current = None;
+    for line in stdout.lines() {
+        if let Some(t) = line
+            .strip_prefix("Time: ")
+            .and_then(|l| l.strip_suffix(" ms"))
+        {
+            current = t.parse().ok();
+            if let Some(t) = current {
+                out.entry(t).or_default();
+            }
+        } else if let (Some(t), Some(inner)) = (
+            current,
+            line.strip_prefix('(').and_then(|l| l.strip_suffix(')')),
+        ) {
+            if let Some((w, n)) = inner.rsplit_once(',') {
+                if let Ok(n) = n.parse::<u64>() {
+                    out.entry(t).or_default().insert(w.to_owned(), n);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn totals(batches: &BTreeMap<u64, BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+    let mut t = BTreeMap::new();
+    for words in batches.values() {
+        for (w, n) in words {
+            *t.entry(w.clone()).or_default() += n;
+        }
+    }
+    t
+}
+
+fn expect(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(w, n)| (w.to_string(), *n)).collect()
+}
+
+fn words(word: &str, n: usize) -> String {
+    let mut s = vec![word; n].join(" ");
+    s.push('\n');
+    s
+}
+
+fn file_job(dir: &str, extra: &[&str]) -> Proc {
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "file-wordcount",
+        "--dir",
+        dir,
+        "--batch",
+        "200ms",
+        "--print",
+        "100000",
+        "--ui",
+        "off",
+    ])
+    .args(extra);
+    Proc::spawn(cmd)
+}
+
+/// Waits for the job's first batch (it has listed the directory once).
+fn started(job: &Proc) {
+    assert!(
+        wait_until(Duration::from_secs(30), || job
+            .out
+            .lock()
+            .unwrap()
+            .contains("Time: ")),
+        "no batch within 30 s: {}",
+        job.err()
+    );
+}
+
+fn wait_for_totals(job: &Proc, want: &BTreeMap<String, u64>, within: Duration) -> bool {
+    wait_until(within, || {
+        &totals(&batches(&job.out.lock().unwrap())) == want
+    })
+}
+
+#[test]
+fn local_files_are_read_once_when_complete_however_they_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("before.txt"), words("old", 2)).unwrap();
+    let mut job = file_job(d.to_str().unwrap(), &[]);
+    started(&job);
+
+    // Written under a hidden name, then renamed in (the atomic way).
+    std::fs::write(d.join(".incoming-a"), words("alpha", 2)).unwrap();
+    std::fs::rename(d.join(".incoming-a"), d.join("a.txt")).unwrap();
+    // Moved in from elsewhere with a modification time of 2001 (Spark skips such a file).
+    let c = outside.path().join("c.txt");
+    std::fs::write(&c, words("gamma", 3)).unwrap();
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&c)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::fs::rename(&c, d.join("c.txt")).unwrap();
+    // Copied in.
+    let src = outside.path().join("d-src.txt");
+    std::fs::write(&src, words("delta", 2)).unwrap();
+    std::fs::copy(&src, d.join("d.txt")).unwrap();
+    // Compressed.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(words("epsilon", 4).as_bytes()).unwrap();
+    std::fs::write(d.join("e.txt.gz"), gz.finish().unwrap()).unwrap();
+    // Written slowly, in place: 5 pieces 400 ms apart (several batches), each piece shorter
+    // than the 1 s quiet time. Never read in part.
+    let mut slow = std::fs::File::create(d.join("b.txt")).unwrap();
+    for _ in 0..5 {
+        slow.write_all(words("beta", 20).as_bytes()).unwrap();
+        slow.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    drop(slow);
+    // Many small files while batches run.
+    for i in 0..50 {
+        std::fs::write(d.join(format!("f{i:02}.txt")), words("zeta", 1)).unwrap();
+        if i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    let want = expect(&[
+        ("alpha", 2),
+        ("beta", 100),
+        ("delta", 2),
+        ("epsilon", 4),
+        ("gamma", 3),
+        ("zeta", 50),
+    ]);
+    let arrived = wait_for_totals(&job, &want, Duration::from_secs(30));
+    // A few more batches: nothing is read twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    let out = job.out.lock().unwrap().clone();
+    let got = batches(&out);
+    assert!(
+        arrived,
+        "totals never matched: {:?}\n{}",
+        totals(&got),
+        job.err()
+    );
+    assert_eq!(totals(&got), want, "{}", job.err());
+    let beta: Vec<u64> = got
+        .values()
+        .filter_map(|w| w.get("beta").copied())
+        .collect();
+    assert_eq!(beta, [100], "the slow file was read in one piece");
+}
+
+#[test]
+fn marker_files_gate_a_file_and_globs_choose_among_nested_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("2026/12")).unwrap();
+    let mut job = file_job(
+        d.to_str().unwrap(),
+        &["--complete-when", "marker:.done", "--glob", "**/*.log"],
+    );
+    started(&job);
+    std::fs::write(d.join("2026/12/a.log"), words("gated", 3)).unwrap();
+    std::fs::write(d.join("2026/12/skip.txt"), words("skipped", 1)).unwrap();
+    std::fs::write(d.join("2026/12/skip.txt.done"), "").unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        totals(&batches(&job.out.lock().unwrap())).is_empty(),
+        "read before its marker"
+    );
+    std::fs::write(d.join("2026/12/a.log.done"), "").unwrap();
+    let want = expect(&[("gated", 3)]);
+    let arrived = wait_for_totals(&job, &want, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    assert!(arrived, "{}", job.err());
+    assert_eq!(totals(&batches(&job.out.lock().unwrap())), want);
+}
+
+#[test]
+fn a_restart_after_sigkill_reads_every_file_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let args = [
+        "--checkpoint",
+        ck.path().to_str().unwrap(),
+        "--checkpoint-interval",
+        "1s",
+        "--complete-when",
+        "visible",
+    ];
+    let mut runs = Vec::new();
+    let mut job = file_job(d.to_str().unwrap(), &args);
+    started(&job);
+    // Files arrive all along, by atomic rename, each with a word of its own.
+    let writer_dir = d.clone();
+    let writer = std::thread::spawn(move || {
+        for i in 0..120u64 {
+            let tmp = writer_dir.join(format!(".w{i}"));
+            std::fs::write(&tmp, words(&format!("w{i}"), (i % 4 + 1) as usize)).unwrap();
+            std::fs::rename(&tmp, writer_dir.join(format!("w{i:03}.txt"))).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    job.signal("-KILL");
+    runs.push(job.out.lock().unwrap().clone());
+    let mut job = file_job(d.to_str().unwrap(), &args);
+    writer.join().unwrap();
+    let want: BTreeMap<String, u64> = (0..120u64).map(|i| (format!("w{i}"), i % 4 + 1)).collect();
+    // A batch printed by both runs (printed, then killed before it was committed) has the
+    // same content in both: its plan was replayed.
+    let merged = |runs: &[String]| {
+        let mut all: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
+        for run in runs {
+            for (t, w) in batches(run) {
+                if let Some(before) = all.get(&t) {
+                    if !w.is_empty() || !before.is_empty() {
+                        assert_eq!(before, &w, "batch {t} differs between runs");
+                    }
+                }
+                all.insert(t, w);
+            }
+        }
+        all
+    };
+    let done = wait_until(Duration::from_secs(40), || {
+        let mut r = runs.clone();
+        r.push(job.out.lock().unwrap().clone());
+        totals(&merged(&r)) == want
+    });
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    runs.push(job.out.lock().unwrap().clone());
+    let got = totals(&merged(&runs));
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|(w, n)| got.get(*w) != Some(n))
+        .collect();
+    assert!(
+        done,
+        "wrong or missing: {missing:?}\n{}\n--- first run:\n{}",
+        job.err(),
+        runs[0]
+    );
+    assert_eq!(got, want, "every file exactly once across the crash");
+}
+
+#[test]
+fn directories_that_cannot_be_watched_are_configuration_mistakes() {
+    for (dir, says) in [
+        ("/no/such/directory", "/no/such/directory"),
+        ("gopher://host/dir", "gopher://"),
+        ("hdfs://127.0.0.1:1/in", "hdfs"),
+    ] {
+        let out = common::run(&[
+            "run",
+            "file-wordcount",
+            "--dir",
+            dir,
+            "--max-batches",
+            "2",
+            "--ui",
+            "off",
+        ]);
+        let err = common::text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{dir}: {err}");
+        assert!(err.contains(says), "{dir}: {err}");
+    }
+    let out = common::run(&[
+        "run",
+        "file-wordcount",
+        "--dir",
+        "/tmp",
+        "--complete-when",
+        "soon",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(common::text(&out.stderr).contains("quiet:DURATION"));
+}
+
+/// A moto S3 server on a free port, stopped when dropped.
+struct S3Server {
+    proc: Proc,
+    port: u16,
+}
+
+impl S3Server {
+    fn start(authenticate: bool) -> S3Server {
+        let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/moto/bin/moto_server");
+        assert!(
+            server.exists(),
+            "no S3 server at {}: run scripts/s3-server.sh install (scripts/test.sh does)",
+            server.display()
+        );
+        let port = free_port();
+        let mut cmd = std::process::Command::new(server);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if authenticate {
+            // Every request is checked against moto's IAM, where no key exists.
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let proc = Proc::spawn(cmd);
+        assert!(
+            wait_until(Duration::from_secs(30), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "moto did not start: {}",
+            proc.err()
+        );
+        S3Server { proc, port }
+    }
+
+    fn env(&self, cmd: &mut std::process::Command) {
+        for (k, v) in self.vars() {
+            cmd.env(k, v);
+        }
+    }
+
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "sluice-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "sluice-test-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// A bucket, by a plain path-style `PUT /bucket` (moto accepts it unsigned).
+    fn create_bucket(&self, bucket: &str) {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+
+    /// The object store client of the tests, as the job's (same variables).
+    fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        let mut b = object_store::aws::AmazonS3Builder::new().with_bucket_name(bucket);
+        for (k, v) in self.vars() {
+            b = b.with_config(k.to_lowercase().parse().unwrap(), v);
+        }
+        b.build().unwrap()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.proc.send("-KILL");
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn s3_objects_are_read_once_multipart_uploads_only_when_complete() {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let s3 = S3Server::start(false);
+    s3.create_bucket("inbox");
+    let store = s3.store("inbox");
+    let put = |key: &str, body: String| {
+        block_on(store.put(&key.into(), PutPayload::from(body.into_bytes()))).unwrap();
+    };
+    put("logs/before.txt", words("old", 1));
+    put("elsewhere/x.txt", words("outside", 1));
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "file-wordcount",
+        "--dir",
+        "s3://inbox/logs",
+        "--batch",
+        "300ms",
+        "--print",
+        "100000",
+        "--ui",
+        "off",
+    ]);
+    s3.env(&mut cmd);
+    let mut job = Proc::spawn(cmd);
+    started(&job);
+    // More objects than one listing page (1 000) holds.
+    for i in 0..1200 {
+        put(&format!("logs/o{i:04}.txt"), words("many", 1));
+    }
+    // A multipart upload, begun and not completed: invisible to listings.
+    let mut upload = block_on(store.put_multipart(&"logs/big.txt".into())).unwrap();
+    let part = words("big", 1).repeat(300_000); // 1.2 MB, one (last) part
+    block_on(upload.put_part(PutPayload::from(part.clone().into_bytes()))).unwrap();
+    let want = expect(&[("many", 1200)]);
+    let arrived = wait_for_totals(&job, &want, Duration::from_secs(60));
+    assert!(
+        arrived,
+        "{:?}\n{}",
+        totals(&batches(&job.out.lock().unwrap())),
+        job.err()
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        totals(&batches(&job.out.lock().unwrap())),
+        want,
+        "an upload in progress was read"
+    );
+    block_on(upload.complete()).unwrap();
+    let want = expect(&[("big", 300_000), ("many", 1200)]);
+    let arrived = wait_for_totals(&job, &want, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    assert!(arrived, "{}", job.err());
+    assert_eq!(totals(&batches(&job.out.lock().unwrap())), want);
+}
+
+#[test]
+fn wrong_s3_credentials_are_refused_with_the_location() {
+    let s3 = S3Server::start(true);
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "file-wordcount",
+        "--dir",
+        "s3://inbox/logs",
+        "--batch",
+        "200ms",
+        "--max-batches",
+        "20",
+        "--ui",
+        "off",
+    ]);
+    s3.env(&mut cmd);
+    let mut job = Proc::spawn(cmd);
+    let code = job.wait();
+    let err = job.err();
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("s3://inbox/logs") && err.contains("cannot list"),
+        "{err}"
+    );
+}
