@@ -59,6 +59,8 @@ pub(crate) mod retry;
 pub(crate) mod runtime;
 pub mod sink;
 pub mod source;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "files")]
 pub mod storage;
 pub mod table;

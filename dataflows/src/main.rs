@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod blacklist_filter;
+mod category_top3;
 mod common;
 mod driver_ha_wordcount;
 mod file_wordcount;
@@ -102,6 +103,8 @@ dataflows! {
     StatefulWordcount(stateful_wordcount::Args),
     /// Word counts over a sliding window, reduceByKeyAndWindow (course §5.4).
     WindowedWordcount(windowed_wordcount::Args),
+    /// Running sales per brand, top 3 brands per category with SQL's row_number() (course §6).
+    CategoryTop3(category_top3::Args),
     /// Kafka direct stream: offset ranges and count of every batch (course §4.2.2).
     KafkaDirect(kafka_direct::Args),
     /// Kafka direct stream with offsets kept in a store of your choice; resumes (course §4.2.2).

@@ -1,0 +1,117 @@
+//! `sluice run category-top3` on real socket input: the last table it shows is the top three
+//! brands per category of everything sent (a naive model), printed as Spark's `show()` does;
+//! malformed lines are counted and kept in the dead-letter file.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use common::{sluice, wait_until, Proc};
+
+/// The tables `show()` printed: each a list of rows of cells.
+fn tables(stdout: &str) -> Vec<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    let mut current: Option<Vec<Vec<String>>> = None;
+    let mut borders = 0;
+    for line in stdout.lines() {
+        if line.starts_with("+-") {
+            borders += 1;
+            if borders == 1 {
+                current = Some(Vec::new());
+            } else if borders == 3 {
+                out.extend(current.take());
+                borders = 0;
+            }
+        } else if let (Some(t), Some(inner)) = (current.as_mut(), line.strip_prefix('|')) {
+            if borders == 2 {
+                t.push(
+                    inner
+                        .trim_end_matches('|')
+                        .split('|')
+                        .map(|c| c.trim().to_owned())
+                        .collect(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn category_top3_shows_the_top_three_brands_of_each_category() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.txt");
+    // 600 sales of 12 brands in 3 categories, and 3 malformed lines.
+    let mut lines = Vec::new();
+    let mut model: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for i in 0..600u64 {
+        let brand = format!("brand{}", (i * 7 + i / 5) % 12);
+        let category = format!("cat{}", (i * 7 + i / 5) % 12 % 3);
+        *model.entry((category.clone(), brand.clone())).or_default() += 1;
+        lines.push(format!("{i} {brand} {category}"));
+    }
+    lines.insert(10, "only two".into());
+    lines.insert(300, "one two three four".into());
+    lines.push("".into());
+    let text = lines.join("\n") + "\n";
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        for chunk in text.as_bytes().chunks(2000) {
+            s.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "category-top3",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--batch",
+        "200ms",
+        "--ui",
+        "off",
+        "--dead-letter",
+        dead.to_str().unwrap(),
+    ]);
+    let mut job = Proc::spawn(cmd);
+    // The model's top three per category, ties by brand.
+    let mut by: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    for ((c, b), n) in &model {
+        by.entry(c.clone()).or_default().push((*n, b.clone()));
+    }
+    let mut want = Vec::new();
+    for (c, mut v) in by {
+        v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (rank, (n, b)) in v.into_iter().take(3).enumerate() {
+            want.push(vec![c.clone(), b, n.to_string(), (rank + 1).to_string()]);
+        }
+    }
+    let done = wait_until(Duration::from_secs(40), || {
+        tables(&job.out.lock().unwrap()).last() == Some(&want)
+    });
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    let out = job.out.lock().unwrap().clone();
+    assert!(
+        done,
+        "last table: {:?}\nwant {want:?}\n{}",
+        tables(&out).last(),
+        job.err()
+    );
+    let header = "|category| brand|sales|rank|";
+    assert!(out.contains(header), "{out}");
+    let dead = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(dead.lines().count(), 3, "{dead}");
+    assert!(
+        dead.contains("only two") && dead.contains("one two three four"),
+        "{dead}"
+    );
+    drop(server);
+}
