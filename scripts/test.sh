@@ -12,8 +12,9 @@ command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustu
 
 scripts/build-deps.sh
 # A real Kafka-protocol broker for the Kafka tests (each test starts its own instance), and
-# the servers behind the offset stores.
+# the servers behind the offset stores; an S3-protocol server (moto) for the directory streams.
 scripts/kafka-broker.sh install
+scripts/s3-server.sh install
 scripts/services.sh
 
 cargo test --locked --workspace "$@"

@@ -365,6 +365,51 @@ fn feed_socket_access_log_through_the_blacklist_filter() {
 }
 
 #[test]
+fn feed_socket_sales_through_category_top3() {
+    let (mut feed, port) = feed_socket(&["--generate", "sales", "--count", "2000", "--keep-open"]);
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "category-top3",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--batch",
+        "200ms",
+        "--ui",
+        "off",
+        "--show",
+        "100",
+    ]);
+    let mut job = Proc::spawn(cmd);
+    assert!(wait_until(Duration::from_secs(30), || feed
+        .err()
+        .contains("sent 2000 lines")));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    feed.signal("-KILL");
+    let out = job.out.lock().unwrap().clone();
+    // The last table: three brands for each of the 20 categories, ranks 1 to 3.
+    let lines: Vec<&str> = out.lines().collect();
+    let header = lines
+        .iter()
+        .rposition(|l| l.ends_with("|rank|"))
+        .unwrap_or(0);
+    let rows: Vec<&str> = lines[header + 1..]
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(rows.len(), 60, "{out}");
+    assert!(
+        rows.iter()
+            .all(|r| r.ends_with("|   1|") || r.ends_with("|   2|") || r.ends_with("|   3|")),
+        "{out}"
+    );
+}
+
+#[test]
 fn feed_kafka_words_give_the_kafka_wordcount_totals() {
     let broker = broker::Broker::start();
     broker.create_topic("words", 2);

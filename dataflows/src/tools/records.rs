@@ -14,6 +14,8 @@ pub enum Kind {
     Etl,
     /// `ip##time##request##status##bytes` access-log lines (`blacklist-filter`).
     AccessLog,
+    /// `id brand category` sales of 1 000 brands in 20 categories (`category-top3`).
+    Sales,
 }
 
 /// An endless, seeded stream of records of one [`Kind`].
@@ -44,6 +46,10 @@ impl Generator {
                 words.join(" ")
             }
             Kind::Orders => format!("name{n},{n}"),
+            Kind::Sales => {
+                let brand = self.rng.random_range(0..1000u32);
+                format!("{n} brand{brand} category{}", brand % 20)
+            }
             Kind::Etl => {
                 if n % 50 == 49 {
                     return format!("malformed record {n}");
