@@ -6,7 +6,15 @@
 //   mapwithstate <batches> mapWithState, same input
 //   window <batches>       reduceByKeyAndWindow, 60 s window, 1 s slide, 1 000 000 words per batch
 //   windowinv <batches>    the same with an inverse function
+//   sql <batches>          the course's StreamingIntegerationSQL (§6): 100 000 sales lines per batch
+//                          (`id brand<k> category<k % 20>`, 1 000 brands), updateStateByKey,
+//                          then the top-3 SQL with row_number() and show() on every batch
 import java.util.*;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.StructType;
 import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.*;
 import org.apache.spark.api.java.Optional;
@@ -46,7 +54,45 @@ public class SluiceCompare {
             @Override public void onOutputOperationStarted(StreamingListenerOutputOperationStarted e) {}
             @Override public void onOutputOperationCompleted(StreamingListenerOutputOperationCompleted e) {}
         });
-        if (mode.equals("state") || mode.equals("mapwithstate")) {
+        if (mode.equals("sql")) {
+            SparkSession spark = SparkSession.builder().config(ssc.sparkContext().getConf()).getOrCreate();
+            JavaRDD<Integer> slices = ssc.sparkContext().parallelize(Arrays.asList(0, 1), 2);
+            JavaRDD<String> lines = slices.flatMap(p -> {
+                Random r = new Random();
+                List<String> out = new ArrayList<>(50_000);
+                for (int i = 0; i < 50_000; i++) {
+                    int k = r.nextInt(1000);
+                    out.add(i + " brand" + k + " category" + (k % 20));
+                }
+                return out.iterator();
+            });
+            JavaDStream<String> stream = new JavaDStream<>(
+                new ConstantInputDStream<>(ssc.ssc(), lines.rdd(), scala.reflect.ClassTag$.MODULE$.apply(String.class)),
+                scala.reflect.ClassTag$.MODULE$.apply(String.class));
+            JavaPairDStream<String, Integer> pairs = stream.mapToPair(line -> {
+                String[] f = line.split("\\s+");
+                return f.length != 3 ? new Tuple2<>("", -1) : new Tuple2<>(f[2] + "_" + f[1], 1);
+            }).filter(t -> t._2() != -1);
+            JavaPairDStream<String, Integer> usb = pairs.updateStateByKey((List<Integer> vs, Optional<Integer> old) -> {
+                int sum = old.orElse(0);
+                for (int v : vs) sum += v;
+                return Optional.of(sum);
+            });
+            StructType schema = new StructType().add("category", "string").add("brand", "string").add("sales", "int");
+            usb.foreachRDD((rdd, time) -> {
+                if (!rdd.isEmpty()) {
+                    JavaRDD<Row> rows = rdd.map(t -> {
+                        int i = t._1().indexOf("_");
+                        return RowFactory.create(t._1().substring(0, i), t._1().substring(i + 1), t._2());
+                    });
+                    Dataset<Row> df = spark.createDataFrame(rows, schema);
+                    df.createOrReplaceTempView("tmp_category_brand_sales");
+                    spark.sql("select t.category, t.brand, t.sales, t.rank from (select category, brand, sales, "
+                        + "row_number() over (partition by category order by sales desc, brand) as rank "
+                        + "from tmp_category_brand_sales) t where t.rank < 4 order by t.category, t.rank").show();
+                }
+            });
+        } else if (mode.equals("state") || mode.equals("mapwithstate")) {
             Queue<JavaRDD<Tuple2<Long, Long>>> queue = new LinkedList<>();
             List<Tuple2<Long, Long>> all = new ArrayList<>(KEYS);
             for (long k = 0; k < KEYS; k++) all.add(new Tuple2<>(k, 1L));

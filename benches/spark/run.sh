@@ -3,10 +3,14 @@
 # windowed DStreams, measurement (c)). Installs the pyspark wheel (Spark's jars) into the
 # git-ignored .tools/ folder, compiles SluiceCompare.java against them with javac (Java 17) and
 # submits each scenario with spark-submit in local[2] mode; prints a table like the sluice
-# benchmark's. Usage: benches/spark/run.sh [batches]   (default 25; about 1 minute per scenario)
+# benchmark's. Usage: benches/spark/run.sh [batches [modes…]]   (default 25 batches; modes
+# state mapwithstate window windowinv, or `sql` for benches/category_top3.rs; about 1 minute
+# per scenario)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 batches="${1:-25}"
+shift || true
+modes="${*:-state mapwithstate window windowinv}"
 venv=.tools/spark-venv
 if [ ! -x "$venv/bin/spark-submit" ] && ! ls "$venv"/lib/python*/site-packages/pyspark/bin/spark-submit >/dev/null 2>&1; then
     python3 -m venv "$venv"
@@ -26,7 +30,7 @@ summarize() { # label, skip (warm-up batches): p50 and max processing time of th
 }
 echo "| Spark Streaming 4.3 local[2], 1 s batches | p50 processing | max processing | batches measured |"
 echo "|---|---|---|---|"
-for mode in state mapwithstate window windowinv; do
+for mode in $modes; do
     skip=1; [ "${mode#window}" != "$mode" ] && skip=$(( batches > 70 ? 60 : 2 ))
     "$spark_home/bin/spark-submit" --class SluiceCompare --driver-memory 4g "$build/sluice-compare.jar" "$mode" "$batches" \
         2>"$build/$mode.err" | tee "$build/$mode.out" | summarize "$mode" "$skip"

@@ -22,6 +22,7 @@ mod kafka_direct;
 mod kafka_etl;
 mod kafka_offsets;
 mod kafka_rate_limit;
+mod kafka_receiver;
 mod kafka_to_sql;
 mod kafka_wordcount;
 mod logging;
@@ -107,6 +108,8 @@ dataflows! {
     CategoryTop3(category_top3::Args),
     /// Kafka direct stream: offset ranges and count of every batch (course §4.2.2).
     KafkaDirect(kafka_direct::Args),
+    /// Receiver-based Kafka stream with a write-ahead log: word count per batch (course §4.2.1).
+    KafkaReceiver(kafka_receiver::Args),
     /// Kafka direct stream with offsets kept in a store of your choice; resumes (course §4.2.2).
     KafkaOffsets(kafka_offsets::Args),
     /// Kafka direct stream with a rate limit per partition (course §4.3.2).

@@ -150,42 +150,98 @@ impl<'s> Job<'s> {
         port: u16,
         options: SocketOptions,
     ) -> DStream<'s, String> {
+        let receiver = self.ctx.info.index == 0;
+        let wal_dir = self.receiver_wal(
+            &format!("socket {host}:{port}"),
+            &format!("{host}_{port}"),
+            options.write_ahead_log,
+        );
+        let reader = SocketReader::new(host, port, options, receiver, wal_dir);
+        self.source(reader)
+    }
+
+    /// Where a receiver's write-ahead log goes (`None`: no log), by the option and whether the
+    /// job has a checkpoint.
+    fn receiver_wal(
+        &self,
+        what: &str,
+        folder: &str,
+        option: crate::source::WriteAheadLog,
+    ) -> Option<std::path::PathBuf> {
         use crate::source::WriteAheadLog;
         let checkpointed = self.ctx.runtime.checkpointed();
         let receiver = self.ctx.info.index == 0;
-        let wal = match options.write_ahead_log {
+        let wal = match option {
             WriteAheadLog::On => true,
             WriteAheadLog::WhenCheckpointed => checkpointed,
             WriteAheadLog::Off => {
                 if checkpointed && receiver {
                     tracing::warn!(
-                        "socket {host}:{port}: the write-ahead log is off in a checkpointed job: lines received but not yet in a finished batch are lost if the job crashes (turn it on, or leave `--no-wal` out)"
+                        "{what}: the write-ahead log is off in a checkpointed job: records received but not yet in a finished batch are lost if the job crashes (turn it on, or leave `--no-wal` out)"
                     );
                 }
                 false
             }
         };
-        let wal_dir = if wal {
-            let dir = self
-                .ctx
-                .runtime
-                .checkpoint_folder("receiver", &format!("{host}_{port}"));
-            if dir.is_none() {
-                self.ctx
-                    .fail_build(crate::error::SluiceError::InvalidConfig {
-                        problem:
-                            "the socket receiver's write-ahead log needs a checkpoint directory"
-                                .into(),
-                        fix: "add `.checkpoint(dir)` to the configuration (`--checkpoint DIR`)"
-                            .into(),
-                    });
+        if !wal {
+            return None;
+        }
+        let dir = self.ctx.runtime.checkpoint_folder("receiver", folder);
+        if dir.is_none() {
+            self.ctx
+                .fail_build(crate::error::SluiceError::InvalidConfig {
+                    problem: format!(
+                        "{what}: the receiver's write-ahead log needs a checkpoint directory"
+                    ),
+                    fix: "add `.checkpoint(dir)` to the configuration (`--checkpoint DIR`)".into(),
+                });
+        }
+        dir
+    }
+
+    /// The receiver-based Kafka stream (Spark's `KafkaUtils.createStream(...).map(_._2)`, the
+    /// course's §4.2.1): the values of the records of `config`'s topics, received by a consumer
+    /// on worker 0 and cut into one partition per block interval. With a checkpoint, every
+    /// record is in the receiver's write-ahead log, with the offsets after it, before a batch
+    /// can take it, so a crash loses nothing and reads nothing twice (see
+    /// [`source::kafka`](crate::source::kafka)'s receiver). `options` are the socket
+    /// receiver's: write-ahead log, block interval, dead letters (values that are not UTF-8).
+    /// Prefer [`kafka_direct_stream`](Job::kafka_direct_stream); Spark removed this one in 3.0.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use sluice::source::kafka::{ConsumerStrategy, KafkaConfig};
+    /// let config = sluice::StreamingConfig::new(Duration::from_secs(2))?.checkpoint("/tmp/receiver-ck");
+    /// let kafka = KafkaConfig::new("127.0.0.1:9092", "g", ConsumerStrategy::Subscribe(vec!["logs".into()]));
+    /// sluice::StreamingContext::new(config).run(move |job| {
+    ///     job.kafka_receiver_stream(kafka.clone(), Default::default()).count().print(10);
+    /// })?;
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    #[cfg(feature = "kafka")]
+    pub fn kafka_receiver_stream(
+        &mut self,
+        config: crate::source::kafka::KafkaConfig,
+        options: SocketOptions,
+    ) -> DStream<'s, String> {
+        let receiver = self.ctx.info.index == 0;
+        let folder = format!("kafka_{}", config.group());
+        let wal_dir = self.receiver_wal("kafka receiver", &folder, options.write_ahead_log);
+        match crate::source::kafka::receiver::reader(
+            config,
+            receiver,
+            wal_dir,
+            options.dead_letters.clone(),
+            options.block_interval,
+        ) {
+            Ok(reader) => self.source(reader),
+            Err(e) => {
+                self.ctx.fail_build(e);
+                self.union(&[])
             }
-            dir
-        } else {
-            None
-        };
-        let reader = SocketReader::new(host, port, options, receiver, wal_dir);
-        self.source(reader)
+        }
     }
 
     /// A Kafka direct stream (Spark's `KafkaUtils.createDirectStream`): each partition read by

@@ -121,6 +121,10 @@ impl KafkaConfig {
         self.metadata_refresh = every;
         self
     }
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
     pub(super) fn reset(&self) -> String {
         self.params
             .iter()

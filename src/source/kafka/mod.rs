@@ -31,6 +31,7 @@ pub mod record;
 
 pub use config::{Backpressure, ConsumerStrategy, ExpiredOffsets, KafkaConfig};
 pub(crate) use read::KafkaReader;
+pub(crate) mod receiver;
 pub use record::ConsumerRecord;
 
 use crate::dstream::DStream;

@@ -8,9 +8,9 @@ use crate::source::BatchOut;
 /// Lines received and not yet taken by a batch; `first_seq` numbers `lines[0]` in the
 /// write-ahead log.
 #[derive(Default)]
-pub(super) struct Buffer {
-    pub(super) lines: Vec<String>,
-    pub(super) first_seq: u64,
+pub(crate) struct Buffer {
+    pub(crate) lines: Vec<String>,
+    pub(crate) first_seq: u64,
     /// Where each block after the first starts in `lines`.
     block_starts: Vec<usize>,
     /// When the current block began (its first line arrived).
@@ -20,7 +20,7 @@ pub(super) struct Buffer {
 impl Buffer {
     /// Appends lines that arrived now: a new block starts when the current one is older than
     /// `block_interval`.
-    pub(super) fn append(&mut self, lines: &mut Vec<String>, block_interval: Duration) {
+    pub(crate) fn append(&mut self, lines: &mut Vec<String>, block_interval: Duration) {
         let now = std::time::Instant::now();
         match self.block_opened {
             Some(opened) if now.duration_since(opened) < block_interval => {}
@@ -34,7 +34,7 @@ impl Buffer {
     }
 
     /// Takes every line, cut into blocks (block sizes, in order).
-    pub(super) fn take(&mut self) -> (Vec<String>, Vec<u64>) {
+    pub(crate) fn take(&mut self) -> (Vec<String>, Vec<u64>) {
         let lines = std::mem::take(&mut self.lines);
         let mut sizes = Vec::with_capacity(self.block_starts.len() + 1);
         let mut at = 0;
@@ -51,7 +51,7 @@ impl Buffer {
 }
 
 /// Puts a batch's lines into its partitions, one per block, in order.
-pub(super) fn into_blocks(mut lines: Vec<String>, sizes: &[u64], out: &mut BatchOut<String>) {
+pub(crate) fn into_blocks(mut lines: Vec<String>, sizes: &[u64], out: &mut BatchOut<String>) {
     let mut rest = Vec::new();
     for (i, size) in sizes.iter().enumerate().rev() {
         let at = lines.len().saturating_sub(*size as usize);

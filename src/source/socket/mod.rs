@@ -18,7 +18,7 @@
 //! thread), `blocks` (the buffer cut into blocks), `wal` (the write-ahead log), `framing`
 //! (bytes to lines, bad lines set aside).
 
-mod blocks;
+pub(crate) mod blocks;
 pub(crate) mod framing;
 pub(crate) mod wal;
 
@@ -116,13 +116,23 @@ pub enum WriteAheadLog {
     Off,
 }
 
-struct Shared {
-    lines: Mutex<Buffer>,
-    malformed: AtomicU64,
-    stop: AtomicBool,
+/// What the receiving thread and the batches share.
+pub(crate) struct Shared {
+    pub(crate) lines: Mutex<Buffer>,
+    pub(crate) malformed: AtomicU64,
+    pub(crate) stop: AtomicBool,
     /// Start a new write-ahead log segment, named by this batch time.
-    rotate: Mutex<Option<u64>>,
+    pub(crate) rotate: Mutex<Option<u64>>,
 }
+
+/// The receiving thread's work: fill the shared buffer (through the write-ahead log, when
+/// there is one) until asked to stop.
+pub(crate) type ReceiveFn = Box<dyn FnOnce(Arc<Shared>, Option<Wal>) + Send>;
+
+/// After a restart: the write-ahead log's first sequence number that the receiver had not
+/// confirmed (a Kafka receiver confirms lines once it has recorded the offsets after them);
+/// lines from there on are dropped, to be received again.
+pub(crate) type ConfirmedFn = fn(&std::path::Path) -> u64;
 
 /// A batch's plan: the write-ahead log's lines `[from, until)` and the sizes of its blocks.
 type BatchLines = ((u64, u64), Vec<u64>);
@@ -148,7 +158,9 @@ pub(crate) struct SocketReader {
     thread: Option<std::thread::JoinHandle<()>>,
     /// What the receiver thread needs, until it is started (at the first batch, after any
     /// recovery).
-    pending: Option<(String, SocketOptions, Option<Wal>)>,
+    pending: Option<(ReceiveFn, Option<Wal>)>,
+    /// See [`ConfirmedFn`]; `None`: every logged line counts.
+    confirmed: Option<ConfirmedFn>,
     /// With a write-ahead log: the lines of the batch read last, `[from, until)`, and its
     /// block sizes.
     last: Option<BatchLines>,
@@ -172,11 +184,29 @@ impl SocketReader {
         wal_dir: Option<std::path::PathBuf>,
     ) -> Self {
         let name = format!("socket {host}:{port}");
+        let address = format!("{host}:{port}");
+        let source = name.clone();
+        let receive: ReceiveFn = Box::new(move |shared: Arc<Shared>, wal: Option<Wal>| {
+            receive(&address, &source, &options, &shared, wal)
+        });
+        Self::receiver(name, receive, receiver, wal_dir, None)
+    }
+
+    /// A reader of any receiver: `receive` runs in a thread of its own on the receiving worker
+    /// from the first batch on.
+    pub(crate) fn receiver(
+        name: String,
+        receive: ReceiveFn,
+        receiver: bool,
+        wal_dir: Option<std::path::PathBuf>,
+        confirmed: Option<ConfirmedFn>,
+    ) -> Self {
         let mut reader = SocketReader {
             name,
             shared: None,
             thread: None,
             pending: None,
+            confirmed,
             last: None,
             replay: Default::default(),
             index: 0,
@@ -194,14 +224,13 @@ impl SocketReader {
                 log: None,
                 next_seq: 0,
             });
-            reader.pending = Some((format!("{host}:{port}"), options, wal));
+            reader.pending = Some((receive, wal));
         }
         reader
     }
 
     fn start(&mut self, batch: u64) {
-        let (Some((address, options, mut wal)), Some(shared)) =
-            (self.pending.take(), self.shared.clone())
+        let (Some((receive, mut wal)), Some(shared)) = (self.pending.take(), self.shared.clone())
         else {
             return;
         };
@@ -210,10 +239,9 @@ impl SocketReader {
                 tracing::error!("{}: cannot open the write-ahead log: {e}", self.name);
             }
         }
-        let thread_name = self.name.clone();
         let spawned = std::thread::Builder::new()
-            .name(format!("receiver {address}"))
-            .spawn(move || receive(&address, &thread_name, &options, &shared, wal));
+            .name(format!("receiver {}", self.name))
+            .spawn(move || receive(shared, wal));
         match spawned {
             Ok(t) => self.thread = Some(t),
             Err(e) => tracing::error!("{}: cannot start the receiver thread: {e}", self.name),
@@ -280,11 +308,21 @@ impl BatchReader<String> for SocketReader {
     }
 
     fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) -> crate::Result<()> {
-        let (Some(shared), Some((_, _, Some(wal)))) = (self.shared.clone(), self.pending.as_mut())
+        let (Some(shared), Some((_, Some(wal)))) = (self.shared.clone(), self.pending.as_mut())
         else {
             return Ok(());
         };
         let mut lines = Wal::load(&wal.dir);
+        if let Some(confirmed) = self.confirmed {
+            let unconfirmed = lines.split_off(&confirmed(&wal.dir));
+            if !unconfirmed.is_empty() {
+                tracing::info!(
+                    "{}: {} logged records whose position was not recorded are received again",
+                    self.name,
+                    unconfirmed.len()
+                );
+            }
+        }
         let mut position: Option<u64> = None;
         let logged = lines.len();
         let mut restored_plan = false;
@@ -339,13 +377,18 @@ impl BatchReader<String> for SocketReader {
     }
 }
 
-fn deliver(
+/// Hands framed lines over: bad ones to the dead letters, good ones to the write-ahead log
+/// (durably, retried), then `confirm(next sequence number)` (a Kafka receiver records its
+/// offsets there; false: it could not, and the lines stay out of the buffer), then the buffer.
+/// True once everything is handed over; false when the job stopped first.
+pub(crate) fn deliver(
     shared: &Shared,
     framed: &mut Vec<Framed>,
     dead: &DeadLetters,
     wal: &mut Option<Wal>,
     block_interval: Duration,
-) {
+    confirm: &mut dyn FnMut(Option<u64>) -> bool,
+) -> bool {
     let mut good = Vec::with_capacity(framed.len());
     for f in framed.drain(..) {
         match f {
@@ -357,7 +400,7 @@ fn deliver(
         }
     }
     if good.is_empty() {
-        return;
+        return confirm(wal.as_ref().map(|w| w.next_seq));
     }
     if let Some(w) = wal.as_mut() {
         let rotate = shared
@@ -377,14 +420,18 @@ fn deliver(
             w.append(&good).map_err(Failure::Transient)
         });
         if appended.is_err() {
-            return;
+            return false;
         }
+    }
+    if !confirm(wal.as_ref().map(|w| w.next_seq)) {
+        return false;
     }
     shared
         .lines
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .append(&mut good, block_interval);
+    true
 }
 
 fn receive(
@@ -411,7 +458,8 @@ fn receive(
             &options.dead_letters,
             &mut wal,
             options.block_interval,
-        )
+            &mut |_| true,
+        );
     };
     while !stop() {
         let Ok(stream) = policy.retry(&what, &stop, || {

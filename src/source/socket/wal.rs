@@ -3,14 +3,14 @@
 
 /// The receiver's write-ahead log: segments `<dir>/<batch>.wal` of records
 /// `(first sequence number, lines)`, appended durably before the lines are handed over.
-pub(super) struct Wal {
-    pub(super) dir: std::path::PathBuf,
-    pub(super) log: Option<crate::checkpoint::file::LogWriter>,
-    pub(super) next_seq: u64,
+pub(crate) struct Wal {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) log: Option<crate::checkpoint::file::LogWriter>,
+    pub(crate) next_seq: u64,
 }
 
 impl Wal {
-    pub(super) fn append(&mut self, lines: &[String]) -> Result<(), String> {
+    pub(crate) fn append(&mut self, lines: &[String]) -> Result<(), String> {
         let Some(log) = self.log.as_mut() else {
             return Err("the write-ahead log is not open".into());
         };
@@ -21,7 +21,7 @@ impl Wal {
         Ok(())
     }
 
-    pub(super) fn open_segment(&mut self, batch: u64) -> Result<(), String> {
+    pub(crate) fn open_segment(&mut self, batch: u64) -> Result<(), String> {
         let path = self.dir.join(format!("{batch:020}.wal"));
         self.log =
             Some(crate::checkpoint::file::LogWriter::append_to(&path).map_err(|e| e.to_string())?);
@@ -29,7 +29,7 @@ impl Wal {
     }
 
     /// Every line in the log, by sequence number.
-    pub(super) fn load(dir: &std::path::Path) -> std::collections::BTreeMap<u64, String> {
+    pub(crate) fn load(dir: &std::path::Path) -> std::collections::BTreeMap<u64, String> {
         let mut lines = std::collections::BTreeMap::new();
         let Ok(entries) = std::fs::read_dir(dir) else {
             return lines;
