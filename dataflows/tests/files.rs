@@ -178,19 +178,34 @@ fn marker_files_gate_a_file_and_globs_choose_among_nested_directories() {
     std::fs::create_dir_all(d.join("2026/12")).unwrap();
     let mut job = file_job(
         d.to_str().unwrap(),
-        &["--complete-when", "marker:.done", "--glob", "**/*.log"],
+        &[
+            "--complete-when",
+            "marker:.done",
+            "--glob",
+            "**/*.log",
+            "-w",
+            "2",
+        ],
     );
     started(&job);
     std::fs::write(d.join("2026/12/a.log"), words("gated", 3)).unwrap();
+    std::fs::write(d.join("2026/12/b.log"), words("gated", 2)).unwrap();
+    std::fs::write(d.join("2026/12/b.log.done"), "").unwrap();
     std::fs::write(d.join("2026/12/skip.txt"), words("skipped", 1)).unwrap();
     std::fs::write(d.join("2026/12/skip.txt.done"), "").unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
-    assert!(
-        totals(&batches(&job.out.lock().unwrap())).is_empty(),
-        "read before its marker"
+    assert!(wait_for_totals(
+        &job,
+        &expect(&[("gated", 2)]),
+        Duration::from_secs(20)
+    ));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        totals(&batches(&job.out.lock().unwrap())),
+        expect(&[("gated", 2)]),
+        "a.log read before its marker, or b.log not after its"
     );
     std::fs::write(d.join("2026/12/a.log.done"), "").unwrap();
-    let want = expect(&[("gated", 3)]);
+    let want = expect(&[("gated", 5)]);
     let arrived = wait_for_totals(&job, &want, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
@@ -435,7 +450,12 @@ fn s3_objects_are_read_once_multipart_uploads_only_when_complete() {
         totals(&batches(&job.out.lock().unwrap())),
         job.err()
     );
-    std::thread::sleep(Duration::from_millis(1000));
+    assert!(wait_for_totals(
+        &job,
+        &expect(&[("gated", 2)]),
+        Duration::from_secs(20)
+    ));
+    std::thread::sleep(Duration::from_millis(800));
     assert_eq!(
         totals(&batches(&job.out.lock().unwrap())),
         want,

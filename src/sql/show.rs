@@ -14,7 +14,8 @@ use super::Value;
 /// ```
 /// use sluice::sql::{show_string, Value};
 /// let rows = vec![vec![Value::Str("a".into())], vec![Value::Null]];
-/// assert_eq!(show_string(&["x".to_owned()], &rows, 1, 20), "+----+\n|   x|\n+----+\n|   a|\n+----+\nonly showing top 1 row\n");
+/// // Widths come from the rows shown, as Spark's: `null` is not among them here.
+/// assert_eq!(show_string(&["x".to_owned()], &rows, 1, 20), "+---+\n|  x|\n+---+\n|  a|\n+---+\nonly showing top 1 row\n");
 /// ```
 pub fn show_string(columns: &[String], rows: &[Vec<Value>], n: usize, truncate: usize) -> String {
     let shown: Vec<Vec<String>> = rows
