@@ -496,3 +496,82 @@ fn wrong_s3_credentials_are_refused_with_the_location() {
         "{err}"
     );
 }
+
+#[test]
+fn a_checkpoint_on_s3_survives_sigkill_and_a_move_to_another_machine() {
+    use std::io::Write as _;
+    let s3 = S3Server::start(false);
+    s3.create_bucket("checkpoints");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    // 300 lines on the first connection; 200 more on the next, once the first run is killed.
+    let (killed, wait_kill) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for n in [300, 200] {
+            let (mut s, _) = listener.accept().unwrap();
+            for _ in 0..n {
+                s.write_all(b"spark streaming\n").unwrap();
+            }
+            open.push(s);
+            let _ = wait_kill.recv();
+        }
+    });
+    // Each run has a working directory of its own (another machine, as far as it can tell):
+    // everything it resumes from comes from the store.
+    let start = |tmp: &Path| {
+        let mut cmd = sluice();
+        cmd.args([
+            "run",
+            "stateful-wordcount",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--batch",
+            "200ms",
+            "--checkpoint",
+            "s3://checkpoints/jobs/wordcount",
+            "--checkpoint-interval",
+            "1s",
+            "--ui",
+            "off",
+        ])
+        .env("TMPDIR", tmp);
+        s3.env(&mut cmd);
+        Proc::spawn(cmd)
+    };
+    let first_tmp = tempfile::tempdir().unwrap();
+    let mut first = start(first_tmp.path());
+    assert!(
+        wait_until(Duration::from_secs(30), || first
+            .out
+            .lock()
+            .unwrap()
+            .contains("(spark,300)")),
+        "{}",
+        first.err()
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    first.signal("-KILL");
+    drop(first_tmp);
+    killed.send(()).unwrap();
+    let second_tmp = tempfile::tempdir().unwrap();
+    let mut second = start(second_tmp.path());
+    let done = wait_until(Duration::from_secs(30), || {
+        second.out.lock().unwrap().contains("(spark,500)")
+    });
+    assert_eq!(second.signal("-TERM"), 0, "{}", second.err());
+    let out = second.out.lock().unwrap().clone();
+    assert!(
+        done && out.contains("(streaming,500)"),
+        "{out}\n{}",
+        second.err()
+    );
+    assert!(
+        !out.contains("(spark,600)") && !out.contains("(spark,800)"),
+        "{out}"
+    );
+    drop(killed);
+    server.join().unwrap();
+}

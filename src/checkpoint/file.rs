@@ -60,6 +60,14 @@ pub enum CheckpointError {
         /// The version it has.
         found: u16,
     },
+    /// The checkpoint is on an object store and the store did not take a write.
+    #[error("cannot mirror {path} to the checkpoint's object store: {source}")]
+    Mirror {
+        /// The local working copy's file.
+        path: PathBuf,
+        /// The store's error.
+        source: crate::error::BoxError,
+    },
     /// Reading or writing failed.
     #[error("cannot {action} {path}: {source}")]
     Io {
@@ -137,7 +145,10 @@ pub fn write_atomic(path: &Path, pieces: &[&[u8]]) -> Result<(), CheckpointError
         let _ = std::fs::remove_file(&tmp);
     }
     written?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    #[cfg(feature = "files")]
+    super::mirror::wrote(path)?;
+    Ok(())
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.
@@ -223,6 +234,10 @@ pub fn parse_framed(
 pub struct LogWriter {
     file: File,
     path: PathBuf,
+    /// Bytes in the log.
+    len: u64,
+    /// In a checkpoint on an object store: the bytes appended since the last mirrored piece.
+    unmirrored: Option<Vec<u8>>,
 }
 
 impl LogWriter {
@@ -236,10 +251,21 @@ impl LogWriter {
             .map_err(io("write", path))?;
         file.sync_all().map_err(io("fsync", path))?;
         sync_dir(dir)?;
-        Ok(LogWriter {
+        let mut log = LogWriter {
             file,
             path: path.to_owned(),
-        })
+            len: 0,
+            unmirrored: None,
+        };
+        #[cfg(feature = "files")]
+        if super::mirror::mirrored(path) {
+            let mut header = LOG_MAGIC.to_vec();
+            header.extend_from_slice(&VERSION.to_le_bytes());
+            super::mirror::appended(path, 0, &header)?;
+            log.unmirrored = Some(Vec::new());
+        }
+        log.len = (LOG_MAGIC.len() + 2) as u64;
+        Ok(log)
     }
 
     /// Opens an existing log to append to it; creates it when missing.
@@ -251,9 +277,16 @@ impl LogWriter {
             .append(true)
             .open(path)
             .map_err(io("open", path))?;
+        let len = file.metadata().map_err(io("open", path))?.len();
+        #[cfg(feature = "files")]
+        let unmirrored = super::mirror::mirrored(path).then(Vec::new);
+        #[cfg(not(feature = "files"))]
+        let unmirrored = None;
         Ok(LogWriter {
             file,
             path: path.to_owned(),
+            len,
+            unmirrored,
         })
     }
 
@@ -266,15 +299,27 @@ impl LogWriter {
         self.file
             .write_all(&record)
             .map_err(io("append to", &self.path))?;
+        self.len += record.len() as u64;
+        if let Some(pending) = self.unmirrored.as_mut() {
+            pending.extend_from_slice(&record);
+        }
         if durable {
             self.sync()?;
         }
         Ok(())
     }
 
-    /// Makes every record appended so far durable.
+    /// Makes every record appended so far durable (and, in a checkpoint on an object store,
+    /// puts them there as one piece).
     pub fn sync(&mut self) -> Result<(), CheckpointError> {
-        self.file.sync_data().map_err(io("fsync", &self.path))
+        self.file.sync_data().map_err(io("fsync", &self.path))?;
+        #[cfg(feature = "files")]
+        if let Some(pending) = self.unmirrored.as_mut().filter(|p| !p.is_empty()) {
+            let offset = self.len - pending.len() as u64;
+            super::mirror::appended(&self.path, offset, pending)?;
+            pending.clear();
+        }
+        Ok(())
     }
 
     /// The log's path.

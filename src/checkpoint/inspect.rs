@@ -124,6 +124,8 @@ impl Inspection {
 /// assert!(sluice::checkpoint::inspect(dir.path()).is_err());
 /// ```
 pub fn inspect(dir: &Path) -> Result<Inspection> {
+    // A checkpoint on an object store is read from a fresh working copy of it.
+    let dir = &super::working_dir(dir)?;
     let meta_path = dir.join("metadata");
     if !meta_path.exists() {
         return Err(SluiceError::InvalidConfig {

@@ -28,6 +28,8 @@
 pub mod codec;
 pub mod file;
 pub mod inspect;
+#[cfg(feature = "files")]
+pub(crate) mod mirror;
 pub(crate) mod plans;
 mod recovery;
 mod snapshot;
@@ -102,6 +104,23 @@ pub(crate) struct Checkpoint {
     pub(crate) resuming: bool,
 }
 
+/// The directory the checkpoint works in: `dir` itself, or for a checkpoint on an object
+/// store its local working copy (see `mirror`).
+pub(crate) fn working_dir(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    #[cfg(feature = "files")]
+    if mirror::is_remote(dir) {
+        return mirror::open(&dir.to_string_lossy());
+    }
+    let text = dir.to_string_lossy();
+    if text.contains("://") && !text.starts_with("file://") {
+        return Err(SluiceError::InvalidConfig {
+            problem: format!("the checkpoint `{text}` is on an object store, which this build of sluice cannot reach"),
+            fix: "rebuild with `--features s3` (or `hdfs`), or give a local directory".into(),
+        });
+    }
+    Ok(dir.to_owned())
+}
+
 fn ck_err(problem: String) -> SluiceError {
     SluiceError::Checkpoint {
         problem,
@@ -117,7 +136,7 @@ impl Checkpoint {
         proposed_first: u64,
         job: Option<&str>,
     ) -> Result<Arc<Self>> {
-        let dir = config.dir.clone();
+        let dir = working_dir(&config.dir)?;
         let every_ms = config.interval_ms.unwrap_or(10 * batch_ms);
         if every_ms == 0 || !every_ms.is_multiple_of(batch_ms) {
             return Err(SluiceError::NotAMultipleOfBatch {

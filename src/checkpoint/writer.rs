@@ -117,6 +117,7 @@ impl WriterJob {
                 "checkpoint: the snapshot of batch {t} ms misses {missing} of its parts (a full disk?) and is abandoned; recovery uses an older one"
             );
             let _ = std::fs::remove_dir_all(&state_dir);
+            removed(&state_dir);
             return;
         }
         let manifest = Manifest {
@@ -137,6 +138,7 @@ impl WriterJob {
             Err(e) => {
                 tracing::warn!("checkpoint: snapshot of batch {t} ms not written ({e}); abandoned");
                 let _ = std::fs::remove_dir_all(&state_dir);
+                removed(&state_dir);
             }
         }
     }
@@ -171,6 +173,7 @@ impl WriterJob {
         for t in complete.iter().chain(&partial) {
             if *t < oldest && !keep.contains(t) {
                 let _ = std::fs::remove_dir_all(self.dir.join(format!("state-{t}")));
+                removed(&self.dir.join(format!("state-{t}")));
             }
         }
         // Plan segments (`<start>-w<worker>-<run>.log`) and the receivers' write-ahead log
@@ -184,6 +187,12 @@ impl WriterJob {
             }
         }
     }
+}
+
+/// `path` was pruned: from the object store too, when the checkpoint is on one.
+fn removed(_path: &Path) {
+    #[cfg(feature = "files")]
+    super::mirror::removed(_path);
 }
 
 /// Removes the segments of `dir` that only hold batches before `oldest` (see `prune`).
@@ -212,6 +221,7 @@ fn prune_segments(dir: &Path, oldest: u64) {
         for (i, (_, path)) in list.iter().enumerate() {
             if covering.is_some_and(|c| i < c) {
                 let _ = std::fs::remove_file(path);
+                removed(path);
             }
         }
     }

@@ -4,6 +4,7 @@
 //! window's, the running state of `update_state_by_key`) as a table with an Arrow schema, runs
 //! one query on it, and gives a stream with one [`Table`] per batch: the result's column names
 //! and rows. [`Table::show`] prints it exactly as Spark's `Dataset.show()` does.
+//! [`DStream::foreach_sql`] hands the result over as Arrow record batches instead.
 //!
 //! - Records become rows through `serde`: a struct's fields are the table's columns, by name
 //!   (arrow-json's serde bridge); the schema says their SQL types.
@@ -179,15 +180,20 @@ impl Session {
 
     /// The query on `batch` as the table: the result's rows.
     fn run(&self, batch: RecordBatch) -> datafusion::error::Result<Vec<Vec<Value>>> {
-        self.ctx.deregister_table(self.table.as_str())?;
-        self.ctx.register_batch(self.table.as_str(), batch)?;
-        let frame = self.frame()?;
-        let batches = self.runtime.block_on(frame.collect())?;
+        let batches = self.run_arrow(batch)?;
         let mut rows = Vec::new();
         for b in &batches {
             value::append_rows(b, &mut rows)?;
         }
         Ok(rows)
+    }
+
+    /// The query on `batch` as the table: the result as Arrow record batches.
+    fn run_arrow(&self, batch: RecordBatch) -> datafusion::error::Result<Vec<RecordBatch>> {
+        self.ctx.deregister_table(self.table.as_str())?;
+        self.ctx.register_batch(self.table.as_str(), batch)?;
+        let frame = self.frame()?;
+        self.runtime.block_on(frame.collect())
     }
 
     /// Records to a record batch of the table's schema.
@@ -259,6 +265,63 @@ impl<'s, T: Data + serde::Serialize> DStream<'s, T> {
                 }
             }
         })
+    }
+}
+
+impl<'s, T: Data + serde::Serialize> DStream<'s, T> {
+    /// Runs `query` on every batch as [`sql`](DStream::sql) does and hands the result to
+    /// `f(time, batches)` as Arrow record batches, on worker 0 (an output operation: Spark's
+    /// `foreachRDD { rdd => spark.sql(..).collect() }`, for code that works on Arrow: write
+    /// Parquet, hand to another DataFusion plan, …).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use sluice::sql::arrow::datatypes::{DataType, Field, Schema};
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// struct Word { word: String }
+    /// let schema = Arc::new(Schema::new(vec![Field::new("word", DataType::Utf8, false)]));
+    /// let rows = Arc::new(Mutex::new(0));
+    /// let r = rows.clone();
+    /// sluice::testing::run_batches(vec![vec![Word { word: "a".into() }, Word { word: "b".into() }]], move |s| {
+    ///     let r = r.clone();
+    ///     s.foreach_sql("words", schema.clone(), "select word from words where word > 'a'", move |_time, batches| {
+    ///         *r.lock().unwrap() += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+    ///     });
+    /// })?;
+    /// assert_eq!(*rows.lock().unwrap(), 1);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn foreach_sql(
+        &self,
+        table: &str,
+        schema: SchemaRef,
+        query: impl Into<SqlQuery>,
+        mut f: impl FnMut(Time, &[RecordBatch]) + 'static,
+    ) {
+        let query = query.into();
+        let runtime = self.ctx.runtime.clone();
+        let mut session = None;
+        if self.ctx.info.index == 0 {
+            match Session::new(table, schema, query) {
+                Ok((s, _)) => session = Some(s),
+                Err(e) => self.ctx.fail_build(e),
+            }
+        }
+        self.foreach_batch(move |time: Time, records: Vec<T>| {
+            let Some(s) = session.as_ref() else {
+                return;
+            };
+            match s.to_batch(&records).and_then(|b| s.run_arrow(b)) {
+                Ok(batches) => f(time, &batches),
+                Err(e) => runtime.fail(SluiceError::OutputFailed {
+                    output: format!("sql on `{}`", s.table),
+                    batch_ms: time.millis(),
+                    source: Box::new(e),
+                }),
+            }
+        });
     }
 }
 

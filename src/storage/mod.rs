@@ -217,6 +217,20 @@ impl Location {
             .map(|m| self.entries(m))
     }
 
+    /// Every object below the folder `dir` of the location (`""`: all), recursively, sorted.
+    pub fn list_under(&self, dir: &str) -> Result<Vec<Entry>> {
+        let prefix = match (&self.prefix, dir.trim_matches('/')) {
+            (p, "") => p.clone(),
+            (Some(p), d) => Some(ObjectPath::from(format!("{p}/{d}"))),
+            (None, d) => Some(ObjectPath::from(d)),
+        };
+        let metas = self.request("cannot list", || {
+            self.runtime
+                .block_on(self.store.list(prefix.as_ref()).try_collect::<Vec<_>>())
+        })?;
+        Ok(self.entries(metas))
+    }
+
     /// [`list`](Location::list), tried once: a directory stream lists again at its next batch
     /// rather than hold this one up.
     pub fn list_once(&self, recursive: bool) -> Result<Vec<Entry>> {
@@ -285,6 +299,45 @@ impl Location {
                 .block_on(self.store.put(&location, payload.clone()))
                 .map(|_| ())
         })
+    }
+
+    /// Writes `bytes` to `path` only if nothing is there (`PutMode::Create`, where the store
+    /// has it): a retry whose first attempt had landed finds its own bytes and succeeds; other
+    /// bytes there are another writer's, and an error.
+    pub fn write_new(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        let location = self.full(path);
+        let action = format!("cannot write {path}");
+        let payload = object_store::PutPayload::from(bytes.to_vec());
+        let options = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        let outcome = self.request(&action, || {
+            match self.runtime.block_on(self.store.put_opts(
+                &location,
+                payload.clone(),
+                options.clone(),
+            )) {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(object_store::Error::NotImplemented { .. }) => self
+                    .runtime
+                    .block_on(self.store.put(&location, payload.clone()))
+                    .map(|_| true),
+                Err(e) => Err(e),
+            }
+        })?;
+        if !outcome && self.read_all(path)? != bytes {
+            return Err(SluiceError::Store {
+                location: self.url.clone(),
+                action: format!(
+                    "{path} exists with other content: another job writes to this checkpoint"
+                ),
+                user_error: true,
+                source: "already exists".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Deletes `path` (gone already is fine).

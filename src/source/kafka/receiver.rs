@@ -108,7 +108,9 @@ impl PositionLog {
             log.append(&bytes, true).map_err(|e| e.to_string())?;
             for old in position_logs(&self.dir) {
                 if old != path {
-                    let _ = std::fs::remove_file(old);
+                    let _ = std::fs::remove_file(&old);
+                    #[cfg(feature = "files")]
+                    crate::checkpoint::mirror::removed(&old);
                 }
             }
             self.log = Some(log);

@@ -1,0 +1,251 @@
+//! Checkpoints on an object store (`--checkpoint s3://bucket/prefix`, `hdfs://…`), so that a
+//! job of several machines, or one moved to another machine, needs no shared file system.
+//!
+//! The checkpoint keeps working in a local directory (its working copy, under the system's
+//! temporary directory), and every write to it is mirrored to the store **before the write
+//! returns**, so the store always holds what the local copy would after a crash:
+//!
+//! - a whole file (metadata, a snapshot part, a manifest, the completed marker, an offset) is
+//!   put as one object once it is durable locally; a snapshot's manifest is written after its
+//!   parts, so a manifest in the store means its parts are there (the manifest written last);
+//! - an append-only log (batch plans, a receiver's write-ahead log and positions) is mirrored
+//!   as one object per durable append, `<log>.at<byte offset>` (object stores cannot append;
+//!   this is Spark's `closeFileAfterWrite` for its WAL on S3), each put only if absent
+//!   (conditional `PutMode::Create` where the store has it), so two writers never overwrite
+//!   each other's records;
+//! - what pruning removes locally is deleted from the store.
+//!
+//! At start the working copy is emptied and rebuilt from the store: whole objects as they are,
+//! each log from its pieces in offset order up to the first gap (a gap is a crash in the middle
+//! of mirroring a log: the tail after it was never acknowledged, exactly like a torn local log).
+//! Checksums and format versions are the files' own, checked as for a local checkpoint.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::file::CheckpointError;
+use crate::error::SluiceError;
+use crate::storage::Location;
+
+struct Mirror {
+    local: PathBuf,
+    location: Mutex<Location>,
+}
+
+static MIRRORS: Mutex<Vec<Arc<Mirror>>> = Mutex::new(Vec::new());
+
+/// Whether `dir` names an object store rather than a local directory.
+pub(crate) fn is_remote(dir: &Path) -> bool {
+    dir.to_str().is_some_and(|s| {
+        ["s3://", "s3a://", "hdfs://", "viewfs://"]
+            .iter()
+            .any(|p| s.starts_with(p))
+    })
+}
+
+fn find(path: &Path) -> Option<(Arc<Mirror>, String)> {
+    let list = MIRRORS.lock().ok()?;
+    list.iter().find_map(|m| {
+        let rel = path.strip_prefix(&m.local).ok()?;
+        Some((Arc::clone(m), rel.to_string_lossy().replace('\\', "/")))
+    })
+}
+
+fn mirror_error(path: &Path, e: SluiceError) -> CheckpointError {
+    CheckpointError::Mirror {
+        path: path.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+/// Opens the checkpoint at `url`: the local working copy, rebuilt from the store, whose writes
+/// are mirrored from now on.
+pub(crate) fn open(url: &str) -> Result<PathBuf, SluiceError> {
+    let location = Location::open(url)?;
+    let hash = url.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let local = std::env::temp_dir().join(format!(
+        "sluice-checkpoint-{hash:016x}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&local);
+    std::fs::create_dir_all(&local).map_err(|e| SluiceError::Io {
+        action: "cannot create the checkpoint's working copy",
+        path: local.clone(),
+        source: e,
+    })?;
+    download(&location, &local)?;
+    let mut list = MIRRORS.lock().unwrap_or_else(|p| p.into_inner());
+    list.retain(|m| m.local != local);
+    list.push(Arc::new(Mirror {
+        local: local.clone(),
+        location: Mutex::new(location),
+    }));
+    tracing::info!(
+        "checkpoint {url}: working copy in {} (every write is mirrored to the store first)",
+        local.display()
+    );
+    Ok(local)
+}
+
+/// The piece offset of a log object's name `<log>.at<20 digits>`.
+fn piece(name: &str) -> Option<(&str, u64)> {
+    let (base, offset) = name.rsplit_once(".at")?;
+    (offset.len() == 20 && offset.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| offset.parse().ok().map(|o| (base, o)))
+        .flatten()
+}
+
+fn download(location: &Location, local: &Path) -> Result<(), SluiceError> {
+    let mut logs: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    for e in location.list(true)? {
+        match piece(&e.path) {
+            Some((base, offset)) => logs
+                .entry(base.to_owned())
+                .or_default()
+                .push((offset, e.path.clone())),
+            None => {
+                let bytes = location.read_all(&e.path)?;
+                write_local(&local.join(&e.path), &bytes)?;
+            }
+        }
+    }
+    for (base, mut pieces) in logs {
+        pieces.sort();
+        let mut bytes = Vec::new();
+        for (offset, name) in pieces {
+            if offset != bytes.len() as u64 {
+                tracing::warn!(
+                    "checkpoint: {base} has a gap at byte {} in the store (a crash while it was mirrored); what follows is ignored",
+                    bytes.len()
+                );
+                break;
+            }
+            bytes.extend(location.read_all(&name)?);
+        }
+        write_local(&local.join(&base), &bytes)?;
+    }
+    Ok(())
+}
+
+fn write_local(path: &Path, bytes: &[u8]) -> Result<(), SluiceError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| SluiceError::Io {
+            action: "cannot create",
+            path: dir.to_owned(),
+            source: e,
+        })?;
+    }
+    std::fs::write(path, bytes).map_err(|e| SluiceError::Io {
+        action: "cannot write",
+        path: path.to_owned(),
+        source: e,
+    })
+}
+
+/// A whole file was written durably at `path`: put it (when it is in a mirrored checkpoint).
+pub(crate) fn wrote(path: &Path) -> Result<(), CheckpointError> {
+    let Some((m, rel)) = find(path) else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io {
+        action: "read back",
+        path: path.to_owned(),
+        source: e,
+    })?;
+    let location = m.location.lock().unwrap_or_else(|p| p.into_inner());
+    location
+        .write(&rel, &bytes)
+        .map_err(|e| mirror_error(path, e))
+}
+
+/// Bytes `[offset, offset + bytes.len())` of the log at `path` are durable: put them as a piece.
+pub(crate) fn appended(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let Some((m, rel)) = find(path) else {
+        return Ok(());
+    };
+    let location = m.location.lock().unwrap_or_else(|p| p.into_inner());
+    location
+        .write_new(&format!("{rel}.at{offset:020}"), bytes)
+        .map_err(|e| mirror_error(path, e))
+}
+
+/// Whether `path` is in a mirrored checkpoint.
+pub(crate) fn mirrored(path: &Path) -> bool {
+    find(path).is_some()
+}
+
+/// `path` (a file, a log or a directory) was removed locally: remove it from the store.
+pub(crate) fn removed(path: &Path) {
+    let Some((m, rel)) = find(path) else {
+        return;
+    };
+    let location = m.location.lock().unwrap_or_else(|p| p.into_inner());
+    let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
+    let entries = match location.list_under(parent) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!("checkpoint: cannot prune {rel} from the store: {e}");
+            return;
+        }
+    };
+    for e in entries {
+        let gone = e.path == rel
+            || e.path.starts_with(&format!("{rel}/"))
+            || piece(&e.path).is_some_and(|(base, _)| base == rel);
+        if gone {
+            if let Err(err) = location.delete(&e.path) {
+                tracing::warn!("checkpoint: cannot prune {} from the store: {err}", e.path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::file::{read_log, write_atomic, LogWriter};
+
+    /// A local directory stands in for the store (the same `Location` code as S3's).
+    #[test]
+    fn logs_come_back_from_their_pieces_up_to_the_first_gap_and_files_whole() {
+        let store = tempfile::tempdir().unwrap();
+        let url = store.path().to_str().unwrap().to_owned();
+        let local = open(&url).unwrap();
+        let mut log = LogWriter::create(&local.join("plans/a.log")).unwrap();
+        log.append(b"one", true).unwrap();
+        log.append(b"two", false).unwrap();
+        log.append(b"three", true).unwrap();
+        write_atomic(&local.join("state-1/MANIFEST"), &[b"m"]).unwrap();
+        // A working copy made afresh from the store holds the same.
+        let again = open(&url).unwrap();
+        assert_eq!(
+            read_log(&again.join("plans/a.log")).unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
+        assert_eq!(std::fs::read(again.join("state-1/MANIFEST")).unwrap(), b"m");
+        // Pieces: the header, "one", then "two" and "three" together (one durable append).
+        let mut pieces: Vec<String> = std::fs::read_dir(store.path().join("plans"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        pieces.sort();
+        assert_eq!(pieces.len(), 3, "{pieces:?}");
+        // A lost middle piece is a gap: what follows it was never acknowledged.
+        std::fs::remove_file(store.path().join("plans").join(&pieces[1])).unwrap();
+        let torn = open(&url).unwrap();
+        assert!(read_log(&torn.join("plans/a.log")).unwrap().is_empty());
+        // Pruning removes a log's pieces and a directory's objects from the store.
+        removed(&torn.join("plans/a.log"));
+        removed(&torn.join("state-1"));
+        assert_eq!(
+            std::fs::read_dir(store.path().join("plans"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(!store.path().join("state-1/MANIFEST").exists());
+    }
+}
