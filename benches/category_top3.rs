@@ -142,7 +142,9 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    println!("| sluice category-top3, {LINES} lines/batch, {BRANDS} brands, -w {workers} | p50 processing | max processing | batches measured |");
+    println!(
+        "| sluice category-top3, {LINES} lines/batch, {BRANDS} brands, -w {workers} | p50 processing | max processing | batches measured |"
+    );
     println!("|---|---|---|---|");
     println!("| sql | {p50:.0} ms | {max:.0} ms | {} |", ms.len());
 }

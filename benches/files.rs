@@ -6,8 +6,8 @@
 //! 10 large ones of 20 MiB). Each figure is the best of 2 runs; the load is printed first.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -28,7 +28,8 @@ fn contents(bytes: usize) -> (String, u64) {
 /// Reads `dir` with a file stream on 2 workers until `lines` lines arrived: the time taken.
 fn sluice_read(dir: &str, lines: u64, env: &[(String, String)]) -> Duration {
     for (k, v) in env {
-        std::env::set_var(k, v);
+        // SAFETY: set before the job starts its threads; the bench's only thread then.
+        unsafe { std::env::set_var(k, v) };
     }
     let counted = Arc::new(AtomicU64::new(0));
     let c = counted.clone();
@@ -238,7 +239,10 @@ fn main() {
         {
             use std::io::{Read, Write};
             let mut s = std::net::TcpStream::connect(("127.0.0.1", m.1)).expect("moto");
-            let _ = write!(s, "PUT /bench HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = write!(
+                s,
+                "PUT /bench HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
             let _ = s.read_to_string(&mut String::new());
         }
         block_on(

@@ -282,7 +282,9 @@ fn main() {
         .unwrap_or(10_000_000);
     let broker = start_broker();
     let brokers = format!("127.0.0.1:{}", broker.port);
-    println!("# sluice Kafka benchmark (noida-db 0.2.3 on loopback, {PARTITIONS} partitions, 100-byte records)\n");
+    println!(
+        "# sluice Kafka benchmark (noida-db 0.2.3 on loopback, {PARTITIONS} partitions, 100-byte records)\n"
+    );
     create_topic(&brokers, "bench");
     create_topic(&brokers, "latency");
     let started = Instant::now();
@@ -310,7 +312,12 @@ fn main() {
         .collect();
     let bare_after = bare_consumer(&brokers, "bench", total);
     let bare = bare_before.max(bare_after);
-    println!("| bare rdkafka BaseConsumer, 1 thread (before / after: {:.2} / {:.2} M) | {:.2} M | 1.00 |", bare_before / 1e6, bare_after / 1e6, bare / 1e6);
+    println!(
+        "| bare rdkafka BaseConsumer, 1 thread (before / after: {:.2} / {:.2} M) | {:.2} M | 1.00 |",
+        bare_before / 1e6,
+        bare_after / 1e6,
+        bare / 1e6
+    );
     for (threads, rate) in runs {
         println!(
             "| sluice direct stream + count(), -w {threads} | {:.2} M | {:.2} |",

@@ -118,8 +118,8 @@ fn run(
     StreamingContext::new(config)
         .run(move |job| build(job.source(KeyUpdates)))
         .unwrap();
-    let t = timeline.0.lock().unwrap().clone();
-    t
+
+    timeline.0.lock().unwrap().clone()
 }
 
 fn sum(new: Vec<u64>, old: Option<u64>) -> Option<u64> {
@@ -259,12 +259,16 @@ fn main() {
         "# sluice state and window benchmark (1 worker, mimalloc, each row in its own process)\n"
     );
     println!("## (a) 1 000 000 keys loaded at the first batch, then 10 000 updated per batch\n");
-    println!("| operator, consumed as | first batch (loads 1 M keys) | p50 after | max after | keys | peak RSS | RSS at the end |");
+    println!(
+        "| operator, consumed as | first batch (loads 1 M keys) | p50 after | max after | keys | peak RSS | RSS at the end |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for name in ["ubk-spark", "ubk-pure", "ubk-pure-snapshots", "mws"] {
         in_own_process(name);
     }
-    println!("\n## (b) reduce_by_key_and_window, 60-batch window, 1-batch slide, 1 000 000 words per batch (vocabulary 10 000)\n");
+    println!(
+        "\n## (b) reduce_by_key_and_window, 60-batch window, 1-batch slide, 1 000 000 words per batch (vocabulary 10 000)\n"
+    );
     println!("| form | first batch | p50 once the window is full | max then | peak RSS |");
     println!("|---|---|---|---|---|");
     for name in ["window", "window-inv"] {

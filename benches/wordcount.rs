@@ -186,7 +186,12 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok();
     let verify_batches = if quick { 3 } else { 6 };
-    println!("# sluice word count benchmark ({} cores, vocabulary {VOCABULARY}, {WORDS_PER_LINE} words/line)\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "# sluice word count benchmark ({} cores, vocabulary {VOCABULARY}, {WORDS_PER_LINE} words/line)\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
 
     // 1. Small intervals at 100 000 words/s, first batch latency, memory.
     println!("## 100 000 words/s, 1 worker: processing time per batch by interval\n");
@@ -243,7 +248,9 @@ fn main() {
 
     // 2. Throughput and the largest rate stable at 1-second batches, per worker count.
     println!("\n## 1-second batches\n");
-    println!("| workers | throughput (batches back to back) | largest stable rate at 1 s batches | slowest batch there | peak RSS |");
+    println!(
+        "| workers | throughput (batches back to back) | largest stable rate at 1 s batches | slowest batch there | peak RSS |"
+    );
     println!("|---|---|---|---|---|");
     let mut best_one_worker = 0.0;
     for threads in [1usize, 2] {

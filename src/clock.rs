@@ -4,8 +4,8 @@
 //! [`SystemClock`]; tests use a [`ManualClock`] so that a hundred batches take milliseconds (as
 //! Spark's own suites do with `ManualClock`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of "now", in milliseconds since the Unix epoch.
@@ -62,7 +62,9 @@ impl Clock for SystemClock {
             tracing::warn!(
                 "the wall clock jumped {} by {}: batches keep their interval on the job's clock, whose times now differ from the wall clock's by that much",
                 if drift > reported { "forward" } else { "back" },
-                humantime::format_duration(Duration::from_millis((drift - reported).unsigned_abs()))
+                humantime::format_duration(Duration::from_millis(
+                    (drift - reported).unsigned_abs()
+                ))
             );
         }
         now

@@ -92,7 +92,7 @@ impl ClusterArgs {
                     return Err(SluiceError::InvalidConfig {
                         problem: format!("`{other}` is not a worker flag"),
                         fix: WORKER_FLAGS.into(),
-                    })
+                    });
                 }
             }
         }
@@ -568,24 +568,24 @@ impl StreamingConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if let Some(c) = &self.checkpoint {
-            if c.dir.as_os_str().is_empty() {
-                return Err(SluiceError::InvalidConfig {
-                    problem: "a checkpoint interval is set but no checkpoint directory".into(),
-                    fix: "add `.checkpoint(dir)` (`--checkpoint DIR` on the command line)".into(),
-                });
-            }
+        if let Some(c) = &self.checkpoint
+            && c.dir.as_os_str().is_empty()
+        {
+            return Err(SluiceError::InvalidConfig {
+                problem: "a checkpoint interval is set but no checkpoint directory".into(),
+                fix: "add `.checkpoint(dir)` (`--checkpoint DIR` on the command line)".into(),
+            });
         }
-        if let Some(first) = self.first_batch_ms {
-            if !first.is_multiple_of(self.batch_ms) {
-                return Err(SluiceError::InvalidConfig {
-                    problem: format!(
-                        "the first batch time {first} ms is not a multiple of the batch interval {} ms",
-                        self.batch_ms
-                    ),
-                    fix: "give a multiple of the batch interval".into(),
-                });
-            }
+        if let Some(first) = self.first_batch_ms
+            && !first.is_multiple_of(self.batch_ms)
+        {
+            return Err(SluiceError::InvalidConfig {
+                problem: format!(
+                    "the first batch time {first} ms is not a multiple of the batch interval {} ms",
+                    self.batch_ms
+                ),
+                fix: "give a multiple of the batch interval".into(),
+            });
         }
         if self.cluster.process >= self.cluster.processes || self.cluster.threads == 0 {
             return Err(SluiceError::InvalidConfig {

@@ -27,13 +27,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum SluiceError {
     /// The batch interval is not a whole, positive number of milliseconds.
-    #[error("invalid batch interval {given:?}: it must be a whole number of milliseconds, at least 1 ms (for example `--batch 2s` or `--batch 500ms`)")]
+    #[error(
+        "invalid batch interval {given:?}: it must be a whole number of milliseconds, at least 1 ms (for example `--batch 2s` or `--batch 500ms`)"
+    )]
     InvalidBatchInterval {
         /// What was given.
         given: std::time::Duration,
     },
     /// A duration that must be a multiple of the batch interval is not.
-    #[error("{what} is {given_ms} ms, which is not a multiple of the batch interval ({batch_ms} ms); use a multiple such as {suggestion} ms")]
+    #[error(
+        "{what} is {given_ms} ms, which is not a multiple of the batch interval ({batch_ms} ms); use a multiple such as {suggestion} ms"
+    )]
     NotAMultipleOfBatch {
         /// Which setting.
         what: &'static str,
@@ -53,7 +57,9 @@ pub enum SluiceError {
         fix: String,
     },
     /// The hostfile for a multi-process run cannot be used.
-    #[error("cannot use hostfile {path}: {problem}; it must list one `host:port` per line, one line per process (at least {processes})")]
+    #[error(
+        "cannot use hostfile {path}: {problem}; it must list one `host:port` per line, one line per process (at least {processes})"
+    )]
     Hostfile {
         /// The hostfile.
         path: PathBuf,
@@ -63,7 +69,9 @@ pub enum SluiceError {
         processes: usize,
     },
     /// The job has no output operation, so nothing would ever run (Spark says the same).
-    #[error("no output operations registered, so nothing to execute: add an output such as `print(10)`, `foreach_batch(..)` or `save_as_text_files(..)` to a DStream")]
+    #[error(
+        "no output operations registered, so nothing to execute: add an output such as `print(10)`, `foreach_batch(..)` or `save_as_text_files(..)` to a DStream"
+    )]
     NoOutputOperations,
     /// Timely could not start its workers (for example a port in the hostfile is taken).
     #[error("cannot start the workers: {0}")]
@@ -181,11 +189,7 @@ impl SluiceError {
 
     /// The process exit code for this error: 2 for a configuration mistake, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        if self.is_user_error() {
-            2
-        } else {
-            1
-        }
+        if self.is_user_error() { 2 } else { 1 }
     }
 }
 

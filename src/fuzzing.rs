@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::checkpoint::file::{parse_framed, parse_log, Kind};
-use crate::checkpoint::{codec, Checkpoint, CheckpointConfig, StateStore};
+use crate::checkpoint::file::{Kind, parse_framed, parse_log};
+use crate::checkpoint::{Checkpoint, CheckpointConfig, StateStore, codec};
 use crate::source::socket::framing::{Framed, LineFramer};
 
 /// Splits a packed directory into `(relative path, bytes)`: repeated `[name length: u8][name]

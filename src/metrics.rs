@@ -32,7 +32,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::listener::{BatchInfo, StreamingListener};
@@ -326,8 +326,8 @@ impl StreamingListener for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::{OutputOp, SourceInput, StateSize};
     use crate::Time;
+    use crate::listener::{OutputOp, SourceInput, StateSize};
     use std::time::Duration;
 
     #[test]

@@ -192,11 +192,12 @@ fn a_checkpoint_of_one_worker_restores_into_two() {
     // And back to one, from the snapshot the two workers wrote.
     let dir = tempfile::tempdir().unwrap();
     run(2, 7, Some(dir.path()), Shape::State);
-    assert!(dir
-        .path()
-        .join("state-7000")
-        .join("totals.part-1-of-2")
-        .exists());
+    assert!(
+        dir.path()
+            .join("state-7000")
+            .join("totals.part-1-of-2")
+            .exists()
+    );
     let second = run(1, 5, Some(dir.path()), Shape::State);
     assert_eq!(second, reference(Shape::State));
 }

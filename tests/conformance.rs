@@ -9,9 +9,9 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{expect, run1, run1_sliced, run2, Batches};
-use sluice::table::PairBatchExt;
+use common::{Batches, expect, run1, run1_sliced, run2};
 use sluice::Cluster;
+use sluice::table::PairBatchExt;
 
 fn ints() -> Vec<Vec<i64>> {
     vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8], vec![9, 10, 11, 12]]
@@ -78,21 +78,37 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
         "spark_flat_map" => run1(ints(), cluster, |d| d.flat_map(|x| vec![x, x * 2])),
         "spark_filter" => run1(ints(), cluster, |d| d.filter(|x| x % 2 == 0)),
         "spark_glom" => run1(ints(), cluster, |d| d.glom()),
-        "spark_map_partitions" => run1(ints(), cluster, |d| d.map_partitions(|xs| Some(xs.iter().sum::<i64>()))),
+        "spark_map_partitions" => run1(ints(), cluster, |d| {
+            d.map_partitions(|xs| Some(xs.iter().sum::<i64>()))
+        }),
         "spark_repartition_more" => run1_sliced(
             vec![range(1, 100), range(101, 200), range(201, 300)],
             2,
             cluster,
-            |d| d.repartition(5).glom().map(|mut p| { p.sort(); p }),
+            |d| {
+                d.repartition(5).glom().map(|mut p| {
+                    p.sort();
+                    p
+                })
+            },
         ),
         "spark_repartition_fewer" => run1_sliced(
             vec![range(1, 100), range(101, 200), range(201, 300)],
             5,
             cluster,
-            |d| d.repartition(2).glom().map(|mut p| { p.sort(); p }),
+            |d| {
+                d.repartition(2).glom().map(|mut p| {
+                    p.sort();
+                    p
+                })
+            },
         ),
-        "spark_group_by_key" => run1(spark_words(), cluster, |d| d.map(|x| (x, 1i64)).group_by_key()),
-        "spark_reduce_by_key" => run1(spark_words(), cluster, |d| d.map(|x| (x, 1i64)).reduce_by_key(|a, b| a + b)),
+        "spark_group_by_key" => run1(spark_words(), cluster, |d| {
+            d.map(|x| (x, 1i64)).group_by_key()
+        }),
+        "spark_reduce_by_key" => run1(spark_words(), cluster, |d| {
+            d.map(|x| (x, 1i64)).reduce_by_key(|a, b| a + b)
+        }),
         "spark_reduce" => run1(ints(), cluster, |d| d.reduce(|a, b| a + b)),
         "spark_count" => run1(
             vec![vec![], range(1, 1), range(1, 2), range(1, 3), range(1, 4)],
@@ -105,17 +121,23 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
             |d| d.count_by_value(),
         ),
         "spark_map_values" => run1(spark_words(), cluster, |d| {
-            d.map(|x| (x, 1i64)).reduce_by_key(|a, b| a + b).map_values(|v| v + 10)
+            d.map(|x| (x, 1i64))
+                .reduce_by_key(|a, b| a + b)
+                .map_values(|v| v + 10)
         }),
         "spark_flat_map_values" => run1(spark_words(), cluster, |d| {
-            d.map(|x| (x, 1i64)).reduce_by_key(|a, b| a + b).flat_map_values(|v| vec![v, v + 10])
+            d.map(|x| (x, 1i64))
+                .reduce_by_key(|a, b| a + b)
+                .flat_map_values(|v| vec![v, v + 10])
         }),
         "spark_union" => run1(
             vec![range(1, 4), range(101, 104), range(201, 204)],
             cluster,
             |d| d.union(&d.map(|x| x + 4)),
         ),
-        "spark_transform" => run1(ints(), cluster, |d| d.transform(|_t, rdd| rdd.into_iter().map(|x| x.to_string()))),
+        "spark_transform" => run1(ints(), cluster, |d| {
+            d.transform(|_t, rdd| rdd.into_iter().map(|x| x.to_string()))
+        }),
         "spark_transform_with" => {
             let (a, b) = join_inputs();
             run2(a, b, cluster, |a, b| {
@@ -134,10 +156,11 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
         }
         "spark_cogroup" => {
             let a = ones(&[&["a", "a", "b"], &["a", ""], &[""], &[]]);
-            let b: Vec<Vec<(String, String)>> = [vec!["a", "a", "b"], vec!["b", ""], vec![], vec![]]
-                .into_iter()
-                .map(|b| b.into_iter().map(|w| (s(w), s("x"))).collect())
-                .collect();
+            let b: Vec<Vec<(String, String)>> =
+                [vec!["a", "a", "b"], vec!["b", ""], vec![], vec![]]
+                    .into_iter()
+                    .map(|b| b.into_iter().map(|w| (s(w), s("x"))).collect())
+                    .collect();
             run2(a, b, cluster, |a, b| a.cogroup(&b))
         }
         "spark_join" => {
@@ -163,17 +186,29 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
             |d| d.partition_by(3).glom(),
         ),
         "reduce_by_key_into_one" => run1(spark_words(), cluster, |d| {
-            d.map(|x| (x, 1i64)).reduce_by_key_into(|a, b| a + b, Some(1)).glom()
+            d.map(|x| (x, 1i64))
+                .reduce_by_key_into(|a, b| a + b, Some(1))
+                .glom()
         }),
         "map" => run1(ints(), cluster, |d| d.map(|x| x.to_string())),
         "flat_map" => run1(ints(), cluster, |d| d.flat_map(|x| vec![x, x * 2])),
         "filter" => run1(ints(), cluster, |d| d.filter(|x| x % 2 == 0)),
         "union" => run1(ints(), cluster, |d| d.union(&d.map(|x| x * 100))),
         "repartition" => run1(ints(), cluster, |d| d.repartition(2)),
-        "count" => run1(vec![vec![], vec![1], vec![1, 2], vec![1, 2, 3]], cluster, |d: sluice::DStream<'_, i64>| d.count()),
-        "reduce" => run1(vec![vec![1, 2, 3, 4], vec![], vec![5, 6]], cluster, |d: sluice::DStream<'_, i64>| d.reduce(|a, b| a + b)),
+        "count" => run1(
+            vec![vec![], vec![1], vec![1, 2], vec![1, 2, 3]],
+            cluster,
+            |d: sluice::DStream<'_, i64>| d.count(),
+        ),
+        "reduce" => run1(
+            vec![vec![1, 2, 3, 4], vec![], vec![5, 6]],
+            cluster,
+            |d: sluice::DStream<'_, i64>| d.reduce(|a, b| a + b),
+        ),
         "count_by_value" => run1(words(), cluster, |d| d.count_by_value()),
-        "reduce_by_key" => run1(words(), cluster, |d| d.map(|w| (w, 1i64)).reduce_by_key(|a, b| a + b)),
+        "reduce_by_key" => run1(words(), cluster, |d| {
+            d.map(|w| (w, 1i64)).reduce_by_key(|a, b| a + b)
+        }),
         "group_by_key" => run1(words(), cluster, |d| {
             d.map(|w| (w, 1i64)).group_by_key().map(|(k, mut vs)| {
                 vs.sort();
@@ -181,16 +216,36 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
             })
         }),
         "combine_by_key" => run1(
-            vec![vec![(s("a"), 1i64), (s("a"), 3), (s("b"), 5)], vec![], vec![(s("c"), 2)]],
+            vec![
+                vec![(s("a"), 1i64), (s("a"), 3), (s("b"), 5)],
+                vec![],
+                vec![(s("c"), 2)],
+            ],
             cluster,
-            |d| d.combine_by_key(|v| (v, 1i64), |(sum, n), v| (sum + v, n + 1), |(s1, n1), (s2, n2)| (s1 + s2, n1 + n2)),
+            |d| {
+                d.combine_by_key(
+                    |v| (v, 1i64),
+                    |(sum, n), v| (sum + v, n + 1),
+                    |(s1, n1), (s2, n2)| (s1 + s2, n1 + n2),
+                )
+            },
         ),
-        "map_values" => run1(vec![vec![(s("a"), 1i64), (s("b"), 2)]], cluster, |d| d.map_values(|v| v * 10)),
-        "flat_map_values" => run1(vec![vec![(s("a"), 1i64), (s("b"), 2)]], cluster, |d| d.flat_map_values(|v| vec![v, v + 10])),
+        "map_values" => run1(vec![vec![(s("a"), 1i64), (s("b"), 2)]], cluster, |d| {
+            d.map_values(|v| v * 10)
+        }),
+        "flat_map_values" => run1(vec![vec![(s("a"), 1i64), (s("b"), 2)]], cluster, |d| {
+            d.flat_map_values(|v| vec![v, v + 10])
+        }),
         "join" => run2(join_left(), join_right(), cluster, |a, b| a.join(&b)),
-        "left_outer_join" => run2(join_left(), join_right(), cluster, |a, b| a.left_outer_join(&b)),
-        "right_outer_join" => run2(join_left(), join_right(), cluster, |a, b| a.right_outer_join(&b)),
-        "full_outer_join" => run2(join_left(), join_right(), cluster, |a, b| a.full_outer_join(&b)),
+        "left_outer_join" => run2(join_left(), join_right(), cluster, |a, b| {
+            a.left_outer_join(&b)
+        }),
+        "right_outer_join" => run2(join_left(), join_right(), cluster, |a, b| {
+            a.right_outer_join(&b)
+        }),
+        "full_outer_join" => run2(join_left(), join_right(), cluster, |a, b| {
+            a.full_outer_join(&b)
+        }),
         "cogroup" => {
             let a: Vec<Vec<(String, i64)>> = [vec!["a", "a", "b"], vec!["a", ""], vec![""], vec![]]
                 .into_iter()
@@ -202,7 +257,9 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
                 .collect();
             run2(a, b, cluster, |a, b| a.cogroup(&b))
         }
-        "transform" => run1(ints(), cluster, |d| d.transform(|t, xs| xs.into_iter().map(move |x| (t.millis(), x * 2)))),
+        "transform" => run1(ints(), cluster, |d| {
+            d.transform(|t, xs| xs.into_iter().map(move |x| (t.millis(), x * 2)))
+        }),
         "transform_whole" => run1(ints(), cluster, |d| {
             d.transform_whole(|_t, mut xs| {
                 xs.sort_by(|a, b| b.cmp(a));
@@ -215,10 +272,11 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
             vec![vec![(s("a"), s("x")), (s("z"), s("y"))], vec![]],
             cluster,
             |a, b| {
-                a.partition_by_key().transform_with(&b.partition_by_key(), |_t, xs, ys| {
-                    let table: HashMap<String, String> = ys.into_iter().collect();
-                    xs.join(&table)
-                })
+                a.partition_by_key()
+                    .transform_with(&b.partition_by_key(), |_t, xs, ys| {
+                        let table: HashMap<String, String> = ys.into_iter().collect();
+                        xs.join(&table)
+                    })
             },
         ),
         "transform_with_whole" => run2(
@@ -235,13 +293,20 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
         ),
         "blacklist_transform" => run1(
             vec![vec![
-                s("27.19.74.143##2016-05-30 17:38:20##GET /static/image/common/faq.gif HTTP/1.1##200##1127"),
-                s("110.52.250.126##2016-05-30 17:38:20##GET /data/cache/style_1_widthauto.css?y7a HTTP/1.1##200##1292"),
-                s("8.35.201.144##2016-05-30 17:38:20##GET /static/image/common/hot_1.gif HTTP/1.1##200##680"),
+                s(
+                    "27.19.74.143##2016-05-30 17:38:20##GET /static/image/common/faq.gif HTTP/1.1##200##1127",
+                ),
+                s(
+                    "110.52.250.126##2016-05-30 17:38:20##GET /data/cache/style_1_widthauto.css?y7a HTTP/1.1##200##1292",
+                ),
+                s(
+                    "8.35.201.144##2016-05-30 17:38:20##GET /static/image/common/hot_1.gif HTTP/1.1##200##680",
+                ),
             ]],
             cluster,
             |d| {
-                let blacklist: HashMap<String, bool> = [(s("27.19.74.143"), true), (s("110.52.250.126"), true)].into();
+                let blacklist: HashMap<String, bool> =
+                    [(s("27.19.74.143"), true), (s("110.52.250.126"), true)].into();
                 d.map(|line| match line.split_once("##") {
                     Some((ip, rest)) => (ip.to_owned(), rest.to_owned()),
                     None => (line, String::new()),
@@ -255,12 +320,21 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
                 })
             },
         ),
-        "spark_context_union" => run_job(vec![range(1, 4), range(101, 104), range(201, 204)], cluster, |job, s| {
-            job.union(&[s.clone(), s.map(|x| x + 4), s.map(|x| x + 8)])
-        }),
-        "spark_context_transform" => run_job(vec![range(1, 4), range(101, 104), range(201, 204)], cluster, |job, s| {
-            job.transform(&[s.clone(), s.map(|x| x + 4), s.map(|x| x + 8)], |_t, rdds: Vec<Vec<i64>>| rdds.concat())
-        }),
+        "spark_context_union" => run_job(
+            vec![range(1, 4), range(101, 104), range(201, 204)],
+            cluster,
+            |job, s| job.union(&[s.clone(), s.map(|x| x + 4), s.map(|x| x + 8)]),
+        ),
+        "spark_context_transform" => run_job(
+            vec![range(1, 4), range(101, 104), range(201, 204)],
+            cluster,
+            |job, s| {
+                job.transform(
+                    &[s.clone(), s.map(|x| x + 4), s.map(|x| x + 8)],
+                    |_t, rdds: Vec<Vec<i64>>| rdds.concat(),
+                )
+            },
+        ),
         other => panic!("unknown case {other}"),
     }
 }
@@ -270,9 +344,9 @@ fn run_job(
     input: Vec<Vec<i64>>,
     cluster: Cluster,
     f: impl for<'s> Fn(&mut sluice::Job<'s>, sluice::DStream<'s, i64>) -> sluice::DStream<'s, i64>
-        + Send
-        + Sync
-        + 'static,
+    + Send
+    + Sync
+    + 'static,
 ) -> Batches {
     let n = input.len();
     let queue = sluice::source::BatchQueue::from_batches(input);
@@ -553,14 +627,14 @@ fn blacklist_filter_as_in_the_course() {
 /// Spark 4.3's own partitions (`benches/spark/partitions.sh`, each partition sorted): batches
 /// 1..=100, 101..=200, 201..=300, repartitioned to 5 from 2 slices, and to 2 from 5.
 const SPARK_REPARTITION_MORE: [&str; 3] = [
-        "[2,7,12,17,22,27,32,37,42,47,52,57,62,67,72,77,82,87,92,97];[3,8,13,18,23,28,33,38,43,48,53,58,63,68,73,78,83,88,93,98];[4,9,14,19,24,29,34,39,44,49,54,59,64,69,74,79,84,89,94,99];[5,10,15,20,25,30,35,40,45,50,55,60,65,70,75,80,85,90,95,100];[1,6,11,16,21,26,31,36,41,46,51,56,61,66,71,76,81,86,91,96]",
-        "[102,107,112,117,122,127,132,137,142,147,152,157,162,167,172,177,182,187,192,197];[103,108,113,118,123,128,133,138,143,148,153,158,163,168,173,178,183,188,193,198];[104,109,114,119,124,129,134,139,144,149,154,159,164,169,174,179,184,189,194,199];[105,110,115,120,125,130,135,140,145,150,155,160,165,170,175,180,185,190,195,200];[101,106,111,116,121,126,131,136,141,146,151,156,161,166,171,176,181,186,191,196]",
-        "[202,207,212,217,222,227,232,237,242,247,252,257,262,267,272,277,282,287,292,297];[203,208,213,218,223,228,233,238,243,248,253,258,263,268,273,278,283,288,293,298];[204,209,214,219,224,229,234,239,244,249,254,259,264,269,274,279,284,289,294,299];[205,210,215,220,225,230,235,240,245,250,255,260,265,270,275,280,285,290,295,300];[201,206,211,216,221,226,231,236,241,246,251,256,261,266,271,276,281,286,291,296]",
+    "[2,7,12,17,22,27,32,37,42,47,52,57,62,67,72,77,82,87,92,97];[3,8,13,18,23,28,33,38,43,48,53,58,63,68,73,78,83,88,93,98];[4,9,14,19,24,29,34,39,44,49,54,59,64,69,74,79,84,89,94,99];[5,10,15,20,25,30,35,40,45,50,55,60,65,70,75,80,85,90,95,100];[1,6,11,16,21,26,31,36,41,46,51,56,61,66,71,76,81,86,91,96]",
+    "[102,107,112,117,122,127,132,137,142,147,152,157,162,167,172,177,182,187,192,197];[103,108,113,118,123,128,133,138,143,148,153,158,163,168,173,178,183,188,193,198];[104,109,114,119,124,129,134,139,144,149,154,159,164,169,174,179,184,189,194,199];[105,110,115,120,125,130,135,140,145,150,155,160,165,170,175,180,185,190,195,200];[101,106,111,116,121,126,131,136,141,146,151,156,161,166,171,176,181,186,191,196]",
+    "[202,207,212,217,222,227,232,237,242,247,252,257,262,267,272,277,282,287,292,297];[203,208,213,218,223,228,233,238,243,248,253,258,263,268,273,278,283,288,293,298];[204,209,214,219,224,229,234,239,244,249,254,259,264,269,274,279,284,289,294,299];[205,210,215,220,225,230,235,240,245,250,255,260,265,270,275,280,285,290,295,300];[201,206,211,216,221,226,231,236,241,246,251,256,261,266,271,276,281,286,291,296]",
 ];
 const SPARK_REPARTITION_FEWER: [&str; 3] = [
-        "[2,4,6,8,10,12,14,16,18,20,22,24,26,28,30,32,34,36,38,40,41,43,45,47,49,51,53,55,57,59,61,63,65,67,69,71,73,75,77,79,81,83,85,87,89,91,93,95,97,99];[1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,31,33,35,37,39,42,44,46,48,50,52,54,56,58,60,62,64,66,68,70,72,74,76,78,80,82,84,86,88,90,92,94,96,98,100]",
-        "[102,104,106,108,110,112,114,116,118,120,122,124,126,128,130,132,134,136,138,140,141,143,145,147,149,151,153,155,157,159,161,163,165,167,169,171,173,175,177,179,181,183,185,187,189,191,193,195,197,199];[101,103,105,107,109,111,113,115,117,119,121,123,125,127,129,131,133,135,137,139,142,144,146,148,150,152,154,156,158,160,162,164,166,168,170,172,174,176,178,180,182,184,186,188,190,192,194,196,198,200]",
-        "[202,204,206,208,210,212,214,216,218,220,222,224,226,228,230,232,234,236,238,240,241,243,245,247,249,251,253,255,257,259,261,263,265,267,269,271,273,275,277,279,281,283,285,287,289,291,293,295,297,299];[201,203,205,207,209,211,213,215,217,219,221,223,225,227,229,231,233,235,237,239,242,244,246,248,250,252,254,256,258,260,262,264,266,268,270,272,274,276,278,280,282,284,286,288,290,292,294,296,298,300]",
+    "[2,4,6,8,10,12,14,16,18,20,22,24,26,28,30,32,34,36,38,40,41,43,45,47,49,51,53,55,57,59,61,63,65,67,69,71,73,75,77,79,81,83,85,87,89,91,93,95,97,99];[1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,31,33,35,37,39,42,44,46,48,50,52,54,56,58,60,62,64,66,68,70,72,74,76,78,80,82,84,86,88,90,92,94,96,98,100]",
+    "[102,104,106,108,110,112,114,116,118,120,122,124,126,128,130,132,134,136,138,140,141,143,145,147,149,151,153,155,157,159,161,163,165,167,169,171,173,175,177,179,181,183,185,187,189,191,193,195,197,199];[101,103,105,107,109,111,113,115,117,119,121,123,125,127,129,131,133,135,137,139,142,144,146,148,150,152,154,156,158,160,162,164,166,168,170,172,174,176,178,180,182,184,186,188,190,192,194,196,198,200]",
+    "[202,204,206,208,210,212,214,216,218,220,222,224,226,228,230,232,234,236,238,240,241,243,245,247,249,251,253,255,257,259,261,263,265,267,269,271,273,275,277,279,281,283,285,287,289,291,293,295,297,299];[201,203,205,207,209,211,213,215,217,219,221,223,225,227,229,231,233,235,237,239,242,244,246,248,250,252,254,256,258,260,262,264,266,268,270,272,274,276,278,280,282,284,286,288,290,292,294,296,298,300]",
 ];
 
 /// Spark's partitions above as the batches `glom` gives (each partition sorted).

@@ -10,9 +10,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect, run1, Batches};
-use sluice::dstream::state::{StateSpec, UpdateState};
+use common::{Batches, expect, run1};
 use sluice::Cluster;
+use sluice::dstream::state::{StateSpec, UpdateState};
 
 fn pairs(batches: &[&[&str]]) -> Vec<Vec<(String, i64)>> {
     batches
@@ -36,11 +36,7 @@ fn update(spec_pure: bool) -> UpdateState<String, i64, i64> {
             }
         })
         .initial_state(initial());
-    if spec_pure {
-        spec.pure()
-    } else {
-        spec
-    }
+    if spec_pure { spec.pure() } else { spec }
 }
 
 /// `a` removes its state on its first record; the others count their records.

@@ -103,12 +103,14 @@ fn subscribe_reads_every_record_exactly_once_with_two_workers() {
     let first: Vec<&OffsetRange> = ranges[0].iter().collect();
     assert_eq!(first.len(), 4, "one range per partition: {first:?}");
     assert!(first.iter().all(|r| r.from == 0 && r.until == 250));
-    assert!(records
-        .iter()
-        .flatten()
-        .all(|r| r.key.as_deref() == r.value.as_deref()
-            && r.offset < 250
-            && r.timestamp.is_some()));
+    assert!(
+        records
+            .iter()
+            .flatten()
+            .all(|r| r.key.as_deref() == r.value.as_deref()
+                && r.offset < 250
+                && r.timestamp.is_some())
+    );
 }
 
 #[test]

@@ -156,9 +156,11 @@ fn await_termination_or_timeout_reports_a_running_job() {
     let mut running = StreamingContext::new(config)
         .start(|job| job.generator(Default::default()).print(1))
         .unwrap();
-    assert!(!running
-        .await_termination_or_timeout(Duration::from_millis(100))
-        .unwrap());
+    assert!(
+        !running
+            .await_termination_or_timeout(Duration::from_millis(100))
+            .unwrap()
+    );
     running.stop(true);
     assert!(running.await_termination_or_timeout(secs(10)).unwrap());
 }
@@ -200,7 +202,9 @@ fn print_has_sparks_exact_format_once_per_batch() {
             .unwrap();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         let dashes = "-".repeat(43);
-        let expected_head = format!("{dashes}\nTime: 1000 ms\n{dashes}\n(hello,1)\n\n{dashes}\nTime: 2000 ms\n{dashes}\n\n{dashes}\nTime: 3000 ms\n{dashes}\n");
+        let expected_head = format!(
+            "{dashes}\nTime: 1000 ms\n{dashes}\n(hello,1)\n\n{dashes}\nTime: 2000 ms\n{dashes}\n\n{dashes}\nTime: 3000 ms\n{dashes}\n"
+        );
         assert!(
             text.starts_with(&expected_head),
             "with {threads} workers:\n{text}"
@@ -209,9 +213,11 @@ fn print_has_sparks_exact_format_once_per_batch() {
         assert_eq!(third.len(), 12, "10 records, `...`, empty line:\n{text}");
         assert_eq!(third[10], "...");
         assert_eq!(third[11], "");
-        assert!(third[..10]
-            .iter()
-            .all(|l| l.starts_with("(w") && l.ends_with(')')));
+        assert!(
+            third[..10]
+                .iter()
+                .all(|l| l.starts_with("(w") && l.ends_with(')'))
+        );
         if threads == 1 {
             assert_eq!(third[0], "(w00,0)", "one worker keeps the input order");
         }

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect, run1, Batches};
-use sluice::dstream::state::{StateSpec, TimeoutChecks, UpdateState};
+use common::{Batches, expect, run1};
 use sluice::Cluster;
+use sluice::dstream::state::{StateSpec, TimeoutChecks, UpdateState};
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

@@ -85,7 +85,9 @@ impl crate::Dataflow for Args {
         let port = args.source.port;
         let print = common.print;
         if host.is_none() {
-            eprintln!("sluice: no --host given: filtering the course's sample access log (use --host/--port for your own input)");
+            eprintln!(
+                "sluice: no --host given: filtering the course's sample access log (use --host/--port for your own input)"
+            );
         }
         StreamingContext::new(config).run(move |job| {
             let lines = match &host {

@@ -10,7 +10,7 @@
 use sluice::source::SocketOptions;
 use sluice::{Result, StreamingContext};
 
-use crate::common::{word_totals, CommonArgs};
+use crate::common::{CommonArgs, word_totals};
 
 /// Flags of `sluice run driver-ha-wordcount`.
 #[derive(Clone, Debug, clap::Args)]

@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice::source::file::{FileCompletion, FileStreamOptions};
 use sluice::source::DeadLetters;
+use sluice::source::file::{FileCompletion, FileStreamOptions};
 use sluice::{Result, SluiceError, StreamingContext};
 
 use crate::common::CommonArgs;
@@ -53,7 +53,9 @@ pub struct Args {
 /// `quiet:1s`, `visible`, `marker:.done`.
 fn completion(s: &str) -> std::result::Result<FileCompletion, String> {
     let bad = || {
-        format!("`{s}` is not a completion rule: give quiet:DURATION (quiet:2s), visible, or marker:SUFFIX (marker:.done)")
+        format!(
+            "`{s}` is not a completion rule: give quiet:DURATION (quiet:2s), visible, or marker:SUFFIX (marker:.done)"
+        )
     };
     match s.split_once(':') {
         None if s == "visible" => Ok(FileCompletion::Visible),

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use sluice::offsets::OffsetStoreKind;
 use sluice::Result;
+use sluice::offsets::OffsetStoreKind;
 
 use crate::common::{CommonArgs, KafkaArgs};
 

@@ -105,8 +105,14 @@ fn run(args: Args, common: &CommonArgs, db: Database) -> Result<()> {
             "CREATE TABLE IF NOT EXISTS myorders (name VARCHAR(20), orderid VARCHAR(100) PRIMARY KEY)",
             "INSERT INTO myorders (name, orderid) VALUES (?, ?) ON DUPLICATE KEY UPDATE name = VALUES(name)",
         ),
-        (Database::Postgres, true) => ("CREATE TABLE IF NOT EXISTS mydata (name VARCHAR(200), id BIGINT)", "INSERT INTO mydata (name, id) VALUES ($1, $2)"),
-        (Database::MySql, true) => ("CREATE TABLE IF NOT EXISTS mydata (name VARCHAR(200), id BIGINT)", "INSERT INTO mydata (name, id) VALUES (?, ?)"),
+        (Database::Postgres, true) => (
+            "CREATE TABLE IF NOT EXISTS mydata (name VARCHAR(200), id BIGINT)",
+            "INSERT INTO mydata (name, id) VALUES ($1, $2)",
+        ),
+        (Database::MySql, true) => (
+            "CREATE TABLE IF NOT EXISTS mydata (name VARCHAR(200), id BIGINT)",
+            "INSERT INTO mydata (name, id) VALUES (?, ?)",
+        ),
     };
     StreamingContext::new(config).run(move |job| {
         let stream = job.kafka_direct_stream(kafka.clone());

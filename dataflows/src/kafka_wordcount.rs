@@ -12,7 +12,7 @@
 use sluice::sink::kafka::{KafkaSink, OutRecord};
 use sluice::{Result, SluiceError, StreamingContext};
 
-use crate::common::{word_totals, CommonArgs, KafkaArgs};
+use crate::common::{CommonArgs, KafkaArgs, word_totals};
 
 /// Flags of `sluice run kafka-wordcount`.
 #[derive(Clone, Debug, clap::Args)]

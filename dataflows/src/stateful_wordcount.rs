@@ -7,7 +7,7 @@
 
 use sluice::{Result, StreamingContext};
 
-use crate::common::{word_totals, CommonArgs, LineSourceArgs};
+use crate::common::{CommonArgs, LineSourceArgs, word_totals};
 
 /// Flags of `sluice run stateful-wordcount`.
 #[derive(Clone, Debug, clap::Args)]

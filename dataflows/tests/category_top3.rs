@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{sluice, wait_until, Proc};
+use common::{Proc, sluice, wait_until};
 
 /// The tables `show()` printed: each a list of rows of cells.
 fn tables(stdout: &str) -> Vec<Vec<Vec<String>>> {

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use common::{free_port, Proc};
+use common::{Proc, free_port};
 
 /// A job of several processes stops when all are asked to (a graceful stop finishes the batches
 /// due, which needs every process).
@@ -96,7 +96,9 @@ fn a_killed_process_stops_the_other_and_a_restart_resumes_exactly_once() {
         let (code, took) = ended.unwrap_or_else(|| {
             panic!("process {other} still runs 5 s after process {victim} was killed: {err}")
         });
-        eprintln!("cluster\tkill process {victim}\tprocess {other} stopped after {took:?} with exit code {code}");
+        eprintln!(
+            "cluster\tkill process {victim}\tprocess {other} stopped after {took:?} with exit code {code}"
+        );
         assert_eq!(code, 1, "{err}");
         assert!(
             err.contains(&format!("lost its connection to process {victim}"))
@@ -219,7 +221,9 @@ impl Link {
         ];
         for step in &steps {
             if !ip(step) {
-                eprintln!("cluster: network namespaces are not available here (root and iproute2 needed): skipped");
+                eprintln!(
+                    "cluster: network namespaces are not available here (root and iproute2 needed): skipped"
+                );
                 return None;
             }
         }
@@ -380,7 +384,9 @@ fn two_hosts_ride_out_a_ten_second_link_cut() {
     std::thread::sleep(Duration::from_secs(10));
     job.link.set(true);
     let totals = wait_totals(&p0, 500, Duration::from_secs(30));
-    eprintln!("cluster\tlink cut 10 s, peer timeout 30 s\ttotals {totals:?} of (500, 500), both processes running");
+    eprintln!(
+        "cluster\tlink cut 10 s, peer timeout 30 s\ttotals {totals:?} of (500, 500), both processes running"
+    );
     assert_eq!(totals, (500, 500), "{}\n{}", p0.err(), p1.err());
     assert!(p0.wait_exit(Duration::ZERO).is_none() && p1.wait_exit(Duration::ZERO).is_none());
     assert_eq!(

@@ -19,8 +19,8 @@ mod damage;
 
 use std::io::Write;
 
-use common::{fresh_postgres, wait_until, Proc};
-use damage::{mount_tmpfs, Fault};
+use common::{Proc, fresh_postgres, wait_until};
+use damage::{Fault, mount_tmpfs};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -542,7 +542,9 @@ fn every_fault_ends_exact_or_refused() {
                 continue;
             }
             if clock && !faketime {
-                eprintln!("fault-matrix\t{fault:?}\t{job:?}\tskipped (needs libfaketime: apt-get install faketime)");
+                eprintln!(
+                    "fault-matrix\t{fault:?}\t{job:?}\tskipped (needs libfaketime: apt-get install faketime)"
+                );
                 continue;
             }
             let only = std::env::var("FAULT_MATRIX_ONLY").unwrap_or_default();
@@ -561,18 +563,20 @@ fn every_fault_ends_exact_or_refused() {
     let queue = Mutex::new(cases.into_iter().enumerate().collect::<Vec<_>>());
     std::thread::scope(|s| {
         for _ in 0..6 {
-            s.spawn(|| loop {
-                let Some((n, (job, fault))) = queue.lock().unwrap().pop() else {
-                    return;
-                };
-                progress(&format!("fault-matrix case {fault:?} × {job:?} starts"));
-                let case = Case::new(job, fault, &broker, n);
-                let (outcome, note) = case.run();
-                progress(&format!(
-                    "fault-matrix\t{fault:?}\t{job:?}\t{outcome:?}\t(must be {:?})\t{note}",
-                    expected(job, fault)
-                ));
-                results.lock().unwrap().push((job, fault, outcome, note));
+            s.spawn(|| {
+                loop {
+                    let Some((n, (job, fault))) = queue.lock().unwrap().pop() else {
+                        return;
+                    };
+                    progress(&format!("fault-matrix case {fault:?} × {job:?} starts"));
+                    let case = Case::new(job, fault, &broker, n);
+                    let (outcome, note) = case.run();
+                    progress(&format!(
+                        "fault-matrix\t{fault:?}\t{job:?}\t{outcome:?}\t(must be {:?})\t{note}",
+                        expected(job, fault)
+                    ));
+                    results.lock().unwrap().push((job, fault, outcome, note));
+                }
             });
         }
     });

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, sluice, wait_until, Proc};
+use common::{Proc, free_port, sluice, wait_until};
 
 /// The word counts of every batch printed in `stdout`: batch time → (word → count).
 fn batches(stdout: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {

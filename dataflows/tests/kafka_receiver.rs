@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use broker::Broker;
-use common::{sluice, wait_until, Proc};
+use common::{Proc, sluice, wait_until};
 
 /// Batch time → (word → count), from `print`'s output.
 fn batches(stdout: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{free_port, run, sluice, text, wait_until, Proc};
+use common::{Proc, free_port, run, sluice, text, wait_until};
 
 /// Starts `sluice feed socket` on a free port with `args`; waits until it listens.
 fn feed_socket(args: &[&str]) -> (Proc, u16) {

@@ -12,8 +12,8 @@ mod support;
 
 use std::time::Duration;
 
-use common::{sluice, wait_until, Proc};
-use support::{chromium, get, json, running_job, LINES};
+use common::{Proc, sluice, wait_until};
+use support::{LINES, chromium, get, json, running_job};
 
 #[test]
 fn every_rest_route_answers_in_sparks_shape() {
@@ -64,10 +64,12 @@ fn every_rest_route_answers_in_sparks_shape() {
     let one = json(&addr, &format!("{base}/batches/{}", busy["batchId"]));
     assert_eq!(one["batchId"], busy["batchId"]);
     assert_eq!(one["status"], "COMPLETED");
-    assert!(one["inputs"][0]["source"]
-        .as_str()
-        .unwrap()
-        .starts_with("socket 127.0.0.1:"));
+    assert!(
+        one["inputs"][0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("socket 127.0.0.1:")
+    );
     assert_eq!(one["state"][0]["operator"], "word-totals");
     // stateful-wordcount has one output, its print.
     assert_eq!(one["numTotalOutputOps"], 1);

@@ -6,8 +6,8 @@
 //!
 //! [postcard]: https://docs.rs/postcard
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// A value that could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]

@@ -53,7 +53,9 @@ pub enum CheckpointError {
         why: String,
     },
     /// The file was written by a sluice with another format version.
-    #[error("checkpoint file {path} has format version {found}, this sluice reads version {VERSION}: finish the job with the sluice that wrote it, or start afresh with a new checkpoint directory")]
+    #[error(
+        "checkpoint file {path} has format version {found}, this sluice reads version {VERSION}: finish the job with the sluice that wrote it, or start afresh with a new checkpoint directory"
+    )]
     Version {
         /// The file.
         path: PathBuf,
@@ -397,23 +399,29 @@ mod tests {
             read_framed(&path, Kind::StatePart).unwrap(),
             vec![7u8; 1000]
         );
-        assert!(read_framed(&path, Kind::Manifest)
-            .unwrap_err()
-            .to_string()
-            .contains("kind"));
+        assert!(
+            read_framed(&path, Kind::Manifest)
+                .unwrap_err()
+                .to_string()
+                .contains("kind")
+        );
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[500] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(read_framed(&path, Kind::StatePart)
-            .unwrap_err()
-            .to_string()
-            .contains("checksum"));
+        assert!(
+            read_framed(&path, Kind::StatePart)
+                .unwrap_err()
+                .to_string()
+                .contains("checksum")
+        );
         bytes.truncate(300);
         std::fs::write(&path, &bytes).unwrap();
-        assert!(read_framed(&path, Kind::StatePart)
-            .unwrap_err()
-            .to_string()
-            .contains("truncated"));
+        assert!(
+            read_framed(&path, Kind::StatePart)
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
         assert!(read_framed(&dir.path().join("missing"), Kind::StatePart).is_err());
     }
 

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::file::{read_framed, Kind};
-use super::snapshot::{parse_state_dir, Manifest};
-use super::{codec, plans, Metadata};
+use super::file::{Kind, read_framed};
+use super::snapshot::{Manifest, parse_state_dir};
+use super::{Metadata, codec, plans};
 use crate::error::{Result, SluiceError};
 
 /// One `state-<t>` directory.

@@ -195,10 +195,8 @@ pub(crate) fn removed(path: &Path) {
         let gone = e.path == rel
             || e.path.starts_with(&format!("{rel}/"))
             || piece(&e.path).is_some_and(|(base, _)| base == rel);
-        if gone {
-            if let Err(err) = location.delete(&e.path) {
-                tracing::warn!("checkpoint: cannot prune {} from the store: {err}", e.path);
-            }
+        if gone && let Err(err) = location.delete(&e.path) {
+            tracing::warn!("checkpoint: cannot prune {} from the store: {err}", e.path);
         }
     }
 }
@@ -206,7 +204,7 @@ pub(crate) fn removed(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::file::{read_log, write_atomic, LogWriter};
+    use crate::checkpoint::file::{LogWriter, read_log, write_atomic};
 
     /// A local directory stands in for the store (the same `Location` code as S3's).
     #[test]

@@ -35,9 +35,9 @@ mod recovery;
 mod snapshot;
 mod writer;
 
-pub use inspect::{inspect, Inspection, SnapshotEntry, StoredOffset};
+pub use inspect::{Inspection, SnapshotEntry, StoredOffset, inspect};
 pub use plans::SourceRecovery;
-pub(crate) use snapshot::{file_name, StateStore};
+pub(crate) use snapshot::{StateStore, file_name};
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use file::{read_framed, write_framed, CheckpointError, Kind};
+use file::{CheckpointError, Kind, read_framed, write_framed};
 use snapshot::Snapshot;
 use writer::Msg;
 
@@ -114,7 +114,9 @@ pub(crate) fn working_dir(dir: &std::path::Path) -> Result<std::path::PathBuf> {
     let text = dir.to_string_lossy();
     if text.contains("://") && !text.starts_with("file://") {
         return Err(SluiceError::InvalidConfig {
-            problem: format!("the checkpoint `{text}` is on an object store, which this build of sluice cannot reach"),
+            problem: format!(
+                "the checkpoint `{text}` is on an object store, which this build of sluice cannot reach"
+            ),
             fix: "rebuild with `--features s3` (or `hdfs`), or give a local directory".into(),
         });
     }
@@ -170,16 +172,18 @@ impl Checkpoint {
             Ok(bytes) if resuming => {
                 let meta: Metadata = serde_json::from_slice(&bytes)
                     .map_err(|e| ck_err(format!("{} is unreadable: {e}", meta_path.display())))?;
-                if let (Some(theirs), Some(ours)) = (meta.job.as_deref(), job) {
-                    if theirs != ours {
-                        return Err(SluiceError::InvalidConfig {
-                            problem: format!(
-                                "the checkpoint in {} belongs to the job `{theirs}`; this job is `{ours}`",
-                                dir.display()
-                            ),
-                            fix: format!("give this job a checkpoint directory of its own, or run `{theirs}` on this one"),
-                        });
-                    }
+                if let (Some(theirs), Some(ours)) = (meta.job.as_deref(), job)
+                    && theirs != ours
+                {
+                    return Err(SluiceError::InvalidConfig {
+                        problem: format!(
+                            "the checkpoint in {} belongs to the job `{theirs}`; this job is `{ours}`",
+                            dir.display()
+                        ),
+                        fix: format!(
+                            "give this job a checkpoint directory of its own, or run `{theirs}` on this one"
+                        ),
+                    });
                 }
                 if meta.batch_ms != batch_ms {
                     return Err(SluiceError::InvalidConfig {
@@ -188,7 +192,10 @@ impl Checkpoint {
                             dir.display(),
                             meta.batch_ms
                         ),
-                        fix: format!("restart with a batch interval of {} ms, or use a new checkpoint directory", meta.batch_ms),
+                        fix: format!(
+                            "restart with a batch interval of {} ms, or use a new checkpoint directory",
+                            meta.batch_ms
+                        ),
                     });
                 }
                 meta.zero

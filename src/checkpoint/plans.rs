@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::file::{self, read_log, CheckpointError};
-use super::{ck_err, codec, lock, Checkpoint};
+use super::file::{self, CheckpointError, read_log};
+use super::{Checkpoint, ck_err, codec, lock};
 use crate::error::Result;
 
 /// One batch's plan on one worker: per source (by its stable key), the source's plan bytes.

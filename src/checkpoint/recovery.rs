@@ -1,11 +1,11 @@
 //! What a restarted job recovers: which snapshot it restores, where its first batch is, and
 //! which batches it replays silently (see the [module docs](super) for the whole procedure).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::snapshot::Snapshot;
-use super::{ck_err, lock, Checkpoint};
+use super::{Checkpoint, ck_err, lock};
 use crate::error::Result;
 
 impl Checkpoint {

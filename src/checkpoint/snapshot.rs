@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::file::{read_framed, write_framed, CheckpointError, Kind};
-use super::{codec, lock, Checkpoint};
+use super::file::{CheckpointError, Kind, read_framed, write_framed};
+use super::{Checkpoint, codec, lock};
 use crate::error::{Result, SluiceError};
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
-use super::file::{write_framed, Kind};
-use super::snapshot::{parse_state_dir, part_path, Manifest};
-use super::{codec, lock, Checkpoint};
+use super::file::{Kind, write_framed};
+use super::snapshot::{Manifest, parse_state_dir, part_path};
+use super::{Checkpoint, codec, lock};
 
 pub(super) enum Msg {
     Completed(u64),

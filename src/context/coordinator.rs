@@ -18,7 +18,7 @@ use crate::error::SluiceError;
 use crate::listener::{
     BatchInfo, OutputOp, SnapshotWrite, SourceInput, StateSize, StreamingListener,
 };
-use crate::time::{batch_at_or_after, Time};
+use crate::time::{Time, batch_at_or_after};
 
 /// What a worker may do with the next batch.
 #[derive(Debug, PartialEq, Eq)]
@@ -466,11 +466,7 @@ impl Coordinator {
                 lock(&self.progress)
                     .finished_state
                     .push((f.batch_ms, state.clone()));
-                if self.process == 0 {
-                    Vec::new()
-                } else {
-                    state
-                }
+                if self.process == 0 { Vec::new() } else { state }
             } else {
                 state
             };

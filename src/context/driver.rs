@@ -326,10 +326,10 @@ fn gather<'s>(
                         None => entry.1.push(s.clone()),
                     }
                 }
-                if entry.0 == processes {
-                    if let Some((_, merged)) = states.remove(done) {
-                        coord.report_job_state(*done, &merged);
-                    }
+                if entry.0 == processes
+                    && let Some((_, merged)) = states.remove(done)
+                {
+                    coord.report_job_state(*done, &merged);
                 }
             }
         })

@@ -10,9 +10,9 @@
 //! time has come or that a worker has already cut, runs its outputs, and ends; data a receiver
 //! has buffered goes into that last batch. Stopping at once drops batches in flight.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) mod coordinator;
@@ -21,7 +21,7 @@ pub mod job;
 mod network;
 
 use coordinator::Coordinator;
-use driver::{run_worker, BuildFn};
+use driver::{BuildFn, run_worker};
 pub use job::Job;
 
 use crate::config::StreamingConfig;

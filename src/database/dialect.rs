@@ -47,11 +47,15 @@ impl Dialect {
     pub(crate) fn create_offsets_table(self) -> &'static str {
         match self {
             #[cfg(feature = "postgres")]
-            Dialect::Postgres => "CREATE TABLE IF NOT EXISTS sluice_kafka_offsets (topic TEXT NOT NULL, group_id TEXT NOT NULL, \
-                 partition_id INT NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))",
+            Dialect::Postgres => {
+                "CREATE TABLE IF NOT EXISTS sluice_kafka_offsets (topic TEXT NOT NULL, group_id TEXT NOT NULL, \
+                 partition_id INT NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))"
+            }
             #[cfg(feature = "mysql")]
-            Dialect::MySql => "CREATE TABLE IF NOT EXISTS sluice_kafka_offsets (topic VARCHAR(249) NOT NULL, group_id VARCHAR(255) NOT NULL, \
-                 partition_id INT NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))",
+            Dialect::MySql => {
+                "CREATE TABLE IF NOT EXISTS sluice_kafka_offsets (topic VARCHAR(249) NOT NULL, group_id VARCHAR(255) NOT NULL, \
+                 partition_id INT NOT NULL, next_offset BIGINT NOT NULL, PRIMARY KEY (topic, group_id, partition_id))"
+            }
         }
     }
 
@@ -59,9 +63,13 @@ impl Dialect {
     pub(crate) fn select_offset(self) -> &'static str {
         match self {
             #[cfg(feature = "postgres")]
-            Dialect::Postgres => "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = $1 AND group_id = $2 AND partition_id = $3",
+            Dialect::Postgres => {
+                "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = $1 AND group_id = $2 AND partition_id = $3"
+            }
             #[cfg(feature = "mysql")]
-            Dialect::MySql => "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = ? AND group_id = ? AND partition_id = ?",
+            Dialect::MySql => {
+                "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = ? AND group_id = ? AND partition_id = ?"
+            }
         }
     }
 
@@ -71,9 +79,13 @@ impl Dialect {
     pub(crate) fn lock_offset(self) -> &'static str {
         match self {
             #[cfg(feature = "postgres")]
-            Dialect::Postgres => "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = $1 AND group_id = $2 AND partition_id = $3 FOR UPDATE",
+            Dialect::Postgres => {
+                "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = $1 AND group_id = $2 AND partition_id = $3 FOR UPDATE"
+            }
             #[cfg(feature = "mysql")]
-            Dialect::MySql => "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = ? AND group_id = ? AND partition_id = ? FOR UPDATE",
+            Dialect::MySql => {
+                "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = ? AND group_id = ? AND partition_id = ? FOR UPDATE"
+            }
         }
     }
 
@@ -81,11 +93,15 @@ impl Dialect {
     pub(crate) fn upsert_offset(self) -> &'static str {
         match self {
             #[cfg(feature = "postgres")]
-            Dialect::Postgres => "INSERT INTO sluice_kafka_offsets (topic, group_id, partition_id, next_offset) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (topic, group_id, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            Dialect::Postgres => {
+                "INSERT INTO sluice_kafka_offsets (topic, group_id, partition_id, next_offset) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (topic, group_id, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+            }
             #[cfg(feature = "mysql")]
-            Dialect::MySql => "INSERT INTO sluice_kafka_offsets (topic, group_id, partition_id, next_offset) VALUES (?, ?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)",
+            Dialect::MySql => {
+                "INSERT INTO sluice_kafka_offsets (topic, group_id, partition_id, next_offset) VALUES (?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset)"
+            }
         }
     }
 }

@@ -44,7 +44,7 @@ fn take_ssl_mode(url: &str) -> Result<(String, Option<mysql::SslOpts>), DbError>
                     other => {
                         return Err(DbError::permanent(format!(
                             "sslmode `{other}` is not one of disabled, required, verify_identity"
-                        )))
+                        )));
                     }
                 };
             }

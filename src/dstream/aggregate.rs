@@ -8,7 +8,7 @@
 use timely::dataflow::channels::pact::Pipeline;
 
 use super::batch_op::batch_fold;
-use super::partition::{gather, map_parts, Part, PartitionId};
+use super::partition::{Part, PartitionId, gather, map_parts};
 use super::{DStream, Data, Key};
 
 impl<'s, T: Data> DStream<'s, T> {

@@ -13,10 +13,10 @@
 
 use std::collections::BTreeMap;
 
-use timely::dataflow::channels::pact::ParallelizationContract;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::ParallelizationContract;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::Operator;
 
 /// Folds each batch of `data` into an `A` and turns it into outputs once the batch is complete.
 ///

@@ -6,13 +6,13 @@
 //! capability, so `retime` re-sends every update at its own data time before per-batch
 //! operators see it.
 
-use differential_dataflow::collection::AsCollection;
 use differential_dataflow::VecCollection;
+use differential_dataflow::collection::AsCollection;
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::StreamVec;
 
-use super::partition::{hash_partition, shuffle, Part, PartitionId, Parts};
+use super::partition::{Part, PartitionId, Parts, hash_partition, shuffle};
 use super::{DStream, Data, Key};
 
 /// Keyed changes out of differential (on whichever worker its hash chose) into `n` hash

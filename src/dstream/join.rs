@@ -5,7 +5,7 @@
 //! every left value, with `None` when the key has no right value; right and full outer
 //! likewise). Each takes Spark's optional number of partitions in its `_into` form.
 
-use super::partition::{hash_partition, shuffle, FixedMap};
+use super::partition::{FixedMap, hash_partition, shuffle};
 use super::stateless::Either;
 use super::{DStream, Data, Key};
 

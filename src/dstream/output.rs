@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::Probe;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::StreamVec;
 
 use super::batch_op::batch_fold;
-use super::partition::{by_partition, gather, Part, PartitionId};
+use super::partition::{Part, PartitionId, by_partition, gather};
 use super::render::SparkDisplay;
 use super::{DStream, Data};
 use crate::time::Time;

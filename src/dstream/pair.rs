@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, Hash};
 use timely::dataflow::channels::pact::Pipeline;
 
 use super::batch_op::batch_fold;
-use super::partition::{hash_partition, map_parts, shuffle, FixedMap, Part, PartitionId};
+use super::partition::{FixedMap, Part, PartitionId, hash_partition, map_parts, shuffle};
 use super::{DStream, Data, Key};
 
 /// The worker-routing hash of a key: the same in every process of a job.

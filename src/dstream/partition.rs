@@ -28,9 +28,9 @@ use std::fmt;
 use std::hash::Hash;
 
 use smallvec::SmallVec;
+use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::StreamVec;
 
 use super::batch_op::batch_fold;
 

@@ -11,9 +11,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::partition::{gather, Part, PartitionId};
+use super::partition::{Part, PartitionId, gather};
 use super::{DStream, Data};
-use crate::time::{multiple_of_batch, Time};
+use crate::time::{Time, multiple_of_batch};
 
 impl<'s, T: Data> DStream<'s, T> {
     /// `f(time, history)` once per batch on worker 0, where `history` is the whole batches of

@@ -19,7 +19,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use std::collections::BTreeMap;
 
 use super::batch_op::batch_fold_core;
-use super::partition::{by_partition, FixedMap, Part, PartitionId};
+use super::partition::{FixedMap, Part, PartitionId, by_partition};
 use super::{DStream, Data, Key};
 
 type Build<'s, T> = Box<dyn FnOnce() -> DStream<'s, T> + 's>;

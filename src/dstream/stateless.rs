@@ -11,8 +11,8 @@ use timely::dataflow::operators::generic::Operator;
 
 use super::batch_op::batch_fold;
 use super::partition::{
-    collect_shards, gather, into_shards, map_parts, per_partition, relabel, Part, PartitionId,
-    SparkRoundRobin,
+    Part, PartitionId, SparkRoundRobin, collect_shards, gather, into_shards, map_parts,
+    per_partition, relabel,
 };
 use super::{DStream, Data};
 use crate::time::Time;

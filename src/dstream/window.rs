@@ -30,7 +30,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use super::batch_op::{batch_fold, batch_fold_core};
 use super::collection::{keyed_changes_to_parts, retime};
 use super::partition::{FixedMap, Part, PartitionId};
-use super::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
+use super::stateful::{Every, Stateful, shrink_if_sparse, upsert_snapshots};
 use super::{DStream, Data, Key};
 use crate::listener::StateSize;
 use crate::time::multiple_of_batch;

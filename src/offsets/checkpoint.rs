@@ -68,7 +68,7 @@ impl OffsetStore for CheckpointStore {
                         action: "cannot read the offset file",
                         path,
                         source,
-                    })
+                    });
                 }
             }
         }

@@ -6,15 +6,15 @@
 //! commits them again, and a restart replays from the last confirmed ones.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::{store_error, OffsetStore, TopicPartition};
+use super::{OffsetStore, TopicPartition, store_error};
 use crate::error::Result;
 
 /// How long a commit waits for the broker's answer.
@@ -131,7 +131,7 @@ impl OffsetStore for KafkaGroupStore {
             match rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => {
-                    return Err(store_error(&self.describe(), "cannot commit offsets", e))
+                    return Err(store_error(&self.describe(), "cannot commit offsets", e));
                 }
                 Err(RecvTimeoutError::Disconnected) => return Err(self.unconfirmed()),
                 Err(RecvTimeoutError::Timeout) => {

@@ -207,7 +207,7 @@ impl OffsetStoreKind {
             }
             #[cfg(not(any(feature = "postgres", feature = "mysql")))]
             OffsetStoreKind::Postgres(_) | OffsetStoreKind::MySql(_) => {
-                return Err(not_built("SQL", "postgres,mysql"))
+                return Err(not_built("SQL", "postgres,mysql"));
             }
             #[cfg(feature = "zookeeper")]
             OffsetStoreKind::ZooKeeper(connect) => Box::new(ZooKeeperStore::new(connect.clone())),

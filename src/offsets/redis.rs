@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{store_error, OffsetStore, TopicPartition};
+use super::{OffsetStore, TopicPartition, store_error};
 use crate::error::Result;
 
 /// Offsets in Redis: hash `<topic>`, field `<group>|<partition>`.

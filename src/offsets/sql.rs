@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use super::{store_error, OffsetStore, TopicPartition};
-use crate::database::{connect, Connection, DbError, Dialect, SqlValue};
+use super::{OffsetStore, TopicPartition, store_error};
+use crate::database::{Connection, DbError, Dialect, SqlValue, connect};
 use crate::error::Result;
 
 /// Offsets in a PostgreSQL or MySQL/MariaDB table.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
-use super::{store_error, OffsetStore, TopicPartition};
+use super::{OffsetStore, TopicPartition, store_error};
 use crate::error::{Result, SluiceError};
 
 /// Offsets in ZooKeeper.

@@ -19,7 +19,7 @@
 
 pub use crate::database::SqlValue;
 
-use crate::database::{connect, Connection, DbError, Dialect};
+use crate::database::{Connection, DbError, Dialect, connect};
 use crate::dstream::{DStream, Data};
 use crate::error::SluiceError;
 use crate::offsets::OffsetRange;

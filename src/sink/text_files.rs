@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 
-use crate::checkpoint::file::{write_atomic, CheckpointError};
+use crate::SparkDisplay;
+use crate::checkpoint::file::{CheckpointError, write_atomic};
 use crate::dstream::batch_op::batch_fold;
 use crate::dstream::partition::{Part, PartitionId};
 use crate::dstream::{DStream, Data};
 use crate::error::SluiceError;
 use crate::retry::{Backoff, Failure};
 use crate::runtime::Runtime;
-use crate::SparkDisplay;
 
 impl<'s, T: Data> DStream<'s, T> {
     /// Writes every batch as text, one record per line in Spark's rendering, to the directory

@@ -91,11 +91,7 @@ fn half_width(s: &str) -> usize {
             let wide = matches!(c,
                 0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF
                 | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6);
-            if wide {
-                2
-            } else {
-                1
-            }
+            if wide { 2 } else { 1 }
         })
         .sum()
 }

@@ -90,11 +90,7 @@ fn java_double(f: f64) -> String {
     let a = f.abs();
     if a == 0.0 || (1e-3..1e7).contains(&a) {
         let s = format!("{f}");
-        if s.contains('.') {
-            s
-        } else {
-            format!("{s}.0")
-        }
+        if s.contains('.') { s } else { format!("{s}.0") }
     } else {
         let s = format!("{f:e}");
         let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));

@@ -19,13 +19,13 @@
 
 mod status;
 
-pub use status::{spark_date, BatchJson, InputJson, JobDescription, StateJson, Statistics, Status};
+pub use status::{BatchJson, InputJson, JobDescription, StateJson, Statistics, Status, spark_date};
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};

@@ -501,8 +501,8 @@ impl StreamingListener for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::SourceInput;
     use crate::Time;
+    use crate::listener::SourceInput;
 
     fn batch(t: u64, records: u64, processing_ms: u64) -> BatchInfo {
         BatchInfo {

@@ -57,7 +57,10 @@ mod tests {
     fn the_courses_record_is_cleaned() {
         let shanghai = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
         // 2018-11-11 13:29:02 in Shanghai (UTC+8) is 05:29:02 UTC.
-        assert_eq!(clean(SAMPLE, &shanghai).unwrap(), "238|1541914142000|58.223.1.112:59947|202.102.92.18:80|http://www.sumecjob.com/Social.aspx");
+        assert_eq!(
+            clean(SAMPLE, &shanghai).unwrap(),
+            "238|1541914142000|58.223.1.112:59947|202.102.92.18:80|http://www.sumecjob.com/Social.aspx"
+        );
         assert_eq!(
             clean(SAMPLE, &jiff::tz::TimeZone::UTC)
                 .unwrap()
@@ -71,14 +74,18 @@ mod tests {
     fn malformed_records_say_why() {
         let utc = jiff::tz::TimeZone::UTC;
         assert!(clean("a,b,c", &utc).unwrap_err().0.contains("3 fields"));
-        assert!(clean(&SAMPLE.replace("20181111132902", "2018-11-11"), &utc)
-            .unwrap_err()
-            .0
-            .contains("yyyyMMddHHmmss"));
-        assert!(clean(&SAMPLE.replacen("<<<!>>>238<<<!>>>", "238", 1), &utc)
-            .unwrap_err()
-            .0
-            .contains("field 2"));
+        assert!(
+            clean(&SAMPLE.replace("20181111132902", "2018-11-11"), &utc)
+                .unwrap_err()
+                .0
+                .contains("yyyyMMddHHmmss")
+        );
+        assert!(
+            clean(&SAMPLE.replacen("<<<!>>>238<<<!>>>", "238", 1), &utc)
+                .unwrap_err()
+                .0
+                .contains("field 2")
+        );
     }
 }
 

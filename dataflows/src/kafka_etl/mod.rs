@@ -13,7 +13,7 @@ use sluice::{Result, SluiceError, StreamingContext};
 use crate::common::{CommonArgs, KafkaArgs};
 
 pub(crate) mod clean;
-pub use clean::{clean, Rejected};
+pub use clean::{Rejected, clean};
 
 /// Flags of `sluice run kafka-etl`.
 #[derive(Clone, Debug, clap::Args)]

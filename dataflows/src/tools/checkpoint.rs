@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use sluice::checkpoint::Inspection;
 use sluice::Time;
+use sluice::checkpoint::Inspection;
 
 /// The `sluice checkpoint` subcommands.
 #[derive(clap::Subcommand, Debug)]

@@ -222,10 +222,10 @@ fn kafka(
     partition: Option<i32>,
     mut lines: Lines,
 ) -> Result<(), FeedError> {
+    use rdkafka::ClientContext;
     use rdkafka::producer::{
         BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
     };
-    use rdkafka::ClientContext;
     use std::sync::{Arc, Mutex};
 
     /// Counts acknowledged records and keeps the first refusal.
@@ -275,7 +275,7 @@ fn kafka(
                     record = Some(r);
                 }
                 Err((e, _)) => {
-                    return Err(FeedError::World(format!("cannot send to {topic}: {e}")))
+                    return Err(FeedError::World(format!("cannot send to {topic}: {e}")));
                 }
             }
         }

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::common::{free_port, sluice, wait_until, Proc};
+use crate::common::{Proc, free_port, sluice, wait_until};
 
 pub const LINES: u64 = 3000;
 

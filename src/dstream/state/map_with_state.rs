@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{save_state, StateInput};
 use super::{MapWithState, State, StateSpec, TimeoutChecks};
+use super::{StateInput, save_state};
 use crate::dstream::partition::{
-    hash_partition, map_parts, shuffle_batches, FixedMap, Part, PartitionId,
+    FixedMap, Part, PartitionId, hash_partition, map_parts, shuffle_batches,
 };
-use crate::dstream::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
+use crate::dstream::stateful::{Every, Stateful, shrink_if_sparse, upsert_snapshots};
 use crate::dstream::stateless::Either;
 use crate::dstream::{DStream, Data, Key};
 use crate::listener::StateSize;
@@ -91,7 +91,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let check_cell = std::rc::Rc::new(std::cell::Cell::new(check_every));
         let every = std::rc::Rc::clone(&check_cell);
         let zero = self.ctx.runtime.clone(); // the job's first batch, known once built
-                                             // A key last seen at `since` may time out at the first batch after `since + timeout`.
+        // A key last seen at `since` may time out at the first batch after `since + timeout`.
         let due = move |since: u64, ms: u64| ((since + ms) / batch_ms + 1) * batch_ms;
         let runtime = self.ctx.runtime.clone();
         let store = runtime.state_store(&name);

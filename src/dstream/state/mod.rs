@@ -21,11 +21,11 @@
 use std::time::Duration;
 
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::core::Concat;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 
-use super::partition::{map_parts, Part, PartitionId, Parts};
+use super::partition::{Part, PartitionId, Parts, map_parts};
 
 use super::stateful::Stateful;
 use super::{DStream, Data, Key};

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use super::UpdateState;
-use super::{save_state, StateInput};
+use super::{StateInput, save_state};
 use crate::dstream::partition::{
-    hash_partition, shuffle_batches, FixedMap, FixedSet, Part, PartitionId,
+    FixedMap, FixedSet, Part, PartitionId, hash_partition, shuffle_batches,
 };
-use crate::dstream::stateful::{shrink_if_sparse, upsert_snapshots, Every, Stateful};
+use crate::dstream::stateful::{Every, Stateful, shrink_if_sparse, upsert_snapshots};
 use crate::dstream::{DStream, Data, Key};
 use crate::listener::StateSize;
 use crate::time::Time;

@@ -7,7 +7,7 @@
 //! replayed batch whose offsets the group already holds is not written again.
 
 use super::transactional::Transactional;
-use super::{fail_output, KafkaSink, OutRecord};
+use super::{KafkaSink, OutRecord, fail_output};
 use crate::retry::Backoff;
 use crate::source::kafka::client::failure;
 use crate::source::kafka::{ConsumerRecord, DirectStream, KafkaItem};

@@ -25,11 +25,11 @@ pub mod transactional;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientConfig;
 
 use crate::dstream::DStream;
 use crate::error::SluiceError;

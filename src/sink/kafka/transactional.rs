@@ -11,13 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::ClientConfig;
 
 use super::{
-    delivery_failures, fail_output, produce_all, reset, Deliveries, Failed, KafkaSink, OutRecord,
+    Deliveries, Failed, KafkaSink, OutRecord, delivery_failures, fail_output, produce_all, reset,
 };
 use crate::dstream::DStream;
 use crate::retry::{Backoff, Failure};

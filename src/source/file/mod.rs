@@ -37,10 +37,10 @@ use std::time::Duration;
 pub use select::{FileCompletion, PathFilter};
 pub use split::FileSplit;
 
-use crate::dstream::partition::per_partition;
 use crate::dstream::DStream;
+use crate::dstream::partition::per_partition;
 use crate::source::DeadLetters;
-use crate::storage::{scheme_of, Location, Scheme};
+use crate::storage::{Location, Scheme, scheme_of};
 
 /// Settings of a directory stream.
 ///

@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use super::select::Selector;
-use super::split::{splits, FileSplit};
 use super::FileStreamOptions;
+use super::select::Selector;
+use super::split::{FileSplit, splits};
 use crate::runtime::Runtime;
 use crate::source::{BatchOut, BatchReader, BatchSlot};
 use crate::storage::{Entry, Location};

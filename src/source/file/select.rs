@@ -60,15 +60,15 @@ impl Eligible {
         if IN_PROGRESS.iter().any(|s| path.ends_with(s)) {
             return false;
         }
-        if let Some(m) = &self.marker {
-            if path.ends_with(m.as_str()) {
-                return false;
-            }
+        if let Some(m) = &self.marker
+            && path.ends_with(m.as_str())
+        {
+            return false;
         }
-        if let Some(g) = &self.glob {
-            if !g.is_match(path) {
-                return false;
-            }
+        if let Some(g) = &self.glob
+            && !g.is_match(path)
+        {
+            return false;
         }
         self.filter.as_ref().is_none_or(|f| f(path))
     }

@@ -215,7 +215,10 @@ impl KafkaReader {
                 Some(r) => match r.get(&tp) {
                     Some(&(f, u)) => {
                         if f != from {
-                            tracing::warn!("Kafka: replaying batch {}: {tp} was planned from {f}, the reader stands at {from}", slot.time);
+                            tracing::warn!(
+                                "Kafka: replaying batch {}: {tp} was planned from {f}, the reader stands at {from}",
+                                slot.time
+                            );
                         }
                         u.max(from)
                     }
@@ -263,12 +266,16 @@ impl KafkaReader {
                 // Asked to stop while records are missing (the broker is away): the batch ends
                 // with what was read, and only that is committed; the rest is read next run.
                 for (tp, (_, until)) in plan.iter_mut() {
-                    if let Some(o) = self.owned.get_mut(tp) {
-                        if o.next < *until {
-                            tracing::warn!("Kafka: stopping; batch {} ends {tp} at offset {} instead of {until}", slot.time, o.next);
-                            *until = o.next;
-                            o.lookahead.clear();
-                        }
+                    if let Some(o) = self.owned.get_mut(tp)
+                        && o.next < *until
+                    {
+                        tracing::warn!(
+                            "Kafka: stopping; batch {} ends {tp} at offset {} instead of {until}",
+                            slot.time,
+                            o.next
+                        );
+                        *until = o.next;
+                        o.lookahead.clear();
                     }
                 }
                 break;
@@ -335,11 +342,12 @@ impl KafkaReader {
                             let tp = TopicPartition::new(e.topic(), e.partition());
                             if let (Offset::Offset(pos), Some((_, until)), Some(o)) =
                                 (e.offset(), plan.get(&tp), self.owned.get_mut(&tp))
+                                && o.next < *until
+                                && pos >= *until
+                                && o.lookahead.is_empty()
                             {
-                                if o.next < *until && pos >= *until && o.lookahead.is_empty() {
-                                    o.next = *until;
-                                    missing -= 1;
-                                }
+                                o.next = *until;
+                                missing -= 1;
                             }
                         }
                     }

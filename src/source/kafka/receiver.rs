@@ -21,8 +21,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -32,10 +32,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::client::{failure, kafka_error};
 use super::{ConsumerStrategy, KafkaConfig};
 use crate::checkpoint::{codec, file};
-use crate::retry::{sleep_unless, Backoff, Failure};
+use crate::retry::{Backoff, Failure, sleep_unless};
 use crate::source::socket::framing::Framed;
 use crate::source::socket::wal::Wal;
-use crate::source::socket::{deliver, ReceiveFn, Shared, SocketReader};
+use crate::source::socket::{ReceiveFn, Shared, SocketReader, deliver};
 use crate::source::{DeadLetters, Malformed};
 
 /// Offsets after the last logged record of each partition, and the log's sequence number
@@ -70,14 +70,13 @@ fn position_logs(dir: &Path) -> Vec<PathBuf> {
 /// The last recorded positions in `dir` (empty when none).
 fn load_positions(dir: &Path) -> Positions {
     for log in position_logs(dir).iter().rev() {
-        if let Ok(records) = file::read_log(log) {
-            if let Some(p) = records
+        if let Ok(records) = file::read_log(log)
+            && let Some(p) = records
                 .iter()
                 .rev()
                 .find_map(|r| codec::decode::<Positions>(r).ok())
-            {
-                return p;
-            }
+        {
+            return p;
         }
     }
     Positions::default()

@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use super::dead_letter::DeadLetters;
 use super::{BatchOut, BatchReader, BatchSlot};
-use crate::retry::{sleep_unless, Backoff, Failure};
-use blocks::{into_blocks, Buffer};
+use crate::retry::{Backoff, Failure, sleep_unless};
+use blocks::{Buffer, into_blocks};
 use framing::{Framed, LineFramer};
 use wal::Wal;
 
@@ -234,10 +234,10 @@ impl SocketReader {
         else {
             return;
         };
-        if let Some(w) = wal.as_mut() {
-            if let Err(e) = w.open_segment(batch) {
-                tracing::error!("{}: cannot open the write-ahead log: {e}", self.name);
-            }
+        if let Some(w) = wal.as_mut()
+            && let Err(e) = w.open_segment(batch)
+        {
+            tracing::error!("{}: cannot open the write-ahead log: {e}", self.name);
         }
         let spawned = std::thread::Builder::new()
             .name(format!("receiver {}", self.name))
@@ -408,10 +408,10 @@ pub(crate) fn deliver(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(batch) = rotate {
-            if let Err(e) = w.open_segment(batch) {
-                tracing::warn!("write-ahead log: cannot start a new segment: {e}");
-            }
+        if let Some(batch) = rotate
+            && let Err(e) = w.open_segment(batch)
+        {
+            tracing::warn!("write-ahead log: cannot start a new segment: {e}");
         }
         // Durable before any batch can take the lines; retried, never skipped.
         let stop = || shared.stop.load(Ordering::SeqCst);
