@@ -10,44 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Proc, free_port, sluice, wait_until};
-
-/// The word counts of every batch printed in `stdout`: batch time → (word → count).
-fn batches(stdout: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {
-    let mut out: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut current = None;
-    for line in stdout.lines() {
-        if let Some(t) = line
-            .strip_prefix("Time: ")
-            .and_then(|l| l.strip_suffix(" ms"))
-        {
-            current = t.parse().ok();
-            if let Some(t) = current {
-                out.entry(t).or_default();
-            }
-        } else if let (Some(t), Some(inner)) = (
-            current,
-            line.strip_prefix('(').and_then(|l| l.strip_suffix(')')),
-        ) {
-            if let Some((w, n)) = inner.rsplit_once(',') {
-                if let Ok(n) = n.parse::<u64>() {
-                    out.entry(t).or_default().insert(w.to_owned(), n);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn totals(batches: &BTreeMap<u64, BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
-    let mut t = BTreeMap::new();
-    for words in batches.values() {
-        for (w, n) in words {
-            *t.entry(w.clone()).or_default() += n;
-        }
-    }
-    t
-}
+use common::{Proc, batches, free_port, sluice, totals, wait_until};
 
 fn expect(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(w, n)| (w.to_string(), *n)).collect()
@@ -450,12 +413,7 @@ fn s3_objects_are_read_once_multipart_uploads_only_when_complete() {
         totals(&batches(&job.out.lock().unwrap())),
         job.err()
     );
-    assert!(wait_for_totals(
-        &job,
-        &expect(&[("gated", 2)]),
-        Duration::from_secs(20)
-    ));
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
         totals(&batches(&job.out.lock().unwrap())),
         want,

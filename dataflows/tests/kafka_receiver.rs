@@ -11,31 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use broker::Broker;
-use common::{Proc, sluice, wait_until};
-
-/// Batch time → (word → count), from `print`'s output.
-fn batches(stdout: &str) -> BTreeMap<u64, BTreeMap<String, u64>> {
-    let mut out: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut current = None;
-    for line in stdout.lines() {
-        if let Some(t) = line
-            .strip_prefix("Time: ")
-            .and_then(|l| l.strip_suffix(" ms"))
-        {
-            current = t.parse().ok();
-        } else if let (Some(t), Some(inner)) = (
-            current,
-            line.strip_prefix('(').and_then(|l| l.strip_suffix(')')),
-        ) {
-            if let Some((w, n)) = inner.rsplit_once(',') {
-                if let Ok(n) = n.parse::<u64>() {
-                    out.entry(t).or_default().insert(w.to_owned(), n);
-                }
-            }
-        }
-    }
-    out
-}
+use common::{Proc, batches, sluice, totals, wait_until};
 
 fn job(broker: &Broker, group: &str, extra: &[&str]) -> Proc {
     let mut cmd = sluice();
@@ -104,13 +80,7 @@ fn the_receiver_counts_every_record_once_across_sigkills() {
                 all.insert(t, w);
             }
         }
-        let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-        for w in all.values() {
-            for (word, n) in w {
-                *totals.entry(word.clone()).or_default() += n;
-            }
-        }
-        totals
+        totals(&all)
     };
     let done = wait_until(Duration::from_secs(40), || {
         let mut o = outputs.clone();
@@ -144,13 +114,7 @@ fn without_a_checkpoint_the_receiver_counts_what_arrives() {
     broker.produce("events", 0, &["a b a".to_owned(), "b a".to_owned()]);
     let mut j = job(&broker, "plain", &[]);
     let done = wait_until(Duration::from_secs(30), || {
-        let out = j.out.lock().unwrap().clone();
-        let mut t: BTreeMap<String, u64> = BTreeMap::new();
-        for w in batches(&out).values() {
-            for (k, v) in w {
-                *t.entry(k.clone()).or_default() += v;
-            }
-        }
+        let t = totals(&batches(&j.out.lock().unwrap()));
         t.get("a") == Some(&3) && t.get("b") == Some(&2)
     });
     assert_eq!(j.signal("-TERM"), 0, "{}", j.err());

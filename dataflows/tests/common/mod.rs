@@ -203,3 +203,45 @@ pub fn fresh_postgres(name: &str) -> String {
         .expect("create database");
     format!("postgres://postgres@127.0.0.1:5432/{name}")
 }
+
+/// Word counts per batch: batch time → (word → count).
+pub type Batches = std::collections::BTreeMap<u64, std::collections::BTreeMap<String, u64>>;
+
+/// The `(word,count)` pairs of every batch `print` printed in `stdout`: batch time → (word →
+/// count); a batch printed empty is there too.
+pub fn batches(stdout: &str) -> Batches {
+    let mut out = Batches::new();
+    let mut current = None;
+    for line in stdout.lines() {
+        if let Some(t) = line
+            .strip_prefix("Time: ")
+            .and_then(|l| l.strip_suffix(" ms"))
+        {
+            current = t.parse().ok();
+            if let Some(t) = current {
+                out.entry(t).or_default();
+            }
+        } else if let (Some(t), Some(inner)) = (
+            current,
+            line.strip_prefix('(').and_then(|l| l.strip_suffix(')')),
+        ) {
+            if let Some((w, n)) = inner.rsplit_once(',') {
+                if let Ok(n) = n.parse::<u64>() {
+                    out.entry(t).or_default().insert(w.to_owned(), n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The sum over all batches, per word.
+pub fn totals(batches: &Batches) -> std::collections::BTreeMap<String, u64> {
+    let mut t = std::collections::BTreeMap::new();
+    for words in batches.values() {
+        for (w, n) in words {
+            *t.entry(w.clone()).or_default() += n;
+        }
+    }
+    t
+}
