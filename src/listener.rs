@@ -22,6 +22,52 @@ pub struct SourceInput {
     pub malformed: u64,
     /// What the batch read of each partition, for sources that read ranges (Kafka).
     pub partitions: Vec<PartitionInput>,
+    /// For a receiver (socket, Kafka receiver): what it took for the batch and whether it held
+    /// its sender back.
+    #[serde(default)]
+    pub receiver: Option<ReceiverInput>,
+}
+
+impl SourceInput {
+    /// Adds another worker's or process's input of the same source and batch.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::listener::SourceInput;
+    /// let mut a = SourceInput { source: "s".into(), records: 2, ..Default::default() };
+    /// a.merge(SourceInput { source: "s".into(), records: 3, malformed: 1, ..Default::default() });
+    /// assert_eq!((a.records, a.malformed), (5, 1));
+    /// ```
+    pub fn merge(&mut self, other: SourceInput) {
+        self.records += other.records;
+        self.malformed += other.malformed;
+        self.partitions.extend(other.partitions);
+        // A source has one receiver, on one worker.
+        if self.receiver.is_none() {
+            self.receiver = other.receiver;
+        }
+    }
+}
+
+/// What a receiver did for one batch.
+///
+/// Memory is bounded by `max_buffered_bytes`; when the input comes faster than the job takes
+/// it, the receiver stops reading (TCP holds the sender back) and `held_back_ms` says for how
+/// long: the job's lag behind its input, which a socket cannot otherwise show.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReceiverInput {
+    /// Lines (records) the batch took from the receiver's buffer.
+    pub lines: u64,
+    /// Memory they held (text plus a `String` each).
+    pub bytes: u64,
+    /// The receiver's buffer bound.
+    pub max_buffered_bytes: u64,
+    /// How long the receiver waited, since the batch before, for room in its buffer or for its
+    /// rate: the time its sender was held back (0 when the job keeps up).
+    pub held_back_ms: u64,
+    /// The rate limit in force, lines/s (`max_rate` or backpressure's), if any.
+    pub rate_limit: Option<u64>,
 }
 
 /// What one batch read of one partition of a source: Spark's offset range of a Kafka

@@ -10,6 +10,9 @@
 //! | `sluice_malformed_records_total` | counter | `source` (records set aside as dead letters) |
 //! | `sluice_partition_records_total` | counter | `source`, `partition` (Kafka: offsets read) |
 //! | `sluice_partition_lag_records` | gauge | `source`, `partition` (Kafka: records after the latest batch) |
+//! | `sluice_receiver_held_back_seconds_total` | counter | `source` (a receiver waited for room or for its rate: its sender was held back) |
+//! | `sluice_receiver_batch_bytes` | gauge | `source` (memory of the lines the latest batch took from a receiver) |
+//! | `sluice_receiver_rate_limit` | gauge | `source` (lines/s in force: max rate or backpressure; 0 = none) |
 //! | `sluice_scheduling_delay_seconds` | histogram | |
 //! | `sluice_processing_time_seconds` | histogram | |
 //! | `sluice_total_delay_seconds` | histogram | |
@@ -85,6 +88,9 @@ pub struct Metrics {
     malformed: Family<SourceLabel, Counter>,
     partition_records: Family<PartitionLabel, Counter>,
     partition_lag: Family<PartitionLabel, Gauge>,
+    held_back: Family<SourceLabel, Counter<f64, AtomicU64>>,
+    receiver_bytes: Family<SourceLabel, Gauge>,
+    receiver_rate: Family<SourceLabel, Gauge>,
     scheduling: Histogram,
     processing: Histogram,
     total: Histogram,
@@ -111,6 +117,9 @@ impl Metrics {
             malformed: Family::default(),
             partition_records: Family::default(),
             partition_lag: Family::default(),
+            held_back: Family::default(),
+            receiver_bytes: Family::default(),
+            receiver_rate: Family::default(),
             scheduling: buckets(),
             processing: buckets(),
             total: buckets(),
@@ -152,6 +161,22 @@ impl Metrics {
             "partition_lag_records",
             "Records of a partition after what the latest batch read (Kafka consumer lag)",
             m.partition_lag.clone(),
+        );
+        m.registry.register_with_unit(
+            "receiver_held_back",
+            "Time a receiver waited for room in its buffer or for its rate (its sender held back)",
+            Unit::Seconds,
+            m.held_back.clone(),
+        );
+        m.registry.register(
+            "receiver_batch_bytes",
+            "Memory of the lines the latest batch took from a receiver",
+            m.receiver_bytes.clone(),
+        );
+        m.registry.register(
+            "receiver_rate_limit",
+            "A receiver's rate limit in force, lines/s (max rate or backpressure; 0: none)",
+            m.receiver_rate.clone(),
         );
         m.registry.register_with_unit(
             "scheduling_delay",
@@ -281,6 +306,18 @@ impl StreamingListener for Metrics {
                 self.partition_records.get_or_create(&label).inc_by(read);
                 self.partition_lag.get_or_create(&label).set(p.lag);
             }
+            if let Some(r) = &i.receiver {
+                self.held_back
+                    .get_or_create(&label)
+                    .inc_by(r.held_back_ms as f64 / 1e3);
+                let gauge = |v: u64| v.min(i64::MAX as u64) as i64;
+                self.receiver_bytes
+                    .get_or_create(&label)
+                    .set(gauge(r.bytes));
+                self.receiver_rate
+                    .get_or_create(&label)
+                    .set(gauge(r.rate_limit.unwrap_or(0)));
+            }
         }
         self.scheduling.observe(b.scheduling_delay.as_secs_f64());
         self.processing.observe(b.processing_time.as_secs_f64());
@@ -340,6 +377,13 @@ mod tests {
                 records: 7,
                 malformed: 2,
                 partitions: Vec::new(),
+                receiver: Some(crate::listener::ReceiverInput {
+                    lines: 7,
+                    bytes: 700,
+                    max_buffered_bytes: 1 << 20,
+                    held_back_ms: 1500,
+                    rate_limit: Some(100),
+                }),
             }],
             scheduling_delay: Duration::from_millis(1),
             processing_time: Duration::from_millis(3),
@@ -389,6 +433,9 @@ mod tests {
             "sluice_batches_failed_total 1",
             "sluice_records_total{source=\"socket\"} 7",
             "sluice_malformed_records_total{source=\"socket\"} 2",
+            "sluice_receiver_held_back_seconds_total{source=\"socket\"} 1.5",
+            "sluice_receiver_batch_bytes{source=\"socket\"} 700",
+            "sluice_receiver_rate_limit{source=\"socket\"} 100",
             "sluice_state_keys{operator=\"totals\"} 5",
             "sluice_output_operation_seconds_count{operation=\"print\"} 1",
             "sluice_processing_time_seconds_count 2",

@@ -239,3 +239,115 @@ fn a_batch_has_one_partition_per_block_interval_spread_over_the_workers() {
     placed.sort();
     assert_eq!(placed, vec![(0, 0, 2), (1, 1, 1), (2, 0, 2)]);
 }
+
+/// The receiver's part of every recorded batch.
+fn receiver_inputs(recorder: &BatchRecorder) -> Vec<sluice::listener::ReceiverInput> {
+    recorder
+        .batches()
+        .iter()
+        .flat_map(|b| b.inputs.iter().filter_map(|i| i.receiver.clone()))
+        .collect()
+}
+
+#[test]
+fn a_receiver_fed_faster_than_the_job_holds_its_sender_back_within_its_bound() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // A sender as fast as loopback against a job that spends 40 ms on every 50 ms batch: the
+    // buffer fills, the receiver stops reading, TCP blocks the sender; no batch holds more
+    // than the bound (plus one read's lines), every line is counted once, and the batches say
+    // how long the sender was held back.
+    const LINES: u64 = 100_000;
+    const BOUND: usize = 256 << 10;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let recorder = BatchRecorder::new();
+    let config = StreamingConfig::new(Duration::from_millis(50))
+        .unwrap()
+        .listener(recorder.clone());
+    let counted = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&counted);
+    let options = SocketOptions::default().max_buffered_bytes(BOUND);
+    let mut job = StreamingContext::new(config)
+        .start(move |job| {
+            let c = Arc::clone(&c);
+            job.socket_text_stream_with("127.0.0.1", port, options.clone())
+                .count()
+                .foreach_batch(move |_, n| {
+                    std::thread::sleep(Duration::from_millis(40));
+                    c.fetch_add(n.iter().sum::<u64>(), Ordering::SeqCst);
+                });
+        })
+        .unwrap();
+    let mut conn = accept(&listener);
+    let sender = std::thread::spawn(move || {
+        let line = "the quick brown fox jumps over the lazy dog again and again\n";
+        let chunk = line.repeat(1000);
+        for _ in 0..LINES / 1000 {
+            conn.write_all(chunk.as_bytes()).unwrap();
+        }
+        conn.flush().unwrap();
+        conn
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counted.load(Ordering::SeqCst) < LINES && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _conn = sender.join().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    job.stop(false);
+    job.await_termination().unwrap();
+    assert_eq!(counted.load(Ordering::SeqCst), LINES, "every line once");
+    let inputs = receiver_inputs(&recorder);
+    let largest = inputs.iter().map(|r| r.bytes).max().unwrap();
+    // One read is at most 64 KiB of 60-byte lines: ~1 100 lines of ~85 bytes each.
+    assert!(
+        largest <= (BOUND + (128 << 10)) as u64,
+        "a batch took {largest} bytes, over the bound {BOUND}"
+    );
+    assert!(inputs.iter().all(|r| r.max_buffered_bytes == BOUND as u64));
+    let held: u64 = inputs.iter().map(|r| r.held_back_ms).sum();
+    assert!(held >= 100, "the sender was held back: {held} ms in all");
+    assert_eq!(inputs.iter().map(|r| r.lines).sum::<u64>(), LINES);
+}
+
+#[test]
+fn max_rate_paces_the_receiver() {
+    // 3 000 lines sent at once to a receiver limited to 4 000 lines/s: they arrive over at
+    // least ~0.7 s (0.75 s less one 50 ms hand-over), in order, each once.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let recorder = BatchRecorder::new();
+    let out = CollectedBatches::new();
+    let mut job = start_job(
+        port,
+        1,
+        SocketOptions::default().max_rate(4000),
+        &out,
+        &recorder,
+    );
+    let mut conn = accept(&listener);
+    let lines: Vec<String> = (0..3000).map(|i| format!("line {i}")).collect();
+    let started = Instant::now();
+    conn.write_all(
+        lines
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .as_bytes(),
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    wait_for(&out, lines.len(), Duration::from_secs(30));
+    let took = started.elapsed();
+    job.stop(false);
+    job.await_termination().unwrap();
+    assert_eq!(received(&out), lines);
+    assert!(
+        took >= Duration::from_millis(650),
+        "3 000 lines at 4 000/s took {took:?}"
+    );
+    let inputs = receiver_inputs(&recorder);
+    assert!(inputs.iter().all(|r| r.rate_limit == Some(4000)));
+    assert!(inputs.iter().map(|r| r.held_back_ms).sum::<u64>() >= 400);
+}

@@ -13,6 +13,63 @@ fn duration(text: &str) -> std::result::Result<Duration, String> {
     sluice::time::parse_duration(text).map_err(|e| e.to_string())
 }
 
+/// Clap's parser for byte sizes: `1048576`, `64KiB`/`64k`, `128MiB`/`128m`, `1GiB`/`1g`
+/// (binary units whatever the spelling, as Spark's `128m`).
+pub fn byte_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a size: write bytes or a number with KiB, MiB or GiB, e.g. 128MiB"
+            ));
+        }
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("`{text}` is not a size: write bytes or a number with KiB, MiB or GiB, e.g. 128MiB")
+    })?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// The bounds of a receiver (socket or Kafka receiver), shared by the dataflows that have one.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ReceiverArgs {
+    /// The most memory received lines may hold until a batch takes them; when full, the
+    /// receiver stops reading and TCP holds the sender back (nothing is lost; the batch
+    /// metrics show how long). Each batch holds at most this much.
+    #[arg(long, default_value = "128MiB", value_name = "SIZE", value_parser = byte_size)]
+    pub receiver_buffer: u64,
+    /// At most this many lines (records) per second (Spark's spark.streaming.receiver.maxRate).
+    #[arg(long, value_name = "LINES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub receiver_max_rate: Option<u64>,
+}
+
+impl ReceiverArgs {
+    /// These bounds on `options`.
+    pub fn apply(&self, options: SocketOptions) -> Result<SocketOptions> {
+        if self.receiver_buffer < 64 << 10 {
+            return Err(sluice::SluiceError::InvalidConfig {
+                problem: format!(
+                    "--receiver-buffer {} is below the smallest buffer, 64KiB",
+                    self.receiver_buffer
+                ),
+                fix: "give at least 64KiB (the default is 128MiB)".into(),
+            });
+        }
+        let options = options.max_buffered_bytes(self.receiver_buffer as usize);
+        Ok(match self.receiver_max_rate {
+            Some(rate) => options.max_rate(rate),
+            None => options,
+        })
+    }
+}
+
 /// Timely's worker flags, as clap parses them beside a dataflow's own.
 ///
 /// Clap's own `-h` is taken by `--hostfile`, as in timely; `--help` still works.
@@ -206,6 +263,18 @@ pub struct LineSourceArgs {
     #[arg(long, default_value = "200ms", value_name = "DURATION", value_parser = duration,
           requires = "host", allow_hyphen_values = true)]
     pub block_interval: Duration,
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
+    /// Adapt the receiver's rate to what the job processes (Spark's
+    /// spark.streaming.backpressure.enabled; PID estimator with Spark's defaults), within
+    /// --receiver-max-rate.
+    #[arg(long, requires = "host")]
+    pub backpressure: bool,
+    /// With --backpressure: lines/s until the first batch has finished (Spark's
+    /// spark.streaming.backpressure.initialRate).
+    #[arg(long, value_name = "N", requires = "backpressure",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub initial_rate: Option<u64>,
     /// Generated input: words per second over the whole job (without --host).
     #[arg(long, default_value_t = 20, value_name = "WORDS")]
     pub rate: u64,
@@ -222,7 +291,7 @@ impl LineSourceArgs {
             Some(path) => DeadLetters::to_file(path)?,
             None => DeadLetters::counting(),
         };
-        Ok(SocketOptions {
+        let options = SocketOptions {
             max_line_bytes: self.max_line_bytes as usize,
             dead_letters,
             block_interval: self.block_interval,
@@ -232,6 +301,12 @@ impl LineSourceArgs {
                 sluice::source::WriteAheadLog::WhenCheckpointed
             },
             ..SocketOptions::default()
+        };
+        let options = self.receiver.apply(options)?;
+        Ok(if self.backpressure {
+            options.backpressure(self.initial_rate, Default::default())
+        } else {
+            options
         })
     }
 

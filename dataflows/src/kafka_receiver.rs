@@ -5,13 +5,13 @@
 //! record and counts none twice. Prefer `kafka-direct` and its relatives for new jobs; Spark
 //! removed this receiver in 3.0.
 //!
-//! `--backpressure` and `--initial-rate` of the Kafka flags are the direct stream's and are
-//! refused here.
+//! The receiver is bounded (`--receiver-buffer`, `--receiver-max-rate`); `--backpressure` and
+//! `--initial-rate` pace its consumer as Spark's `ReceiverRateController` does.
 
 use sluice::source::SocketOptions;
-use sluice::{Result, SluiceError, StreamingContext};
+use sluice::{Result, StreamingContext};
 
-use crate::common::{CommonArgs, KafkaArgs};
+use crate::common::{CommonArgs, KafkaArgs, ReceiverArgs};
 
 /// Flags of `sluice run kafka-receiver`.
 #[derive(Clone, Debug, clap::Args)]
@@ -23,24 +23,26 @@ pub struct Args {
     /// not yet in a finished batch are then lost in a crash, as in Spark's default).
     #[arg(long)]
     pub no_wal: bool,
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
 }
 
 impl crate::Dataflow for Args {
     fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        if args.kafka.backpressure {
-            return Err(SluiceError::InvalidConfig {
-                problem: "--backpressure is the direct stream's; the receiver reads what comes"
-                    .into(),
-                fix: "leave --backpressure out, or use kafka-direct".into(),
-            });
-        }
         let kafka = args.kafka.config()?;
         let config = common.config()?;
         let options = if args.no_wal {
             SocketOptions::default().without_write_ahead_log()
         } else {
             SocketOptions::default()
+        };
+        let options = args.receiver.apply(options)?;
+        // The receiver's backpressure paces its consumer (Spark's ReceiverRateController).
+        let options = if args.kafka.backpressure {
+            options.backpressure(args.kafka.initial_rate, Default::default())
+        } else {
+            options
         };
         let print = common.print;
         StreamingContext::new(config).run(move |job| {

@@ -124,9 +124,12 @@ fn without_a_checkpoint_the_receiver_counts_what_arrives() {
         "kafka-receiver",
         "--topics",
         "events",
-        "--backpressure",
+        "--receiver-buffer",
+        "12 parsecs",
         "--ui",
         "off",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("128MiB"), "the fix is named: {err}");
 }

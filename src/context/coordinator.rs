@@ -385,11 +385,7 @@ impl Coordinator {
         merged.done_at = merged.done_at.max(b.done_at);
         for input in b.inputs {
             match merged.inputs.iter_mut().find(|i| i.source == input.source) {
-                Some(i) => {
-                    i.records += input.records;
-                    i.malformed += input.malformed;
-                    i.partitions.extend(input.partitions);
-                }
+                Some(i) => i.merge(input),
                 None => merged.inputs.push(input),
             }
         }

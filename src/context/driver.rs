@@ -305,11 +305,7 @@ fn gather<'s>(
                 let merged = g.entry(*t).or_default();
                 for input in inputs {
                     match merged.iter_mut().find(|m| m.source == input.source) {
-                        Some(m) => {
-                            m.records += input.records;
-                            m.malformed += input.malformed;
-                            m.partitions.extend(input.partitions.iter().cloned());
-                        }
+                        Some(m) => m.merge(input.clone()),
                         None => merged.push(input.clone()),
                     }
                 }

@@ -229,13 +229,7 @@ impl<'s> Job<'s> {
         let receiver = self.ctx.info.index == 0;
         let folder = format!("kafka_{}", config.group());
         let wal_dir = self.receiver_wal("kafka receiver", &folder, options.write_ahead_log);
-        match crate::source::kafka::receiver::reader(
-            config,
-            receiver,
-            wal_dir,
-            options.dead_letters.clone(),
-            options.block_interval,
-        ) {
+        match crate::source::kafka::receiver::reader(config, receiver, wal_dir, &options) {
             Ok(reader) => self.source(reader),
             Err(e) => {
                 self.ctx.fail_build(e);

@@ -32,7 +32,7 @@ pub mod socket;
 pub use dead_letter::{DeadLetters, Malformed};
 pub use generator::{Generator, GeneratorConfig};
 pub use queue::BatchQueue;
-pub use rate::{PidRateEstimator, PidSettings};
+pub use rate::{Backpressure, PidRateEstimator, PidSettings};
 pub use socket::{SocketOptions, WriteAheadLog};
 
 /// The batch a reader is asked for, and where the asking worker sits.
@@ -181,6 +181,12 @@ pub trait BatchReader<T>: 'static {
         Vec::new()
     }
 
+    /// What a receiver did for the batch read last (lines and bytes it took, how long it held
+    /// its sender back, its rate limit), for the batch metrics. None by default.
+    fn receiver_input(&self) -> Option<crate::listener::ReceiverInput> {
+        None
+    }
+
     /// How many of the items read are records, for the batch metrics (a source may send
     /// bookkeeping items along, such as Kafka's offset ranges).
     fn records_in(&self, items: &[T]) -> u64 {
@@ -297,6 +303,7 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
             records,
             malformed,
             partitions: self.reader.partitions_read(),
+            receiver: self.reader.receiver_input(),
         }
     }
 

@@ -32,6 +32,24 @@ impl Default for PidSettings {
     }
 }
 
+/// Backpressure settings (Spark's `spark.streaming.backpressure.*`), for the Kafka direct
+/// stream and for receivers.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::source::{Backpressure, PidSettings};
+/// let bp = Backpressure { initial_rate: Some(1000), pid: PidSettings::default() };
+/// assert_eq!(bp.pid.min_rate, 100.0);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backpressure {
+    /// Records/s over the stream before the first batch has finished (bounds the first batch).
+    pub initial_rate: Option<u64>,
+    /// The PID estimator's settings.
+    pub pid: PidSettings,
+}
+
 /// Spark's PID rate estimator for one stream (or one worker's share of it).
 ///
 /// # Examples

@@ -82,6 +82,25 @@ pub struct InputJson {
     pub malformed: u64,
     /// What the batch read of each partition (Kafka offset ranges and lag).
     pub partitions: Vec<PartitionJson>,
+    /// A receiver's share: what it took and how long it held its sender back (sluice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<ReceiverJson>,
+}
+
+/// What a receiver did for a batch (sluice; see [`crate::listener::ReceiverInput`]).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiverJson {
+    /// Lines the batch took.
+    pub lines: u64,
+    /// Their memory.
+    pub bytes: u64,
+    /// The receiver's buffer bound.
+    pub max_buffered_bytes: u64,
+    /// Time the receiver waited for room or for its rate since the batch before.
+    pub held_back_ms: u64,
+    /// The rate limit in force, lines/s.
+    pub rate_limit: Option<u64>,
 }
 
 /// One partition's range in a batch (sluice; Spark shows these as the Kafka batch's
@@ -412,6 +431,13 @@ impl Status {
                             lag: p.lag,
                         })
                         .collect(),
+                    receiver: i.receiver.as_ref().map(|r| ReceiverJson {
+                        lines: r.lines,
+                        bytes: r.bytes,
+                        max_buffered_bytes: r.max_buffered_bytes,
+                        held_back_ms: r.held_back_ms,
+                        rate_limit: r.rate_limit,
+                    }),
                 })
                 .collect(),
             state: b
@@ -512,6 +538,7 @@ mod tests {
                 records,
                 malformed: 1,
                 partitions: Vec::new(),
+                receiver: None,
             }],
             scheduling_delay: Duration::from_millis(2),
             processing_time: Duration::from_millis(processing_ms),

@@ -53,14 +53,7 @@ pub struct KafkaConfig {
     pub(super) backpressure: Option<Backpressure>,
 }
 
-/// Backpressure settings (Spark's `spark.streaming.backpressure.*`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Backpressure {
-    /// Records/s over the stream before the first batch has finished (bounds the first batch).
-    pub initial_rate: Option<u64>,
-    /// The PID estimator's settings.
-    pub pid: PidSettings,
-}
+pub use crate::source::rate::Backpressure;
 
 impl KafkaConfig {
     /// Brokers (`host:port,…`), consumer group, and which partitions to read.

@@ -34,9 +34,10 @@ use super::{ConsumerStrategy, KafkaConfig};
 use crate::checkpoint::{codec, file};
 use crate::retry::{Backoff, Failure, sleep_unless};
 use crate::source::socket::framing::Framed;
+use crate::source::socket::limits::hand_over_lines;
 use crate::source::socket::wal::Wal;
 use crate::source::socket::{ReceiveFn, Shared, SocketReader, deliver};
-use crate::source::{DeadLetters, Malformed};
+use crate::source::{DeadLetters, Malformed, SocketOptions};
 
 /// Offsets after the last logged record of each partition, and the log's sequence number
 /// after it.
@@ -130,9 +131,10 @@ pub(crate) fn reader(
     config: KafkaConfig,
     receiver: bool,
     wal_dir: Option<PathBuf>,
-    dead: DeadLetters,
-    block_interval: Duration,
+    options: &SocketOptions,
 ) -> Result<SocketReader, crate::SluiceError> {
+    let dead = options.dead_letters.clone();
+    let block_interval = options.block_interval;
     let ConsumerStrategy::Subscribe(topics) = config.strategy.clone() else {
         return Err(crate::SluiceError::InvalidConfig {
             problem: "the Kafka receiver reads whole topics".into(),
@@ -158,6 +160,7 @@ pub(crate) fn reader(
         receiver,
         wal_dir,
         Some(confirmed),
+        options.limits(),
     ))
 }
 
@@ -256,10 +259,12 @@ fn receive(
     tracing::info!("{source}: receiving (group {})", config.group);
     let mut framed = Vec::new();
     while !stop() {
-        // Up to 100 ms or 10 000 records, then hand them over in one go.
+        // Up to 100 ms or 10 000 records (with a rate, 50 ms of it), then hand them over in
+        // one go.
         let until = Instant::now() + Duration::from_millis(100);
+        let cap = hand_over_lines(shared).map_or(10_000, |n| n.min(10_000));
         let mut any = false;
-        while Instant::now() < until && framed.len() < 10_000 {
+        while Instant::now() < until && framed.len() < cap {
             match consumer.poll(Duration::from_millis(20)) {
                 None => {
                     if any {

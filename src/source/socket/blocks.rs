@@ -11,6 +11,8 @@ use crate::source::BatchOut;
 pub(crate) struct Buffer {
     pub(crate) lines: Vec<String>,
     pub(crate) first_seq: u64,
+    /// Memory the lines hold ([`line_bytes`](super::limits::line_bytes) summed).
+    pub(crate) bytes: usize,
     /// Where each block after the first starts in `lines`.
     block_starts: Vec<usize>,
     /// When the current block began (its first line arrived).
@@ -30,12 +32,22 @@ impl Buffer {
             }
             _ => self.block_opened = Some(now),
         }
+        self.bytes += lines.iter().map(super::limits::line_bytes).sum::<usize>();
         self.lines.append(lines);
+    }
+
+    /// After a restart: the lines received before it and in no batch yet, numbered from
+    /// `first_seq`; one block.
+    pub(crate) fn restore(&mut self, first_seq: u64, lines: Vec<String>) {
+        self.first_seq = first_seq;
+        self.bytes = lines.iter().map(super::limits::line_bytes).sum();
+        self.lines = lines;
     }
 
     /// Takes every line, cut into blocks (block sizes, in order).
     pub(crate) fn take(&mut self) -> (Vec<String>, Vec<u64>) {
         let lines = std::mem::take(&mut self.lines);
+        self.bytes = 0;
         let mut sizes = Vec::with_capacity(self.block_starts.len() + 1);
         let mut at = 0;
         for start in self.block_starts.drain(..) {

@@ -20,19 +20,23 @@
 
 pub(crate) mod blocks;
 pub(crate) mod framing;
+pub(crate) mod limits;
 pub(crate) mod wal;
 
 use std::io::{ErrorKind, Read};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::dead_letter::DeadLetters;
-use super::{BatchOut, BatchReader, BatchSlot};
+use super::rate::{Backpressure, PidRateEstimator, PidSettings};
+use super::{BatchOut, BatchReader, BatchSlot, CompletedBatch};
+use crate::listener::ReceiverInput;
 use crate::retry::{Backoff, Failure, sleep_unless};
 use blocks::{Buffer, into_blocks};
 use framing::{Framed, LineFramer};
+use limits::RateLimit;
 use wal::Wal;
 
 /// Settings of the socket receiver.
@@ -51,6 +55,17 @@ pub struct SocketOptions {
     /// Lines that arrive within one block interval form one block, one partition of the batch
     /// (Spark's `spark.streaming.blockInterval`; default 200 ms).
     pub block_interval: Duration,
+    /// The most memory received lines may hold before a batch takes them (default 128 MiB):
+    /// when the buffer is full the receiver stops reading, and TCP holds the sender back, so a
+    /// job fed faster than it processes stays within this bound and loses nothing. Each batch
+    /// holds at most this much.
+    pub max_buffered_bytes: usize,
+    /// At most this many lines per second (Spark's `spark.streaming.receiver.maxRate`;
+    /// default: no limit). The receiver waits, and the sender with it.
+    pub max_rate: Option<u64>,
+    /// Adapt the rate to what the job processes (Spark's `spark.streaming.backpressure.*`):
+    /// after each batch the PID estimator sets the rate, within `max_rate`.
+    pub backpressure: Option<Backpressure>,
 }
 
 impl Default for SocketOptions {
@@ -61,6 +76,9 @@ impl Default for SocketOptions {
             dead_letters: DeadLetters::counting(),
             write_ahead_log: WriteAheadLog::WhenCheckpointed,
             block_interval: Duration::from_millis(200),
+            max_buffered_bytes: 128 << 20,
+            max_rate: None,
+            backpressure: None,
         }
     }
 }
@@ -97,6 +115,69 @@ impl SocketOptions {
         self.write_ahead_log = WriteAheadLog::Off;
         self
     }
+
+    /// Bounds the memory of received lines not yet in a batch (see
+    /// [`max_buffered_bytes`](Self::max_buffered_bytes)); at least 64 KiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::source::SocketOptions;
+    /// let options = SocketOptions::default().max_buffered_bytes(16 << 20);
+    /// assert_eq!(options.max_buffered_bytes, 16 << 20);
+    /// ```
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_bytes = bytes.max(64 << 10);
+        self
+    }
+
+    /// At most `lines` per second (Spark's `spark.streaming.receiver.maxRate`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::source::SocketOptions;
+    /// let options = SocketOptions::default().max_rate(10_000);
+    /// assert_eq!(options.max_rate, Some(10_000));
+    /// ```
+    pub fn max_rate(mut self, lines: u64) -> Self {
+        self.max_rate = Some(lines.max(1));
+        self
+    }
+
+    /// Lets backpressure set the rate (Spark's `spark.streaming.backpressure.enabled`):
+    /// `initial_rate` lines/s until the first batch has finished, then the PID estimator's
+    /// rate, never above [`max_rate`](Self::max_rate).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::source::{PidSettings, SocketOptions};
+    /// let options = SocketOptions::default().backpressure(Some(1000), PidSettings::default());
+    /// assert_eq!(options.backpressure.unwrap().initial_rate, Some(1000));
+    /// ```
+    pub fn backpressure(mut self, initial_rate: Option<u64>, pid: PidSettings) -> Self {
+        self.backpressure = Some(Backpressure { initial_rate, pid });
+        self
+    }
+
+    /// The limits a receiver thread works within.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_buffered_bytes: self.max_buffered_bytes,
+            max_rate: self.max_rate,
+            backpressure: self.backpressure,
+        }
+    }
+}
+
+/// What bounds a receiver: see [`SocketOptions::max_buffered_bytes`],
+/// [`SocketOptions::max_rate`] and [`SocketOptions::backpressure`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_buffered_bytes: usize,
+    pub(crate) max_rate: Option<u64>,
+    pub(crate) backpressure: Option<Backpressure>,
 }
 
 /// When the socket receiver keeps a write-ahead log.
@@ -119,6 +200,14 @@ pub enum WriteAheadLog {
 /// What the receiving thread and the batches share.
 pub(crate) struct Shared {
     pub(crate) lines: Mutex<Buffer>,
+    /// Signalled when a batch takes the buffer: there is room again.
+    pub(crate) room: Condvar,
+    /// See [`SocketOptions::max_buffered_bytes`].
+    pub(crate) max_buffered_bytes: usize,
+    /// The pace of the receiver.
+    pub(crate) rate: Mutex<RateLimit>,
+    /// Nanoseconds the receiver waited (for room or for its rate) since the last batch.
+    pub(crate) held_back_ns: AtomicU64,
     pub(crate) malformed: AtomicU64,
     pub(crate) stop: AtomicBool,
     /// Start a new write-ahead log segment, named by this batch time.
@@ -171,6 +260,12 @@ pub(crate) struct SocketReader {
     wal_on: bool,
     /// Rotate the log every this many batches.
     index: u64,
+    /// With backpressure: its settings and estimator.
+    backpressure: Option<(Backpressure, Option<PidRateEstimator>)>,
+    /// What the receiver did for the batch read last.
+    last_input: Option<ReceiverInput>,
+    /// When the job was last warned that its input comes faster than it is processed.
+    warned: Option<Instant>,
 }
 
 impl SocketReader {
@@ -186,10 +281,11 @@ impl SocketReader {
         let name = format!("socket {host}:{port}");
         let address = format!("{host}:{port}");
         let source = name.clone();
+        let limits = options.limits();
         let receive: ReceiveFn = Box::new(move |shared: Arc<Shared>, wal: Option<Wal>| {
-            receive(&address, &source, &options, &shared, wal)
+            receive_socket(&address, &source, &options, &shared, wal)
         });
-        Self::receiver(name, receive, receiver, wal_dir, None)
+        Self::receiver(name, receive, receiver, wal_dir, None, limits)
     }
 
     /// A reader of any receiver: `receive` runs in a thread of its own on the receiving worker
@@ -200,6 +296,7 @@ impl SocketReader {
         receiver: bool,
         wal_dir: Option<std::path::PathBuf>,
         confirmed: Option<ConfirmedFn>,
+        limits: Limits,
     ) -> Self {
         let mut reader = SocketReader {
             name,
@@ -211,10 +308,19 @@ impl SocketReader {
             replay: Default::default(),
             index: 0,
             wal_on: receiver && wal_dir.is_some(),
+            backpressure: limits.backpressure.map(|b| (b, None)),
+            last_input: None,
+            warned: None,
         };
         if receiver {
+            let initial = limits.backpressure.and_then(|b| b.initial_rate);
+            let rate = RateLimit::new(limits.max_rate, initial);
             reader.shared = Some(Arc::new(Shared {
                 lines: Mutex::new(Buffer::default()),
+                room: Condvar::new(),
+                max_buffered_bytes: limits.max_buffered_bytes,
+                rate: Mutex::new(rate),
+                held_back_ns: AtomicU64::new(0),
                 malformed: AtomicU64::new(0),
                 stop: AtomicBool::new(false),
                 rotate: Mutex::new(None),
@@ -227,6 +333,34 @@ impl SocketReader {
             reader.pending = Some((receive, wal));
         }
         reader
+    }
+
+    /// Records what the receiver did for the batch just cut; warns (at most every 10 s) when
+    /// it had to hold its sender back.
+    fn report(&mut self, shared: &Shared, lines: u64, bytes: u64) {
+        let held_back = Duration::from_nanos(shared.held_back_ns.swap(0, Ordering::SeqCst));
+        let rate = shared.rate.lock().unwrap_or_else(|p| p.into_inner()).rate();
+        let input = ReceiverInput {
+            lines,
+            bytes,
+            max_buffered_bytes: shared.max_buffered_bytes as u64,
+            held_back_ms: held_back.as_millis() as u64,
+            rate_limit: rate.map(|r| r as u64),
+        };
+        if input.held_back_ms >= 100 && self.warned.is_none_or(|w| w.elapsed().as_secs() >= 10) {
+            self.warned = Some(Instant::now());
+            let why = match input.rate_limit {
+                Some(r) => format!("its rate limit ({r} lines/s) or its buffer bound"),
+                None => "its buffer bound".to_owned(),
+            };
+            tracing::warn!(
+                "{}: the input comes faster than the job takes it: the receiver held its sender back for {} ms before this batch ({why}, {} MiB); TCP flow control slows the sender, nothing is lost. Add workers, lengthen the batch interval or raise --receiver-buffer / --receiver-max-rate",
+                self.name,
+                input.held_back_ms,
+                input.max_buffered_bytes >> 20
+            );
+        }
+        self.last_input = Some(input);
     }
 
     fn start(&mut self, batch: u64) {
@@ -289,11 +423,44 @@ impl BatchReader<String> for SocketReader {
         let from = buffer.first_seq;
         buffer.first_seq += buffer.lines.len() as u64;
         let until = buffer.first_seq;
+        let taken_bytes = buffer.bytes as u64;
         let (lines, sizes) = buffer.take();
         drop(buffer);
+        shared.room.notify_all();
         into_blocks(lines, &sizes, out);
         self.last = Some(((from, until), sizes));
+        self.report(&shared, until - from, taken_bytes);
         shared.malformed.swap(0, Ordering::SeqCst)
+    }
+
+    fn receiver_input(&self) -> Option<ReceiverInput> {
+        self.last_input.clone()
+    }
+
+    fn batch_completed(&mut self, batch: &CompletedBatch) {
+        let (Some(shared), Some((settings, estimator))) =
+            (self.shared.as_ref(), self.backpressure.as_mut())
+        else {
+            return;
+        };
+        let estimator =
+            estimator.get_or_insert_with(|| PidRateEstimator::new(batch.interval_ms, settings.pid));
+        // As the Kafka stream's: a batch that waited was partly processed while waiting, so
+        // processing + scheduling bounds its busy time from above (a conservative rate).
+        let busy = batch.processing_delay + batch.scheduling_delay;
+        if let Some(rate) = estimator.compute(
+            batch.time.millis(),
+            batch.records,
+            busy,
+            batch.scheduling_delay,
+        ) {
+            tracing::debug!("{}: backpressure: {} lines/s", self.name, rate as u64);
+            shared
+                .rate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pressure = Some(rate);
+        }
     }
 
     fn plan(&mut self, _slot: &BatchSlot) -> Option<Vec<u8>> {
@@ -370,8 +537,7 @@ impl BatchReader<String> for SocketReader {
             );
         }
         let mut buffer = shared.lines.lock().unwrap_or_else(|p| p.into_inner());
-        buffer.first_seq = after;
-        buffer.lines = leftover;
+        buffer.restore(after, leftover);
         wal.next_seq = next;
         Ok(())
     }
@@ -402,6 +568,9 @@ pub(crate) fn deliver(
     if good.is_empty() {
         return confirm(wal.as_ref().map(|w| w.next_seq));
     }
+    // Bounded: wait (not reading, so TCP holds the sender back) until there is room.
+    let bytes = good.iter().map(limits::line_bytes).sum();
+    limits::wait_for_room(shared, good.len(), bytes);
     if let Some(w) = wal.as_mut() {
         let rotate = shared
             .rotate
@@ -434,7 +603,7 @@ pub(crate) fn deliver(
     true
 }
 
-fn receive(
+fn receive_socket(
     address: &str,
     source: &str,
     options: &SocketOptions,
@@ -450,6 +619,8 @@ fn receive(
     let mut connection = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     let mut framed = Vec::new();
+    // Bytes and lines received, for the average line length.
+    let mut received = (0u64, 0u64);
     // What was framed goes to the buffer (and the write-ahead log), bad lines aside.
     let mut hand_over = |framed: &mut Vec<Framed>| {
         deliver(
@@ -475,7 +646,12 @@ fn receive(
             if shared.stop.load(Ordering::SeqCst) {
                 return;
             }
-            match stream.read(&mut buf) {
+            // With a rate in force, read about one hand-over's worth of lines at a time.
+            let want = limits::hand_over_lines(shared).map_or(buf.len(), |lines| {
+                let per_line = received.0.checked_div(received.1).unwrap_or(64).max(1);
+                (lines as u64 * per_line).clamp(64, buf.len() as u64) as usize
+            });
+            match stream.read(&mut buf[..want]) {
                 Ok(0) => {
                     if framer.has_partial() {
                         framed.push(framer.finish(source, connection, None));
@@ -486,6 +662,8 @@ fn receive(
                 }
                 Ok(n) => {
                     framer.push(&buf[..n], source, connection, &mut framed);
+                    received.0 += n as u64;
+                    received.1 += framed.len() as u64;
                     hand_over(&mut framed);
                 }
                 Err(e)
