@@ -117,10 +117,11 @@ pub struct SnapshotWrite {
     pub operator: String,
     /// Bytes written (encoded state).
     pub bytes: u64,
-    /// Time spent encoding and writing, summed over the workers.
+    /// Time the batch spent on it, summed over the workers: encoding the state. The parts are
+    /// written to disk by a background thread while the next batches run.
     pub duration: Duration,
-    /// Workers whose part could not be written (the snapshot is then incomplete, and recovery
-    /// uses an older one).
+    /// Parts of this operator whose background write failed since the operator's previous
+    /// snapshot (a full disk…): that snapshot is incomplete, and recovery uses an older one.
     pub failed: u64,
 }
 

@@ -102,6 +102,17 @@ fn nonsense_values_are_refused_with_the_fix() {
         (&["--port", "9999"], "--host"),
         (&["-h", "hosts.txt"], "--processes"),
         (&["-w", "0"], "--threads"),
+        (
+            &["--host", "127.0.0.1", "--receiver-buffer", "12 parsecs"],
+            "128MiB",
+        ),
+        (
+            &["--host", "127.0.0.1", "--receiver-buffer", "1KiB"],
+            "at least 64KiB",
+        ),
+        (&["--receiver-max-rate", "0"], "--receiver-max-rate"),
+        (&["--initial-rate", "100"], "--backpressure"),
+        (&["--backpressure"], "--host"),
     ];
     for (flags, expected) in cases {
         let mut args = vec!["run", "network-wordcount"];

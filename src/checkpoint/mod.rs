@@ -12,6 +12,8 @@
 //! ```
 //!
 //! Every file is framed (version, kind, checksum) and written atomically, see [`file`](mod@file).
+//! State parts are encoded on their workers and written by a background thread (`parts`), so a
+//! snapshot never holds a batch up for the disk; the manifest follows once every part is there.
 //!
 //! **Recovery.** A restarted job is always built from code. Then:
 //! 1. the newest complete snapshot `t*` whose parts all verify is chosen (a corrupt one is
@@ -30,6 +32,7 @@ pub mod file;
 pub mod inspect;
 #[cfg(feature = "files")]
 pub(crate) mod mirror;
+mod parts;
 pub(crate) mod plans;
 mod recovery;
 mod snapshot;
@@ -100,6 +103,8 @@ pub(crate) struct Checkpoint {
     stream_intervals: Mutex<BTreeSet<u64>>,
     max_window_ms: AtomicU64,
     writer: Mutex<Option<Sender<Msg>>>,
+    /// Writes state parts in the background.
+    parts: parts::PartWriter,
     /// Whether there was anything to recover.
     pub(crate) resuming: bool,
 }
@@ -240,6 +245,7 @@ impl Checkpoint {
             stream_intervals: Mutex::new(BTreeSet::new()),
             max_window_ms: AtomicU64::new(0),
             writer: Mutex::new(None),
+            parts: parts::PartWriter::default(),
             resuming,
         }))
     }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::file::{CheckpointError, Kind, read_framed, write_framed};
+use super::file::{CheckpointError, Kind, read_framed};
 use super::{Checkpoint, codec, lock};
 use crate::error::{Result, SluiceError};
 
@@ -219,16 +219,18 @@ impl StateStore {
         Ok(entries)
     }
 
-    /// Saves this worker's share of the state after batch `t`. A snapshot missing a part is
-    /// never used: recovery falls back to an older one.
-    /// Writes this worker's part after batch `t`; the bytes written.
-    pub(crate) fn save<T: Serialize>(&self, t: u64, entries: &[T]) -> Result<usize> {
+    /// Saves this worker's share of the state after batch `t`: encodes it here and hands the
+    /// bytes to the process's background writer (the batch does not wait for the disk). A
+    /// snapshot missing a part is never used: recovery falls back to an older one. Returns the
+    /// bytes and the parts of this operator whose background write failed since the last save.
+    pub(crate) fn save<T: Serialize>(&self, t: u64, entries: &[T]) -> Result<(usize, u64)> {
         let bytes = codec::encode(entries).map_err(|e| SluiceError::Checkpoint {
             problem: format!("cannot encode the state of `{}`: {e}", self.name),
             fix: "report this as a bug".into(),
         })?;
         let path = part_path(&self.checkpoint.dir, t, &self.name, self.worker, self.peers);
-        write_framed(&path, Kind::StatePart, &bytes)?;
-        Ok(bytes.len())
+        let len = bytes.len();
+        self.checkpoint.parts.write(path, t, &self.name, bytes);
+        Ok((len, self.checkpoint.parts.take_failed(&self.name)))
     }
 }

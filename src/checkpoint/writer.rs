@@ -14,17 +14,25 @@ use super::{Checkpoint, codec, lock};
 
 pub(super) enum Msg {
     Completed(u64),
-    Manifest { t: u64, peers: usize },
+    /// Batch `t`'s snapshot is complete on every worker; `remote`: some workers are in other
+    /// processes (their parts may still be on their way).
+    Manifest {
+        t: u64,
+        peers: usize,
+        remote: bool,
+    },
     Flush(Sender<()>),
 }
 
 impl Checkpoint {
-    /// Batch `t` finished every output (process 0 records it, in the background).
-    pub(crate) fn batch_completed(&self, t: u64, peers: usize, snapshot: bool) {
+    /// Batch `t` finished every output (process 0 records it, in the background); `local` of
+    /// the `peers` workers are in this process.
+    pub(crate) fn batch_completed(&self, t: u64, peers: usize, local: usize, snapshot: bool) {
         let tx = self.writer();
         let _ = tx.send(Msg::Completed(t));
         if snapshot {
-            let _ = tx.send(Msg::Manifest { t, peers });
+            let remote = local < peers;
+            let _ = tx.send(Msg::Manifest { t, peers, remote });
         }
     }
 
@@ -43,6 +51,7 @@ impl Checkpoint {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let job = WriterJob {
+            parts: self.parts.waiter(),
             dir: self.dir.clone(),
             batch_ms: self.batch_ms,
             operators: lock(&self.operators).iter().cloned().collect(),
@@ -61,6 +70,8 @@ impl Checkpoint {
 
 /// The background writer: the completed marker, manifests, pruning.
 struct WriterJob {
+    /// This process's state parts still being written.
+    parts: super::parts::PartsDone,
     dir: PathBuf,
     batch_ms: u64,
     operators: Vec<String>,
@@ -79,9 +90,9 @@ impl WriterJob {
             for msg in msgs {
                 match msg {
                     Msg::Completed(t) => pending_completed = Some(t),
-                    Msg::Manifest { t, peers } => {
+                    Msg::Manifest { t, peers, remote } => {
                         self.write_completed(&mut pending_completed);
-                        self.write_manifest(t, peers);
+                        self.write_manifest(t, peers, remote);
                     }
                     Msg::Flush(done) => {
                         self.write_completed(&mut pending_completed);
@@ -102,16 +113,28 @@ impl WriterJob {
         }
     }
 
-    fn write_manifest(&self, t: u64, peers: usize) {
+    fn write_manifest(&self, t: u64, peers: usize, remote: bool) {
         let state_dir = self.dir.join(format!("state-{t}"));
+        // This process's parts are written in the background: wait for them. Other processes'
+        // parts (a job of several) are theirs to write; give them a while to appear.
+        if !self.parts.wait(t, Duration::from_secs(120)) {
+            tracing::warn!("checkpoint: state parts of batch {t} ms still not written after 120 s");
+        }
+        let missing_parts = || {
+            self.operators
+                .iter()
+                .flat_map(|op| (0..peers).map(move |w| part_path(&self.dir, t, op, w, peers)))
+                .filter(|p| !p.exists())
+                .count()
+        };
+        let mut missing = missing_parts();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while missing > 0 && remote && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            missing = missing_parts();
+        }
         // Every worker's part must be there (a full disk fails a part): a snapshot without
         // one is never used, so it is removed now rather than left to pile up.
-        let missing = self
-            .operators
-            .iter()
-            .flat_map(|op| (0..peers).map(move |w| part_path(&self.dir, t, op, w, peers)))
-            .filter(|p| !p.exists())
-            .count();
         if missing > 0 {
             tracing::warn!(
                 "checkpoint: the snapshot of batch {t} ms misses {missing} of its parts (a full disk?) and is abandoned; recovery uses an older one"

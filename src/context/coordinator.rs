@@ -401,7 +401,8 @@ impl Coordinator {
             let before = c.completed();
             for f in &finished {
                 if before.is_none_or(|b| f.batch_ms > b) {
-                    c.batch_completed(f.batch_ms, self.peers, self.snapshot_due(f.batch_ms));
+                    let due = self.snapshot_due(f.batch_ms);
+                    c.batch_completed(f.batch_ms, self.peers, self.local_workers, due);
                 }
             }
         }

@@ -435,8 +435,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     }
 }
 
-/// Saves this worker's share of operator `name`'s state after batch `t`. A failed write is
-/// logged: the snapshot is then incomplete and recovery uses an older one.
+/// Saves this worker's share of operator `name`'s state after batch `t` (encoded here, written
+/// in the background). A failed write is logged: the snapshot is then incomplete and recovery
+/// uses an older one.
 fn save_state<K: serde::Serialize, S: serde::Serialize>(
     store: &StateStore,
     runtime: &crate::runtime::Runtime,
@@ -452,7 +453,10 @@ fn save_state<K: serde::Serialize, S: serde::Serialize>(
         ..Default::default()
     };
     match saved {
-        Ok(bytes) => write.bytes = bytes as u64,
+        Ok((bytes, failed)) => {
+            write.bytes = bytes as u64;
+            write.failed = failed;
+        }
         Err(e) => {
             write.failed = 1;
             tracing::warn!("checkpoint: state of `{name}` after batch {t} ms not written: {e}");
