@@ -36,9 +36,14 @@ fn sluice_read(dir: &str, lines: u64, env: &[(String, String)]) -> Duration {
     let config = StreamingConfig::new(Duration::from_millis(100))
         .unwrap()
         .threads(2);
-    let options = FileStreamOptions::default()
-        .new_files_only(false)
-        .completion(FileCompletion::Visible);
+    // Every file already there is read: the remember window (60 s by default, Spark's rule
+    // for old files) is widened so that files written before the reference runs count.
+    let options = FileStreamOptions {
+        remember: Duration::from_secs(24 * 3600),
+        ..FileStreamOptions::default()
+    }
+    .new_files_only(false)
+    .completion(FileCompletion::Visible);
     let dir = dir.to_owned();
     let started = Instant::now();
     let mut handle = StreamingContext::new(config)

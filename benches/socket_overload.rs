@@ -7,10 +7,12 @@
 //!    within its interval, the sender never held back), p50/p99 processing there, peak RSS;
 //! 2. the same lines through a single-threaded `HashMap<String, u64>` loop (the roofline) and
 //!    sluice's words per core against it;
-//! 3. fed 4× the 1-worker stable rate: with the receiver bounded (the default 128 MiB) and with
-//!    it unbounded (the old behaviour, a short run): peak RSS, p50/p99 processing, how long the
-//!    receiver held its sender back per batch, and the sender's lag (seconds of input it could
-//!    not send) at the end.
+//! 3. fed 4× the 1-worker stable rate: with the receiver bounded (the default 128 MiB), and
+//!    bounded with backpressure: peak RSS, p50/p99 processing, how long the receiver held its
+//!    sender back per batch, and the sender's lag (seconds of input it could not send) at the
+//!    end. (Unbounded, as before, is not run: each batch then holds everything that arrived
+//!    while the one before ran, so batches grow ~3× each; on this 24 GB machine the kernel
+//!    killed it after a few batches.)
 //!
 //! Run with `cargo bench --bench socket_overload` (`SLUICE_BENCH_QUICK=1` shortens the runs).
 //! The sender shares the machine's cores with the job, as `nc` would.
@@ -79,7 +81,7 @@ struct Run {
 }
 
 /// Runs the word count for `secs` one-second batches against a sender at `rate` lines/s.
-fn run(threads: usize, rate: u64, secs: u64, buffer: usize, text: &Arc<Vec<u8>>) -> Run {
+fn run(threads: usize, rate: u64, secs: u64, options: SocketOptions, text: &Arc<Vec<u8>>) -> Run {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("port").port();
     let line_len = (text.len() / 100_000) as u64;
@@ -125,7 +127,6 @@ fn run(threads: usize, rate: u64, secs: u64, buffer: usize, text: &Arc<Vec<u8>>)
         })
         .max_batches(secs)
         .listener(timeline.clone());
-    let options = SocketOptions::default().max_buffered_bytes(buffer);
     StreamingContext::new(config)
         .run(move |job| {
             job.socket_text_stream_with("127.0.0.1", port, options.clone())
@@ -229,7 +230,7 @@ fn main() {
             .flat_map(|l| format!("{l}\n").into_bytes())
             .collect(),
     );
-    let bounded = 128 << 20;
+    let bounded = SocketOptions::default();
 
     println!("## The largest rate each worker count keeps up with\n");
     println!("| workers | stable rate | words/s | p50 processing | p99 processing | peak RSS |");
@@ -239,7 +240,7 @@ fn main() {
         let mut rate = 200_000u64;
         let mut best: Option<(u64, Run)> = None;
         loop {
-            let r = run(threads, rate, secs, bounded, &text);
+            let r = run(threads, rate, secs, bounded.clone(), &text);
             if !r.stable(rate) {
                 break;
             }
@@ -291,11 +292,14 @@ fn main() {
         "| receiver | batches | p50 processing | p99 processing | peak RSS | held back per batch (p50) | sender lag at the end |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (label, buffer, batches) in [
-        ("bounded, 128 MiB (default)", bounded, secs * 2),
-        ("unbounded (before)", usize::MAX / 2, secs / 2 + 1),
+    let pressured = bounded
+        .clone()
+        .backpressure(None, sluice::source::PidSettings::default());
+    for (label, options) in [
+        ("bounded, 128 MiB (default)", bounded),
+        ("bounded, with --backpressure", pressured),
     ] {
-        let r = run(1, over, batches, buffer, &text);
+        let r = run(1, over, secs * 2, options, &text);
         let mut held = r.held_back_ms();
         held.sort_unstable();
         println!(

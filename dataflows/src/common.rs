@@ -282,6 +282,11 @@ pub struct LineSourceArgs {
     #[arg(long, default_value_t = 20, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub vocabulary: u64,
+    /// Generated input: words per line (without --host); 10, as the benchmarks and the
+    /// Spark comparison use.
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub words_per_line: u64,
 }
 
 impl LineSourceArgs {
@@ -315,6 +320,7 @@ impl LineSourceArgs {
         GeneratorConfig {
             rate_per_sec: self.rate,
             vocabulary: self.vocabulary as usize,
+            words_per_line: self.words_per_line as usize,
             ..GeneratorConfig::default()
         }
     }

@@ -71,6 +71,11 @@ fn every_rest_route_answers_in_sparks_shape() {
             .starts_with("socket 127.0.0.1:")
     );
     assert_eq!(one["state"][0]["operator"], "word-totals");
+    // The receiver's share: the lines it took, within its bound, and how long it held back.
+    let receiver = &one["inputs"][0]["receiver"];
+    assert_eq!(receiver["maxBufferedBytes"], 128u64 << 20, "{one}");
+    assert_eq!(receiver["lines"], busy["inputSize"], "{one}");
+    assert!(receiver["heldBackMs"].is_u64(), "{one}");
     // stateful-wordcount has one output, its print.
     assert_eq!(one["numTotalOutputOps"], 1);
     assert_eq!(one["numCompletedOutputOps"], 1);
@@ -337,6 +342,7 @@ fn the_page_shows_live_batches_in_chromium() {
         html.contains("<td>socket 127.0.0.1:"),
         "input per source: {html}"
     );
+    assert!(html.contains(" of 128 MiB</td>"), "receiver memory: {html}");
     assert!(
         html.contains("<td>word-totals</td>"),
         "state per operator: {html}"
@@ -419,10 +425,10 @@ fn process_0_shows_the_whole_jobs_input() {
         .skip(1)
         .collect();
     assert!(both.len() >= 4, "{whole:?} {own:?}");
-    // 1 000 words/s over the job in lines of 5: 40 lines a batch in all, process 1
-    // generating half of them.
+    // 1 000 words/s over the job in lines of 10 (--words-per-line's default): 20 lines a
+    // batch in all, process 1 generating half of them.
     for (t, w, o) in &both {
-        assert_eq!((*w, *o), (40, 20), "batch {t}: whole {whole:?} own {own:?}");
+        assert_eq!((*w, *o), (20, 10), "batch {t}: whole {whole:?} own {own:?}");
     }
     // The state of the generator's 20 words: all of them on process 0's page (a batch or so
     // after each batch), process 1's share on its own.

@@ -248,6 +248,32 @@ pub(crate) fn per_partition<'s, T: 'static, U: 'static>(
     )
 }
 
+/// Once batch `t` is complete, `f(t, partitions)` once with every partition of `t` on this
+/// worker, in id order, each with all of its records; `f` returns the output's partitions (a
+/// source reading its partitions concurrently: directory streams).
+pub(crate) fn per_batch_partitions<'s, T: 'static, U: 'static>(
+    parts: Parts<'s, T>,
+    ticks: StreamVec<'s, u64, u64>,
+    name: &str,
+    mut f: impl FnMut(u64, Vec<(PartitionId, Vec<T>)>) -> Vec<(PartitionId, Vec<U>)> + 'static,
+) -> Parts<'s, U> {
+    batch_fold(
+        parts,
+        ticks,
+        Pipeline,
+        Pipeline,
+        name,
+        Vec::new,
+        |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
+        move |t, chunks, out| {
+            let partitions = by_partition(chunks).into_iter().collect();
+            for (id, records) in f(t, partitions) {
+                out.push(Part::new(id, records));
+            }
+        },
+    )
+}
+
 /// Once batch `t` is complete, the whole batch on worker 0 (its partitions concatenated in id
 /// order) for `f(t, records)`; `f` runs once per batch, also for empty batches, on worker 0 only.
 pub(crate) fn gather<'s, T: super::Data, U: 'static>(

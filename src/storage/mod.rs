@@ -162,6 +162,15 @@ impl Location {
         &self.url
     }
 
+    /// How many reads a worker keeps in flight here: 4 on a local disk, 16 on an object store
+    /// or HDFS (each request waits on the network).
+    pub(crate) fn parallel_reads(&self) -> usize {
+        match self.scheme {
+            Scheme::Local => 4,
+            _ => 16,
+        }
+    }
+
     /// Its kind of store.
     pub fn scheme(&self) -> Scheme {
         self.scheme

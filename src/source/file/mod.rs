@@ -38,7 +38,7 @@ pub use select::{FileCompletion, PathFilter};
 pub use split::FileSplit;
 
 use crate::dstream::DStream;
-use crate::dstream::partition::per_partition;
+use crate::dstream::partition::{PartitionId, per_batch_partitions};
 use crate::source::DeadLetters;
 use crate::storage::{Location, Scheme, scheme_of};
 
@@ -202,13 +202,19 @@ pub(crate) fn file_stream<'s>(
     let dead = options.dead_letters.clone();
     let max_line = options.max_line_bytes;
     let name = splits.ctx.name("ReadFiles");
-    let stream = per_partition(
+    let stream = per_batch_partitions(
         splits.stream.clone(),
         splits.ticks.clone(),
         &name,
-        move |t, id, splits: Vec<FileSplit>| {
-            if splits.is_empty() || runtime.aborted() {
-                return Vec::new();
+        move |t, partitions: Vec<(PartitionId, Vec<FileSplit>)>| {
+            let empty = |partitions: Vec<(PartitionId, Vec<FileSplit>)>| {
+                partitions
+                    .into_iter()
+                    .map(|(id, _)| (id, Vec::new()))
+                    .collect()
+            };
+            if partitions.iter().all(|(_, s)| s.is_empty()) || runtime.aborted() {
+                return empty(partitions);
             }
             let mut slot = location.borrow_mut();
             if slot.is_none() {
@@ -217,35 +223,48 @@ pub(crate) fn file_stream<'s>(
                     Ok(l) => *slot = Some(l.stop_when(move || stop.stopping())),
                     Err(e) => {
                         runtime.fail(e);
-                        return Vec::new();
+                        return empty(partitions);
                     }
                 }
             }
             let Some(l) = slot.as_ref() else {
-                return Vec::new();
+                return empty(partitions);
             };
-            let mut lines = Vec::new();
-            for split in &splits {
-                match split::read_split(l, split, max_line) {
-                    Ok(got) => {
-                        lines.extend(got.lines);
-                        dead.record_batch(t, id, got.malformed);
-                    }
-                    Err(e) => {
-                        runtime.fail(crate::SluiceError::Store {
-                            location: url.clone(),
-                            action: format!(
-                                "batch {t} ms picked {} ({} bytes), which cannot be read now; the batch cannot be exact without it (restore the file, or start afresh)",
-                                split.path, split.size
-                            ),
-                            user_error: false,
-                            source: Box::new(e),
-                        });
-                        return Vec::new();
+            // Every split of this worker's partitions, read concurrently (object stores answer
+            // one request at a time slowly), then put back in partition and split order.
+            let all: Vec<&FileSplit> = partitions.iter().flat_map(|(_, s)| s).collect();
+            let mut read = split::read_splits(l, &all, max_line, l.parallel_reads()).into_iter();
+            let mut out = Vec::with_capacity(partitions.len());
+            let mut failed = false;
+            'partitions: for (id, splits) in &partitions {
+                let mut lines = Vec::new();
+                for split in splits {
+                    match read.next().unwrap_or_else(|| Ok(Default::default())) {
+                        Ok(got) => {
+                            lines.extend(got.lines);
+                            dead.record_batch(t, id, got.malformed);
+                        }
+                        Err(e) => {
+                            runtime.fail(crate::SluiceError::Store {
+                                location: url.clone(),
+                                action: format!(
+                                    "batch {t} ms picked {} ({} bytes), which cannot be read now; the batch cannot be exact without it (restore the file, or start afresh)",
+                                    split.path, split.size
+                                ),
+                                user_error: false,
+                                source: Box::new(e),
+                            });
+                            failed = true;
+                            break 'partitions;
+                        }
                     }
                 }
+                out.push((id.clone(), lines));
             }
-            lines
+            if failed {
+                return empty(partitions);
+            }
+            out
         },
     );
     splits.derive(stream)

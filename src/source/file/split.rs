@@ -81,6 +81,52 @@ pub(crate) struct SplitLines {
 
 /// Reads the lines of `split` from `location`; lines over `max_line_bytes` or not UTF-8 are
 /// set aside as malformed (with their file and byte offset).
+/// Reads `splits` with up to `parallel` reads in flight (threads of this worker sharing
+/// `location`, the calling one included); the results in the order of `splits`.
+pub(crate) fn read_splits(
+    location: &Location,
+    splits: &[&FileSplit],
+    max_line_bytes: usize,
+    parallel: usize,
+) -> Vec<Result<SplitLines>> {
+    if splits.len() <= 1 || parallel <= 1 {
+        return splits
+            .iter()
+            .map(|s| read_split(location, s, max_line_bytes))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<SplitLines>>>> =
+        splits.iter().map(|_| Default::default()).collect();
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Some(split) = splits.get(i) else {
+                break;
+            };
+            let got = read_split(location, split, max_line_bytes);
+            *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(got);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..parallel.min(splits.len()) {
+            // A thread that cannot start leaves its share to the others.
+            let _ = std::thread::Builder::new()
+                .name("sluice-file-read".into())
+                .spawn_scoped(scope, work);
+        }
+        work();
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Ok(SplitLines::default()))
+        })
+        .collect()
+}
+
 pub(crate) fn read_split(
     location: &Location,
     split: &FileSplit,
@@ -228,6 +274,36 @@ mod tests {
             .iter()
             .flat_map(|s| read_split(&l, s, 1 << 20).unwrap().lines)
             .collect()
+    }
+
+    #[test]
+    fn concurrent_reads_give_the_splits_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut entries = Vec::new();
+        for f in 0..40 {
+            let text: String = (0..50).map(|i| format!("file {f} line {i}\n")).collect();
+            std::fs::write(dir.path().join(format!("f{f:02}.txt")), &text).unwrap();
+            entries.push(Entry {
+                path: format!("f{f:02}.txt"),
+                size: text.len() as u64,
+                modified_ms: 0,
+                tag: None,
+            });
+        }
+        let l = Location::open(dir.path().to_str().unwrap()).unwrap();
+        let all = splits(&entries, 100);
+        let refs: Vec<&FileSplit> = all.iter().collect();
+        let lines = |parallel| -> Vec<String> {
+            read_splits(&l, &refs, 1 << 20, parallel)
+                .into_iter()
+                .flat_map(|r| r.unwrap().lines)
+                .collect()
+        };
+        let expected: Vec<String> = (0..40)
+            .flat_map(|f| (0..50).map(move |i| format!("file {f} line {i}")))
+            .collect();
+        assert_eq!(lines(1), expected);
+        assert_eq!(lines(8), expected);
     }
 
     proptest! {
