@@ -231,21 +231,15 @@ pub(crate) fn per_partition<'s, T: 'static, U: 'static>(
     name: &str,
     mut f: impl FnMut(u64, &PartitionId, Vec<T>) -> Vec<U> + 'static,
 ) -> Parts<'s, U> {
-    batch_fold(
-        parts,
-        ticks,
-        Pipeline,
-        Pipeline,
-        name,
-        Vec::new,
-        |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
-        move |t, chunks, out| {
-            for (id, records) in by_partition(chunks) {
+    per_batch_partitions(parts, ticks, name, move |t, partitions| {
+        partitions
+            .into_iter()
+            .map(|(id, records)| {
                 let records = f(t, &id, records);
-                out.push(Part::new(id, records));
-            }
-        },
-    )
+                (id, records)
+            })
+            .collect()
+    })
 }
 
 /// Once batch `t` is complete, `f(t, partitions)` once with every partition of `t` on this

@@ -50,6 +50,31 @@ pub struct Backpressure {
     pub pid: PidSettings,
 }
 
+impl Backpressure {
+    /// Feeds a finished batch to `estimator` (made at the first batch): the new rate, records/s,
+    /// if it changes.
+    ///
+    /// Batches in flight are processed concurrently in timely (Spark runs one job at a time): a
+    /// batch that waited for earlier ones was partly processed while waiting, so its processing
+    /// time lies between `processing` and `processing + scheduling`. The upper bound gives a
+    /// conservative rate, exact when batches do not overlap.
+    pub(crate) fn next_rate(
+        &self,
+        estimator: &mut Option<PidRateEstimator>,
+        batch: &super::CompletedBatch,
+    ) -> Option<f64> {
+        let estimator =
+            estimator.get_or_insert_with(|| PidRateEstimator::new(batch.interval_ms, self.pid));
+        let busy = batch.processing_delay + batch.scheduling_delay;
+        estimator.compute(
+            batch.time.millis(),
+            batch.records,
+            busy,
+            batch.scheduling_delay,
+        )
+    }
+}
+
 /// Spark's PID rate estimator for one stream (or one worker's share of it).
 ///
 /// # Examples

@@ -416,27 +416,14 @@ impl BatchReader<KafkaItem> for KafkaReader {
 
     fn batch_completed(&mut self, batch: &CompletedBatch) {
         self.commit_through(batch.time.millis());
-        if let Some(bp) = self.config.backpressure {
-            let estimator = self
-                .estimator
-                .get_or_insert_with(|| PidRateEstimator::new(batch.interval_ms, bp.pid));
-            // Batches in flight are processed concurrently in timely (Spark runs one job at a
-            // time): a batch that waited for earlier ones was partly processed while waiting, so
-            // its processing time lies between `processing` and `processing + scheduling`. The
-            // upper bound gives a conservative rate, exact when batches do not overlap.
-            let busy = batch.processing_delay + batch.scheduling_delay;
-            if let Some(rate) = estimator.compute(
-                batch.time.millis(),
-                batch.records,
-                busy,
-                batch.scheduling_delay,
-            ) {
-                tracing::debug!(
-                    "backpressure: {} records/s for this worker's partitions",
-                    rate as u64
-                );
-                self.rate = Some(rate);
-            }
+        if let Some(bp) = self.config.backpressure
+            && let Some(rate) = bp.next_rate(&mut self.estimator, batch)
+        {
+            tracing::debug!(
+                "backpressure: {} records/s for this worker's partitions",
+                rate as u64
+            );
+            self.rate = Some(rate);
         }
     }
 

@@ -14,17 +14,18 @@
 //! is longer than [`SocketOptions::max_line_bytes`], or is cut by a connection reset goes to the
 //! [`DeadLetters`] and is counted in the batch metrics; it is never silently dropped.
 //!
-//! The parts, one file each: this one (options, the reader a batch asks, the receiving
-//! thread), `blocks` (the buffer cut into blocks), `wal` (the write-ahead log), `framing`
+//! The parts, one file each: this one (options, the reader a batch asks), `receive` (the receiving thread and the hand-over), `blocks` (the buffer cut into
+//! blocks), `limits` (its bound and rate), `wal` (the write-ahead log), `framing`
 //! (bytes to lines, bad lines set aside).
 
 pub(crate) mod blocks;
 pub(crate) mod framing;
 pub(crate) mod limits;
+mod receive;
 pub(crate) mod wal;
 
-use std::io::{ErrorKind, Read};
-use std::net::{TcpStream, ToSocketAddrs};
+pub(crate) use receive::deliver;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -33,9 +34,7 @@ use super::dead_letter::DeadLetters;
 use super::rate::{Backpressure, PidRateEstimator, PidSettings};
 use super::{BatchOut, BatchReader, BatchSlot, CompletedBatch};
 use crate::listener::ReceiverInput;
-use crate::retry::{Backoff, Failure, sleep_unless};
 use blocks::{Buffer, into_blocks};
-use framing::{Framed, LineFramer};
 use limits::RateLimit;
 use wal::Wal;
 
@@ -283,7 +282,7 @@ impl SocketReader {
         let source = name.clone();
         let limits = options.limits();
         let receive: ReceiveFn = Box::new(move |shared: Arc<Shared>, wal: Option<Wal>| {
-            receive_socket(&address, &source, &options, &shared, wal)
+            receive::receive_socket(&address, &source, &options, &shared, wal)
         });
         Self::receiver(name, receive, receiver, wal_dir, None, limits)
     }
@@ -443,17 +442,7 @@ impl BatchReader<String> for SocketReader {
         else {
             return;
         };
-        let estimator =
-            estimator.get_or_insert_with(|| PidRateEstimator::new(batch.interval_ms, settings.pid));
-        // As the Kafka stream's: a batch that waited was partly processed while waiting, so
-        // processing + scheduling bounds its busy time from above (a conservative rate).
-        let busy = batch.processing_delay + batch.scheduling_delay;
-        if let Some(rate) = estimator.compute(
-            batch.time.millis(),
-            batch.records,
-            busy,
-            batch.scheduling_delay,
-        ) {
+        if let Some(rate) = settings.next_rate(estimator, batch) {
             tracing::debug!("{}: backpressure: {} lines/s", self.name, rate as u64);
             shared
                 .rate
@@ -541,164 +530,4 @@ impl BatchReader<String> for SocketReader {
         wal.next_seq = next;
         Ok(())
     }
-}
-
-/// Hands framed lines over: bad ones to the dead letters, good ones to the write-ahead log
-/// (durably, retried), then `confirm(next sequence number)` (a Kafka receiver records its
-/// offsets there; false: it could not, and the lines stay out of the buffer), then the buffer.
-/// True once everything is handed over; false when the job stopped first.
-pub(crate) fn deliver(
-    shared: &Shared,
-    framed: &mut Vec<Framed>,
-    dead: &DeadLetters,
-    wal: &mut Option<Wal>,
-    block_interval: Duration,
-    confirm: &mut dyn FnMut(Option<u64>) -> bool,
-) -> bool {
-    let mut good = Vec::with_capacity(framed.len());
-    for f in framed.drain(..) {
-        match f {
-            Framed::Line(s) => good.push(s),
-            Framed::Bad(m) => {
-                dead.record(m);
-                shared.malformed.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-    if good.is_empty() {
-        return confirm(wal.as_ref().map(|w| w.next_seq));
-    }
-    // Bounded: wait (not reading, so TCP holds the sender back) until there is room.
-    let bytes = good.iter().map(limits::line_bytes).sum();
-    limits::wait_for_room(shared, good.len(), bytes);
-    if let Some(w) = wal.as_mut() {
-        let rotate = shared
-            .rotate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(batch) = rotate
-            && let Err(e) = w.open_segment(batch)
-        {
-            tracing::warn!("write-ahead log: cannot start a new segment: {e}");
-        }
-        // Durable before any batch can take the lines; retried, never skipped.
-        let stop = || shared.stop.load(Ordering::SeqCst);
-        let policy = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let appended = policy.retry(&"write-ahead log", &stop, || {
-            w.append(&good).map_err(Failure::Transient)
-        });
-        if appended.is_err() {
-            return false;
-        }
-    }
-    if !confirm(wal.as_ref().map(|w| w.next_seq)) {
-        return false;
-    }
-    shared
-        .lines
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .append(&mut good, block_interval);
-    true
-}
-
-fn receive_socket(
-    address: &str,
-    source: &str,
-    options: &SocketOptions,
-    shared: &Shared,
-    mut wal: Option<Wal>,
-) {
-    let stop = || shared.stop.load(Ordering::SeqCst);
-    let policy = Backoff::new(Duration::from_millis(100), options.max_backoff);
-    let what = format!(
-        "{source}: cannot connect; is a server listening there (for example `nc -lk {}`)?",
-        address.rsplit(':').next().unwrap_or("PORT")
-    );
-    let mut connection = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut framed = Vec::new();
-    // Bytes and lines received, for the average line length.
-    let mut received = (0u64, 0u64);
-    // What was framed goes to the buffer (and the write-ahead log), bad lines aside.
-    let mut hand_over = |framed: &mut Vec<Framed>| {
-        deliver(
-            shared,
-            framed,
-            &options.dead_letters,
-            &mut wal,
-            options.block_interval,
-            &mut |_| true,
-        );
-    };
-    while !stop() {
-        let Ok(stream) = policy.retry(&what, &stop, || {
-            connect(address).map_err(Failure::Transient)
-        }) else {
-            return; // stopped while the server was away
-        };
-        connection += 1;
-        tracing::info!("{source}: connected (connection {connection})");
-        let mut stream = stream;
-        let mut framer = LineFramer::new(options.max_line_bytes);
-        loop {
-            if shared.stop.load(Ordering::SeqCst) {
-                return;
-            }
-            // With a rate in force, read about one hand-over's worth of lines at a time.
-            let want = limits::hand_over_lines(shared).map_or(buf.len(), |lines| {
-                let per_line = received.0.checked_div(received.1).unwrap_or(64).max(1);
-                (lines as u64 * per_line).clamp(64, buf.len() as u64) as usize
-            });
-            match stream.read(&mut buf[..want]) {
-                Ok(0) => {
-                    if framer.has_partial() {
-                        framed.push(framer.finish(source, connection, None));
-                    }
-                    hand_over(&mut framed);
-                    tracing::info!("{source}: the server closed the connection; reconnecting");
-                    break;
-                }
-                Ok(n) => {
-                    framer.push(&buf[..n], source, connection, &mut framed);
-                    received.0 += n as u64;
-                    received.1 += framed.len() as u64;
-                    hand_over(&mut framed);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => {
-                    if framer.has_partial() {
-                        framed.push(framer.finish(
-                            source,
-                            connection,
-                            Some("connection lost in the middle of the line"),
-                        ));
-                    }
-                    hand_over(&mut framed);
-                    tracing::warn!("{source}: connection lost ({e}); reconnecting");
-                    break;
-                }
-            }
-        }
-        sleep_unless(Duration::from_millis(50), &stop);
-    }
-}
-
-fn connect(address: &str) -> std::io::Result<TcpStream> {
-    let mut last = std::io::Error::new(ErrorKind::NotFound, "the address resolved to nothing");
-    for addr in address.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(s) => {
-                s.set_read_timeout(Some(Duration::from_millis(100)))?;
-                return Ok(s);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
