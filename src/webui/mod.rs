@@ -17,6 +17,7 @@
 //! only touch it through the listeners ([`Status`], [`crate::metrics::Metrics`]),
 //! once per completed batch.
 
+mod json;
 mod status;
 
 pub use status::{BatchJson, InputJson, JobDescription, StateJson, Statistics, Status, spark_date};
