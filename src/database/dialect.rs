@@ -59,23 +59,10 @@ impl Dialect {
         }
     }
 
-    /// The stored next offset of (topic, group, partition).
-    pub(crate) fn select_offset(self) -> &'static str {
-        match self {
-            #[cfg(feature = "postgres")]
-            Dialect::Postgres => {
-                "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = $1 AND group_id = $2 AND partition_id = $3"
-            }
-            #[cfg(feature = "mysql")]
-            Dialect::MySql => {
-                "SELECT next_offset FROM sluice_kafka_offsets WHERE topic = ? AND group_id = ? AND partition_id = ?"
-            }
-        }
-    }
-
-    /// The same, locking the row until the transaction ends: a replayed batch whose offsets are
-    /// already stored was written before (exactly-once across a crash between the commit and
-    /// the checkpoint's record of it).
+    /// The stored next offset of (topic, group, partition), locking the row until the
+    /// transaction ends: a replayed batch whose offsets are already stored was written before
+    /// (exactly-once across a crash between the commit and the checkpoint's record of it), and
+    /// a restart reads what a transaction still committing at the crash stored.
     pub(crate) fn lock_offset(self) -> &'static str {
         match self {
             #[cfg(feature = "postgres")]

@@ -88,7 +88,10 @@ impl OffsetStore for SqlStore {
             let mut tx = conn.transaction()?;
             let mut found = HashMap::new();
             for tp in partitions {
-                if let Some(v) = tx.query_i64(dialect.select_offset(), &Self::key(group, tp))? {
+                // Locking: a transaction of a run killed a moment ago may still be committing
+                // this row (results and offsets together); the restart must read what it
+                // committed, not the offset before it, or it writes that batch again.
+                if let Some(v) = tx.query_i64(dialect.lock_offset(), &Self::key(group, tp))? {
                     found.insert(tp.clone(), v);
                 }
             }
