@@ -245,3 +245,20 @@ pub fn totals(batches: &Batches) -> std::collections::BTreeMap<String, u64> {
     }
     t
 }
+
+/// Starts `sluice feed socket` on a free port with `args`; waits until it listens.
+pub fn feed_socket(args: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let mut cmd = sluice();
+    cmd.args(["feed", "socket", "--port", &port.to_string()])
+        .args(args);
+    let feed = Proc::spawn(cmd);
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || feed
+            .err()
+            .contains("listening")),
+        "feed did not listen: {}",
+        feed.err()
+    );
+    (feed, port)
+}
