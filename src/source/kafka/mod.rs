@@ -34,7 +34,11 @@ pub(crate) use read::KafkaReader;
 pub(crate) mod receiver;
 pub use record::ConsumerRecord;
 
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+
 use crate::dstream::DStream;
+use crate::dstream::partition::{Part, Parts};
 use crate::offsets::OffsetRange;
 
 /// What a direct stream's source emits: records and the batch's offset ranges.
@@ -49,25 +53,24 @@ pub enum KafkaItem {
 /// A Kafka direct stream: its records (through `Deref`) and its batches' offset ranges.
 pub struct DirectStream<'s> {
     items: DStream<'s, KafkaItem>,
-    records: DStream<'s, ConsumerRecord>,
-    ranges: DStream<'s, OffsetRange>,
+    /// The records and the ranges apart, split once when first used (a sink that takes the
+    /// items whole never pays for it).
+    split: std::cell::OnceCell<(DStream<'s, ConsumerRecord>, DStream<'s, OffsetRange>)>,
 }
 
 impl<'s> DirectStream<'s> {
     pub(crate) fn new(items: DStream<'s, KafkaItem>) -> Self {
-        let records = items.flat_map(|i| match i {
-            KafkaItem::Record(r) => Some(r),
-            KafkaItem::Range(_) => None,
-        });
-        let ranges = items.flat_map(|i| match i {
-            KafkaItem::Range(r) => Some(r),
-            KafkaItem::Record(_) => None,
-        });
         DirectStream {
             items,
-            records,
-            ranges,
+            split: std::cell::OnceCell::new(),
         }
+    }
+
+    fn split(&self) -> &(DStream<'s, ConsumerRecord>, DStream<'s, OffsetRange>) {
+        self.split.get_or_init(|| {
+            let (records, ranges) = split_items(&self.items);
+            (self.items.derive(records), self.items.derive(ranges))
+        })
     }
 
     /// The records and ranges together, as the source emits them (for the sinks that commit
@@ -96,17 +99,57 @@ impl<'s> DirectStream<'s> {
     /// The offset range of every partition of the job in every batch (Spark's
     /// `rdd.asInstanceOf[HasOffsetRanges].offsetRanges`); `foreach_batch` sees them all.
     pub fn offset_ranges(&self) -> DStream<'s, OffsetRange> {
-        self.ranges.clone()
+        self.split().1.clone()
     }
     /// The records.
     pub fn records(&self) -> DStream<'s, ConsumerRecord> {
-        self.records.clone()
+        self.split().0.clone()
     }
 }
 
 impl<'s> std::ops::Deref for DirectStream<'s> {
     type Target = DStream<'s, ConsumerRecord>;
     fn deref(&self) -> &DStream<'s, ConsumerRecord> {
-        &self.records
+        &self.split().0
     }
+}
+
+/// Splits a direct stream's chunks into its records and its offset ranges, one chunk of each
+/// per input chunk (so both announce every partition), moving every record: one operator with
+/// two outputs, where two `flat_map`s would each get a clone of every record.
+fn split_items<'s>(
+    items: &DStream<'s, KafkaItem>,
+) -> (Parts<'s, ConsumerRecord>, Parts<'s, OffsetRange>) {
+    let stream = items.stream.clone();
+    let mut builder = OperatorBuilder::new("KafkaSplit".to_owned(), stream.scope());
+    let mut input = builder.new_input(stream, Pipeline);
+    let (mut records_out, records) = builder.new_output::<Vec<Part<ConsumerRecord>>>();
+    let (mut ranges_out, ranges) = builder.new_output::<Vec<Part<OffsetRange>>>();
+    builder.build(move |_| {
+        let mut records_chunk = Vec::new();
+        let mut ranges_chunk = Vec::new();
+        move |_frontiers| {
+            let mut records_handle = records_out.activate();
+            let mut ranges_handle = ranges_out.activate();
+            input.for_each(|cap, chunks| {
+                for part in chunks.drain(..) {
+                    let mut rs = Vec::with_capacity(part.records.len());
+                    let mut ors = Vec::new();
+                    for item in part.records {
+                        match item {
+                            KafkaItem::Record(r) => rs.push(r),
+                            KafkaItem::Range(r) => ors.push(r),
+                        }
+                    }
+                    records_chunk.push(Part::new(part.id.clone(), rs));
+                    ranges_chunk.push(Part::new(part.id, ors));
+                }
+                records_handle.give(&cap, &mut records_chunk);
+                ranges_handle.give(&cap, &mut ranges_chunk);
+                records_chunk.clear();
+                ranges_chunk.clear();
+            });
+        }
+    });
+    (records, ranges)
 }

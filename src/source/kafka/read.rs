@@ -242,9 +242,12 @@ impl KafkaReader {
             .map(|tp| (tp.clone(), partition_id(tp)))
             .collect();
         let mut missing: usize = 0;
-        for (tp, (_, until)) in &plan {
+        for (tp, (from, until)) in &plan {
             if let Some(o) = self.owned.get_mut(tp) {
                 let records = out.part(ids.get(tp).cloned().unwrap_or_else(|| partition_id(tp)));
+                // Room for the whole range at once (offsets without records, such as
+                // transaction markers, only leave some unused).
+                records.reserve((until - from).clamp(0, 1 << 22) as usize);
                 while o.lookahead.front().is_some_and(|r| r.offset < *until) {
                     if let Some(r) = o.lookahead.pop_front() {
                         o.next = r.offset + 1;
@@ -286,8 +289,11 @@ impl KafkaReader {
             };
             match polled {
                 Some(Ok(m)) => {
-                    let tp = TopicPartition::new(m.topic(), m.partition());
-                    let Some((_, until)) = plan.get(&tp).copied() else {
+                    // Found without allocating: a worker reads a handful of partitions.
+                    let Some((tp, &(_, until))) = plan
+                        .iter()
+                        .find(|(tp, _)| tp.partition == m.partition() && tp.topic == m.topic())
+                    else {
                         continue;
                     };
                     let record = ConsumerRecord {
@@ -306,7 +312,7 @@ impl KafkaReader {
                             })
                             .unwrap_or_default(),
                     };
-                    let Some(o) = self.owned.get_mut(&tp) else {
+                    let Some(o) = self.owned.get_mut(tp) else {
                         continue;
                     };
                     if record.offset < o.next {
@@ -314,7 +320,7 @@ impl KafkaReader {
                     }
                     if record.offset < until {
                         o.next = record.offset + 1;
-                        if let Some(id) = ids.get(&tp) {
+                        if let Some(id) = ids.get(tp) {
                             out.part(id.clone()).push(KafkaItem::Record(record));
                         }
                         if o.next >= until {
