@@ -54,7 +54,12 @@ pub struct Stateful<'s, T: Data> {
     changes: DStream<'s, (T, isize)>,
     build: Cell<Option<Build<'s, T>>>,
     snapshots: OnceCell<DStream<'s, T>>,
+    /// Spark's view with at most `n` records of each partition, where the operator can build
+    /// one (keyed upserts): what [`print`](Stateful::print) needs of a large state.
+    limited: Option<Limited<'s, T>>,
 }
+
+type Limited<'s, T> = Box<dyn Fn(usize) -> DStream<'s, T> + 's>;
 
 impl<'s, T: Data> Stateful<'s, T> {
     pub(crate) fn new(changes: DStream<'s, (T, isize)>, build: Build<'s, T>) -> Self {
@@ -62,6 +67,7 @@ impl<'s, T: Data> Stateful<'s, T> {
             changes,
             build: Cell::new(Some(build)),
             snapshots: OnceCell::new(),
+            limited: None,
         }
     }
 
@@ -134,6 +140,51 @@ impl<'s, T: Data> Stateful<'s, T> {
         self
     }
 
+    /// Spark's `print(n)` of the whole window or state: the first `n` records of every batch
+    /// (every slide for windows), as [`DStream::print`] prints them from
+    /// [`snapshots`](Stateful::snapshots). Unless the full view is built anyway, a keyed state
+    /// hands on only each partition's first `n + 1` records (as Spark's `take(n + 1)` computes
+    /// only what it shows), so printing a state of millions of keys costs what it prints.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let text = Arc::new(Mutex::new(Vec::<u8>::new()));
+    /// let t = Arc::clone(&text);
+    /// sluice::testing::run_batches(vec![vec![('a', 1u64), ('b', 1), ('c', 1)]], move |s| {
+    ///     s.update_state_by_key(|new: Vec<u64>, old: Option<u64>| Some(old.unwrap_or(0) + new.iter().sum::<u64>()))
+    ///         .print_to(2, Arc::clone(&t))
+    /// })?;
+    /// let text = String::from_utf8(text.lock().unwrap().clone()).unwrap();
+    /// assert_eq!(text.lines().filter(|l| l.starts_with('(')).count(), 2); // two of three, then `...`
+    /// assert!(text.contains("...\n"));
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn print(&self, n: usize)
+    where
+        T: crate::SparkDisplay,
+    {
+        self.print_to(
+            n,
+            std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout())),
+        );
+    }
+
+    /// [`print`](Stateful::print) to any writer.
+    pub fn print_to<W: std::io::Write + Send + 'static>(
+        &self,
+        n: usize,
+        out: std::sync::Arc<std::sync::Mutex<W>>,
+    ) where
+        T: crate::SparkDisplay,
+    {
+        match (&self.limited, self.snapshots.get()) {
+            (Some(limited), None) => limited(n.saturating_add(1)).print_to(n, out),
+            _ => self.deref().print_to(n, out),
+        }
+    }
+
     /// Spark's view: the whole window or state at every batch (every slide for windows).
     ///
     /// # Examples
@@ -151,6 +202,22 @@ impl<'s, T: Data> Stateful<'s, T> {
     /// ```
     pub fn snapshots(&self) -> DStream<'s, T> {
         self.deref().clone()
+    }
+}
+
+impl<'s, K: Key, V: Data + PartialEq> Stateful<'s, (K, V)> {
+    /// Spark's view of keyed upserts (`-old`, `+new` per key in `changes`; see
+    /// [`upsert_snapshots`]) at every batch `every` includes.
+    pub(crate) fn upserts(changes: DStream<'s, ((K, V), isize)>, every: Every) -> Self {
+        let (c, limited) = (changes.clone(), changes.clone());
+        Stateful {
+            changes,
+            build: Cell::new(Some(Box::new(move || upsert_snapshots(&c, every, None)))),
+            snapshots: OnceCell::new(),
+            limited: Some(Box::new(move |n| {
+                upsert_snapshots(&limited, every, Some(n))
+            })),
+        }
     }
 }
 
@@ -184,11 +251,14 @@ impl Every {
 /// (`-old`, `+new`; at most one of each per key and batch; `0` for state restored from a
 /// checkpoint, in place before the batch) and emits all `(key, value)` pairs at every batch
 /// `every` includes, partition by partition. Runs where the changes are (keys stay in their
-/// partitions).
+/// partitions). With `limit`, at most that many records of each partition, the first ones of
+/// the full view's order.
 pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
     changes: &DStream<'s, ((K, V), isize)>,
     every: Every,
+    limit: Option<usize>,
 ) -> DStream<'s, (K, V)> {
+    let limit = limit.unwrap_or(usize::MAX);
     let mut current: BTreeMap<PartitionId, FixedMap<K, V>> = BTreeMap::new();
     let op_name = changes.ctx.name("snapshot");
     let runtime = changes.ctx.runtime.clone();
@@ -229,7 +299,11 @@ pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
             runtime.report_state(t, crate::listener::StateSize::of::<K, V>(&op_name, keys));
             if every.includes(t) {
                 for (id, map) in &current {
-                    let records = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let records = map
+                        .iter()
+                        .take(limit)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
                     out.push(Part::new(id.clone(), records));
                 }
             }

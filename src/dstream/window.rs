@@ -30,7 +30,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use super::batch_op::{batch_fold, batch_fold_core};
 use super::collection::{keyed_changes_to_parts, retime};
 use super::partition::{FixedMap, Part, PartitionId};
-use super::stateful::{Every, Stateful, shrink_if_sparse, upsert_snapshots};
+use super::stateful::{Every, Stateful, shrink_if_sparse};
 use super::{DStream, Data, Key};
 use crate::listener::StateSize;
 use crate::time::multiple_of_batch;
@@ -382,11 +382,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let name = self.ctx.name("WindowReduced");
         let by_key = keyed_changes_to_parts(retime(reduced), self.ticks.clone(), n, &name);
         let changes = self.derive(by_key).only_batches().on(spec.every());
-        let c = changes.clone();
-        Stateful::new(
-            changes,
-            Box::new(move || upsert_snapshots(&c, spec.every())),
-        )
+        Stateful::upserts(changes, spec.every())
     }
 
     /// Spark's incremental `reduceByKeyAndWindow(f, inv, L, S, filter)`: the window's value of a
@@ -526,11 +522,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             },
         );
         let changes = self.derive(changes).on(spec.every());
-        let c = changes.clone();
-        Stateful::new(
-            changes,
-            Box::new(move || upsert_snapshots(&c, spec.every())),
-        )
+        Stateful::upserts(changes, spec.every())
     }
 
     /// Each key's values in the window at every slide time (Spark's `groupByKeyAndWindow`); its

@@ -8,7 +8,7 @@ use super::{StateInput, save_state};
 use crate::dstream::partition::{
     FixedMap, Part, PartitionId, hash_partition, map_parts, shuffle_batches,
 };
-use crate::dstream::stateful::{Every, Stateful, shrink_if_sparse, upsert_snapshots};
+use crate::dstream::stateful::{Every, Stateful, shrink_if_sparse};
 use crate::dstream::stateless::Either;
 use crate::dstream::{DStream, Data, Key};
 use crate::listener::StateSize;
@@ -245,13 +245,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 })
                 .collect()
         }));
-        let c = changes.clone();
         MapWithState {
             mapped,
-            state: Stateful::new(
-                changes,
-                Box::new(move || upsert_snapshots(&c, Every::Batch)),
-            ),
+            state: Stateful::upserts(changes, Every::Batch),
             timeout_checks: spark_schedule.then_some(check_cell),
         }
     }

@@ -8,7 +8,7 @@ use super::{StateInput, save_state};
 use crate::dstream::partition::{
     FixedMap, FixedSet, Part, PartitionId, hash_partition, shuffle_batches,
 };
-use crate::dstream::stateful::{Every, Stateful, shrink_if_sparse, upsert_snapshots};
+use crate::dstream::stateful::{Every, Stateful, shrink_if_sparse};
 use crate::dstream::{DStream, Data, Key};
 use crate::listener::StateSize;
 use crate::time::Time;
@@ -197,10 +197,6 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             },
         );
         let changes = self.derive(changes);
-        let c = changes.clone();
-        Stateful::new(
-            changes,
-            Box::new(move || upsert_snapshots(&c, Every::Batch)),
-        )
+        Stateful::upserts(changes, Every::Batch)
     }
 }
