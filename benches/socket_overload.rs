@@ -21,18 +21,15 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice::listener::{BatchInfo, StreamingListener};
 use sluice::source::SocketOptions;
-use sluice::{Cluster, StreamingConfig, StreamingContext};
 
-const VOCABULARY: u64 = 10_000;
-const WORDS_PER_LINE: usize = 10;
+#[path = "common/paced.rs"]
+mod paced;
+use paced::{Sender, VOCABULARY, WORDS_PER_LINE};
 
 #[derive(Clone, Default)]
 struct Timeline(Arc<Mutex<Vec<(BatchInfo, u64)>>>);
@@ -55,99 +52,28 @@ fn status_field(name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// 100 000 lines of 10 words (a fixed pseudo-random sequence), the sender's cycle.
-fn lines() -> Vec<String> {
-    let mut x = 7u64;
-    (0..100_000)
-        .map(|_| {
-            (0..WORDS_PER_LINE)
-                .map(|_| {
-                    x = x
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    format!("w{}", (x >> 33) % VOCABULARY)
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
-}
-
 /// What one run measured.
 struct Run {
     batches: Vec<(BatchInfo, u64)>,
     /// Lines the sender was due to send and could not, at the end.
     sender_lag_lines: u64,
+    /// CPU seconds the job used (the process's, less the sender thread's).
+    job_cpu_secs: f64,
 }
 
 /// Runs the word count for `secs` one-second batches against a sender at `rate` lines/s.
 fn run(threads: usize, rate: u64, secs: u64, options: SocketOptions, text: &Arc<Vec<u8>>) -> Run {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("port").port();
-    let line_len = (text.len() / 100_000) as u64;
-    let done = Arc::new(AtomicBool::new(false));
-    let lag = Arc::new(AtomicU64::new(0));
-    let sender = {
-        let (done, lag, text) = (done.clone(), lag.clone(), text.clone());
-        std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().expect("accept");
-            let started = Instant::now();
-            let mut sent = 0u64;
-            let mut at = 0usize;
-            while !done.load(Ordering::SeqCst) {
-                let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-                // At most 50 ms of input per write, so that lag is seen as it builds.
-                let n = due.saturating_sub(sent).min(rate / 20 + 1);
-                if n == 0 {
-                    std::thread::sleep(Duration::from_millis(2));
-                    continue;
-                }
-                let mut bytes = (n * line_len) as usize;
-                while bytes > 0 {
-                    let end = (at + bytes).min(text.len());
-                    if conn.write_all(&text[at..end]).is_err() {
-                        return;
-                    }
-                    bytes -= end - at;
-                    at = if end == text.len() { 0 } else { end };
-                }
-                sent += n;
-                lag.store(due.saturating_sub(sent), Ordering::SeqCst);
-            }
-            let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-            lag.store(due.saturating_sub(sent), Ordering::SeqCst);
-        })
-    };
+    let cpu_before = paced::cpu_ticks("self");
+    let sender = Sender::start(rate, text);
+    let port = sender.port;
     let timeline = Timeline::default();
-    let config = StreamingConfig::new(Duration::from_secs(1))
-        .unwrap()
-        .cluster(Cluster {
-            threads,
-            ..Cluster::default()
-        })
-        .max_batches(secs)
-        .listener(timeline.clone());
-    StreamingContext::new(config)
-        .run(move |job| {
-            job.socket_text_stream_with("127.0.0.1", port, options.clone())
-                .flat_map(|line| {
-                    line.split_whitespace()
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
-                })
-                .map(|w| (w, 1u64))
-                .reduce_by_key(|a, b| a + b)
-                .foreach_batch(|_t, counts| {
-                    std::hint::black_box(counts.len());
-                })
-        })
-        .expect("the benchmark job runs");
-    let sender_lag_lines = lag.load(Ordering::SeqCst);
-    done.store(true, Ordering::SeqCst);
-    let _ = sender.join();
+    paced::run_wordcount(threads, port, secs, options, timeline.clone());
+    let (sender_lag_lines, sender_ticks) = sender.stop();
+    let job_ticks = paced::cpu_ticks("self").saturating_sub(cpu_before + sender_ticks);
     Run {
         batches: std::mem::take(&mut *timeline.0.lock().unwrap()),
         sender_lag_lines,
+        job_cpu_secs: job_ticks as f64 / paced::TICKS_PER_SEC,
     }
 }
 
@@ -172,6 +98,21 @@ impl Run {
             p,
         )
     }
+    /// Processing times of the first three batches that had input (the latency spike of a
+    /// job's start).
+    fn first_with_input(&self) -> Vec<Duration> {
+        self.batches
+            .iter()
+            .filter(|(b, _)| b.num_records() > 0)
+            .take(3)
+            .map(|(b, _)| b.processing_time)
+            .collect()
+    }
+    /// Words the job counted per CPU-second it used (all its threads: receiver and workers).
+    fn words_per_cpu_sec(&self) -> f64 {
+        let lines: u64 = self.batches.iter().map(|(b, _)| b.num_records()).sum();
+        (lines * WORDS_PER_LINE as u64) as f64 / self.job_cpu_secs.max(0.01)
+    }
     fn peak_rss_mib(&self) -> f64 {
         self.batches.iter().map(|(_, r)| *r).max().unwrap_or(0) as f64 / 1024.0
     }
@@ -194,12 +135,13 @@ impl Run {
     }
 }
 
-/// Words/s of a single-threaded `HashMap<String, u64>` count over the sender's lines.
-fn roofline(lines: &[String]) -> f64 {
+/// Words/s of a single-threaded `HashMap<String, u64, H>` count over the sender's lines (an
+/// owned `String` per word, as the job makes).
+fn roofline<H: std::hash::BuildHasher + Default>(lines: &[String]) -> f64 {
     let mut best = 0.0f64;
     for _ in 0..3 {
         let started = Instant::now();
-        let mut counts: HashMap<String, u64> = HashMap::new();
+        let mut counts: HashMap<String, u64, H> = HashMap::default();
         for line in lines {
             for w in line.split_whitespace() {
                 *counts.entry(w.to_owned()).or_insert(0) += 1;
@@ -223,19 +165,17 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let lines = lines();
-    let text: Arc<Vec<u8>> = Arc::new(
-        lines
-            .iter()
-            .flat_map(|l| format!("{l}\n").into_bytes())
-            .collect(),
-    );
+    let lines = paced::lines();
+    let text = paced::wire(&lines);
     let bounded = SocketOptions::default();
 
     println!("## The largest rate each worker count keeps up with\n");
-    println!("| workers | stable rate | words/s | p50 processing | p99 processing | peak RSS |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| workers | stable rate | words/s | p50 processing | p99 processing | peak RSS | words per CPU-second of the job |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let mut stable_rates = Vec::new();
+    let mut first_batches = Vec::new();
     for threads in [1usize, 2] {
         let mut rate = 200_000u64;
         let mut best: Option<(u64, Run)> = None;
@@ -251,39 +191,58 @@ fn main() {
             }
         }
         let Some((rate, r)) = best else {
-            println!("| {threads} | below 200 000 lines/s | | | | |");
-            stable_rates.push(0);
+            println!("| {threads} | below 200 000 lines/s | | | | | |");
+            stable_rates.push((0, 0.0));
             continue;
         };
         println!(
-            "| {threads} | {:.2} M lines/s | {:.1} M | {:.0} ms | {:.0} ms | {:.0} MiB |",
+            "| {threads} | {:.2} M lines/s | {:.1} M | {:.0} ms | {:.0} ms | {:.0} MiB | {:.1} M |",
             rate as f64 / 1e6,
             (rate * WORDS_PER_LINE as u64) as f64 / 1e6,
             r.processing(0.5).as_secs_f64() * 1e3,
             r.processing(0.99).as_secs_f64() * 1e3,
-            r.peak_rss_mib()
+            r.peak_rss_mib(),
+            r.words_per_cpu_sec() / 1e6
         );
-        stable_rates.push(rate);
+        stable_rates.push((rate, r.words_per_cpu_sec()));
+        first_batches.push((threads, r.first_with_input(), r.processing(0.5)));
     }
-    let roof = roofline(&lines);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    for (threads, firsts, p50) in &first_batches {
+        println!(
+            "\n-w {threads}, at its stable rate: the first batches with input took {} ms (the run's p50: {:.0} ms)",
+            firsts
+                .iter()
+                .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+                .collect::<Vec<_>>()
+                .join(", "),
+            p50.as_secs_f64() * 1e3
+        );
+    }
+    let roof_sip = roofline::<std::collections::hash_map::RandomState>(&lines);
+    let roof_fold = roofline::<foldhash::fast::RandomState>(&lines);
     println!(
-        "\nsingle-threaded HashMap<String, u64> loop over the same lines: {:.1} M words/s",
-        roof / 1e6
+        "\nsingle-threaded HashMap<String, u64> loop over the same lines: {:.1} M words/s with std's SipHash, {:.1} M with foldhash (sluice's hash)",
+        roof_sip / 1e6,
+        roof_fold / 1e6
     );
-    let one = stable_rates[0] as f64 * WORDS_PER_LINE as f64;
+    let (one, per_cpu) = (
+        stable_rates[0].0 as f64 * WORDS_PER_LINE as f64,
+        stable_rates[0].1,
+    );
     println!(
-        "sluice -w 1 stable / roofline: {:.2} (the sender takes part of the machine's {cores} cores)",
-        one / roof
+        "sluice -w 1: stable rate / SipHash loop {:.2}; words per CPU-second of the job (receiver and worker threads, not the sender) / SipHash loop {:.2}, / foldhash loop {:.2}",
+        one / roof_sip,
+        per_cpu / roof_sip,
+        per_cpu / roof_fold
     );
-    if stable_rates.len() > 1 && stable_rates[0] > 0 {
+    if stable_rates.len() > 1 && stable_rates[0].0 > 0 {
         println!(
             "-w 2 stable / -w 1 stable: {:.2}",
-            stable_rates[1] as f64 / stable_rates[0] as f64
+            stable_rates[1].0 as f64 / stable_rates[0].0 as f64
         );
     }
 
-    let over = (stable_rates[0].max(200_000)) * 4;
+    let over = (stable_rates[0].0.max(200_000)) * 4;
     println!(
         "\n## Fed 4× the 1-worker stable rate: {:.2} M lines/s, 1 worker\n",
         over as f64 / 1e6

@@ -142,6 +142,51 @@ fn scenario(name: &str, quick: bool) {
                 1,
             );
         }
+        "ubk-spark-snapshots" => {
+            let t = run(batches, |d| {
+                d.update_state_by_key(sum)
+                    .foreach_partition(|_, c| drop(std::hint::black_box(c)))
+            });
+            report(
+                "update_state_by_key (Spark's rule), full state every batch (what Spark computes)",
+                &t,
+                1,
+            );
+        }
+        "words-2m" | "words-2m-full" => {
+            // stateful-wordcount's shape: 2 M distinct words (two per key of the input), a pure
+            // running total, printed: through `Stateful::print` (each partition's first 11),
+            // or the full state every batch then printed (how `print` ran before).
+            let full = name == "words-2m-full";
+            let before = rss_kib();
+            let t = run(batches, move |d| {
+                let totals = d
+                    .flat_map(|(k, v)| [(format!("a{k}"), v), (format!("b{k}"), v)])
+                    .update_state_by_key_with(UpdateState::new(sum).pure());
+                let sink = Arc::new(Mutex::new(std::io::sink()));
+                if full {
+                    totals.snapshots().print_to(10, sink);
+                } else {
+                    totals.print_to(10, sink);
+                }
+            });
+            report(
+                if full {
+                    "2 M words, pure running totals, print(10) of the full state (before)"
+                } else {
+                    "2 M words, pure running totals, print(10) (Stateful::print)"
+                },
+                &t,
+                2,
+            );
+            let end = t.last().map_or(0, |(_, r)| *r);
+            println!(
+                "|   ↳ resident memory per distinct word at the end: {:.0} bytes (RSS {} MiB over {} MiB before the job) | | | | | | |",
+                (end.saturating_sub(before) * 1024) as f64 / 2e6,
+                end / 1024,
+                before / 1024
+            );
+        }
         "ubk-pure" => {
             let t = run(batches, |d| {
                 d.update_state_by_key_with(UpdateState::new(sum).pure())
@@ -263,7 +308,15 @@ fn main() {
         "| operator, consumed as | first batch (loads 1 M keys) | p50 after | max after | keys | peak RSS | RSS at the end |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for name in ["ubk-spark", "ubk-pure", "ubk-pure-snapshots", "mws"] {
+    for name in [
+        "ubk-spark",
+        "ubk-spark-snapshots",
+        "ubk-pure",
+        "ubk-pure-snapshots",
+        "mws",
+        "words-2m",
+        "words-2m-full",
+    ] {
         in_own_process(name);
     }
     println!(

@@ -1,0 +1,225 @@
+//! The paced TCP sender the socket benchmarks share: the same lines, the same pacing, whatever
+//! engine reads them (sluice in the bench's process, Spark or Flink in a JVM of their own).
+//!
+//! The sender listens on a free loopback port, serves the first connection, and writes `rate`
+//! lines/s from a fixed cycle of lines, at most 50 ms of input per write, so that an engine that
+//! falls behind holds it back through TCP flow control and its lag shows at once.
+//! [`run_wordcount`] is sluice's side: the course's word count reading from such a sender.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Words per generated line (as `sluice feed --generate wordcount` and the course's examples).
+pub const WORDS_PER_LINE: usize = 10;
+/// Distinct words.
+pub const VOCABULARY: u64 = 10_000;
+
+/// 100 000 lines of 10 words (a fixed pseudo-random sequence), the sender's cycle.
+pub fn lines() -> Vec<String> {
+    let mut x = 7u64;
+    (0..100_000)
+        .map(|_| {
+            (0..WORDS_PER_LINE)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    format!("w{}", (x >> 33) % VOCABULARY)
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// The lines as the bytes on the wire, one `\n` after each.
+pub fn wire(lines: &[String]) -> Arc<Vec<u8>> {
+    Arc::new(
+        lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect(),
+    )
+}
+
+/// A running sender: its port, and how far behind its pace it is.
+pub struct Sender {
+    /// The loopback port it listens on.
+    pub port: u16,
+    done: Arc<AtomicBool>,
+    lag: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+    /// The sender thread's own CPU time when it ended, in clock ticks.
+    cpu_ticks: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// CPU time (user + system) of `/proc/<what>/stat`, in clock ticks (`self`, `thread-self`).
+pub fn cpu_ticks(what: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{what}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+#[allow(dead_code)] // (used by the benches that count CPU time)
+pub const TICKS_PER_SEC: f64 = 100.0;
+
+impl Sender {
+    /// Starts listening; sends `rate` lines/s of `text` to the first connection, from the moment
+    /// it connects.
+    pub fn start(rate: u64, text: &Arc<Vec<u8>>) -> Sender {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        let line_len = (text.len() / 100_000) as u64;
+        let done = Arc::new(AtomicBool::new(false));
+        let lag = Arc::new(AtomicU64::new(0));
+        let sent_total = Arc::new(AtomicU64::new(0));
+        let cpu = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (done, lag, text, sent_total, cpu) = (
+                done.clone(),
+                lag.clone(),
+                text.clone(),
+                sent_total.clone(),
+                cpu.clone(),
+            );
+            std::thread::spawn(move || {
+                let _cpu = CpuOnExit(cpu);
+                listener
+                    .set_nonblocking(true)
+                    .expect("non-blocking listener");
+                let mut conn = loop {
+                    match listener.accept() {
+                        Ok((c, _)) => break c,
+                        Err(_) if done.load(Ordering::SeqCst) => return,
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                };
+                conn.set_nonblocking(false).expect("blocking connection");
+                let started = Instant::now();
+                let mut sent = 0u64;
+                let mut at = 0usize;
+                while !done.load(Ordering::SeqCst) {
+                    let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+                    // At most 50 ms of input per write, so that lag is seen as it builds.
+                    let n = due.saturating_sub(sent).min(rate / 20 + 1);
+                    if n == 0 {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                    let mut bytes = (n * line_len) as usize;
+                    while bytes > 0 {
+                        let end = (at + bytes).min(text.len());
+                        if conn.write_all(&text[at..end]).is_err() {
+                            return;
+                        }
+                        bytes -= end - at;
+                        at = if end == text.len() { 0 } else { end };
+                    }
+                    sent += n;
+                    sent_total.store(sent, Ordering::SeqCst);
+                    lag.store(due.saturating_sub(sent), Ordering::SeqCst);
+                }
+                let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+                lag.store(due.saturating_sub(sent), Ordering::SeqCst);
+            })
+        };
+        Sender {
+            port,
+            done,
+            lag,
+            sent: sent_total,
+            cpu_ticks: cpu,
+            thread: Some(thread),
+        }
+    }
+
+    /// The sender thread's CPU time, in clock ticks, once it has stopped.
+    #[allow(dead_code)] // (used by the benches that count the job's CPU without the sender's)
+    pub fn cpu_ticks(&self) -> u64 {
+        self.cpu_ticks.load(Ordering::SeqCst)
+    }
+
+    /// Lines it was due to send and could not, now.
+    pub fn lag_lines(&self) -> u64 {
+        self.lag.load(Ordering::SeqCst)
+    }
+
+    /// Lines sent so far.
+    #[allow(dead_code)] // (used by the compare bench, not by every bench that includes this)
+    pub fn sent_lines(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Stops sending; the lag at that moment and the sender thread's CPU ticks.
+    pub fn stop(mut self) -> (u64, u64) {
+        let lag = self.lag_lines();
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        (lag, self.cpu_ticks())
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Records the thread's CPU time when the sender thread ends, however it ends.
+struct CpuOnExit(Arc<AtomicU64>);
+
+impl Drop for CpuOnExit {
+    fn drop(&mut self) {
+        self.0.store(cpu_ticks("thread-self"), Ordering::SeqCst);
+    }
+}
+
+/// The course's socket word count (`flatMap(split).map((_, 1)).reduceByKey(_ + _)`) on sluice,
+/// `threads` workers, `batches` batches of 1 s, reading from `port` with `options`; `listener`
+/// hears every batch.
+pub fn run_wordcount(
+    threads: usize,
+    port: u16,
+    batches: u64,
+    options: sluice::source::SocketOptions,
+    listener: impl sluice::listener::StreamingListener + 'static,
+) {
+    let config = sluice::StreamingConfig::new(Duration::from_secs(1))
+        .expect("1 s is a batch interval")
+        .cluster(sluice::Cluster {
+            threads,
+            ..sluice::Cluster::default()
+        })
+        .max_batches(batches)
+        .listener(listener);
+    sluice::StreamingContext::new(config)
+        .run(move |job| {
+            job.socket_text_stream_with("127.0.0.1", port, options.clone())
+                .flat_map(|line| {
+                    line.split_whitespace()
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .map(|w| (w, 1u64))
+                .reduce_by_key(|a, b| a + b)
+                .foreach_batch(|_t, counts| {
+                    std::hint::black_box(counts.len());
+                })
+        })
+        .expect("the sluice job runs");
+}
