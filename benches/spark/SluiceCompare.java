@@ -9,6 +9,8 @@
 //   sql <batches>          the course's StreamingIntegerationSQL (§6): 100 000 sales lines per batch
 //                          (`id brand<k> category<k % 20>`, 1 000 brands), updateStateByKey,
 //                          then the top-3 SQL with row_number() and show() on every batch
+//   socket <batches> <port> the course's network word count (§2.2) on socketTextStream from
+//                          127.0.0.1:<port>: flatMap(split(" ")), (w, 1), reduceByKey, count
 import java.util.*;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
@@ -36,14 +38,14 @@ public class SluiceCompare {
         ssc.sparkContext().setLogLevel("WARN");
         ssc.checkpoint(System.getProperty("java.io.tmpdir") + "/sluice-compare-chk-" + System.nanoTime());
         final long started = System.currentTimeMillis();
+        final java.util.concurrent.atomic.AtomicInteger done = new java.util.concurrent.atomic.AtomicInteger();
         ssc.addStreamingListener(new StreamingListener() {
-            int done = 0;
             @Override public void onBatchCompleted(StreamingListenerBatchCompleted e) {
                 BatchInfo b = e.batchInfo();
                 System.out.println("batch " + b.batchTime().milliseconds() + " records " + b.numRecords()
                     + " processing_ms " + b.processingDelay().get() + " scheduling_ms " + b.schedulingDelay().get()
                     + " since_start_ms " + (System.currentTimeMillis() - started));
-                done++;
+                done.incrementAndGet();
             }
             @Override public void onStreamingStarted(StreamingListenerStreamingStarted e) {}
             @Override public void onReceiverStarted(StreamingListenerReceiverStarted e) {}
@@ -54,7 +56,14 @@ public class SluiceCompare {
             @Override public void onOutputOperationStarted(StreamingListenerOutputOperationStarted e) {}
             @Override public void onOutputOperationCompleted(StreamingListenerOutputOperationCompleted e) {}
         });
-        if (mode.equals("sql")) {
+        if (mode.equals("socket")) {
+            int port = Integer.parseInt(args[2]);
+            ssc.socketTextStream("127.0.0.1", port)
+                .flatMap(line -> Arrays.asList(line.split(" ")).iterator())
+                .mapToPair(w -> new Tuple2<>(w, 1L))
+                .reduceByKey((a, b) -> a + b)
+                .foreachRDD(rdd -> { rdd.count(); });
+        } else if (mode.equals("sql")) {
             SparkSession spark = SparkSession.builder().config(ssc.sparkContext().getConf()).getOrCreate();
             JavaRDD<Integer> slices = ssc.sparkContext().parallelize(Arrays.asList(0, 1), 2);
             JavaRDD<String> lines = slices.flatMap(p -> {
@@ -137,7 +146,11 @@ public class SluiceCompare {
             counts.foreachRDD(rdd -> { rdd.count(); });
         }
         ssc.start();
-        ssc.awaitTerminationOrTimeout((batches + 15) * 1000L);
+        // Until `batches` batches completed, or their time and 15 s more.
+        long deadline = System.currentTimeMillis() + (batches + 15) * 1000L;
+        while (done.get() < batches && System.currentTimeMillis() < deadline) {
+            ssc.awaitTerminationOrTimeout(200);
+        }
         ssc.stop(true, false);
     }
 }
