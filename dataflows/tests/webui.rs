@@ -402,11 +402,13 @@ fn process_0_shows_the_whole_jobs_input() {
         })
         .collect();
     let base = "/api/v1/applications/stateful-wordcount/streaming";
+    // Completed batches only: a batch in progress has no whole-job input on process 0 yet.
     let per_batch = |addr: &str| -> std::collections::BTreeMap<u64, u64> {
         json(addr, &format!("{base}/batches"))
             .as_array()
             .unwrap()
             .iter()
+            .filter(|b| b["status"] == "COMPLETED")
             .map(|b| {
                 (
                     b["batchId"].as_u64().unwrap(),
