@@ -13,8 +13,8 @@
 //!   processing-time windows): it has no batches, so stable means the sender ends less than
 //!   0.2 s of input behind. Needs `SLUICE_FLINK_CLASSPATH`; skipped without it.
 //!
-//! Each engine's search starts at 50 000 lines/s and grows by half until a rate is not kept up
-//! with. Prints a table and `RESULT socket <engine> <lines/s>` lines for `benches/compare/run.sh`.
+//! Each engine's search starts at 50 000 lines/s, grows by half until a rate is not kept up
+//! with, then narrows the last step twice (`paced::largest_stable`). Prints a table and `RESULT socket <engine> <lines/s>` lines for `benches/compare/run.sh`.
 //! `cargo bench --bench compare`; `SLUICE_BENCH_QUICK=1` shortens every trial.
 
 #[global_allocator]
@@ -197,10 +197,10 @@ fn flink_trial(rate: u64, secs: u64, text: &Arc<Vec<u8>>) -> Option<Trial> {
 }
 
 /// The largest stable rate of `engine`, searching from 50 000 lines/s up by half.
-fn search(engine: Engine, quick: bool, text: &Arc<Vec<u8>>) -> Option<(u64, Trial)> {
-    let mut rate = 50_000u64;
-    let mut best = None;
-    loop {
+/// The largest stable rate of `engine` (see [`paced::largest_stable`]); `None` when it is not
+/// installed, a rate of 0 when not even 50 000 lines/s is kept up with.
+fn search(engine: Engine, quick: bool, text: &Arc<Vec<u8>>) -> Option<(u64, Option<Trial>)> {
+    let found = paced::largest_stable(50_000, 8_000_000, |rate| {
         let trial = match engine {
             Engine::Sluice(w) => Some(sluice_trial(w, rate, if quick { 6 } else { 12 }, text)),
             Engine::Spark => spark_trial(rate, if quick { 12 } else { 20 }, text),
@@ -217,15 +217,12 @@ fn search(engine: Engine, quick: bool, text: &Arc<Vec<u8>>) -> Option<(u64, Tria
                 p99.as_secs_f64() * 1e3
             ))
         );
-        if !trial.stable {
-            return Some(best.unwrap_or((0, trial)));
-        }
-        best = Some((rate, trial));
-        rate = rate * 3 / 2;
-        if rate > 8_000_000 {
-            return best;
-        }
-    }
+        Some((trial.stable, trial))
+    })?;
+    Some(match found {
+        Some((rate, trial)) => (rate, Some(trial)),
+        None => (0, None),
+    })
 }
 
 fn main() {
@@ -264,13 +261,15 @@ fn main() {
                 format!("{rate} lines/s")
             },
             (*rate * WORDS_PER_LINE as u64) as f64 / 1e6,
-            trial
-                .p50_p99
-                .map_or("– (no batches)".into(), |(p50, p99)| format!(
+            match trial.as_ref().map(|t| t.p50_p99) {
+                Some(Some((p50, p99))) => format!(
                     "{:.0} / {:.0} ms",
                     p50.as_secs_f64() * 1e3,
                     p99.as_secs_f64() * 1e3
-                ))
+                ),
+                Some(None) => "– (no batches)".into(),
+                None => "–".into(),
+            }
         );
     }
     println!();

@@ -223,3 +223,45 @@ pub fn run_wordcount(
         })
         .expect("the sluice job runs");
 }
+
+/// The largest rate (lines/s) that `trial` keeps up with: from `start` up by half until a rate
+/// is not kept up with (or `max` is passed), then twice the geometric middle of the last rate
+/// kept up with and the first one not. `trial(rate)` says whether the rate was kept up with and
+/// what it measured, or `None` when the engine cannot run here. `Some(None)`: not even `start`.
+pub fn largest_stable<R>(
+    start: u64,
+    max: u64,
+    mut trial: impl FnMut(u64) -> Option<(bool, R)>,
+) -> Option<Option<(u64, R)>> {
+    let mut best: Option<(u64, R)> = None;
+    let mut rate = start;
+    let failed = loop {
+        let (stable, measured) = trial(rate)?;
+        if !stable {
+            break rate;
+        }
+        best = Some((rate, measured));
+        rate = rate * 3 / 2;
+        if rate > max {
+            return Some(best);
+        }
+    };
+    let Some((good, _)) = best else {
+        return Some(None);
+    };
+    let (mut good, mut bad) = (good, failed);
+    for _ in 0..2 {
+        let middle = ((good as f64 * bad as f64).sqrt() as u64) / 1000 * 1000;
+        if middle <= good || middle >= bad {
+            break;
+        }
+        let (stable, measured) = trial(middle)?;
+        if stable {
+            best = Some((middle, measured));
+            good = middle;
+        } else {
+            bad = middle;
+        }
+    }
+    Some(best)
+}

@@ -75,8 +75,8 @@ mw() { awk -v a="$1" 'BEGIN { if (a + 0 > 0) printf "%.2f M", a / 1e6; else prin
 s1=$(socket sluice-w1); s2=$(socket sluice-w2); sp=$(socket spark); fl=$(socket flink)
 state_sluice=$(ms_col "$out/state.txt" 4); state_spark=$(spark_p50 state)
 window_sluice=$(ms_col "$out/window.txt" 4); window_spark=$(spark_p50 window)
-k1=$(awk -F'|' '/direct stream \+ count\(\), -w 1/ { gsub(/ /, "", $4); print $4 }' "$out/kafka.txt")
-k2=$(awk -F'|' '/direct stream \+ count\(\), -w 2/ { gsub(/ /, "", $4); print $4 }' "$out/kafka.txt")
+k1=$(awk -F'|' '$2 ~ /direct stream \+ count\(\), -w 1 *$/ { gsub(/ /, "", $4); print $4 }' "$out/kafka.txt")
+k2=$(awk -F'|' '$2 ~ /direct stream \+ count\(\), -w 2 *$/ { gsub(/ /, "", $4); printf "%.2f", $4 / 2 }' "$out/kafka.txt")
 eo=$(awk '/pass-through/ { print $NF }' "$out/kafka.txt")
 alo=$(awk '/pass-through/ { for (i = 1; i <= NF; i++) if ($i == "at-least-once") print $(i + 1) }' "$out/kafka.txt")
 
