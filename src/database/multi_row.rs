@@ -99,6 +99,7 @@ impl MultiRow {
     }
 
     /// Whether PostgreSQL may refuse a chunk that touches one key twice.
+    #[cfg(any(feature = "postgres", test))]
     pub(crate) fn may_touch_a_key_twice(&self) -> bool {
         let tail = self.tail.to_ascii_uppercase();
         find_word(&tail, "CONFLICT").is_some() && find_word(&tail, "UPDATE").is_some()
