@@ -227,14 +227,10 @@ fn search(engine: Engine, quick: bool, text: &Arc<Vec<u8>>) -> Option<(u64, Opti
 
 fn main() {
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let (cores, load) = paced::machine();
     println!(
         "# socket word count: sluice, Spark Streaming, Flink ({} cores, load average {}; {WORDS_PER_LINE} words a line; 1 s batches or windows; the sender shares the cores)\n",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        cores, load
     );
     let text = paced::wire(&paced::lines());
     let mut results = Vec::new();

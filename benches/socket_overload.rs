@@ -157,14 +157,10 @@ fn roofline<H: std::hash::BuildHasher + Default>(lines: &[String]) -> f64 {
 fn main() {
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok();
     let secs = if quick { 5 } else { 10 };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let (cores, load) = paced::machine();
     println!(
         "# socket word count under load ({} cores, load average {}, {WORDS_PER_LINE} words/line, vocabulary {VOCABULARY}, 1 s batches)\n",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        cores, load
     );
     let lines = paced::lines();
     let text = paced::wire(&lines);

@@ -72,6 +72,20 @@ pub fn cpu_ticks(what: &str) -> u64 {
     field(14) + field(15)
 }
 
+/// This machine's cores and its load averages (1, 5, 15 minutes), for a bench's header.
+pub fn machine() -> (usize, String) {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    (
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load,
+    )
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
 #[allow(dead_code)] // (used by the benches that count CPU time)
 pub const TICKS_PER_SEC: f64 = 100.0;
