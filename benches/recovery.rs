@@ -1,12 +1,14 @@
-//! Recovery benchmark (issue: exactly-once, checkpoints, recovery).
+//! Recovery benchmark (issue: exactly-once, checkpoints, recovery; issue 9: incremental
+//! snapshots).
 //!
 //! A running count over 1 000 000 keys (all loaded at the first batch, then 10 000 keys updated
 //! per batch; 200 ms batches, state snapshotted every 10 batches = 2 s) runs in a child process
-//! with a checkpoint; after 25 batches it is killed with SIGKILL and started again. Measured:
-//! the time from the kill to the restarted job's first *new* batch completed (the restart
-//! restores the last snapshot, replays the batches after it from their plans without output,
-//! then runs the next batch), split into the process start → restore → replay part and the
-//! snapshot size. The source is a queue rebuilt identically by each child (the checkpoint's plans
+//! with a checkpoint, with full or incremental snapshots; after 25, 35 or 45 batches it is
+//! killed with SIGKILL and started again. Measured: the time from the kill to the restarted
+//! job's first *new* batch completed (the restart restores the last snapshot — for a delta,
+//! its base with the changes applied — replays the batches after it from their plans without
+//! output, then runs the next batch), the part of it inside the restarted process, and the
+//! sizes of the snapshot part and its base. The source is a queue rebuilt identically by each child (the checkpoint's plans
 //! say which of its batches were taken), so the numbers are the engine's, not a broker's.
 //!
 //! Run with `cargo bench --bench recovery`.
@@ -44,7 +46,8 @@ fn child(dir: &str) {
     let queue = BatchQueue::from_batches(batches);
     let config = StreamingConfig::new(Duration::from_millis(BATCH_MS))
         .expect("valid")
-        .checkpoint(dir);
+        .checkpoint(dir)
+        .incremental_snapshots(std::env::var_os("SLUICE_RECOVERY_FULL").is_none());
     StreamingContext::new(config)
         .run(move |job| {
             job.queue_stream(&queue)
@@ -64,28 +67,40 @@ fn child(dir: &str) {
         .expect("the job runs");
 }
 
-fn main() {
-    if let Ok(dir) = std::env::var("SLUICE_RECOVERY_CHILD") {
-        child(&dir);
-        return;
-    }
+/// What one kill and restart measured.
+struct Recovery {
+    killed_after: u64,
+    first_new: u64,
+    /// SIGKILL → the restarted job's first new batch completed, and the part of it inside the
+    /// restarted process.
+    total: Duration,
+    in_child: Duration,
+    /// Bytes of the newest complete snapshot's part and of its base (a delta's), on disk.
+    part: u64,
+    base: u64,
+}
+
+/// Runs the job with `incremental` snapshots until `batches` batches ran, kills it with
+/// SIGKILL, restarts it, and times the restart.
+fn measure(incremental: bool, batches: usize) -> Recovery {
     let dir = tempfile::tempdir().expect("temp dir");
     let exe = std::env::current_exe().expect("bench binary");
     let spawn = || {
-        Command::new(&exe)
-            .env("SLUICE_RECOVERY_CHILD", dir.path())
+        let mut c = Command::new(&exe);
+        c.env("SLUICE_RECOVERY_CHILD", dir.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("child")
+            .stderr(Stdio::null());
+        if !incremental {
+            c.env("SLUICE_RECOVERY_FULL", "1");
+        }
+        c.spawn().expect("child")
     };
-    // Run 1: until 25 batches have run, then SIGKILL.
     let mut first = spawn();
     let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
-    let mut last_batch = 0u64;
-    for _ in 0..25 {
+    let mut killed_after = 0u64;
+    for _ in 0..batches {
         if let Some(Ok(l)) = lines.next() {
-            last_batch = l
+            killed_after = l
                 .split(' ')
                 .nth(1)
                 .and_then(|t| t.parse().ok())
@@ -98,38 +113,82 @@ fn main() {
         .status()
         .expect("kill");
     let _ = first.wait();
-    let snapshot_bytes: u64 = std::fs::read_dir(dir.path())
-        .expect("checkpoint dir")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("state-"))
-        .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
-        .filter_map(|f| f.metadata().ok().map(|m| m.len()))
-        .max()
-        .unwrap_or(0);
-    // Run 2: from the checkpoint.
-    let restarted_at = Instant::now();
+    // The newest snapshot with a manifest, its part, and a delta's base.
+    let newest = sluice::checkpoint::inspect(dir.path())
+        .ok()
+        .and_then(|i| i.snapshots.into_iter().find(|s| s.unusable.is_none()));
+    let part_bytes = |t: u64| {
+        std::fs::metadata(
+            dir.path()
+                .join(format!("state-{t}"))
+                .join("totals.part-0-of-1"),
+        )
+        .map(|m| m.len())
+        .unwrap_or(0)
+    };
+    let (part, base) = newest.map_or((0, 0), |s| {
+        (
+            part_bytes(s.batch_ms),
+            s.bases.first().map_or(0, |&b| part_bytes(b)),
+        )
+    });
     let mut second = spawn();
     let mut lines = BufReader::new(second.stdout.take().expect("stdout")).lines();
     let first_line = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-    let recovered = killed_at.elapsed();
-    let mut parts = first_line.split(' ');
-    let batch: u64 = parts.nth(1).and_then(|t| t.parse().ok()).unwrap_or(0);
-    let in_child: u64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+    let total = killed_at.elapsed();
+    let mut fields = first_line.split(' ');
+    let first_new: u64 = fields.nth(1).and_then(|t| t.parse().ok()).unwrap_or(0);
+    let in_child: u64 = fields.next().and_then(|t| t.parse().ok()).unwrap_or(0);
     let _ = Command::new("kill")
         .args(["-KILL", &second.id().to_string()])
         .status();
     let _ = second.wait();
+    Recovery {
+        killed_after,
+        first_new,
+        total,
+        in_child: Duration::from_millis(in_child),
+        part,
+        base,
+    }
+}
+
+fn main() {
+    if let Ok(dir) = std::env::var("SLUICE_RECOVERY_CHILD") {
+        child(&dir);
+        return;
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "recovery with {KEYS} keys of state, {BATCH_MS} ms batches, snapshot every 10 batches:"
-    );
-    println!("  killed after batch {last_batch} ms; first new batch after restart: {batch} ms");
-    println!(
-        "  SIGKILL -> first new batch completed: {:.0} ms (process start -> batch: {in_child} ms, spawn overhead {:.0} ms)",
-        recovered.as_secs_f64() * 1e3,
-        (restarted_at - killed_at).as_secs_f64() * 1e3
+        "# recovery with {KEYS} keys of state, {BATCH_MS} ms batches, snapshot every 10 batches (load average {})\n",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
-        "  largest state part: {:.1} MiB",
-        snapshot_bytes as f64 / 1048576.0
+        "| snapshots | killed after | first new batch | SIGKILL → first new batch done | of it in the restarted process | newest part | its base |"
     );
+    println!("|---|---|---|---|---|---|---|");
+    let mib = |b: u64| b as f64 / 1048576.0;
+    // Killed after 25 batches, the newest snapshot is the second: incremental, a delta of
+    // ~100 000 changed keys on the first; after 35, a delta of ~200 000; after 45, the fourth,
+    // which the writer compacted into a full part (the changes reached a quarter of the keys).
+    for (incremental, batches) in [(false, 25), (true, 25), (true, 35), (false, 45), (true, 45)] {
+        let r = measure(incremental, batches);
+        println!(
+            "| {} | {} ms | {} ms | {:.0} ms | {:.0} ms | {:.1} MiB | {} |",
+            if incremental { "incremental" } else { "full" },
+            r.killed_after,
+            r.first_new,
+            r.total.as_secs_f64() * 1e3,
+            r.in_child.as_secs_f64() * 1e3,
+            mib(r.part),
+            if r.base > 0 {
+                format!("{:.1} MiB", mib(r.base))
+            } else {
+                "(full part)".into()
+            }
+        );
+    }
 }

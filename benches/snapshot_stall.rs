@@ -1,17 +1,24 @@
 //! Snapshot stall (issue 9): a running count over 1 000 000 keys (all loaded at the first batch,
 //! then 10 000 updated per batch; 200 ms batches, snapshot every 10 batches) with a checkpoint.
 //!
-//! Prints, in one run: processing time of the batches with a snapshot next to those without
-//! (p50, max), the time the snapshot batches spent on it (encoding, on the batch's path), and,
-//! for reference, what the same bytes take to write and fsync in the foreground — the stall
-//! each snapshot batch had when parts were written inline.
+//! Runs the job with full snapshots (every key encoded at every snapshot: sluice before
+//! incremental snapshots) and with incremental ones (the default), alternating, twice each,
+//! and prints for each run: the first snapshot batch (every key, in both modes), the later
+//! snapshot batches and the batches without one (p50, max), the time the later snapshot
+//! batches spent on it on the batch's path (gathering and encoding) and the keys they encoded,
+//! the largest part encoded, and the CPU time of the whole run (the background writer's folds
+//! and compactions included).
 //!
 //! Run with `cargo bench --bench snapshot_stall`.
+
+#[path = "common/paced.rs"]
+#[allow(dead_code)] // (the CPU and machine readings only)
+mod paced;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice::dstream::state::UpdateState;
 use sluice::listener::BatchRecorder;
@@ -34,15 +41,24 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn main() {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "# snapshot stall: {KEYS} keys of state, {UPDATED} updated per {BATCH_MS} ms batch, snapshot every 10 batches (load average {})\n",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+/// What one run measured.
+struct Row {
+    /// Processing time of the first batch with a snapshot (every key is encoded in both modes).
+    first: Duration,
+    /// Processing time of the later batches with a snapshot: p50, max.
+    with: (Duration, Duration),
+    /// ... and of the batches without one.
+    without: (Duration, Duration),
+    /// Time the later snapshot batches spent on the snapshot (p50) and keys they encoded (p50).
+    on_path: Duration,
+    keys: u64,
+    /// Bytes encoded at the largest snapshot, and CPU time of the whole run (background
+    /// writes and compactions included).
+    bytes: u64,
+    cpu: Duration,
+}
+
+fn run(incremental: bool) -> Row {
     let dir = tempfile::tempdir().expect("temp dir");
     let batches = (0..BATCHES).map(|b| {
         if b == 0 {
@@ -60,8 +76,10 @@ fn main() {
     let config = StreamingConfig::new(Duration::from_millis(BATCH_MS))
         .expect("valid")
         .checkpoint(dir.path())
+        .incremental_snapshots(incremental)
         .max_batches(BATCHES)
         .listener(recorder.clone());
+    let cpu_before = paced::cpu_ticks("self");
     StreamingContext::new(config)
         .run(move |job| {
             job.queue_stream(&queue)
@@ -79,50 +97,93 @@ fn main() {
                 });
         })
         .expect("the job runs");
+    let cpu = paced::cpu_ticks("self") - cpu_before;
     // The first batch loads every key; leave it out.
     let infos = recorder.batches();
     let (with, without): (Vec<_>, Vec<_>) =
         infos.iter().skip(1).partition(|b| !b.snapshots.is_empty());
-    let on_path: Vec<Duration> = with
-        .iter()
-        .map(|b| b.snapshots.iter().map(|s| s.duration).sum())
-        .collect();
-    let bytes = with
-        .iter()
-        .flat_map(|b| b.snapshots.iter().map(|s| s.bytes))
-        .max()
-        .unwrap_or(0);
-    println!("| batches | count | p50 processing | max processing | spent on the snapshot (p50) |");
-    println!("|---|---|---|---|---|");
-    let processing = |v: &[&sluice::listener::BatchInfo], p| {
-        ms(percentile(v.iter().map(|b| b.processing_time).collect(), p))
+    let processing = |v: &[&sluice::listener::BatchInfo]| {
+        let times: Vec<Duration> = v.iter().map(|b| b.processing_time).collect();
+        (percentile(times.clone(), 0.5), percentile(times, 1.0))
     };
+    let later = &with[1.min(with.len())..];
+    Row {
+        first: with.first().map(|b| b.processing_time).unwrap_or_default(),
+        with: processing(later),
+        without: processing(&without),
+        on_path: percentile(
+            later
+                .iter()
+                .map(|b| b.snapshots.iter().map(|s| s.duration).sum())
+                .collect(),
+            0.5,
+        ),
+        keys: {
+            let mut keys: Vec<u64> = later
+                .iter()
+                .map(|b| b.snapshots.iter().map(|s| s.keys).sum())
+                .collect();
+            keys.sort_unstable();
+            keys.get(keys.len() / 2).copied().unwrap_or(0)
+        },
+        bytes: with
+            .iter()
+            .flat_map(|b| b.snapshots.iter().map(|s| s.bytes))
+            .max()
+            .unwrap_or(0),
+        cpu: Duration::from_secs_f64(cpu as f64 / 100.0),
+    }
+}
+
+fn main() {
+    let (cores, load) = paced::machine();
     println!(
-        "| with a snapshot | {} | {:.0} ms | {:.0} ms | {:.0} ms |",
-        with.len(),
-        processing(&with, 0.5),
-        processing(&with, 1.0),
-        ms(percentile(on_path, 0.5))
+        "# snapshot stall: {KEYS} keys of state, {UPDATED} updated per {BATCH_MS} ms batch, snapshot every 10 batches ({cores} cores, load average {load})\n"
     );
-    println!(
-        "| without | {} | {:.0} ms | {:.0} ms | |",
-        without.len(),
-        processing(&without, 0.5),
-        processing(&without, 1.0)
-    );
-    // What a foreground write of the same bytes takes (the old stall's disk part).
-    let payload = vec![7u8; bytes as usize];
-    let mut writes = Vec::new();
-    for i in 0..5 {
-        let path = dir.path().join(format!("reference-{i}"));
-        let started = Instant::now();
-        sluice::checkpoint::file::write_atomic(&path, &[&payload]).expect("write");
-        writes.push(started.elapsed());
+    // Alternating, twice each: the machine drifts between minutes.
+    let mut rows = Vec::new();
+    for round in 0..2 {
+        for incremental in [false, true] {
+            rows.push((round, incremental, run(incremental)));
+        }
     }
     println!(
-        "\nstate part: {:.1} MiB; writing and fsyncing it in the foreground (as before): p50 {:.0} ms, max {:.0} ms",
-        bytes as f64 / 1048576.0,
-        ms(percentile(writes.clone(), 0.5)),
-        ms(percentile(writes, 1.0))
+        "| snapshots | run | first snapshot batch | later snapshot batches p50 / max | spent on the snapshot (p50) | keys encoded (p50) | batches without p50 / max | largest part encoded | CPU of the run |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (round, incremental, r) in &rows {
+        println!(
+            "| {} | {} | {:.0} ms | {:.0} / {:.0} ms | {:.1} ms | {} | {:.0} / {:.0} ms | {:.1} MiB | {:.1} s |",
+            if *incremental {
+                "incremental (default)"
+            } else {
+                "full (`incremental_snapshots(false)`)"
+            },
+            round + 1,
+            ms(r.first),
+            ms(r.with.0),
+            ms(r.with.1),
+            ms(r.on_path),
+            r.keys,
+            ms(r.without.0),
+            ms(r.without.1),
+            r.bytes as f64 / 1048576.0,
+            r.cpu.as_secs_f64()
+        );
+    }
+    let spent = |inc: bool| {
+        percentile(
+            rows.iter()
+                .filter(|(_, i, _)| *i == inc)
+                .map(|(_, _, r)| r.on_path)
+                .collect(),
+            0.5,
+        )
+    };
+    println!(
+        "\nspent on a later snapshot, incremental / full: {:.3} ({:.1} ms / {:.1} ms)",
+        ms(spent(true)) / ms(spent(false)).max(1e-9),
+        ms(spent(true)),
+        ms(spent(false))
     );
 }

@@ -91,6 +91,7 @@ fn open_as_a_restart(dir: &Path) {
     let config = CheckpointConfig {
         dir: dir.to_path_buf(),
         interval_ms: None,
+        incremental: true,
     };
     let Ok(checkpoint) = Checkpoint::open(&config, 1000, 1_000_000, None) else {
         return;
@@ -102,7 +103,7 @@ fn open_as_a_restart(dir: &Path) {
     for name in checkpoint.snapshot_operators() {
         for worker in 0..2 {
             let store = StateStore::new(checkpoint.clone(), &name, worker, 2);
-            let _ = store.restore::<(String, u64)>();
+            let _ = store.restore::<String, u64>();
         }
     }
     for key in checkpoint.plan_keys() {
@@ -122,6 +123,7 @@ pub fn framed_file(data: &[u8]) {
         Kind::Manifest,
         Kind::StatePart,
         Kind::Completed,
+        Kind::StateDelta,
     ] {
         if let Ok(payload) = parse_framed(path, kind, data.to_vec()) {
             assert!(payload.len() <= data.len());
@@ -130,7 +132,12 @@ pub fn framed_file(data: &[u8]) {
                     let _ = serde_json::from_slice::<serde_json::Value>(&payload);
                 }
                 Kind::StatePart => {
-                    let _ = codec::decode::<Vec<(String, u64)>>(&payload);
+                    let _ = codec::decode::<Vec<(String, u64, u64)>>(&payload);
+                }
+                Kind::StateDelta => {
+                    if let Some((_, changes)) = payload.split_first_chunk::<8>() {
+                        let _ = codec::decode::<Vec<(String, Option<(u64, u64)>)>>(changes);
+                    }
                 }
                 Kind::Completed => {
                     let _ = codec::decode::<u64>(&payload);

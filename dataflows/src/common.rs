@@ -137,6 +137,10 @@ pub struct CommonArgs {
     #[arg(long, value_name = "DURATION", requires = "checkpoint", value_parser = duration,
           allow_hyphen_values = true)]
     pub checkpoint_interval: Option<Duration>,
+    /// Encode every key at every snapshot, instead of the keys changed since the previous one
+    /// (incremental snapshots, compacted in the background, are the default).
+    #[arg(long, requires = "checkpoint")]
+    pub full_snapshots: bool,
     /// Partitions of queue and generated input and of every shuffle (Spark's
     /// `spark.default.parallelism`; default: the number of workers). Set it and the output
     /// comes in the same order on any number of workers.
@@ -181,6 +185,9 @@ impl CommonArgs {
         }
         if let Some(every) = self.checkpoint_interval {
             config = config.checkpoint_interval(every);
+        }
+        if self.full_snapshots {
+            config = config.incremental_snapshots(false);
         }
         if let Some(n) = self.default_parallelism {
             config = config.default_parallelism(n as usize);

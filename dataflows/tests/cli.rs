@@ -99,6 +99,7 @@ fn nonsense_values_are_refused_with_the_fix() {
         (&["--vocabulary", "0"], "--vocabulary"),
         (&["--batch", "-1s"], "`-1s` is negative"),
         (&["--checkpoint-interval", "1s"], "--checkpoint"),
+        (&["--full-snapshots"], "--checkpoint"),
         (&["--port", "9999"], "--host"),
         (&["-h", "hosts.txt"], "--processes"),
         (&["-w", "0"], "--threads"),

@@ -28,6 +28,24 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(postcard::to_stdvec(value)?)
 }
 
+/// Encodes `value` at the end of `bytes` (several values so appended are their encodings one
+/// after the other: a list's items, say).
+///
+/// # Examples
+///
+/// ```
+/// use sluice::checkpoint::codec::{encode, encode_onto};
+/// let bytes = encode_onto(&7u64, encode(&2u8)?)?;
+/// assert_eq!(bytes, [encode(&2u8)?, encode(&7u64)?].concat());
+/// # Ok::<(), sluice::checkpoint::codec::CodecError>(())
+/// ```
+pub fn encode_onto<T: Serialize + ?Sized>(
+    value: &T,
+    bytes: Vec<u8>,
+) -> Result<Vec<u8>, CodecError> {
+    Ok(postcard::to_extend(value, bytes)?)
+}
+
 /// Decodes what [`encode`] wrote; an error if `bytes` is not a whole `T`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(postcard::from_bytes(bytes)?)

@@ -39,6 +39,9 @@ pub enum Kind {
     StatePart = 3,
     /// The latest batch whose outputs all finished.
     Completed = 4,
+    /// One worker's share of one operator's state as the keys changed since a full part (its
+    /// base): see `checkpoint::delta`.
+    StateDelta = 5,
 }
 
 /// A checkpoint file that cannot be used.
@@ -162,6 +165,23 @@ pub fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
 
 /// Reads a framed file written by [`write_framed`], checking everything the frame records.
 pub fn read_framed(path: &Path, kind: Kind) -> Result<Vec<u8>, CheckpointError> {
+    read_framed_of(path, &[kind]).map(|(_, payload)| payload)
+}
+
+/// [`read_framed`] of a file that may be any of `kinds`: which one it is, and its payload.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::checkpoint::file::{read_framed_of, write_framed, Kind};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("part");
+/// write_framed(&path, Kind::StateDelta, b"changes")?;
+/// let (kind, payload) = read_framed_of(&path, &[Kind::StatePart, Kind::StateDelta])?;
+/// assert_eq!((kind, payload.as_slice()), (Kind::StateDelta, &b"changes"[..]));
+/// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
+/// ```
+pub fn read_framed_of(path: &Path, kinds: &[Kind]) -> Result<(Kind, Vec<u8>), CheckpointError> {
     let corrupt = |why: String| CheckpointError::Corrupt {
         path: path.to_owned(),
         why,
@@ -170,16 +190,37 @@ pub fn read_framed(path: &Path, kind: Kind) -> Result<Vec<u8>, CheckpointError> 
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| corrupt(format!("cannot read it ({e})")))?;
-    parse_framed(path, kind, bytes)
+    parse_framed_of(path, kinds, bytes)
+}
+
+/// The kind of the framed file at `path`, and the first `n` bytes of its payload (fewer when
+/// it is shorter), read without the rest of the file and so without checking its checksum.
+pub(crate) fn peek_framed(path: &Path, n: usize) -> Result<(u8, Vec<u8>), CheckpointError> {
+    let mut head = Vec::with_capacity(HEADER + n);
+    File::open(path)
+        .and_then(|f| f.take((HEADER + n) as u64).read_to_end(&mut head))
+        .map_err(io("read", path))?;
+    if head.len() < HEADER || &head[..6] != MAGIC {
+        return Err(CheckpointError::Corrupt {
+            path: path.to_owned(),
+            why: "not a sluice checkpoint file (bad header)".into(),
+        });
+    }
+    Ok((head[8], head.split_off(HEADER)))
 }
 
 /// Checks the bytes of a framed file read from `path` (named in errors) and returns its
 /// payload: [`read_framed`] without the reading.
-pub fn parse_framed(
+pub fn parse_framed(path: &Path, kind: Kind, bytes: Vec<u8>) -> Result<Vec<u8>, CheckpointError> {
+    parse_framed_of(path, &[kind], bytes).map(|(_, payload)| payload)
+}
+
+/// [`parse_framed`] of a file that may be any of `kinds`.
+pub fn parse_framed_of(
     path: &Path,
-    kind: Kind,
+    kinds: &[Kind],
     mut bytes: Vec<u8>,
-) -> Result<Vec<u8>, CheckpointError> {
+) -> Result<(Kind, Vec<u8>), CheckpointError> {
     let corrupt = |why: String| CheckpointError::Corrupt {
         path: path.to_owned(),
         why,
@@ -194,12 +235,17 @@ pub fn parse_framed(
             found: version,
         });
     }
-    if bytes[8] != kind as u8 {
+    let Some(&kind) = kinds.iter().find(|k| **k as u8 == bytes[8]) else {
         return Err(corrupt(format!(
-            "holds kind {} where {kind:?} was expected",
-            bytes[8]
+            "holds kind {} where {} was expected",
+            bytes[8],
+            kinds
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
         )));
-    }
+    };
     let mut len = [0u8; 8];
     len.copy_from_slice(&bytes[9..17]);
     let len = u64::from_le_bytes(len) as usize;
@@ -216,7 +262,7 @@ pub fn parse_framed(
     if crc32fast::hash(&payload) != crc {
         return Err(corrupt("checksum mismatch".into()));
     }
-    Ok(payload)
+    Ok((kind, payload))
 }
 
 /// An append-only log of checksummed records, made durable record by record.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::file::{Kind, read_framed};
+use super::file::{Kind, read_framed, read_framed_of};
 use super::snapshot::{Manifest, parse_state_dir};
 use super::{Metadata, codec, plans};
 use crate::error::{Result, SluiceError};
@@ -21,6 +21,8 @@ pub struct SnapshotEntry {
     pub workers: usize,
     /// Stateful operators it holds, by name, with the bytes of their parts.
     pub operators: Vec<(String, u64)>,
+    /// The snapshots whose full parts its delta parts build on (empty: every part is full).
+    pub bases: Vec<u64>,
     /// `None` when every part verifies; otherwise why recovery will skip it.
     pub unusable: Option<String>,
 }
@@ -187,6 +189,7 @@ fn snapshots(dir: &Path, batch_ms: u64) -> Vec<SnapshotEntry> {
                 batch_ms: t,
                 workers: 0,
                 operators: Vec::new(),
+                bases: Vec::new(),
                 unusable: None,
             };
             match manifest {
@@ -203,20 +206,43 @@ fn snapshots(dir: &Path, batch_ms: u64) -> Vec<SnapshotEntry> {
                         let mut bytes = 0;
                         for w in 0..m.peers {
                             let path = super::snapshot::part_path(dir, t, op, w, m.peers);
-                            match read_framed(&path, Kind::StatePart) {
-                                Ok(b) => bytes += b.len() as u64,
+                            match read_part(&path) {
+                                Ok((b, base)) => {
+                                    bytes += b;
+                                    entry.bases.extend(base);
+                                }
                                 Err(e) => {
-                                    entry.unusable.get_or_insert(e.to_string());
+                                    entry.unusable.get_or_insert(e);
                                 }
                             }
                         }
                         entry.operators.push((op.clone(), bytes));
                     }
+                    entry.bases.sort_unstable();
+                    entry.bases.dedup();
                 }
             }
             entry
         })
         .collect()
+}
+
+/// A part's payload bytes and, for a delta, its base, once both it and its base verify.
+fn read_part(path: &Path) -> std::result::Result<(u64, Option<u64>), String> {
+    let (kind, payload) =
+        read_framed_of(path, &[Kind::StatePart, Kind::StateDelta]).map_err(|e| e.to_string())?;
+    if kind == Kind::StatePart {
+        return Ok((payload.len() as u64, None));
+    }
+    let (base, _) = super::delta::split_delta(&payload).ok_or_else(|| {
+        format!(
+            "{}: a delta part too short to name its base",
+            path.display()
+        )
+    })?;
+    read_framed(&super::parts::same_part_at(path, base), Kind::StatePart)
+        .map_err(|e| format!("its delta builds on the state of batch {base} ms: {e}"))?;
+    Ok((payload.len() as u64, Some(base)))
 }
 
 fn write_ahead_logs(dir: &Path) -> Vec<(String, usize, u64)> {

@@ -7,13 +7,18 @@
 //! metadata                          batch interval, the job's first batch ("zero")
 //! plans/<start>-w<worker>-<run>.log  each batch's plan per source, appended before the batch runs
 //! completed                         the latest batch whose outputs all finished (process 0)
-//! state-<t>/<operator>.part-<w>-of-<n>  worker w's share of an operator's state after batch t
+//! state-<t>/<operator>.part-<w>-of-<n>  worker w's share of an operator's state after batch t:
+//!                                   full, or the keys changed since a full part of an earlier
+//!                                   snapshot (a delta on its base)
 //! state-<t>/MANIFEST                the snapshot is complete: written last, after every part
 //! ```
 //!
 //! Every file is framed (version, kind, checksum) and written atomically, see [`file`](mod@file).
 //! State parts are encoded on their workers and written by a background thread (`parts`), so a
 //! snapshot never holds a batch up for the disk; the manifest follows once every part is there.
+//! Snapshots are incremental (`delta`): a worker encodes only the keys changed since its
+//! previous snapshot, and the background thread turns them into a delta on the last full part,
+//! or compacts them into a new full part, so a restore reads at most two parts per worker.
 //!
 //! **Recovery.** A restarted job is always built from code. Then:
 //! 1. the newest complete snapshot `t*` whose parts all verify is chosen (a corrupt one is
@@ -28,6 +33,7 @@
 //! 4. new batches follow.
 
 pub mod codec;
+mod delta;
 pub mod file;
 pub mod inspect;
 #[cfg(feature = "files")]
@@ -38,6 +44,7 @@ mod recovery;
 mod snapshot;
 mod writer;
 
+pub(crate) use delta::FullEntry;
 pub use inspect::{Inspection, SnapshotEntry, StoredOffset, inspect};
 pub use plans::SourceRecovery;
 pub(crate) use snapshot::{StateStore, file_name};
@@ -72,6 +79,9 @@ pub struct CheckpointConfig {
     /// Snapshot state every this many ms (a multiple of the batch interval); `None`: every 10
     /// batch intervals, as Spark.
     pub interval_ms: Option<u64>,
+    /// Snapshots hold the keys changed since the last full one (the default); `false`: every
+    /// snapshot holds every key (each snapshot batch then encodes the whole state).
+    pub incremental: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -88,6 +98,8 @@ pub(crate) struct Checkpoint {
     pub(crate) dir: PathBuf,
     pub(crate) batch_ms: u64,
     pub(crate) every_ms: u64,
+    /// Whether state parts may be deltas (`CheckpointConfig::incremental`).
+    pub(crate) incremental: bool,
     /// The job's first batch ever.
     pub(crate) zero: u64,
     run: u64,
@@ -235,6 +247,7 @@ impl Checkpoint {
             dir,
             batch_ms,
             every_ms,
+            incremental: config.incremental,
             zero,
             run,
             plans: Mutex::new(plans),

@@ -6,17 +6,24 @@
 //! state-<t>/MANIFEST                     the snapshot is complete: written last, after every part
 //! ```
 //!
+//! A part is full or a delta on a full part of an earlier snapshot (its base, see
+//! [`delta`](super::delta)); the manifest names the bases its deltas need, so that pruning
+//! keeps them.
+//!
 //! Operators reach their parts through a [`StateStore`]: `save` after a checkpoint batch,
 //! `restore` once at the first batch of a resumed run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::file::{CheckpointError, Kind, read_framed};
+use super::delta::{self, Changelog, FullEntry, StateCodec};
+use super::file::{CheckpointError, Kind, peek_framed, read_framed, read_framed_of};
+use super::parts::Body;
 use super::{Checkpoint, codec, lock};
 use crate::error::{Result, SluiceError};
 
@@ -26,14 +33,24 @@ pub(super) struct Manifest {
     pub(super) t: u64,
     pub(super) peers: usize,
     pub(super) operators: Vec<String>,
+    /// The snapshots whose full parts this one's delta parts build on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) bases: Vec<u64>,
+}
+
+/// One worker's part as read: a full part, or a delta with the full part it builds on.
+struct StoredPart {
+    full: Arc<Vec<u8>>,
+    /// A delta's encoded changes.
+    delta: Option<Vec<u8>>,
 }
 
 /// A snapshot that verified.
 pub(crate) struct Snapshot {
     pub(crate) t: u64,
     pub(crate) peers: usize,
-    /// Per operator name, per worker of the run that wrote it, the part's bytes.
-    parts: Mutex<BTreeMap<String, Vec<Option<Vec<u8>>>>>,
+    /// Per operator name, per worker of the run that wrote it, the part.
+    parts: Mutex<BTreeMap<String, Vec<Option<StoredPart>>>>,
 }
 
 pub(super) fn parse_state_dir(name: &str) -> Option<u64> {
@@ -78,8 +95,9 @@ pub(super) fn load_snapshots(dir: &Path, batch_ms: u64) -> Result<Vec<Arc<Snapsh
         .unwrap_or_default();
     names.sort_unstable_by(|a, b| b.cmp(a));
     let mut unusable: Vec<(u64, CheckpointError)> = Vec::new();
+    let mut bases = HashMap::new();
     for t in names {
-        match load_snapshot(dir, t, batch_ms) {
+        match load_snapshot(dir, t, batch_ms, &mut bases) {
             Ok(s) => snapshots.push(Arc::new(s)),
             Err(e @ CheckpointError::Version { .. }) => return Err(e.into()),
             Err(e) => unusable.push((t, e)),
@@ -95,10 +113,66 @@ pub(super) fn load_snapshots(dir: &Path, batch_ms: u64) -> Result<Vec<Arc<Snapsh
     Ok(snapshots)
 }
 
+/// The base a part at `path` builds on: `None` for a full part.
+pub(super) fn part_base(path: &Path) -> std::result::Result<Option<u64>, CheckpointError> {
+    let (kind, head) = peek_framed(path, 8)?;
+    if kind != Kind::StateDelta as u8 {
+        return Ok(None);
+    }
+    delta::split_delta(&head)
+        .map(|(base, _)| Some(base))
+        .ok_or_else(|| CheckpointError::Corrupt {
+            path: path.to_owned(),
+            why: "a delta part too short to name its base".into(),
+        })
+}
+
+/// Reads the part at `path`, and for a delta the full part it builds on (each base read once
+/// across the snapshots loaded, newest first: `bases`).
+fn load_part(
+    path: &Path,
+    bases: &mut HashMap<PathBuf, Arc<Vec<u8>>>,
+) -> std::result::Result<StoredPart, CheckpointError> {
+    // A full part read already as the base of a newer snapshot's delta: one copy for both.
+    if let Some(full) = bases.get(path) {
+        return Ok(StoredPart {
+            full: Arc::clone(full),
+            delta: None,
+        });
+    }
+    let (kind, payload) = read_framed_of(path, &[Kind::StatePart, Kind::StateDelta])?;
+    if kind == Kind::StatePart {
+        return Ok(StoredPart {
+            full: Arc::new(payload),
+            delta: None,
+        });
+    }
+    let Some((base, changes)) = delta::split_delta(&payload) else {
+        return Err(CheckpointError::Corrupt {
+            path: path.to_owned(),
+            why: "a delta part too short to name its base".into(),
+        });
+    };
+    let base_path = super::parts::same_part_at(path, base);
+    let full = match bases.get(&base_path) {
+        Some(full) => Arc::clone(full),
+        None => {
+            let full = Arc::new(read_framed(&base_path, Kind::StatePart)?);
+            bases.insert(base_path, Arc::clone(&full));
+            full
+        }
+    };
+    Ok(StoredPart {
+        full,
+        delta: Some(changes.to_vec()),
+    })
+}
+
 fn load_snapshot(
     dir: &Path,
     t: u64,
     batch_ms: u64,
+    bases: &mut HashMap<PathBuf, Arc<Vec<u8>>>,
 ) -> std::result::Result<Snapshot, CheckpointError> {
     let state_dir = dir.join(format!("state-{t}"));
     let manifest_path = state_dir.join("MANIFEST");
@@ -119,7 +193,7 @@ fn load_snapshot(
         let mut list = Vec::with_capacity(manifest.peers);
         for w in 0..manifest.peers {
             let path = part_path(dir, t, op, w, manifest.peers);
-            list.push(Some(read_framed(&path, Kind::StatePart)?));
+            list.push(Some(load_part(&path, bases)?));
         }
         parts.insert(op.clone(), list);
     }
@@ -141,7 +215,7 @@ impl Checkpoint {
     /// Takes this worker's share of operator `name`'s restored state: the parts of the old
     /// workers `j` with `j % peers == worker` (each old part is taken by one new worker, which
     /// routes its keys to their new owners).
-    pub(crate) fn take_parts(&self, name: &str, worker: usize, peers: usize) -> Vec<Vec<u8>> {
+    fn take_parts(&self, name: &str, worker: usize, peers: usize) -> Vec<StoredPart> {
         let Some(s) = self.chosen() else {
             return Vec::new();
         };
@@ -170,12 +244,34 @@ impl Checkpoint {
 /// operator whose name did not. On restore a worker takes the parts of the old workers
 /// `j % peers == worker`; the operator routes the keys it gets to their owners, so a change of
 /// worker count re-shards by key.
-#[derive(Clone)]
+///
+/// Saves are incremental (see [`delta`](super::delta)): the operator logs its changes as it
+/// makes them ([`log`](StateStore::log)) and a save hands the log over, unless a write of its
+/// chain failed or incremental snapshots are off (then every entry is encoded).
 pub(crate) struct StateStore {
     checkpoint: Arc<Checkpoint>,
     name: String,
     worker: usize,
     peers: usize,
+    /// The batch of this worker's previous part of this run (what its log follows; `None`:
+    /// the log holds every change since the run began).
+    last: Option<u64>,
+    log: Changelog,
+}
+
+/// What one [`StateStore::save`] handed over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Saved {
+    /// Bytes handed over.
+    pub(crate) bytes: usize,
+    /// Entries: every key of a full part (encoded on the batch's path), or the changes logged
+    /// since the previous save (encoded by the batches that made them; a key changed in several
+    /// batches counts each time).
+    pub(crate) entries: usize,
+    /// Whether it was a full part.
+    pub(crate) full: bool,
+    /// Parts of this worker's chain whose background write failed since the previous save.
+    pub(crate) failed: u64,
 }
 
 impl StateStore {
@@ -190,7 +286,15 @@ impl StateStore {
             name: name.to_owned(),
             worker,
             peers,
+            last: None,
+            log: Changelog::default(),
         }
+    }
+
+    /// Where the operator logs every change it makes to its state, from its first batch of the
+    /// run on (restored and initial state included); `None` when snapshots are full.
+    pub(crate) fn log(&mut self) -> Option<&mut Changelog> {
+        self.checkpoint.incremental.then_some(&mut self.log)
     }
 
     /// Whether the snapshot this run restores holds this operator's state.
@@ -198,39 +302,86 @@ impl StateStore {
         self.checkpoint.restored_batch().is_some() && self.checkpoint.has_operator(&self.name)
     }
 
-    /// This worker's share of the restored state (empty when nothing is restored). Each part is
-    /// handed out once.
-    pub(crate) fn restore<T: DeserializeOwned>(&self) -> Result<Vec<T>> {
+    /// This worker's share of the restored state, `(key, state, aux)` (empty when nothing is
+    /// restored): each full part, with its delta's changes applied. Each part is handed out
+    /// once.
+    pub(crate) fn restore<K, S>(&self) -> Result<Vec<(K, S, u64)>>
+    where
+        K: DeserializeOwned + Hash + Eq,
+        S: DeserializeOwned,
+    {
+        let unreadable = |e: codec::CodecError| {
+            SluiceError::InvalidConfig {
+            problem: format!(
+                "the checkpointed state of operator `{}` cannot be read with this job's key and state types ({e})",
+                self.name
+            ),
+            fix: "restore it with the types it was written with, or give the operator a new name to start it empty".into(),
+        }
+        };
         let mut entries = Vec::new();
         for part in self
             .checkpoint
             .take_parts(&self.name, self.worker, self.peers)
         {
-            let mut decoded: Vec<T> =
-                codec::decode(&part).map_err(|e| SluiceError::InvalidConfig {
-                    problem: format!(
-                        "the checkpointed state of operator `{}` cannot be read with this job's key and state types ({e})",
-                        self.name
-                    ),
-                    fix: "restore it with the types it was written with, or give the operator a new name to start it empty".into(),
-                })?;
-            entries.append(&mut decoded);
+            let mut full: Vec<(K, S, u64)> = codec::decode(&part.full).map_err(unreadable)?;
+            if let Some(changes) = &part.delta {
+                full = delta::apply(full, codec::decode(changes).map_err(unreadable)?);
+            }
+            entries.append(&mut full);
         }
         Ok(entries)
     }
 
-    /// Saves this worker's share of the state after batch `t`: encodes it here and hands the
-    /// bytes to the process's background writer (the batch does not wait for the disk). A
-    /// snapshot missing a part is never used: recovery falls back to an older one. Returns the
-    /// bytes and the parts of this operator whose background write failed since the last save.
-    pub(crate) fn save<T: Serialize>(&self, t: u64, entries: &[T]) -> Result<(usize, u64)> {
-        let bytes = codec::encode(entries).map_err(|e| SluiceError::Checkpoint {
+    /// Saves this worker's share of the state after batch `t` (`keys` keys) and hands it to
+    /// the process's background writer (the batch does not wait for the disk): the changes
+    /// logged since the previous save, or every entry (`full`, called only then) when
+    /// incremental snapshots are off or the log no longer follows a written part (a failed
+    /// write, an unencodable change). A snapshot missing a part is never used: recovery falls
+    /// back to an older one.
+    pub(crate) fn save<'a, K, S>(
+        &mut self,
+        t: u64,
+        keys: usize,
+        full: impl FnOnce() -> Vec<FullEntry<'a, K, S>>,
+    ) -> Result<Saved>
+    where
+        K: Serialize + DeserializeOwned + Hash + Eq + 'a,
+        S: Serialize + DeserializeOwned + 'a,
+    {
+        let path = part_path(&self.checkpoint.dir, t, &self.name, self.worker, self.peers);
+        let failed = self.checkpoint.parts.take_failed(&path);
+        let cannot_encode = |e: codec::CodecError| SluiceError::Checkpoint {
             problem: format!("cannot encode the state of `{}`: {e}", self.name),
             fix: "report this as a bug".into(),
-        })?;
-        let path = part_path(&self.checkpoint.dir, t, &self.name, self.worker, self.peers);
-        let len = bytes.len();
-        self.checkpoint.parts.write(path, t, &self.name, bytes);
-        Ok((len, self.checkpoint.parts.take_failed(&self.name)))
+        };
+        let logged = self.checkpoint.incremental && failed == 0 && self.log.whole();
+        let last = self.last.take();
+        let (bytes, entries, body) = if logged {
+            let (bytes, n) = self.log.take().map_err(cannot_encode)?;
+            let body = Body::Changes {
+                prev: last,
+                keys,
+                changed: n,
+                codec: StateCodec::of::<K, S>(),
+            };
+            (bytes, n, body)
+        } else {
+            self.log.clear();
+            let entries = full();
+            let bytes = codec::encode(&entries).map_err(cannot_encode)?;
+            (bytes, entries.len(), Body::Full)
+        };
+        let saved = Saved {
+            bytes: bytes.len(),
+            entries,
+            full: matches!(body, Body::Full),
+            failed,
+        };
+        self.checkpoint
+            .parts
+            .write(path, t, &self.name, bytes, body);
+        self.last = Some(t);
+        Ok(saved)
     }
 }

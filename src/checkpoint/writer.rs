@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
-use super::file::{Kind, write_framed};
-use super::snapshot::{Manifest, parse_state_dir, part_path};
+use super::file::{Kind, read_framed, write_framed};
+use super::parts::same_part_at;
+use super::snapshot::{Manifest, parse_state_dir, part_base, part_path};
 use super::{Checkpoint, codec, lock};
 
 pub(super) enum Msg {
@@ -139,15 +140,40 @@ impl WriterJob {
             tracing::warn!(
                 "checkpoint: the snapshot of batch {t} ms misses {missing} of its parts (a full disk?) and is abandoned; recovery uses an older one"
             );
-            let _ = std::fs::remove_dir_all(&state_dir);
-            removed(&state_dir);
-            return;
+            return self.abandon(&state_dir);
+        }
+        // A delta part needs its base: name the bases in the manifest (pruning keeps them),
+        // and abandon the snapshot if one is gone (its own snapshot was abandoned).
+        let mut bases = std::collections::BTreeSet::new();
+        for op in &self.operators {
+            for w in 0..peers {
+                let path = part_path(&self.dir, t, op, w, peers);
+                match part_base(&path) {
+                    Ok(None) => {}
+                    Ok(Some(base)) if same_part_at(&path, base).exists() => {
+                        bases.insert(base);
+                    }
+                    Ok(Some(base)) => {
+                        tracing::warn!(
+                            "checkpoint: the snapshot of batch {t} ms builds on the state of batch {base} ms, which is gone; abandoned (recovery uses an older one)"
+                        );
+                        return self.abandon(&state_dir);
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "checkpoint: the snapshot of batch {t} ms has an unreadable part ({e}); abandoned"
+                        );
+                        return self.abandon(&state_dir);
+                    }
+                }
+            }
         }
         let manifest = Manifest {
             batch_ms: self.batch_ms,
             t,
             peers,
             operators: self.operators.clone(),
+            bases: bases.into_iter().collect(),
         };
         let path = self.dir.join(format!("state-{t}")).join("MANIFEST");
         let written = serde_json::to_vec(&manifest)
@@ -160,14 +186,20 @@ impl WriterJob {
             }
             Err(e) => {
                 tracing::warn!("checkpoint: snapshot of batch {t} ms not written ({e}); abandoned");
-                let _ = std::fs::remove_dir_all(&state_dir);
-                removed(&state_dir);
+                self.abandon(&state_dir);
             }
         }
     }
 
+    /// Removes a snapshot that is never to be used.
+    fn abandon(&self, state_dir: &Path) {
+        let _ = std::fs::remove_dir_all(state_dir);
+        removed(state_dir);
+    }
+
     /// Keeps the snapshots recovery may need (the two newest, and every one a window replay
-    /// could start from) and the plans from the oldest kept snapshot on; removes the rest.
+    /// could start from), the bases their delta parts build on, and the plans from the oldest
+    /// of all these on; removes the rest.
     fn prune(&self, newest: u64) {
         let mut complete: Vec<u64> = Vec::new();
         let mut partial: Vec<u64> = Vec::new();
@@ -190,6 +222,8 @@ impl WriterJob {
             keep.push(old);
         }
         keep.extend(complete.iter().copied().filter(|&t| t > limit));
+        let bases: Vec<u64> = keep.iter().flat_map(|&t| self.bases_of(t)).collect();
+        keep.extend(bases);
         let Some(&oldest) = keep.iter().min() else {
             return;
         };
@@ -209,6 +243,19 @@ impl WriterJob {
                 prune_segments(&r.path(), oldest);
             }
         }
+    }
+}
+
+impl WriterJob {
+    /// The bases snapshot `t`'s manifest names (none when it cannot be read: such a snapshot
+    /// is not used by recovery either).
+    fn bases_of(&self, t: u64) -> Vec<u64> {
+        let path = self.dir.join(format!("state-{t}")).join("MANIFEST");
+        read_framed(&path, Kind::Manifest)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+            .map(|m| m.bases)
+            .unwrap_or_default()
     }
 }
 

@@ -508,6 +508,8 @@ impl Coordinator {
         match writes.iter_mut().find(|w| w.operator == write.operator) {
             Some(w) => {
                 w.bytes += write.bytes;
+                w.keys += write.keys;
+                w.full_parts += write.full_parts;
                 w.duration += write.duration;
                 w.failed += write.failed;
             }

@@ -126,8 +126,12 @@ pub struct StateJson {
 pub struct SnapshotJson {
     /// The operator.
     pub operator: String,
-    /// Bytes written.
+    /// Bytes encoded on the batch's path.
     pub bytes: u64,
+    /// Keys encoded: every key of a full part, the changed ones of an incremental one.
+    pub keys: u64,
+    /// Workers that encoded a full part (the others encoded their changes).
+    pub full_parts: u64,
     /// Time spent, summed over the workers, ms.
     pub duration_ms: f64,
     /// Workers whose part could not be written.

@@ -264,6 +264,8 @@ impl Status {
                 .map(|w| SnapshotJson {
                     operator: w.operator.clone(),
                     bytes: w.bytes,
+                    keys: w.keys,
+                    full_parts: w.full_parts,
                     duration_ms: w.duration.as_secs_f64() * 1e3,
                     failed: w.failed,
                 })

@@ -65,15 +65,25 @@ pub fn report(i: &Inspection) -> String {
             .iter()
             .map(|(name, bytes)| format!("{name} {bytes} B"))
             .collect();
+        let bases: Vec<String> = snap
+            .bases
+            .iter()
+            .map(|&t| Time::from_millis(t).to_string())
+            .collect();
         let _ = writeln!(
             s,
-            "snapshot         {}  {} worker(s)  {}{}",
+            "snapshot         {}  {} worker(s)  {}{}{}",
             Time::from_millis(snap.batch_ms),
             snap.workers,
             if ops.is_empty() {
                 "no state".into()
             } else {
                 ops.join(", ")
+            },
+            if bases.is_empty() {
+                String::new()
+            } else {
+                format!("  (changes since {})", bases.join(", "))
             },
             snap.unusable
                 .as_ref()

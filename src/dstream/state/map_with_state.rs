@@ -94,7 +94,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         // A key last seen at `since` may time out at the first batch after `since + timeout`.
         let due = move |since: u64, ms: u64| ((since + ms) / batch_ms + 1) * batch_ms;
         let runtime = self.ctx.runtime.clone();
-        let store = runtime.state_store(&name);
+        let mut store = runtime.state_store(&name);
         let input = self.with_start_state(&name, initial);
         let n = self.shuffle_partitions(partitions);
         // Per partition: each key's state, when it was last seen, and when keys may time out.
@@ -108,6 +108,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             move |(k, _): &(K, StateInput<V, S>)| hash_partition(k, n),
             move |t, partitions, parts: &mut Vec<Part<Either<U, ((K, S), isize)>>>| {
                 let time = Time::from_millis(t);
+                // With incremental snapshots every change of a key's state or last-seen batch
+                // (its aux) is logged as it is made.
+                let mut log = store.as_mut().and_then(|s| s.log());
                 for (q, records) in partitions {
                     let KeyStates {
                         state,
@@ -123,9 +126,13 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         let StateInput::Restored(s, seen) = x else {
                             continue;
                         };
-                        if let (Some(ms), true) = (timeout_ms, seen != u64::MAX) {
+                        let kept = timeout_ms.is_some() && seen != u64::MAX;
+                        if let (Some(ms), true) = (timeout_ms, kept) {
                             last_seen.insert(k.clone(), seen);
                             expiring.entry(due(seen, ms)).or_default().push(k.clone());
+                        }
+                        if let Some(log) = log.as_deref_mut() {
+                            log.push(&k, Some((&s, if kept { seen } else { u64::MAX })));
                         }
                         state.insert(k.clone(), s.clone());
                         out.push(Either::Right(((k, s), 0)));
@@ -198,6 +205,13 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     }
                     for (k, old) in before {
                         let new = state.get(&k);
+                        // A touched key's last-seen batch changed (kept with a timeout).
+                        if let Some(log) = log.as_deref_mut()
+                            && (timeout_ms.is_some() || old.as_ref() != new)
+                        {
+                            let seen = last_seen.get(&k).copied().unwrap_or(u64::MAX);
+                            log.push(&k, new.map(|s| (s, seen)));
+                        }
                         if old.as_ref() == new {
                             continue;
                         }
@@ -214,16 +228,18 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 }
                 let keys = states.values().map(|s| s.state.len()).sum();
                 runtime.report_state(t, StateSize::of::<K, S>(&op_name, keys));
-                if let Some(store) = store.as_ref().filter(|_| runtime.snapshot_due(t)) {
-                    let entries: Vec<(&K, &S, u64)> = states
-                        .values()
-                        .flat_map(|p| {
-                            p.state.iter().map(|(k, s)| {
-                                (k, s, p.last_seen.get(k).copied().unwrap_or(u64::MAX))
+                if let Some(store) = store.as_mut().filter(|_| runtime.snapshot_due(t)) {
+                    // A key's aux is the batch it was last seen (`u64::MAX`: not kept).
+                    save_state(store, &runtime, &op_name, t, keys, || {
+                        states
+                            .values()
+                            .flat_map(|p| {
+                                p.state.iter().map(|(k, s)| {
+                                    (k, s, p.last_seen.get(k).copied().unwrap_or(u64::MAX))
+                                })
                             })
-                        })
-                        .collect();
-                    save_state(store, &runtime, &op_name, t, &entries);
+                            .collect()
+                    });
                 }
             },
         );

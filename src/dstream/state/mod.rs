@@ -29,7 +29,7 @@ use super::partition::{Part, PartitionId, Parts, map_parts};
 
 use super::stateful::Stateful;
 use super::{DStream, Data, Key};
-use crate::checkpoint::StateStore;
+use crate::checkpoint::{FullEntry, StateStore};
 use crate::time::Time;
 
 mod map_with_state;
@@ -407,7 +407,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                             .into_iter()
                             .map(|(k, s)| (k, StateInput::Initial(s)))
                             .collect(),
-                        Some(store) => match store.restore::<(K, S, u64)>() {
+                        Some(store) => match store.restore::<K, S>() {
                             Ok(entries) => entries
                                 .into_iter()
                                 .map(|(k, s, aux)| (k, StateInput::Restored(s, aux)))
@@ -435,27 +435,34 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     }
 }
 
-/// Saves this worker's share of operator `name`'s state after batch `t` (encoded here, written
-/// in the background). A failed write is logged: the snapshot is then incomplete and recovery
-/// uses an older one.
-fn save_state<K: serde::Serialize, S: serde::Serialize>(
-    store: &StateStore,
+/// Saves this worker's share of operator `name`'s state after batch `t` (`keys` keys) and
+/// reports it: the changes the operator logged since its previous snapshot, or every entry
+/// (`full`) when the store needs them (see [`StateStore::save`]); written in the background.
+/// A failed write is logged: the snapshot is then incomplete and recovery uses an older one.
+fn save_state<'a, K, S>(
+    store: &mut StateStore,
     runtime: &crate::runtime::Runtime,
     name: &str,
     t: u64,
-    entries: &[(&K, &S, u64)],
-) {
+    keys: usize,
+    full: impl FnOnce() -> Vec<FullEntry<'a, K, S>>,
+) where
+    K: Key + 'a,
+    S: Data + 'a,
+{
     let started = std::time::Instant::now();
-    let saved = store.save(t, entries);
+    let saved = store.save(t, keys, full);
     let mut write = crate::listener::SnapshotWrite {
         operator: name.to_owned(),
         duration: started.elapsed(),
         ..Default::default()
     };
     match saved {
-        Ok((bytes, failed)) => {
-            write.bytes = bytes as u64;
-            write.failed = failed;
+        Ok(saved) => {
+            write.bytes = saved.bytes as u64;
+            write.keys = saved.entries as u64;
+            write.full_parts = u64::from(saved.full);
+            write.failed = saved.failed;
         }
         Err(e) => {
             write.failed = 1;

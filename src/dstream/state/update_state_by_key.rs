@@ -66,11 +66,13 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let name = name.unwrap_or_else(|| self.ctx.name("update_state_by_key"));
         self.ctx.register_state(&name, given);
         let runtime = self.ctx.runtime.clone();
-        let store = runtime.state_store(&name);
+        let mut store = runtime.state_store(&name);
         let input = self.with_start_state(&name, initial);
         let n = self.shuffle_partitions(partitions);
         // Per partition: each key's state, and (pure functions) the keys changed last batch.
         let mut states: BTreeMap<u32, (FixedMap<K, S>, FixedSet<K>)> = BTreeMap::new();
+        // Whether the previous batch was snapshotted (its changed keys had aux 1).
+        let mut snapshotted = false;
         let op_name = name.clone();
         let changes = shuffle_batches(
             input,
@@ -80,6 +82,12 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             move |(k, _): &(K, StateInput<V, S>)| hash_partition(k, n),
             move |t, partitions, parts| {
                 let time = Time::from_millis(t);
+                let due = store.is_some() && runtime.snapshot_due(t);
+                let after_snapshot = std::mem::replace(&mut snapshotted, due);
+                // With incremental snapshots every change is logged as it is made. A key's aux
+                // is whether it changed at the snapshot's batch: 1 for changes at a batch that
+                // is snapshotted, and back to 0 at the batch after.
+                let mut log = store.as_mut().and_then(|s| s.log());
                 for (q, records) in partitions {
                     let mut news: FixedMap<K, (Vec<V>, Option<S>)> = FixedMap::default();
                     let mut restored: Vec<(K, S, u64)> = Vec::new();
@@ -91,11 +99,18 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         }
                     }
                     let (state, dirty) = states.entry(q).or_default();
+                    if let (Some(log), true) = (log.as_deref_mut(), after_snapshot) {
+                        for k in dirty.iter() {
+                            if let Some(s) = state.get(k) {
+                                log.push(k, Some((s, 0)));
+                            }
+                        }
+                    }
                     let mut out: Vec<((K, S), isize)> = Vec::new();
                     // Restored state is in place before the batch, marked with a diff of 0 (it is
                     // not a change; snapshot views take it in).
-                    for (k, s, changed) in restored {
-                        if changed == 1 {
+                    for (k, s, was_changed) in restored {
+                        if was_changed == 1 {
                             dirty.insert(k.clone());
                         }
                         state.insert(k.clone(), s.clone());
@@ -178,21 +193,34 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         }
                     }
                     *dirty = next_dirty;
+                    if let Some(log) = log.as_deref_mut() {
+                        // Restored and initial state (0), changed (+1) and gone (-1 alone).
+                        let aux = u64::from(due && pure);
+                        for ((k, s), d) in &out {
+                            match d {
+                                0 => log.push(k, Some((s, 0))),
+                                1 => log.push(k, Some((s, aux))),
+                                _ if !state.contains_key(k) => log.push::<K, S>(k, None),
+                                _ => {}
+                            }
+                        }
+                    }
                     shrink_if_sparse(state);
                     parts.push(Part::new(PartitionId::new(q), out));
                 }
                 let keys = states.values().map(|(s, _)| s.len()).sum();
                 runtime.report_state(t, StateSize::of::<K, S>(&op_name, keys));
-                if let Some(store) = store.as_ref().filter(|_| runtime.snapshot_due(t)) {
-                    let entries: Vec<(&K, &S, u64)> = states
-                        .values()
-                        .flat_map(|(state, dirty)| {
-                            state
-                                .iter()
-                                .map(|(k, s)| (k, s, u64::from(dirty.contains(k))))
-                        })
-                        .collect();
-                    save_state(store, &runtime, &op_name, t, &entries);
+                if let Some(store) = store.as_mut().filter(|_| due) {
+                    save_state(store, &runtime, &op_name, t, keys, || {
+                        states
+                            .values()
+                            .flat_map(|(state, dirty)| {
+                                state
+                                    .iter()
+                                    .map(|(k, s)| (k, s, u64::from(dirty.contains(k))))
+                            })
+                            .collect()
+                    });
                 }
             },
         );
