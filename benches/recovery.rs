@@ -167,7 +167,7 @@ fn main() {
             .join(" ")
     );
     println!(
-        "| snapshots | killed after | first new batch after the last one done | SIGKILL → first new batch done | of it in the restarted process | newest part | its base |"
+        "| snapshots | killed after | first batch printed after the restart, from the last before the kill | SIGKILL → first new batch done | of it in the restarted process | newest part | its base |"
     );
     println!("|---|---|---|---|---|---|---|");
     let mib = |b: u64| b as f64 / 1048576.0;

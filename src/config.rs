@@ -553,13 +553,12 @@ impl StreamingConfig {
         self
     }
 
-    /// Whether state snapshots are incremental (the default): after its first snapshot of a
-    /// run, a stateful operator encodes only the keys changed since its previous snapshot, and
-    /// a background thread keeps each snapshot a delta on the last full one (compacting into a
-    /// new full one off the batch's path), so a snapshot batch spends time on the keys it
-    /// changed, not on the whole state, and a restore reads at most two parts per worker.
-    /// `false` encodes every key at every snapshot. Takes effect with
-    /// [`checkpoint`](StreamingConfig::checkpoint).
+    /// Whether state snapshots are incremental (the default): a stateful operator logs each
+    /// batch's changes as it makes them, a snapshot batch hands the log over (nothing of the
+    /// state is encoded on its path), and a background thread keeps each snapshot a delta on
+    /// the last full one, compacting into a new full one off the batch's path; a restore reads
+    /// at most two parts per worker. `false` encodes every key at every snapshot, on the
+    /// snapshot batch's path. Takes effect with [`checkpoint`](StreamingConfig::checkpoint).
     ///
     /// # Examples
     ///

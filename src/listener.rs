@@ -117,15 +117,16 @@ pub struct SnapshotWrite {
     pub operator: String,
     /// Bytes encoded on the batch's path (summed over the workers).
     pub bytes: u64,
-    /// Keys encoded: every key of a worker that wrote a full part, the keys changed since its
-    /// previous snapshot for one that wrote an incremental part (see
+    /// Entries: every key of a worker that encoded a full part; for an incremental one, the
+    /// changes its batches logged since its previous snapshot (a key changed in several batches
+    /// counts each time; see
     /// [`StreamingConfig::incremental_snapshots`](crate::StreamingConfig::incremental_snapshots)).
     pub keys: u64,
     /// Workers that encoded a full part.
     pub full_parts: u64,
-    /// Time the batch spent on it, summed over the workers: gathering and encoding the state
-    /// (or its changes). The parts are written to disk, and deltas folded and compacted, by a
-    /// background thread while the next batches run.
+    /// Time the batch spent on it, summed over the workers: encoding every key for a full part,
+    /// handing the logged changes over for an incremental one. The parts are written to disk,
+    /// and changes folded and compacted, by a background thread while the next batches run.
     pub duration: Duration,
     /// Parts of this operator whose background write failed since the operator's previous
     /// snapshot (a full disk…): that snapshot is incomplete, and recovery uses an older one.

@@ -16,9 +16,9 @@
 //! Every file is framed (version, kind, checksum) and written atomically, see [`file`](mod@file).
 //! State parts are encoded on their workers and written by a background thread (`parts`), so a
 //! snapshot never holds a batch up for the disk; the manifest follows once every part is there.
-//! Snapshots are incremental (`delta`): a worker encodes only the keys changed since its
-//! previous snapshot, and the background thread turns them into a delta on the last full part,
-//! or compacts them into a new full part, so a restore reads at most two parts per worker.
+//! Snapshots are incremental (`delta`): operators log their changes as they make them, a
+//! snapshot hands the log over, and the background thread turns it into a delta on the last full
+//! part, or compacts it into a new full part, so a restore reads at most two parts per worker.
 //!
 //! **Recovery.** A restarted job is always built from code. Then:
 //! 1. the newest complete snapshot `t*` whose parts all verify is chosen (a corrupt one is
@@ -79,8 +79,8 @@ pub struct CheckpointConfig {
     /// Snapshot state every this many ms (a multiple of the batch interval); `None`: every 10
     /// batch intervals, as Spark.
     pub interval_ms: Option<u64>,
-    /// Snapshots hold the keys changed since the last full one (the default); `false`: every
-    /// snapshot holds every key (each snapshot batch then encodes the whole state).
+    /// Snapshots are built from the changes operators log as they make them, as deltas on the
+    /// last full snapshot (the default); `false`: every snapshot batch encodes the whole state.
     pub incremental: bool,
 }
 

@@ -126,11 +126,12 @@ pub struct StateJson {
 pub struct SnapshotJson {
     /// The operator.
     pub operator: String,
-    /// Bytes encoded on the batch's path.
+    /// Bytes handed to the writer.
     pub bytes: u64,
-    /// Keys encoded: every key of a full part, the changed ones of an incremental one.
+    /// Entries: every key of a full part; the changes logged since the previous snapshot for
+    /// an incremental one.
     pub keys: u64,
-    /// Workers that encoded a full part (the others encoded their changes).
+    /// Workers that encoded a full part (the others handed over their logged changes).
     pub full_parts: u64,
     /// Time spent, summed over the workers, ms.
     pub duration_ms: f64,
