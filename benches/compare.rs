@@ -13,6 +13,11 @@
 //!   processing-time windows): it has no batches, so stable means the sender ends less than
 //!   0.2 s of input behind. Needs `SLUICE_FLINK_CLASSPATH`; skipped without it.
 //!
+//! At the rate found, each engine's words per CPU-second: the CPU time of all its threads (the
+//! JVM's for Spark and Flink, this process's less the sender thread's for sluice) over the
+//! steady part of the trial (Spark: from its first steady batch's report to its last; Flink:
+//! after a 3 s warm-up; sluice: the whole run, which has no warm-up to speak of).
+//!
 //! Each engine's search starts at 50 000 lines/s, grows by half until a rate is not kept up
 //! with, then narrows the last step twice (`paced::largest_stable`). Prints a table and `RESULT socket <engine> <lines/s>` lines for `benches/compare/run.sh`.
 //! `cargo bench --bench compare`; `SLUICE_BENCH_QUICK=1` shortens every trial.
@@ -38,6 +43,15 @@ struct Trial {
     /// p50 and p99 processing time of the steady batches (micro-batch engines).
     p50_p99: Option<(Duration, Duration)>,
     lag_lines: u64,
+    /// Words counted per CPU-second of the engine (all its threads, not the sender's), over the
+    /// steady part of the trial.
+    words_per_cpu_sec: Option<f64>,
+}
+
+/// Words of `lines` per CPU-second of `ticks`.
+fn per_cpu_sec(lines: u64, ticks: u64) -> Option<f64> {
+    (ticks > 0)
+        .then(|| (lines * WORDS_PER_LINE as u64) as f64 / (ticks as f64 / paced::TICKS_PER_SEC))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -95,10 +109,12 @@ fn micro_batch_trial(steady: &[(Duration, Duration)], lag_lines: u64, rate: u64)
             && lag_lines < rate / 5,
         p50_p99: Some((p50, p99)),
         lag_lines,
+        words_per_cpu_sec: None,
     }
 }
 
 fn sluice_trial(threads: usize, rate: u64, secs: u64, text: &Arc<Vec<u8>>) -> Trial {
+    let cpu_before = paced::cpu_ticks("self");
     let sender = Sender::start(rate, text);
     let port = sender.port;
     let timeline = Timeline::default();
@@ -109,7 +125,8 @@ fn sluice_trial(threads: usize, rate: u64, secs: u64, text: &Arc<Vec<u8>>) -> Tr
         SocketOptions::default(),
         timeline.clone(),
     );
-    let (lag, _) = sender.stop();
+    let (lag, sender_ticks) = sender.stop();
+    let job_ticks = paced::cpu_ticks("self").saturating_sub(cpu_before + sender_ticks);
     let batches = std::mem::take(&mut *timeline.0.lock().unwrap());
     let held_back: u64 = batches
         .iter()
@@ -124,6 +141,9 @@ fn sluice_trial(threads: usize, rate: u64, secs: u64, text: &Arc<Vec<u8>>) -> Tr
         .collect();
     let mut t = micro_batch_trial(&steady, lag, rate);
     t.stable &= held_back < 100;
+    // sluice's whole run: it starts in milliseconds, so there is no warm-up to leave out.
+    let lines: u64 = batches.iter().map(|b| b.num_records()).sum();
+    t.words_per_cpu_sec = per_cpu_sec(lines, job_ticks);
     t
 }
 
@@ -147,26 +167,35 @@ fn spark_trial(rate: u64, batches: u64, text: &Arc<Vec<u8>>) -> Option<Trial> {
         .spawn()
         .ok()?;
     let stdout = child.stdout.take()?;
+    // spark-submit execs the JVM: its CPU time, read as each batch is reported.
+    let pid = child.id().to_string();
     let mut seen = Vec::new();
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         // batch <ms> records <n> processing_ms <p> scheduling_ms <s> since_start_ms <x>
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.first() == Some(&"batch") && f.len() >= 8 {
             let ms = |i: usize| Duration::from_millis(f[i].parse().unwrap_or(0));
-            seen.push((f[3].parse::<u64>().unwrap_or(0), ms(5), ms(7)));
+            let ticks = paced::cpu_ticks(&pid);
+            seen.push((f[3].parse::<u64>().unwrap_or(0), ms(5), ms(7), ticks));
         }
     }
     let (lag, _) = sender.stop();
     let _ = child.wait();
     // Spark's receiver starts during its first batches, and its first batches with input run
     // while the JIT warms up: the empty ones before the first input and three more are left out.
-    let steady: Vec<(Duration, Duration)> = seen
+    let steady: Vec<(u64, Duration, Duration, u64)> = seen
         .into_iter()
-        .skip_while(|(records, _, _)| *records == 0)
+        .skip_while(|(records, ..)| *records == 0)
         .skip(3)
-        .map(|(_, p, d)| (p, d))
         .collect();
-    Some(micro_batch_trial(&steady, lag, rate))
+    let times: Vec<(Duration, Duration)> = steady.iter().map(|(_, p, d, _)| (*p, *d)).collect();
+    let mut t = micro_batch_trial(&times, lag, rate);
+    // CPU from the first steady batch's report to the last's, for the batches after the first.
+    if let (Some(first), Some(last)) = (steady.first(), steady.last()) {
+        let lines = steady.iter().skip(1).map(|(r, ..)| r).sum();
+        t.words_per_cpu_sec = per_cpu_sec(lines, last.3.saturating_sub(first.3));
+    }
+    Some(t)
 }
 
 fn flink_trial(rate: u64, secs: u64, text: &Arc<Vec<u8>>) -> Option<Trial> {
@@ -184,7 +213,13 @@ fn flink_trial(rate: u64, secs: u64, text: &Arc<Vec<u8>>) -> Option<Trial> {
     while sender.sent_lines() == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_secs(secs));
+    // CPU per word over the run after a 3 s warm-up (the JVM's, not the sender's).
+    let pid = child.id().to_string();
+    let warm_up = Duration::from_secs(3.min(secs));
+    std::thread::sleep(warm_up);
+    let (sent0, ticks0) = (sender.sent_lines(), paced::cpu_ticks(&pid));
+    std::thread::sleep(Duration::from_secs(secs) - warm_up);
+    let (sent1, ticks1) = (sender.sent_lines(), paced::cpu_ticks(&pid));
     let lag = sender.lag_lines();
     let _ = child.kill();
     let _ = child.wait();
@@ -193,6 +228,7 @@ fn flink_trial(rate: u64, secs: u64, text: &Arc<Vec<u8>>) -> Option<Trial> {
         stable: lag < rate / 5,
         p50_p99: None,
         lag_lines: lag,
+        words_per_cpu_sec: per_cpu_sec(sent1.saturating_sub(sent0), ticks1.saturating_sub(ticks0)),
     })
 }
 
@@ -245,11 +281,13 @@ fn main() {
             None => eprintln!("{}: not installed, skipped", engine.label()),
         }
     }
-    println!("| engine | stable rate | words/s | p50 / p99 processing there |");
-    println!("|---|---|---|---|");
+    println!(
+        "| engine | stable rate | words/s | p50 / p99 processing there | words per CPU-second there |"
+    );
+    println!("|---|---|---|---|---|");
     for (engine, rate, trial) in &results {
         println!(
-            "| {} | {} | {:.2} M | {} |",
+            "| {} | {} | {:.2} M | {} | {} |",
             engine.label(),
             if *rate == 0 {
                 "below 50 000 lines/s".to_owned()
@@ -265,11 +303,18 @@ fn main() {
                 ),
                 Some(None) => "– (no batches)".into(),
                 None => "–".into(),
+            },
+            match trial.as_ref().and_then(|t| t.words_per_cpu_sec) {
+                Some(w) => format!("{:.2} M", w / 1e6),
+                None => "–".into(),
             }
         );
     }
     println!();
-    for (engine, rate, _) in &results {
+    for (engine, rate, trial) in &results {
         println!("RESULT socket {} {rate}", engine.key());
+        if let Some(w) = trial.as_ref().and_then(|t| t.words_per_cpu_sec) {
+            println!("RESULT cpu {} {w:.0}", engine.key());
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! by removing what a crash would not have written), restarts it from the checkpoint for 5
 //! more, and compares the restarted run's outputs with batches 8–12 of one uninterrupted run.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -90,16 +92,7 @@ fn build(job: &mut Job<'_>, queue: &BatchQueue<String>, out: &Out, shape: Shape)
 }
 
 fn config(threads: usize, batches: u64, dir: Option<&Path>) -> StreamingConfig {
-    let c = StreamingConfig::new(Duration::from_secs(1))
-        .expect("valid")
-        .threads(threads)
-        .as_fast_as_possible(2)
-        .first_batch_ms(1000)
-        .max_batches(batches);
-    match dir {
-        Some(d) => c.checkpoint(d).checkpoint_interval(Duration::from_secs(2)),
-        None => c,
-    }
+    common::checkpointed(threads, batches, dir)
 }
 
 fn run(threads: usize, batches: u64, dir: Option<&Path>, shape: Shape) -> Vec<(u64, Vec<String>)> {

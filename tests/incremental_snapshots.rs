@@ -12,6 +12,8 @@
 //! delta (an older snapshot is used) — or refuse, saying why, when the base under every
 //! snapshot is corrupt.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,16 +42,7 @@ fn input() -> Vec<Vec<String>> {
 }
 
 fn config(threads: usize, batches: u64, dir: Option<&Path>) -> StreamingConfig {
-    let c = StreamingConfig::new(Duration::from_secs(1))
-        .expect("valid")
-        .threads(threads)
-        .as_fast_as_possible(2)
-        .first_batch_ms(1000)
-        .max_batches(batches);
-    match dir {
-        Some(d) => c.checkpoint(d).checkpoint_interval(Duration::from_secs(2)),
-        None => c,
-    }
+    common::checkpointed(threads, batches, dir)
 }
 
 /// Runs `batches` batches; each batch's outputs, sorted.

@@ -73,6 +73,8 @@ spark_p50() { awk -F'|' -v m="$1" '{ gsub(/ /, "", $2) } $2 == m { gsub(/ ms| /,
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.1f×", a / b; else print "–" }'; }
 mw() { awk -v a="$1" 'BEGIN { if (a + 0 > 0) printf "%.2f M", a / 1e6; else print "–" }'; }
 s1=$(socket sluice-w1); s2=$(socket sluice-w2); sp=$(socket spark); fl=$(socket flink)
+cpu() { awk -v k="$1" '$1 == "RESULT" && $2 == "cpu" && $3 == k { print $4 }' "$out/socket.txt"; }
+c1=$(cpu sluice-w1); c2=$(cpu sluice-w2); csp=$(cpu spark); cfl=$(cpu flink)
 state_sluice=$(ms_col "$out/state.txt" 4); state_spark=$(spark_p50 state)
 window_sluice=$(ms_col "$out/window.txt" 4); window_spark=$(spark_p50 window)
 k1=$(awk -F'|' '$2 ~ /direct stream \+ count\(\), -w 1 *$/ { gsub(/ /, "", $4); print $4 }' "$out/kafka.txt")
@@ -87,6 +89,8 @@ echo "| workload | sluice | Spark Streaming | Flink | sluice vs Spark | sluice v
 echo "|---|---|---|---|---|---|"
 echo "| socket word count, largest stable rate, words/s (sluice -w 1) | $(mw "$s1") | $(mw "$sp") | $(mw "$fl") | $(ratio "$s1" "$sp") | $(ratio "$s1" "$fl") |"
 echo "| the same, sluice -w 2 | $(mw "$s2") | | | $(ratio "$s2" "$sp") | $(ratio "$s2" "$fl") |"
+echo "| the same, words per CPU-second at that rate (sluice -w 1) | $(mw "$c1") | $(mw "$csp") | $(mw "$cfl") | $(ratio "$c1" "$csp") | $(ratio "$c1" "$cfl") |"
+echo "| words per CPU-second, sluice -w 2 | $(mw "$c2") | | | $(ratio "$c2" "$csp") | $(ratio "$c2" "$cfl") |"
 echo "| updateStateByKey, 1 M keys, 10 000 updated a batch, full state every batch: p50 processing | ${state_sluice:-–} ms | ${state_spark:-–} ms | (no DStream state) | $(ratio "$state_spark" "$state_sluice") faster | |"
 echo "| reduceByKeyAndWindow 60 s / 1 s, 1 M words a batch: p50 processing once full | ${window_sluice:-–} ms | ${window_spark:-–} ms | | $(ratio "$window_spark" "$window_sluice") faster | |"
 echo "| Kafka direct stream read, per worker, ratio to a bare rdkafka consumer (-w 1 / -w 2) | ${k1:-–} / ${k2:-–} | no Kafka connector in the wheel | no Kafka connector in the wheel | | |"

@@ -117,18 +117,9 @@ impl Chains {
             body,
             ..
         } = job;
+        let text = |e: &dyn std::fmt::Display| e.to_string();
         let (prev, keys, changed, codec) = match body {
-            Body::Full => {
-                write_framed(&path, Kind::StatePart, &bytes).map_err(|e| e.to_string())?;
-                let chain = Chain {
-                    base: t,
-                    last: t,
-                    changes: None,
-                    deltas: 0,
-                };
-                self.0.insert(id.to_owned(), chain);
-                return Ok(());
-            }
+            Body::Full => return self.write_base(id, &path, t, &bytes),
             Body::Changes {
                 prev,
                 keys,
@@ -138,16 +129,8 @@ impl Chains {
         };
         let Some(prev) = prev else {
             // The run's first part: its changes since empty state, compacted at once.
-            let full = (codec.apply)(EMPTY_FULL, &bytes).map_err(|e| e.to_string())?;
-            write_framed(&path, Kind::StatePart, &full).map_err(|e| e.to_string())?;
-            let chain = Chain {
-                base: t,
-                last: t,
-                changes: None,
-                deltas: 0,
-            };
-            self.0.insert(id.to_owned(), chain);
-            return Ok(());
+            let full = (codec.apply)(EMPTY_FULL, &bytes).map_err(|e| text(&e))?;
+            return self.write_base(id, &path, t, &full);
         };
         let chain = self
             .0
@@ -158,21 +141,14 @@ impl Chains {
             })?;
         let (changes, n) = match chain.changes.take() {
             None => (bytes, changed),
-            Some((older, _)) => (codec.merge)(&older, &bytes).map_err(|e| e.to_string())?,
+            Some((older, _)) => (codec.merge)(&older, &bytes).map_err(|e| text(&e))?,
         };
         let base_path = same_part_at(&path, chain.base);
         if n.saturating_mul(4) >= keys || chain.deltas + 1 >= MAX_DELTAS {
             // Compaction: the base with the changes applied is the next base.
-            let base = read_framed(&base_path, Kind::StatePart).map_err(|e| e.to_string())?;
-            let full = (codec.apply)(&base, &changes).map_err(|e| e.to_string())?;
-            write_framed(&path, Kind::StatePart, &full).map_err(|e| e.to_string())?;
-            *chain = Chain {
-                base: t,
-                last: t,
-                changes: None,
-                deltas: 0,
-            };
-            return Ok(());
+            let base = read_framed(&base_path, Kind::StatePart).map_err(|e| text(&e))?;
+            let full = (codec.apply)(&base, &changes).map_err(|e| text(&e))?;
+            return self.write_base(id, &path, t, &full);
         }
         // The base may have been abandoned with its snapshot (another worker's part failed).
         if !base_path.exists() {
@@ -183,10 +159,23 @@ impl Chains {
             Kind::StateDelta,
             &delta_payload(chain.base, &changes),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| text(&e))?;
         chain.last = t;
         chain.deltas += 1;
         chain.changes = Some((changes, n));
+        Ok(())
+    }
+
+    /// Writes a full part, the base of the chain's next deltas.
+    fn write_base(&mut self, id: &Path, path: &Path, t: u64, full: &[u8]) -> Result<(), String> {
+        write_framed(path, Kind::StatePart, full).map_err(|e| e.to_string())?;
+        let chain = Chain {
+            base: t,
+            last: t,
+            changes: None,
+            deltas: 0,
+        };
+        self.0.insert(id.to_owned(), chain);
         Ok(())
     }
 }

@@ -50,6 +50,21 @@ pub fn config(batches: usize, cluster: Cluster) -> StreamingConfig {
         .max_batches(batches as u64)
 }
 
+/// A job of 1 s batches run as fast as possible on `threads` workers for `batches` batches,
+/// from 1000 ms; with `dir`, checkpointed there with a snapshot every 2 batches.
+pub fn checkpointed(threads: usize, batches: u64, dir: Option<&Path>) -> StreamingConfig {
+    let c = StreamingConfig::new(Duration::from_secs(1))
+        .expect("valid")
+        .threads(threads)
+        .as_fast_as_possible(2)
+        .first_batch_ms(1000)
+        .max_batches(batches);
+    match dir {
+        Some(d) => c.checkpoint(d).checkpoint_interval(Duration::from_secs(2)),
+        None => c,
+    }
+}
+
 /// The batches where the output ran (every batch, or only the slide times of a window), each
 /// in the order `collect_into` saw it (partitions in order).
 fn normalize<O: Debug + Clone>(out: &CollectedBatches<O>) -> Batches {
