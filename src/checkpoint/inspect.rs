@@ -4,11 +4,11 @@
 //! The reading is the one a restart does (the same framed files, checksums and version checks),
 //! so what it calls usable is what recovery will use. It never writes to the directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::file::{Kind, read_framed, read_framed_of};
-use super::snapshot::{Manifest, parse_state_dir};
+use super::file::{Kind, read_framed};
+use super::snapshot::{Manifest, load_part, parse_state_dir};
 use super::{Metadata, codec, plans};
 use crate::error::{Result, SluiceError};
 
@@ -206,13 +206,14 @@ fn snapshots(dir: &Path, batch_ms: u64) -> Vec<SnapshotEntry> {
                         let mut bytes = 0;
                         for w in 0..m.peers {
                             let path = super::snapshot::part_path(dir, t, op, w, m.peers);
-                            match read_part(&path) {
-                                Ok((b, base)) => {
-                                    bytes += b;
-                                    entry.bases.extend(base);
+                            // Read as a restart reads it (a delta with its base).
+                            match load_part(&path, &mut HashMap::new()) {
+                                Ok(part) => {
+                                    bytes += part.len() as u64;
+                                    entry.bases.extend(part.base());
                                 }
                                 Err(e) => {
-                                    entry.unusable.get_or_insert(e);
+                                    entry.unusable.get_or_insert(e.to_string());
                                 }
                             }
                         }
@@ -225,24 +226,6 @@ fn snapshots(dir: &Path, batch_ms: u64) -> Vec<SnapshotEntry> {
             entry
         })
         .collect()
-}
-
-/// A part's payload bytes and, for a delta, its base, once both it and its base verify.
-fn read_part(path: &Path) -> std::result::Result<(u64, Option<u64>), String> {
-    let (kind, payload) =
-        read_framed_of(path, &[Kind::StatePart, Kind::StateDelta]).map_err(|e| e.to_string())?;
-    if kind == Kind::StatePart {
-        return Ok((payload.len() as u64, None));
-    }
-    let (base, _) = super::delta::split_delta(&payload).ok_or_else(|| {
-        format!(
-            "{}: a delta part too short to name its base",
-            path.display()
-        )
-    })?;
-    read_framed(&super::parts::same_part_at(path, base), Kind::StatePart)
-        .map_err(|e| format!("its delta builds on the state of batch {base} ms: {e}"))?;
-    Ok((payload.len() as u64, Some(base)))
 }
 
 fn write_ahead_logs(dir: &Path) -> Vec<(String, usize, u64)> {

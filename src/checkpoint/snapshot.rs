@@ -39,10 +39,35 @@ pub(super) struct Manifest {
 }
 
 /// One worker's part as read: a full part, or a delta with the full part it builds on.
-struct StoredPart {
+pub(super) struct StoredPart {
     full: Arc<Vec<u8>>,
-    /// A delta's encoded changes.
-    delta: Option<Vec<u8>>,
+    /// A delta's base and encoded changes.
+    delta: Option<(u64, Vec<u8>)>,
+}
+
+impl StoredPart {
+    /// The payload bytes of the part itself (not of a delta's base).
+    pub(super) fn len(&self) -> usize {
+        self.delta
+            .as_ref()
+            .map_or(self.full.len(), |(_, changes)| 8 + changes.len())
+    }
+
+    /// The full part a delta builds on.
+    pub(super) fn base(&self) -> Option<u64> {
+        self.delta.as_ref().map(|(base, _)| *base)
+    }
+}
+
+/// A delta part's base and changes, or why its payload is not one.
+fn split_part_delta<'p>(
+    path: &Path,
+    payload: &'p [u8],
+) -> std::result::Result<(u64, &'p [u8]), CheckpointError> {
+    delta::split_delta(payload).ok_or_else(|| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        why: "a delta part too short to name its base".into(),
+    })
 }
 
 /// A snapshot that verified.
@@ -119,17 +144,12 @@ pub(super) fn part_base(path: &Path) -> std::result::Result<Option<u64>, Checkpo
     if kind != Kind::StateDelta as u8 {
         return Ok(None);
     }
-    delta::split_delta(&head)
-        .map(|(base, _)| Some(base))
-        .ok_or_else(|| CheckpointError::Corrupt {
-            path: path.to_owned(),
-            why: "a delta part too short to name its base".into(),
-        })
+    split_part_delta(path, &head).map(|(base, _)| Some(base))
 }
 
 /// Reads the part at `path`, and for a delta the full part it builds on (each base read once
 /// across the snapshots loaded, newest first: `bases`).
-fn load_part(
+pub(super) fn load_part(
     path: &Path,
     bases: &mut HashMap<PathBuf, Arc<Vec<u8>>>,
 ) -> std::result::Result<StoredPart, CheckpointError> {
@@ -147,12 +167,9 @@ fn load_part(
             delta: None,
         });
     }
-    let Some((base, changes)) = delta::split_delta(&payload) else {
-        return Err(CheckpointError::Corrupt {
-            path: path.to_owned(),
-            why: "a delta part too short to name its base".into(),
-        });
-    };
+    let (base, _) = split_part_delta(path, &payload)?;
+    let mut changes = payload;
+    changes.drain(..8);
     let base_path = super::parts::same_part_at(path, base);
     let full = match bases.get(&base_path) {
         Some(full) => Arc::clone(full),
@@ -164,7 +181,7 @@ fn load_part(
     };
     Ok(StoredPart {
         full,
-        delta: Some(changes.to_vec()),
+        delta: Some((base, changes)),
     })
 }
 
@@ -325,7 +342,7 @@ impl StateStore {
             .take_parts(&self.name, self.worker, self.peers)
         {
             let mut full: Vec<(K, S, u64)> = codec::decode(&part.full).map_err(unreadable)?;
-            if let Some(changes) = &part.delta {
+            if let Some((_, changes)) = &part.delta {
                 full = delta::apply(full, codec::decode(changes).map_err(unreadable)?);
             }
             entries.append(&mut full);
