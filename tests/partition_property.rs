@@ -6,7 +6,7 @@ mod common;
 
 use proptest::prelude::*;
 use sluice::source::BatchQueue;
-use sluice::{Cluster, CollectedBatches, DStream, StreamingContext};
+use sluice::{CollectedBatches, DStream, StreamingContext};
 
 /// One step of a pipeline over `i64` records.
 #[derive(Clone, Debug)]
@@ -87,13 +87,7 @@ fn run(input: &[Vec<i64>], ops: &[Op], workers: usize) -> Vec<Vec<i64>> {
     let queue = BatchQueue::from_batches(input.to_vec());
     let out = CollectedBatches::new();
     let (q, o, ops) = (queue.clone(), out.clone(), ops.to_vec());
-    let config = common::config(
-        input.len(),
-        Cluster {
-            threads: workers,
-            ..Cluster::default()
-        },
-    );
+    let config = common::on_workers(input.len(), workers);
     StreamingContext::new(config)
         .run(move |job| {
             let s = ops.iter().fold(job.queue_stream(&q), apply);

@@ -7,7 +7,6 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice::Cluster;
 use sluice::dstream::state::UpdateState;
 use sluice::source::BatchQueue;
 use sluice::{DStream, StreamingContext};
@@ -44,13 +43,7 @@ fn run(
     let queue = BatchQueue::from_batches(input.clone());
     let (bounded, full): (Out, Out) = Default::default();
     let (b, f) = (Arc::clone(&bounded), Arc::clone(&full));
-    let config = common::config(
-        input.len(),
-        Cluster {
-            threads: workers,
-            ..Cluster::default()
-        },
-    );
+    let config = common::on_workers(input.len(), workers);
     StreamingContext::new(config)
         .run(move |job| build(&job.queue_stream(&queue), n, &b, &f))
         .expect("the job runs");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use sluice::source::BatchQueue;
-use sluice::{Cluster, CollectedBatches, DStream, StreamingContext};
+use sluice::{CollectedBatches, DStream, StreamingContext};
 
 /// What is computed over the keyed input.
 #[derive(Clone, Copy, Debug)]
@@ -36,13 +36,7 @@ fn run(
     let queue = BatchQueue::from_batches(input.to_vec());
     let out = CollectedBatches::new();
     let (q, o) = (queue.clone(), out.clone());
-    let config = common::config(
-        input.len(),
-        Cluster {
-            threads: workers,
-            ..Cluster::default()
-        },
-    );
+    let config = common::on_workers(input.len(), workers);
     let (len, slide) = (Duration::from_secs(l), Duration::from_secs(s));
     StreamingContext::new(config)
         .run(move |job| {

@@ -50,6 +50,17 @@ pub fn config(batches: usize, cluster: Cluster) -> StreamingConfig {
         .max_batches(batches as u64)
 }
 
+/// [`config`] on `workers` threads of one process.
+pub fn on_workers(batches: usize, workers: usize) -> StreamingConfig {
+    config(
+        batches,
+        Cluster {
+            threads: workers,
+            ..Cluster::default()
+        },
+    )
+}
+
 /// A job of 1 s batches run as fast as possible on `threads` workers for `batches` batches,
 /// from 1000 ms; with `dir`, checkpointed there with a snapshot every 2 batches.
 pub fn checkpointed(threads: usize, batches: u64, dir: Option<&Path>) -> StreamingConfig {
