@@ -131,24 +131,34 @@ fn kind(path: &Path) -> u8 {
 
 #[test]
 fn restarts_from_incremental_snapshots_match_one_uninterrupted_run() {
-    for (k, first_threads, second_threads) in [
-        (3, 1, 1),
-        (4, 1, 1),
-        (5, 1, 1),
-        (8, 1, 1),
-        (11, 1, 2),
-        (14, 2, 1),
-        (17, 2, 2),
-        (20, 1, 1),
+    // Stopped after batch `k` and after `k + m`: the second restart reads the snapshots the
+    // resumed run wrote (on the same number of workers, its chains went on from the restored
+    // parts; on another, it started them again).
+    for (k, m, threads) in [
+        (3, 2, [1, 1, 1]),
+        (4, 5, [1, 1, 1]),
+        (5, 3, [1, 1, 2]),
+        (8, 4, [1, 1, 1]),
+        (11, 6, [1, 2, 2]),
+        (14, 3, [2, 1, 1]),
+        (17, 4, [2, 2, 2]),
+        (20, 2, [1, 1, 1]),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        run(config(first_threads, k, Some(dir.path()))).expect("the first run");
-        let resumed =
-            run(config(second_threads, BATCHES - k, Some(dir.path()))).expect("the restart runs");
+        let at = |w: usize, batches| config(threads[w], batches, Some(dir.path()));
+        run(at(0, k)).expect("the first run");
+        let resumed = run(at(1, m)).expect("the restart runs");
         assert_eq!(
             resumed,
-            reference_after(k),
-            "stopped after batch {k} on {first_threads} worker(s), resumed on {second_threads}"
+            reference_after(k)[..m as usize].to_vec(),
+            "stopped after batch {k} on {threads:?} worker(s)"
+        );
+        let again = run(at(2, BATCHES - k - m)).expect("the second restart runs");
+        assert_eq!(
+            again,
+            reference_after(k + m),
+            "stopped after batch {k} and {} on {threads:?} worker(s)",
+            k + m
         );
     }
 }
@@ -216,36 +226,67 @@ fn snapshots_are_deltas_on_a_full_base_and_are_compacted() {
     assert_eq!(kind(&base_part), 3, "the base {base} is a full part");
 }
 
-#[test]
-fn a_restarted_run_stays_exact_over_several_restarts_without_encoding_its_state() {
-    let dir = tempfile::tempdir().unwrap();
-    run(config(1, 7, Some(dir.path()))).unwrap();
-    // The restarted run logs the state it restored as changes since empty state: its first
-    // snapshot hands them over, and the writer compacts them into a full part, off the batch's
-    // path.
-    let recorder = BatchRecorder::new();
-    let second = run(config(1, 6, Some(dir.path())).listener(recorder.clone())).unwrap();
-    assert_eq!(second, reference_after(7)[..6].to_vec());
-    let first_write = recorder
+/// The first snapshot of `recorder`'s run: its batch, and per operator what it handed over
+/// (`(keys, full_parts)`, summed over the workers).
+fn first_snapshot(recorder: &BatchRecorder) -> (u64, Vec<(String, u64, u64)>) {
+    let batch = recorder
         .batches()
         .into_iter()
         .find(|b| !b.snapshots.is_empty())
-        .expect("a snapshot in the restarted run");
-    let t = first_write.batch_time.millis();
-    let totals = first_write
-        .snapshots
-        .iter()
-        .find(|w| w.operator == "totals")
-        .unwrap();
-    assert_eq!(totals.full_parts, 0, "{:?}", first_write.snapshots);
-    assert!(totals.keys >= KEYS, "{:?}", first_write.snapshots);
-    let part = dir
-        .path()
-        .join(format!("state-{t}"))
-        .join("totals.part-0-of-1");
-    assert_eq!(kind(&part), 3, "compacted into a full part");
-    // Twice more, on 2 workers and back: the answer stays exact.
-    run(config(2, 5, Some(dir.path()))).unwrap();
+        .expect("a snapshot in the run");
+    let mut writes: Vec<(String, u64, u64)> = Vec::new();
+    for w in &batch.snapshots {
+        match writes.iter_mut().find(|(op, _, _)| *op == w.operator) {
+            Some((_, keys, full)) => {
+                *keys += w.keys;
+                *full += w.full_parts;
+            }
+            None => writes.push((w.operator.clone(), w.keys, w.full_parts)),
+        }
+    }
+    (batch.batch_time.millis(), writes)
+}
+
+#[test]
+fn a_restarted_run_goes_on_with_its_chain_and_stays_exact_over_several_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    run(config(1, 7, Some(dir.path()))).unwrap();
+    // On as many workers as before, each worker holds exactly the keys of its restored part:
+    // it goes on with that part's chain. Its first snapshot hands over only what changed since
+    // the restore (not the 300 keys it restored), written as a delta on the first run's base.
+    let recorder = BatchRecorder::new();
+    let second = run(config(1, 6, Some(dir.path())).listener(recorder.clone())).unwrap();
+    assert_eq!(second, reference_after(7)[..6].to_vec());
+    let (t, writes) = first_snapshot(&recorder);
+    assert_eq!(t, 8000, "{writes:?}");
+    for (op, keys, full) in &writes {
+        assert_eq!(*full, 0, "{op}: {writes:?}");
+        if op == "totals" || op == "capped" {
+            // Batches 7 and 8 (restored at 6): 2 × 8 updates, and for `totals` the keys marked
+            // changed at batch 6 going back to unmarked.
+            assert!(*keys <= 32, "{op} logged {keys} changes: {writes:?}");
+        }
+    }
+    let part = dir.path().join("state-8000").join("totals.part-0-of-1");
+    assert_eq!(kind(&part), 5, "a delta part");
+    let bytes = std::fs::read(&part).unwrap();
+    let base = u64::from_le_bytes(bytes[21..29].try_into().unwrap());
+    assert!(base <= 6000, "its base {base} is the first run's");
+    // On 2 workers the old part's keys are spread over both: the restored state is logged as
+    // changes since empty state and compacted into new full parts, off the batch's path.
+    let recorder = BatchRecorder::new();
+    run(config(2, 5, Some(dir.path())).listener(recorder.clone())).unwrap();
+    let (t, writes) = first_snapshot(&recorder);
+    let totals = writes.iter().find(|(op, _, _)| op == "totals").unwrap();
+    assert!(totals.1 >= KEYS, "{writes:?}");
+    for w in 0..2 {
+        let part = dir
+            .path()
+            .join(format!("state-{t}"))
+            .join(format!("totals.part-{w}-of-2"));
+        assert_eq!(kind(&part), 3, "compacted into a full part");
+    }
+    // And back to 1 worker: the answer stays exact.
     let last = run(config(1, BATCHES - 18, Some(dir.path()))).unwrap();
     assert_eq!(last, reference_after(18));
 }

@@ -117,6 +117,9 @@ pub(crate) struct Checkpoint {
     writer: Mutex<Option<Sender<Msg>>>,
     /// Writes state parts in the background.
     parts: parts::PartWriter,
+    /// Per operator and worker whose chain of parts resumed from the restored snapshot, that
+    /// snapshot's batch (taken by the run's first save).
+    resumed: Mutex<std::collections::HashMap<(String, usize), u64>>,
     /// Whether there was anything to recover.
     pub(crate) resuming: bool,
 }
@@ -259,6 +262,7 @@ impl Checkpoint {
             max_window_ms: AtomicU64::new(0),
             writer: Mutex::new(None),
             parts: parts::PartWriter::default(),
+            resumed: Mutex::new(Default::default()),
             resuming,
         }))
     }

@@ -3,8 +3,9 @@
 //! thread of the process writes them (atomically, with fsync, mirrored to an object store when
 //! the checkpoint is on one) while the worker goes on with the next batch.
 //!
-//! A worker hands over either a full part or its changes since its previous snapshot (since
-//! the run began, for its first); the writer keeps each worker's chain (see
+//! A worker hands over either a full part or its changes since its previous snapshot (for its
+//! first: since the snapshot it restored, when it resumed that part's chain, else since the
+//! run began); the writer keeps each worker's chain (see
 //! [`delta`](super::delta)): it folds the changes into the chain's changes since its base and
 //! writes those as a delta part, or compacts them into a new full part, here, off the batch's
 //! path.
@@ -19,6 +20,9 @@
 //! - Changes are only written on the snapshot they were taken after (`prev` is the chain's
 //!   last part, written): anything else is a failed part, and a failure ends the chain, so the
 //!   worker's next part is full.
+//! - A resumed run continues a worker's chain from the part it restored
+//!   ([`PartWriter::resume`]) only when that worker holds exactly the keys of that part: its
+//!   changes then follow the restored snapshot, and the restored state is not written again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -33,8 +37,8 @@ use super::file::{Kind, read_framed, write_framed};
 pub(crate) enum Body {
     /// Every entry of its share.
     Full,
-    /// The changes since its part of batch `prev` (`None`: since the run began, from empty
-    /// state); the share holds `keys` keys.
+    /// The changes since its part of batch `prev` (for a resumed chain's first, the restored
+    /// snapshot's; `None`: since the run began, from empty state); the share holds `keys` keys.
     Changes {
         prev: Option<u64>,
         keys: usize,
@@ -50,6 +54,14 @@ struct Job {
     operator: String,
     bytes: Vec<u8>,
     body: Body,
+}
+
+/// What the writer thread is asked to do.
+enum Order {
+    /// Write a part.
+    Write(Job),
+    /// Take up a chain where a restored snapshot left it (before any part of the run).
+    Resume { id: PathBuf, chain: Chain },
 }
 
 /// One worker's chain of parts for one operator (keyed by the part's file name).
@@ -75,7 +87,7 @@ struct Outstanding {
 /// The process's part writer (started with the first part).
 #[derive(Default)]
 pub(crate) struct PartWriter {
-    tx: Mutex<Option<Sender<Job>>>,
+    tx: Mutex<Option<Sender<Order>>>,
     outstanding: Arc<Outstanding>,
 }
 
@@ -99,6 +111,22 @@ fn part_name(path: &Path) -> PathBuf {
 struct Chains(HashMap<PathBuf, Chain>);
 
 impl Chains {
+    /// Carries out one order, reporting how a write ended.
+    fn take(&mut self, order: Order, outstanding: &Outstanding) {
+        match order {
+            Order::Resume { id, chain } => {
+                self.0.insert(id, chain);
+            }
+            Order::Write(job) => {
+                let (t, operator, path) = (job.t, job.operator.clone(), job.path.clone());
+                if let Err(e) = self.write(job) {
+                    outstanding.fail(&operator, &path, t, &e);
+                }
+                outstanding.finish(t);
+            }
+        }
+    }
+
     /// Writes `job`'s part; on failure the chain ends and the reason is returned.
     fn write(&mut self, job: Job) -> Result<(), String> {
         let id = part_name(&job.path);
@@ -184,39 +212,61 @@ impl PartWriter {
     /// Queues `bytes` to be written to `path` as batch `t`'s part of `operator`.
     pub(crate) fn write(&self, path: PathBuf, t: u64, operator: &str, bytes: Vec<u8>, body: Body) {
         *super::lock(&self.outstanding.count).entry(t).or_default() += 1;
-        let job = Job {
+        self.send(Order::Write(Job {
             path,
             t,
             operator: operator.to_owned(),
             bytes,
             body,
+        }));
+    }
+
+    /// Takes up the chain of the part at `restored` (a worker's part of a restored snapshot):
+    /// the worker's changes since that snapshot are then written as deltas on the part's base
+    /// (`changes`: the restored delta's changes since it and their number; `None` for a full
+    /// part, its own base). To be called before the worker's first part of the run.
+    pub(crate) fn resume(
+        &self,
+        restored: &Path,
+        t: u64,
+        base: u64,
+        changes: Option<(Vec<u8>, usize)>,
+    ) {
+        let chain = Chain {
+            base,
+            last: t,
+            deltas: u32::from(changes.is_some()),
+            changes,
         };
+        self.send(Order::Resume {
+            id: part_name(restored),
+            chain,
+        });
+    }
+
+    fn send(&self, order: Order) {
         let mut tx = super::lock(&self.tx);
-        let job = match tx.as_ref() {
-            Some(sender) => match sender.send(job) {
+        let order = match tx.as_ref() {
+            Some(sender) => match sender.send(order) {
                 Ok(()) => return,
                 Err(e) => e.0,
             },
-            None => job,
+            None => order,
         };
-        // First part, or the thread is gone: (re)start it.
-        let (sender, rx) = std::sync::mpsc::channel::<Job>();
+        // First order, or the thread is gone: (re)start it.
+        let (sender, rx) = std::sync::mpsc::channel::<Order>();
         let outstanding = Arc::clone(&self.outstanding);
         let spawned = std::thread::Builder::new()
             .name("sluice-state-parts".into())
             .spawn(move || {
                 let mut chains = Chains::default();
-                while let Ok(job) = rx.recv() {
-                    let (t, operator, path) = (job.t, job.operator.clone(), job.path.clone());
-                    if let Err(e) = chains.write(job) {
-                        outstanding.fail(&operator, &path, t, &e);
-                    }
-                    outstanding.finish(t);
+                while let Ok(order) = rx.recv() {
+                    chains.take(order, &outstanding);
                 }
             });
         match spawned {
             Ok(_) => {
-                let _ = sender.send(job);
+                let _ = sender.send(order);
                 *tx = Some(sender);
             }
             Err(e) => {
@@ -224,11 +274,7 @@ impl PartWriter {
                 // at all; changes cannot be (the chain lives on the thread), so they fail and
                 // the worker's next part is full.
                 tracing::warn!("checkpoint: no background writer ({e}); writing state inline");
-                let (t, operator, path) = (job.t, job.operator.clone(), job.path.clone());
-                if let Err(e) = Chains::default().write(job) {
-                    self.outstanding.fail(&operator, &path, t, &e);
-                }
-                self.outstanding.finish(t);
+                Chains::default().take(order, &self.outstanding);
             }
         }
     }
@@ -334,6 +380,46 @@ mod tests {
         assert!(!path.exists());
         assert_eq!(writer.take_failed(&path), 1);
         assert_eq!(writer.take_failed(&path), 0);
+    }
+
+    #[test]
+    fn a_resumed_chain_writes_its_changes_as_a_delta_on_the_restored_base() {
+        use super::super::codec;
+        use super::super::delta::Changelog;
+        let dir = tempfile::tempdir().unwrap();
+        let at = |t: u64, w: usize| {
+            dir.path()
+                .join(format!("state-{t}"))
+                .join(format!("op.part-{w}-of-2"))
+        };
+        let base = codec::encode(&vec![(1u8, 5u16, 0u64)]).unwrap();
+        for w in 0..2 {
+            write_framed(&at(10, w), Kind::StatePart, &base).unwrap();
+        }
+        let writer = PartWriter::default();
+        // Worker 0 resumes the chain of its restored part; worker 1 does not.
+        writer.resume(&at(10, 0), 10, 10, None);
+        for w in 0..2 {
+            let mut log = Changelog::default();
+            log.push(&2u8, Some((&7u16, 0)));
+            let (bytes, changed) = log.take().unwrap();
+            let body = Body::Changes {
+                prev: Some(10),
+                keys: 100,
+                changed,
+                codec: StateCodec::of::<u8, u16>(),
+            };
+            writer.write(at(12, w), 12, "op", bytes, body);
+        }
+        assert!(writer.waiter().wait(12, Duration::from_secs(30)));
+        let (kind, payload) =
+            super::super::file::read_framed_of(&at(12, 0), &[Kind::StateDelta]).unwrap();
+        assert_eq!(kind, Kind::StateDelta);
+        assert_eq!(super::super::delta::split_delta(&payload).unwrap().0, 10);
+        assert_eq!(writer.take_failed(&at(12, 0)), 0);
+        // Changes that follow a part this writer never had are refused: the next part is full.
+        assert!(!at(12, 1).exists());
+        assert_eq!(writer.take_failed(&at(12, 1)), 1);
     }
 
     #[test]

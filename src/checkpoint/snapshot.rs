@@ -231,20 +231,22 @@ impl Snapshot {
 impl Checkpoint {
     /// Takes this worker's share of operator `name`'s restored state: the parts of the old
     /// workers `j` with `j % peers == worker` (each old part is taken by one new worker, which
-    /// routes its keys to their new owners).
-    fn take_parts(&self, name: &str, worker: usize, peers: usize) -> Vec<StoredPart> {
-        let Some(s) = self.chosen() else {
-            return Vec::new();
-        };
-        let mut parts = lock(&s.parts);
-        let Some(list) = parts.get_mut(name) else {
-            return Vec::new();
-        };
-        list.iter_mut()
+    /// routes its keys to their new owners), with `j`; and the restored snapshot.
+    fn take_parts(
+        &self,
+        name: &str,
+        worker: usize,
+        peers: usize,
+    ) -> Option<(Arc<Snapshot>, Vec<(usize, StoredPart)>)> {
+        let s = self.chosen()?;
+        let taken = lock(&s.parts)
+            .get_mut(name)?
+            .iter_mut()
             .enumerate()
             .filter(|(j, _)| j % peers == worker)
-            .filter_map(|(_, p)| p.take())
-            .collect()
+            .filter_map(|(j, p)| p.take().map(|p| (j, p)))
+            .collect();
+        Some((s, taken))
     }
 
     /// Whether the restored snapshot holds operator `name`.
@@ -274,6 +276,30 @@ pub(crate) struct StateStore {
     /// the log holds every change since the run began).
     last: Option<u64>,
     log: Changelog,
+}
+
+/// A worker's share of restored state.
+pub(crate) struct Restored<K, S> {
+    /// `(key, state, aux)`.
+    pub(crate) entries: Vec<(K, S, u64)>,
+    /// How this worker's chain of parts can go on, when the share is its own part of the
+    /// snapshot (see [`StateStore::resume`]).
+    pub(crate) resumable: Option<Resumable>,
+}
+
+/// Where a restored part leaves its worker's chain.
+pub(crate) struct Resumable {
+    /// The restored snapshot.
+    t: u64,
+    /// The full part the chain builds on (`t` itself for a full part).
+    base: u64,
+    /// A delta's changes since `base`, encoded, and their number.
+    changes: Option<(Vec<u8>, usize)>,
+}
+
+/// The key of an operator's share on one worker in [`Checkpoint`]'s resumed chains.
+pub(super) fn restored_key(name: &str, worker: usize) -> (String, usize) {
+    (name.to_owned(), worker)
 }
 
 /// What one [`StateStore::save`] handed over.
@@ -309,7 +335,8 @@ impl StateStore {
     }
 
     /// Where the operator logs every change it makes to its state, from its first batch of the
-    /// run on (restored and initial state included); `None` when snapshots are full.
+    /// run on (initial and restored state included, except restored entries that a resumed
+    /// chain already holds as they are); `None` when snapshots are full.
     pub(crate) fn log(&mut self) -> Option<&mut Changelog> {
         self.checkpoint.incremental.then_some(&mut self.log)
     }
@@ -322,7 +349,11 @@ impl StateStore {
     /// This worker's share of the restored state, `(key, state, aux)` (empty when nothing is
     /// restored): each full part, with its delta's changes applied. Each part is handed out
     /// once.
-    pub(crate) fn restore<K, S>(&self) -> Result<Vec<(K, S, u64)>>
+    ///
+    /// When the share is exactly this worker's own part of the snapshot (same number of
+    /// workers, incremental snapshots on), it also says how this worker's chain of parts can
+    /// go on from it ([`Restored::resumable`]).
+    pub(crate) fn restore<K, S>(&self) -> Result<Restored<K, S>>
     where
         K: DeserializeOwned + Hash + Eq,
         S: DeserializeOwned,
@@ -336,18 +367,57 @@ impl StateStore {
             fix: "restore it with the types it was written with, or give the operator a new name to start it empty".into(),
         }
         };
-        let mut entries = Vec::new();
-        for part in self
-            .checkpoint
-            .take_parts(&self.name, self.worker, self.peers)
-        {
+        let mut restored = Restored {
+            entries: Vec::new(),
+            resumable: None,
+        };
+        let Some((snapshot, parts)) =
+            self.checkpoint
+                .take_parts(&self.name, self.worker, self.peers)
+        else {
+            return Ok(restored);
+        };
+        let own = self.checkpoint.incremental
+            && snapshot.peers == self.peers
+            && parts.len() == 1
+            && parts.iter().all(|(j, _)| *j == self.worker);
+        for (_, part) in parts {
             let mut full: Vec<(K, S, u64)> = codec::decode(&part.full).map_err(unreadable)?;
-            if let Some((_, changes)) = &part.delta {
-                full = delta::apply(full, codec::decode(changes).map_err(unreadable)?);
+            let mut chain = Resumable {
+                t: snapshot.t,
+                base: snapshot.t,
+                changes: None,
+            };
+            if let Some((base, changes)) = part.delta {
+                let decoded: Vec<_> = codec::decode(&changes).map_err(unreadable)?;
+                chain.base = base;
+                chain.changes = Some((changes, decoded.len()));
+                full = delta::apply(full, decoded);
             }
-            entries.append(&mut full);
+            restored.entries.append(&mut full);
+            if own {
+                restored.resumable = Some(chain);
+            }
         }
-        Ok(entries)
+        Ok(restored)
+    }
+
+    /// Goes on with the chain of parts the restored snapshot left for this worker: its next
+    /// save hands over only the changes since that snapshot, which the writer folds into the
+    /// restored part's changes since its base. Only for a worker that holds exactly the keys
+    /// of that part, and logs only what changes after the restore.
+    pub(crate) fn resume(&self, chain: Resumable) {
+        let restored = part_path(
+            &self.checkpoint.dir,
+            chain.t,
+            &self.name,
+            self.worker,
+            self.peers,
+        );
+        self.checkpoint
+            .parts
+            .resume(&restored, chain.t, chain.base, chain.changes);
+        lock(&self.checkpoint.resumed).insert(restored_key(&self.name, self.worker), chain.t);
     }
 
     /// Saves this worker's share of the state after batch `t` (`keys` keys) and hands it to
@@ -373,7 +443,10 @@ impl StateStore {
             fix: "report this as a bug".into(),
         };
         let logged = self.checkpoint.incremental && failed == 0 && self.log.whole();
-        let last = self.last.take();
+        // The run's first save follows the restored snapshot when this worker's chain resumed.
+        let last = self.last.take().or_else(|| {
+            lock(&self.checkpoint.resumed).remove(&restored_key(&self.name, self.worker))
+        });
         let (bytes, entries, body) = if logged {
             let (bytes, n) = self.log.take().map_err(cannot_encode)?;
             let body = Body::Changes {

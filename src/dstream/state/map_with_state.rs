@@ -95,8 +95,8 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let due = move |since: u64, ms: u64| ((since + ms) / batch_ms + 1) * batch_ms;
         let runtime = self.ctx.runtime.clone();
         let mut store = runtime.state_store(&name);
-        let input = self.with_start_state(&name, initial);
         let n = self.shuffle_partitions(partitions);
+        let input = self.with_start_state(&name, initial, n);
         // Per partition: each key's state, when it was last seen, and when keys may time out.
         let mut states: BTreeMap<u32, KeyStates<K, S>> = BTreeMap::new();
         let op_name = name.clone();
@@ -123,7 +123,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         .into_iter()
                         .partition(|(_, x)| matches!(x, StateInput::Restored(..)));
                     for (k, x) in restored {
-                        let StateInput::Restored(s, seen) = x else {
+                        let StateInput::Restored(s, seen, in_chain) = x else {
                             continue;
                         };
                         let kept = timeout_ms.is_some() && seen != u64::MAX;
@@ -131,8 +131,10 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                             last_seen.insert(k.clone(), seen);
                             expiring.entry(due(seen, ms)).or_default().push(k.clone());
                         }
-                        if let Some(log) = log.as_deref_mut() {
-                            log.push(&k, Some((&s, if kept { seen } else { u64::MAX })));
+                        // Logged unless the worker's resumed chain holds it as it is.
+                        let aux = if kept { seen } else { u64::MAX };
+                        if let (Some(log), false) = (log.as_deref_mut(), in_chain && aux == seen) {
+                            log.push(&k, Some((&s, aux)));
                         }
                         state.insert(k.clone(), s.clone());
                         out.push(Either::Right(((k, s), 0)));
@@ -157,7 +159,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                             before.insert(k.clone(), state.get(&k).cloned());
                         }
                         match x {
-                            StateInput::Initial(initial) | StateInput::Restored(initial, _) => {
+                            StateInput::Initial(initial) | StateInput::Restored(initial, ..) => {
                                 state.insert(k.clone(), initial);
                             }
                             StateInput::Value(v) => {

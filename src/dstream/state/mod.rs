@@ -25,7 +25,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::core::Concat;
 use timely::dataflow::operators::generic::Operator;
 
-use super::partition::{Part, PartitionId, Parts, map_parts};
+use super::partition::{Part, PartitionId, Parts, hash_partition, map_parts};
 
 use super::stateful::Stateful;
 use super::{DStream, Data, Key};
@@ -348,18 +348,27 @@ pub(crate) enum StateInput<V, S> {
     Initial(S),
     /// The key's state restored from a checkpoint, with the operator's own word on the key
     /// (`update_state_by_key`: 1 if the key changed at the snapshot batch; `map_with_state`:
-    /// the batch the key was last seen, `u64::MAX` for never).
-    Restored(S, u64),
+    /// the batch the key was last seen, `u64::MAX` for never), and whether the entry is
+    /// already in the worker's resumed chain of snapshot parts (then only a change of it is
+    /// logged; see [`StateStore::resume`](crate::checkpoint::snapshot::StateStore::resume)).
+    Restored(S, u64, InChain),
 }
+
+/// Whether a restored entry is part of the chain of snapshot parts its worker resumed.
+pub(crate) type InChain = bool;
 
 impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// The records as `(key, Value(v))`, and at the first batch of this run the state the
     /// operator starts with: restored from the checkpoint when one is resumed and holds
     /// operator `name`, else this worker's share of `initial`.
+    ///
+    /// A worker whose restored keys all stay with it in the operator's `partitions` hash
+    /// partitions resumes its chain of snapshot parts, and marks them in it.
     fn with_start_state<S: Data>(
         &self,
         name: &str,
         initial: Vec<(K, S)>,
+        partitions: usize,
     ) -> Parts<'s, (K, StateInput<V, S>)> {
         let runtime = self.ctx.runtime.clone();
         let info = self.ctx.info;
@@ -408,10 +417,25 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                             .map(|(k, s)| (k, StateInput::Initial(s)))
                             .collect(),
                         Some(store) => match store.restore::<K, S>() {
-                            Ok(entries) => entries
-                                .into_iter()
-                                .map(|(k, s, aux)| (k, StateInput::Restored(s, aux)))
-                                .collect(),
+                            Ok(restored) => {
+                                let stays = |k: &K| {
+                                    PartitionId::new(hash_partition(k, partitions))
+                                        .worker(info.peers)
+                                        == info.index
+                                };
+                                let in_chain = match restored.resumable {
+                                    Some(chain) if restored.entries.iter().all(|e| stays(&e.0)) => {
+                                        store.resume(chain);
+                                        true
+                                    }
+                                    _ => false,
+                                };
+                                restored
+                                    .entries
+                                    .into_iter()
+                                    .map(|(k, s, aux)| (k, StateInput::Restored(s, aux, in_chain)))
+                                    .collect()
+                            }
                             Err(e) => {
                                 runtime.fail(e);
                                 Vec::new()

@@ -67,8 +67,8 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         self.ctx.register_state(&name, given);
         let runtime = self.ctx.runtime.clone();
         let mut store = runtime.state_store(&name);
-        let input = self.with_start_state(&name, initial);
         let n = self.shuffle_partitions(partitions);
+        let input = self.with_start_state(&name, initial, n);
         // Per partition: each key's state, and (pure functions) the keys changed last batch.
         let mut states: BTreeMap<u32, (FixedMap<K, S>, FixedSet<K>)> = BTreeMap::new();
         // Whether the previous batch was snapshotted (its changed keys had aux 1).
@@ -90,12 +90,14 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 let mut log = store.as_mut().and_then(|s| s.log());
                 for (q, records) in partitions {
                     let mut news: FixedMap<K, (Vec<V>, Option<S>)> = FixedMap::default();
-                    let mut restored: Vec<(K, S, u64)> = Vec::new();
+                    let mut restored: Vec<(K, S, u64, bool)> = Vec::new();
                     for (k, x) in records {
                         match x {
                             StateInput::Value(v) => news.entry(k).or_default().0.push(v),
                             StateInput::Initial(s) => news.entry(k).or_default().1 = Some(s),
-                            StateInput::Restored(s, changed) => restored.push((k, s, changed)),
+                            StateInput::Restored(s, changed, in_chain) => {
+                                restored.push((k, s, changed, in_chain))
+                            }
                         }
                     }
                     let (state, dirty) = states.entry(q).or_default();
@@ -108,8 +110,14 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     }
                     let mut out: Vec<((K, S), isize)> = Vec::new();
                     // Restored state is in place before the batch, marked with a diff of 0 (it is
-                    // not a change; snapshot views take it in).
-                    for (k, s, was_changed) in restored {
+                    // not a change; snapshot views take it in). It is logged with aux 0 unless it
+                    // is already so in the worker's resumed chain of parts.
+                    for (k, s, was_changed, in_chain) in restored {
+                        if let (Some(log), false) =
+                            (log.as_deref_mut(), in_chain && was_changed == 0)
+                        {
+                            log.push(&k, Some((&s, 0)));
+                        }
                         if was_changed == 1 {
                             dirty.insert(k.clone());
                         }
@@ -121,6 +129,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     // state, and what it returns replaces it (Spark's `initialRDD`).
                     for (k, (_, init)) in news.iter_mut() {
                         if let Some(s) = init.take() {
+                            if let Some(log) = log.as_deref_mut() {
+                                log.push(k, Some((&s, 0)));
+                            }
                             state.insert(k.clone(), s.clone());
                             out.push(((k.clone(), s), 0));
                         }
@@ -194,11 +205,12 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     }
                     *dirty = next_dirty;
                     if let Some(log) = log.as_deref_mut() {
-                        // Restored and initial state (0), changed (+1) and gone (-1 alone).
+                        // Changed (+1) and gone (-1 alone); restored and initial state (0)
+                        // were logged above.
                         let aux = u64::from(due && pure);
                         for ((k, s), d) in &out {
                             match d {
-                                0 => log.push(k, Some((s, 0))),
+                                0 => {}
                                 1 => log.push(k, Some((s, aux))),
                                 _ if !state.contains_key(k) => log.push::<K, S>(k, None),
                                 _ => {}
