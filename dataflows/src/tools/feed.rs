@@ -131,8 +131,17 @@ impl Lines {
         })
     }
 
-    /// The next line, when its time has come; `None` at the end.
-    fn next_line(&mut self) -> Result<Option<String>, FeedError> {
+    /// The next line, once its time has come (`before_waiting` runs first when it has not:
+    /// a socket flushes the lines that were due); `None` at the end.
+    ///
+    /// Lines are never sent before their time. A line not yet due is waited for at least
+    /// [`PACE_TICK`], so that the lines due by then go out together instead of one write per
+    /// line (at 500 000 lines/s, a write and a TCP segment per line cost the job it fed a third
+    /// of its CPU, in the kernel, and the feed six times what it costs now).
+    fn next_line(
+        &mut self,
+        before_waiting: &mut dyn FnMut() -> Result<(), FeedError>,
+    ) -> Result<Option<String>, FeedError> {
         if self.count.is_some_and(|c| self.sent >= c) {
             return Ok(None);
         }
@@ -145,13 +154,17 @@ impl Lines {
             let started = *self.started.get_or_insert_with(Instant::now);
             let due = started + Duration::from_secs_f64(self.sent as f64 / rate as f64);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+                before_waiting()?;
+                std::thread::sleep(wait.max(PACE_TICK));
             }
         }
         self.sent += 1;
         Ok(Some(line))
     }
 }
+
+/// The shortest wait for a line that is not yet due (see [`Lines::next_line`]).
+const PACE_TICK: Duration = Duration::from_millis(1);
 
 /// Runs a `sluice feed` subcommand to its end.
 pub fn run(feed: Feed) -> Result<(), FeedError> {
@@ -185,21 +198,21 @@ fn socket(host: &str, port: u16, keep_open: bool, mut lines: Lines) -> Result<()
         Ok(std::io::BufWriter::new(conn))
     };
     let mut conn = accept(&listener)?;
-    while let Some(line) = lines.next_line()? {
+    // Lines written but maybe not yet flushed: a flush that fails loses them with the
+    // connection, as `nc` loses what its buffers held.
+    let mut flush_failed = false;
+    loop {
+        let mut flush = || {
+            flush_failed |= conn.flush().is_err();
+            Ok(())
+        };
+        let Some(line) = lines.next_line(&mut flush)? else {
+            break;
+        };
         let mut buf = line.into_bytes();
         buf.push(b'\n');
         // A connection that went away: the next one gets this line again.
-        while conn
-            .write_all(&buf)
-            .and_then(|()| {
-                if lines.rate.is_some() {
-                    conn.flush()
-                } else {
-                    Ok(())
-                }
-            })
-            .is_err()
-        {
+        while std::mem::take(&mut flush_failed) || conn.write_all(&buf).is_err() {
             eprintln!("sluice feed: the connection closed; waiting for the next one");
             conn = accept(&listener)?;
         }
@@ -255,7 +268,7 @@ fn kafka(
             fix: "give --brokers as host:port[,host:port…]".into(),
         })?;
     let failed = || deliveries.0.lock().ok().and_then(|d| d.1.clone());
-    while let Some(line) = lines.next_line()? {
+    while let Some(line) = lines.next_line(&mut || Ok(()))? {
         let mut record = BaseRecord::<(), String>::to(topic).payload(&line);
         if let Some(p) = partition {
             record = record.partition(p);
