@@ -78,3 +78,42 @@ pub(crate) fn into_blocks(mut lines: Vec<String>, sizes: &[u64], out: &mut Batch
         out.partition(i as u32).extend(block);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(range: std::ops::Range<u32>) -> Vec<String> {
+        range.map(|i| i.to_string()).collect()
+    }
+
+    #[test]
+    fn a_batch_is_its_blocks_in_order() {
+        let mut buffer = Buffer::default();
+        // Three blocks: a zero interval starts a new block at every append.
+        for range in [0..3, 3..4, 4..9] {
+            buffer.append(&mut lines(range), Duration::ZERO);
+        }
+        let (all, sizes) = buffer.take();
+        assert_eq!(sizes, vec![3, 1, 5]);
+        let mut out = BatchOut::new(0);
+        into_blocks(all, &sizes, &mut out);
+        let parts: Vec<(u64, Vec<String>)> = out
+            .into_parts()
+            .into_iter()
+            .map(|p| (p.id.index(), p.records))
+            .collect();
+        assert_eq!(
+            parts,
+            vec![(0, lines(0..3)), (1, lines(3..4)), (2, lines(4..9))]
+        );
+    }
+
+    #[test]
+    fn sizes_that_do_not_add_up_leave_the_rest_as_a_block_of_its_own() {
+        let mut out = BatchOut::new(0);
+        into_blocks(lines(0..5), &[2], &mut out);
+        let sizes: Vec<usize> = out.into_parts().iter().map(|p| p.records.len()).collect();
+        assert_eq!(sizes, vec![2, 3]);
+    }
+}
