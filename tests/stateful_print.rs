@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice::dstream::state::UpdateState;
+use sluice::dstream::state::{StateSpec, UpdateState};
 use sluice::source::BatchQueue;
 use sluice::{DStream, StreamingContext};
 
@@ -75,6 +75,26 @@ fn printing_update_state_by_key_prints_what_the_full_state_prints() {
             .print_to(n, Arc::clone(bounded));
         s.update_state_by_key_with(UpdateState::new(sum).name("b"))
             .snapshots()
+            .print_to(n, Arc::clone(full));
+    });
+}
+
+#[test]
+fn printing_map_with_state_s_state_prints_what_its_snapshots_print() {
+    check(|s, n, bounded, full| {
+        let spec = |name: &str| {
+            StateSpec::function(|_t, _k: &String, v: Option<u64>, state| {
+                let total = state.get().copied().unwrap_or(0) + v.unwrap_or(0);
+                state.update(total);
+                None::<()>
+            })
+            .name(name)
+        };
+        s.map_with_state(spec("a"))
+            .state()
+            .print_to(n, Arc::clone(bounded));
+        s.map_with_state(spec("b"))
+            .state_snapshots()
             .print_to(n, Arc::clone(full));
     });
 }

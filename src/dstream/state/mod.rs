@@ -323,8 +323,33 @@ impl<'s, U: Data, K: Key, S: Data> MapWithState<'s, U, K, S> {
     }
 
     /// Every key's state at every batch (Spark's `stateSnapshots()`).
+    ///
+    /// To print the state, print [`state`](Self::state) instead: it hands on only the records
+    /// `print(n)` shows, where this view copies every key at every batch.
     pub fn state_snapshots(&self) -> DStream<'s, (K, S)> {
         self.state.snapshots()
+    }
+
+    /// The keyed state itself: [`Stateful::print`] of it shows what
+    /// `state_snapshots().print(n)` shows, without copying the whole state every batch.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::dstream::state::StateSpec;
+    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64)], vec![('a', 2)]], |s| {
+    ///     let spec = StateSpec::function(|_t, _k: &char, v: Option<u64>, state| {
+    ///         let n = state.get().copied().unwrap_or(0) + v.unwrap_or(0);
+    ///         state.update(n);
+    ///         None::<()>
+    ///     });
+    ///     s.map_with_state(spec).state().snapshots()
+    /// })?;
+    /// assert_eq!(out, vec![vec![('a', 1)], vec![('a', 3)]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn state(&self) -> &Stateful<'s, (K, S)> {
+        &self.state
     }
     /// What changed in the state at each batch.
     pub fn state_changes(&self) -> DStream<'s, ((K, S), isize)> {
