@@ -297,11 +297,6 @@ pub(crate) struct Resumable {
     changes: Option<(Vec<u8>, usize)>,
 }
 
-/// The key of an operator's share on one worker in [`Checkpoint`]'s resumed chains.
-pub(super) fn restored_key(name: &str, worker: usize) -> (String, usize) {
-    (name.to_owned(), worker)
-}
-
 /// What one [`StateStore::save`] handed over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Saved {
@@ -417,7 +412,7 @@ impl StateStore {
         self.checkpoint
             .parts
             .resume(&restored, chain.t, chain.base, chain.changes);
-        lock(&self.checkpoint.resumed).insert(restored_key(&self.name, self.worker), chain.t);
+        lock(&self.checkpoint.resumed).insert((self.name.clone(), self.worker), chain.t);
     }
 
     /// Saves this worker's share of the state after batch `t` (`keys` keys) and hands it to
@@ -444,9 +439,10 @@ impl StateStore {
         };
         let logged = self.checkpoint.incremental && failed == 0 && self.log.whole();
         // The run's first save follows the restored snapshot when this worker's chain resumed.
-        let last = self.last.take().or_else(|| {
-            lock(&self.checkpoint.resumed).remove(&restored_key(&self.name, self.worker))
-        });
+        let last = self
+            .last
+            .take()
+            .or_else(|| lock(&self.checkpoint.resumed).remove(&(self.name.clone(), self.worker)));
         let (bytes, entries, body) = if logged {
             let (bytes, n) = self.log.take().map_err(cannot_encode)?;
             let body = Body::Changes {

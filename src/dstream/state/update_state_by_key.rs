@@ -210,9 +210,8 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         let aux = u64::from(due && pure);
                         for ((k, s), d) in &out {
                             match d {
-                                0 => {}
                                 1 => log.push(k, Some((s, aux))),
-                                _ if !state.contains_key(k) => log.push::<K, S>(k, None),
+                                -1 if !state.contains_key(k) => log.push::<K, S>(k, None),
                                 _ => {}
                             }
                         }
