@@ -15,7 +15,8 @@
 //!    while the one before ran, so batches grow ~3× each; on this 24 GB machine the kernel
 //!    killed it after a few batches.)
 //!
-//! Run with `cargo bench --bench socket_overload` (`SLUICE_BENCH_QUICK=1` shortens the runs).
+//! Run with `cargo bench --bench socket_overload` (`SLUICE_BENCH_QUICK=1` shortens the runs;
+//! `SLUICE_BENCH_RATE=<lines/s>` measures only that rate, three times, see `one_rate`).
 //! The sender shares the machine's cores with the job, as `nc` would.
 
 #[global_allocator]
@@ -136,6 +137,33 @@ impl Run {
     }
 }
 
+/// `SLUICE_BENCH_RATE=<lines/s>`: only `-w 1` (or `SLUICE_BENCH_WORKERS`) at that rate, three
+/// runs between roofline loops: the words per CPU-second of the job, for comparing two builds
+/// or settings at the same load without the search for the stable rate.
+fn one_rate(rate: u64, secs: u64, lines: &[String], text: &Arc<Vec<u8>>) {
+    let threads = std::env::var("SLUICE_BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1);
+    println!(
+        "| run | workers | rate | kept up | p50 processing | peak RSS | words per CPU-second of the job | / foldhash loop |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for round in 1..=3 {
+        let roof = roofline::<foldhash::fast::RandomState>(lines);
+        let r = run(threads, rate, secs, SocketOptions::default(), text);
+        println!(
+            "| {round} | {threads} | {:.2} M lines/s | {} | {:.0} ms | {:.0} MiB | {:.1} M | {:.2} |",
+            rate as f64 / 1e6,
+            if r.stable(rate) { "yes" } else { "no" },
+            r.processing(0.5).as_secs_f64() * 1e3,
+            r.peak_rss_mib(),
+            r.words_per_cpu_sec() / 1e6,
+            r.words_per_cpu_sec() / roof
+        );
+    }
+}
+
 /// Words/s of a single-threaded `HashMap<String, u64, H>` count over the sender's lines (an
 /// owned `String` per word, as the job makes).
 fn roofline<H: std::hash::BuildHasher + Default>(lines: &[String]) -> f64 {
@@ -165,6 +193,12 @@ fn main() {
     let lines = paced::lines();
     let text = paced::wire(&lines);
     let bounded = SocketOptions::default();
+    if let Ok(rate) = std::env::var("SLUICE_BENCH_RATE") {
+        let rate = rate
+            .parse()
+            .expect("SLUICE_BENCH_RATE is a rate in lines/s, e.g. 800000");
+        return one_rate(rate, secs, &lines, &text);
+    }
     // The loops are timed before and after the sluice runs (this machine's speed drifts by a
     // third between minutes), and the faster of each counts: the ratios below are the lower.
     let roofs_before = (

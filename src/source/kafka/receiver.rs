@@ -278,7 +278,7 @@ fn receive(
                         .insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
                     match std::str::from_utf8(m.payload().unwrap_or_default()) {
                         Ok(v) => framed.push(Framed::Line(v.to_owned())),
-                        Err(e) => framed.push(Framed::Bad(Malformed {
+                        Err(e) => framed.push(Framed::Bad(Box::new(Malformed {
                             source: source.to_owned(),
                             position: format!(
                                 "{}-{} offset {}",
@@ -294,7 +294,7 @@ fn receive(
                                 .copied()
                                 .take(256)
                                 .collect(),
-                        })),
+                        }))),
                     }
                 }
                 Some(Err(e)) => {

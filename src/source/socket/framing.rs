@@ -14,9 +14,11 @@ pub(crate) struct LineFramer {
     line_no: u64,
 }
 
+/// A line, or a malformed one set aside (boxed: lines are the common case, and moving them
+/// should not copy a dead letter's worth of bytes each).
 pub(crate) enum Framed {
     Line(String),
-    Bad(Malformed),
+    Bad(Box<Malformed>),
 }
 
 impl LineFramer {
@@ -37,7 +39,7 @@ impl LineFramer {
         out: &mut Vec<Framed>,
     ) {
         while !bytes.is_empty() {
-            let (chunk, rest, ended) = match bytes.iter().position(|&b| b == b'\n') {
+            let (chunk, rest, ended) = match memchr::memchr(b'\n', bytes) {
                 Some(i) => (&bytes[..i], &bytes[i + 1..], true),
                 None => (bytes, &[][..], false),
             };
@@ -67,12 +69,12 @@ impl LineFramer {
         let mut bytes = std::mem::take(&mut self.line);
         let overlong = std::mem::replace(&mut self.overlong, false);
         let bad = |reason: String, bytes: Vec<u8>, line_no: u64| {
-            Framed::Bad(Malformed {
+            Framed::Bad(Box::new(Malformed {
                 source: source.to_owned(),
                 position: format!("connection {conn}, line {line_no}"),
                 reason,
                 bytes,
-            })
+            }))
         };
         if overlong {
             return bad(

@@ -29,7 +29,7 @@ pub(crate) fn deliver(
         match f {
             Framed::Line(s) => good.push(s),
             Framed::Bad(m) => {
-                dead.record(m);
+                dead.record(*m);
                 shared.malformed.fetch_add(1, Ordering::SeqCst);
             }
         }
