@@ -179,11 +179,21 @@ fn scenario(name: &str, quick: bool) {
                 &t,
                 2,
             );
-            let end = t.last().map_or(0, |(_, r)| *r);
+            // The live memory: the median RSS of the batches after the first (its load's
+            // transients) and before the last (reported once the job has ended). The row runs
+            // with MIMALLOC_PURGE_DELAY=0 (see `in_own_process`), so freed memory is not counted.
+            let mut steady: Vec<u64> = t
+                .iter()
+                .skip(1)
+                .take(t.len().saturating_sub(2))
+                .map(|(_, r)| *r)
+                .collect();
+            steady.sort_unstable();
+            let live = steady.get(steady.len() / 2).copied().unwrap_or(0);
             println!(
-                "|   ↳ resident memory per distinct word at the end: {:.0} bytes (RSS {} MiB over {} MiB before the job) | | | | | | |",
-                (end.saturating_sub(before) * 1024) as f64 / 2e6,
-                end / 1024,
+                "|   ↳ resident memory per distinct word, live (median over the batches between the first and the last, freed memory returned at once): {:.0} bytes (RSS {} MiB over {} MiB before the job) | | | | | | |",
+                (live.saturating_sub(before) * 1024) as f64 / 2e6,
+                live / 1024,
                 before / 1024
             );
         }
@@ -281,10 +291,13 @@ fn window(inverse: bool, quick: bool) {
 
 /// Each scenario runs in a process of its own, so that its memory is its own.
 fn in_own_process(name: &str) {
-    let out = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
-        .env("SLUICE_BENCH_SCENARIO", name)
-        .output()
-        .expect("run a scenario");
+    let mut command = std::process::Command::new(std::env::current_exe().expect("this benchmark"));
+    command.env("SLUICE_BENCH_SCENARIO", name);
+    if name.starts_with("words-2m") {
+        // Its bytes per word count what is live, not what the allocator keeps for reuse.
+        command.env("MIMALLOC_PURGE_DELAY", "0");
+    }
+    let out = command.output().expect("run a scenario");
     print!("{}", String::from_utf8_lossy(&out.stdout));
     if !out.status.success() {
         eprintln!(

@@ -9,9 +9,11 @@
 //! `(record, +1)` for one that is new, at the batch where it happens; a sink can upsert just
 //! those.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::VecDeque;
 use std::hash::Hash;
 use std::ops::Deref;
+use std::rc::Rc;
 
 use differential_dataflow::VecCollection;
 use timely::dataflow::channels::pact::Pipeline;
@@ -219,6 +221,115 @@ impl<'s, K: Key, V: Data + PartialEq> Stateful<'s, (K, V)> {
             })),
         }
     }
+
+    /// Spark's view of a keyed state at every batch, copied from the stateful operator's own
+    /// state by the operator (see [`StateViews`]): the views keep no state of their own.
+    pub(crate) fn of_state(
+        changes: DStream<'s, ((K, V), isize)>,
+        views: &Rc<RefCell<StateViews<K, V>>>,
+    ) -> Self {
+        let (c, limited) = (changes.clone(), changes.clone());
+        let (full_views, limited_views) = (Rc::clone(views), Rc::clone(views));
+        Stateful {
+            changes,
+            build: Cell::new(Some(Box::new(move || {
+                state_view(&c, &full_views, usize::MAX)
+            }))),
+            snapshots: OnceCell::new(),
+            limited: Some(Box::new(move |n| state_view(&limited, &limited_views, n))),
+        }
+    }
+}
+
+/// The snapshot views of one stateful operator's keyed state (`update_state_by_key`,
+/// `map_with_state`).
+///
+/// Each view built ([`Stateful`]'s full view, or a `print(n)`'s first `n + 1` records of each
+/// partition) registers here at build time. After every batch the operator
+/// [`offer`](StateViews::offer)s its state, and each view takes a copy of what it shows. The view's
+/// operator, downstream of the stateful operator's changes on the same worker, hands that copy
+/// on once its input has passed the batch (so the copy is always there by then: the stateful
+/// operator made it before it let go of the batch). With no view built, nothing is copied; with
+/// one, nothing outlives its batch: the views never hold a second copy of the state.
+pub(crate) struct StateViews<K, V> {
+    /// Per view: the most records of each partition it shows, and the copies taken and not yet
+    /// handed on, by batch.
+    views: Vec<(usize, VecDeque<(u64, Vec<Part<(K, V)>>)>)>,
+}
+
+impl<K: Clone, V: Clone> StateViews<K, V> {
+    /// Views of an operator that has none yet.
+    pub(crate) fn shared() -> Rc<RefCell<Self>> {
+        Rc::new(RefCell::new(StateViews { views: Vec::new() }))
+    }
+
+    /// After batch `t`: each view copies the first records of every non-empty partition of
+    /// `state` (partition index, its map), in the map's order.
+    pub(crate) fn offer<'m, S: 'm>(
+        &mut self,
+        t: u64,
+        state: impl Iterator<Item = (u32, &'m std::collections::HashMap<K, V, S>)> + Clone,
+    ) where
+        K: 'm,
+        V: 'm,
+    {
+        for (limit, ready) in &mut self.views {
+            let parts = state
+                .clone()
+                .filter(|(_, map)| !map.is_empty())
+                .map(|(q, map)| {
+                    let records = map
+                        .iter()
+                        .take(*limit)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    Part::new(PartitionId::new(q), records)
+                })
+                .collect();
+            ready.push_back((t, parts));
+        }
+    }
+}
+
+/// A view of an operator's state (see [`StateViews`]): at every batch, at most `limit` records
+/// of each of its partitions.
+fn state_view<'s, K: Key, V: Data>(
+    changes: &DStream<'s, ((K, V), isize)>,
+    views: &Rc<RefCell<StateViews<K, V>>>,
+    limit: usize,
+) -> DStream<'s, (K, V)> {
+    let index = {
+        let mut views = views.borrow_mut();
+        views.views.push((limit, VecDeque::new()));
+        views.views.len() - 1
+    };
+    let views = Rc::clone(views);
+    let stream = batch_fold_core(
+        changes.stream.clone(),
+        changes.ticks.clone(),
+        Pipeline,
+        Pipeline,
+        &changes.ctx.name("StateView"),
+        true,
+        || (),
+        // The changes only say when the operator is done with a batch.
+        |_: &mut (), data: &mut Vec<Part<((K, V), isize)>>| data.clear(),
+        move |t, (), out| {
+            let mut views = views.borrow_mut();
+            let ready = &mut views.views[index].1;
+            while let Some((at, parts)) = ready.pop_front() {
+                if at == t {
+                    out.extend(parts);
+                    break;
+                }
+                debug_assert!(
+                    at < t,
+                    "a state view's copy of batch {at} outlived batch {t}"
+                );
+            }
+        },
+    );
+    changes.derive(stream)
 }
 
 impl<'s, T: Data> Deref for Stateful<'s, T> {
@@ -231,19 +342,17 @@ impl<'s, T: Data> Deref for Stateful<'s, T> {
     }
 }
 
-/// When a snapshot is emitted: every batch, or at the slide times of a window.
+/// When a window's snapshot is emitted: at its slide times, `zero + k × slide_ms`. (A keyed
+/// state's views emit at every batch; see [`StateViews`].)
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Every {
-    Batch,
-    Slide { zero: u64, slide_ms: u64 },
+pub(crate) struct Every {
+    pub(crate) zero: u64,
+    pub(crate) slide_ms: u64,
 }
 
 impl Every {
     pub(crate) fn includes(self, t: u64) -> bool {
-        match self {
-            Every::Batch => true,
-            Every::Slide { zero, slide_ms } => t >= zero && (t - zero).is_multiple_of(slide_ms),
-        }
+        t >= self.zero && (t - self.zero).is_multiple_of(self.slide_ms)
     }
 }
 
@@ -318,5 +427,50 @@ pub(crate) fn shrink_if_sparse<K: Hash + Eq, V, S: std::hash::BuildHasher>(
 ) {
     if map.capacity() > 64 && map.len() < map.capacity() / 4 {
         map.shrink_to(map.len() * 2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(keys: std::ops::Range<u32>) -> FixedMap<u32, u64> {
+        keys.map(|k| (k, u64::from(k) * 10)).collect()
+    }
+
+    #[test]
+    fn without_a_view_nothing_is_copied_and_each_view_takes_what_it_shows() {
+        let views = StateViews::<u32, u64>::shared();
+        let (a, b) = (state(0..5), state(5..105));
+        let empty = FixedMap::default();
+        let partitions = [(0u32, &a), (1, &b), (2, &empty)];
+        views.borrow_mut().offer(1000, partitions.iter().copied());
+        assert!(views.borrow().views.is_empty());
+
+        views.borrow_mut().views.push((usize::MAX, VecDeque::new()));
+        views.borrow_mut().views.push((3, VecDeque::new()));
+        views.borrow_mut().offer(2000, partitions.iter().copied());
+        let views = views.borrow();
+        let (full, limited) = (&views.views[0].1, &views.views[1].1);
+        // Every record of every non-empty partition, and at most three of each.
+        let sizes = |ready: &VecDeque<(u64, Vec<Part<(u32, u64)>>)>| -> Vec<(u64, u64, usize)> {
+            ready
+                .iter()
+                .flat_map(|(t, parts)| {
+                    parts
+                        .iter()
+                        .map(move |p| (*t, p.id.index(), p.records.len()))
+                })
+                .collect()
+        };
+        assert_eq!(sizes(full), vec![(2000, 0, 5), (2000, 1, 100)]);
+        assert_eq!(sizes(limited), vec![(2000, 0, 3), (2000, 1, 3)]);
+        let mut copied: Vec<(u32, u64)> =
+            full[0].1.iter().flat_map(|p| p.records.clone()).collect();
+        copied.sort_unstable();
+        assert_eq!(
+            copied,
+            (0..105).map(|k| (k, u64::from(k) * 10)).collect::<Vec<_>>()
+        );
     }
 }

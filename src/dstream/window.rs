@@ -49,7 +49,7 @@ impl Spec {
         self.zero + (t.saturating_sub(self.zero)).div_ceil(self.slide) * self.slide
     }
     fn every(self) -> Every {
-        Every::Slide {
+        Every {
             zero: self.zero,
             slide_ms: self.slide,
         }

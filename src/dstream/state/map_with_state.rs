@@ -8,7 +8,7 @@ use super::{StateInput, save_state};
 use crate::dstream::partition::{
     FixedMap, Part, PartitionId, hash_partition, map_parts, shuffle_batches,
 };
-use crate::dstream::stateful::{Every, Stateful, shrink_if_sparse};
+use crate::dstream::stateful::{StateViews, Stateful, shrink_if_sparse};
 use crate::dstream::stateless::Either;
 use crate::dstream::{DStream, Data, Key};
 use crate::listener::StateSize;
@@ -100,6 +100,8 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         // Per partition: each key's state, when it was last seen, and when keys may time out.
         let mut states: BTreeMap<u32, KeyStates<K, S>> = BTreeMap::new();
         let op_name = name.clone();
+        let views = StateViews::shared();
+        let offered = std::rc::Rc::clone(&views);
         let both = shuffle_batches(
             input,
             self.ticks.clone(),
@@ -230,6 +232,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 }
                 let keys = states.values().map(|s| s.state.len()).sum();
                 runtime.report_state(t, StateSize::of::<K, S>(&op_name, keys));
+                offered
+                    .borrow_mut()
+                    .offer(t, states.iter().map(|(q, p)| (*q, &p.state)));
                 if let Some(store) = store.as_mut().filter(|_| runtime.snapshot_due(t)) {
                     // A key's aux is the batch it was last seen (`u64::MAX`: not kept).
                     save_state(store, &runtime, &op_name, t, keys, || {
@@ -265,7 +270,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         }));
         MapWithState {
             mapped,
-            state: Stateful::upserts(changes, Every::Batch),
+            state: Stateful::of_state(changes, &views),
             timeout_checks: spark_schedule.then_some(check_cell),
         }
     }

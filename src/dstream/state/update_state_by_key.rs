@@ -8,7 +8,7 @@ use super::{StateInput, save_state};
 use crate::dstream::partition::{
     FixedMap, FixedSet, Part, PartitionId, hash_partition, shuffle_batches,
 };
-use crate::dstream::stateful::{Every, Stateful, shrink_if_sparse};
+use crate::dstream::stateful::{StateViews, Stateful, shrink_if_sparse};
 use crate::dstream::{DStream, Data, Key};
 use crate::listener::StateSize;
 use crate::time::Time;
@@ -74,6 +74,8 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         // Whether the previous batch was snapshotted (its changed keys had aux 1).
         let mut snapshotted = false;
         let op_name = name.clone();
+        let views = StateViews::shared();
+        let offered = std::rc::Rc::clone(&views);
         let changes = shuffle_batches(
             input,
             self.ticks.clone(),
@@ -221,6 +223,9 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 }
                 let keys = states.values().map(|(s, _)| s.len()).sum();
                 runtime.report_state(t, StateSize::of::<K, S>(&op_name, keys));
+                offered
+                    .borrow_mut()
+                    .offer(t, states.iter().map(|(q, (state, _))| (*q, state)));
                 if let Some(store) = store.as_mut().filter(|_| due) {
                     save_state(store, &runtime, &op_name, t, keys, || {
                         states
@@ -236,6 +241,6 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             },
         );
         let changes = self.derive(changes);
-        Stateful::upserts(changes, Every::Batch)
+        Stateful::of_state(changes, &views)
     }
 }
