@@ -8,7 +8,9 @@
 //! 2. the same lines through a single-threaded `HashMap<String, u64>` loop (the roofline, with
 //!    std's SipHash and with foldhash, timed before and after the runs, the faster counting) and
 //!    sluice's words per CPU-second of the job (its receiver and workers) against it;
-//! 3. fed 4× the 1-worker stable rate: with the receiver bounded (the default 128 MiB), and
+//! 3. a stateless job whose work per line outweighs receiving it, on 1 and 2 workers: how much
+//!    the second worker adds when the receiver's blocks are spread over both;
+//! 4. fed 4× the 1-worker stable rate: with the receiver bounded (the default 128 MiB), and
 //!    bounded with backpressure: peak RSS, p50/p99 processing, how long the receiver held its
 //!    sender back per batch, and the sender's lag (seconds of input it could not send) at the
 //!    end. (Unbounded, as before, is not run: each batch then holds everything that arrived
@@ -16,7 +18,8 @@
 //!    killed it after a few batches.)
 //!
 //! Run with `cargo bench --bench socket_overload` (`SLUICE_BENCH_QUICK=1` shortens the runs;
-//! `SLUICE_BENCH_RATE=<lines/s>` measures only that rate, three times, see `one_rate`).
+//! `SLUICE_BENCH_RATE=<lines/s>` measures only that rate, three times, see `one_rate`;
+//! `SLUICE_BENCH_SECTION=costly` runs only section 3).
 //! The sender shares the machine's cores with the job, as `nc` would.
 
 #[global_allocator]
@@ -65,11 +68,39 @@ struct Run {
 
 /// Runs the word count for `secs` one-second batches against a sender at `rate` lines/s.
 fn run(threads: usize, rate: u64, secs: u64, options: SocketOptions, text: &Arc<Vec<u8>>) -> Run {
+    run_job(Job::WordCount, threads, rate, secs, options, text)
+}
+
+/// Which job reads the sender's lines.
+#[derive(Clone, Copy)]
+enum Job {
+    /// The course's word count.
+    WordCount,
+    /// A stateless job whose work per line outweighs receiving it: `COSTLY_ROUNDS` rounds of
+    /// hashing per word (standing for a parse or an enrichment), then `count()`.
+    Costly,
+}
+
+/// Rounds of hashing per word in [`Job::Costly`]: about 10 µs of work per line, so that at the
+/// rates one worker keeps up with the sender and the receiver take a tenth of a core or less.
+const COSTLY_ROUNDS: u64 = 200;
+
+fn run_job(
+    job: Job,
+    threads: usize,
+    rate: u64,
+    secs: u64,
+    options: SocketOptions,
+    text: &Arc<Vec<u8>>,
+) -> Run {
     let cpu_before = paced::cpu_ticks("self");
     let sender = Sender::start(rate, text);
     let port = sender.port;
     let timeline = Timeline::default();
-    paced::run_wordcount(threads, port, secs, options, timeline.clone());
+    match job {
+        Job::WordCount => paced::run_wordcount(threads, port, secs, options, timeline.clone()),
+        Job::Costly => run_costly(threads, port, secs, options, timeline.clone()),
+    }
     let (sender_lag_lines, sender_ticks) = sender.stop();
     let job_ticks = paced::cpu_ticks("self").saturating_sub(cpu_before + sender_ticks);
     Run {
@@ -137,6 +168,82 @@ impl Run {
     }
 }
 
+/// [`Job::Costly`] on `threads` workers.
+fn run_costly(threads: usize, port: u16, batches: u64, options: SocketOptions, listener: Timeline) {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let config = sluice::StreamingConfig::new(Duration::from_secs(1))
+        .expect("1 s is a batch interval")
+        .cluster(sluice::Cluster {
+            threads,
+            ..sluice::Cluster::default()
+        })
+        .max_batches(batches)
+        .listener(listener);
+    sluice::StreamingContext::new(config)
+        .run(move |job| {
+            let hasher = foldhash::fast::FixedState::with_seed(7);
+            job.socket_text_stream_with("127.0.0.1", port, options.clone())
+                .map(move |line| {
+                    let mut h = 0u64;
+                    for word in line.split_whitespace() {
+                        for round in 0..COSTLY_ROUNDS {
+                            let mut state = hasher.build_hasher();
+                            (h, round, word).hash(&mut state);
+                            h = state.finish();
+                        }
+                    }
+                    h
+                })
+                .filter(|h| h % 2 == 0)
+                .count()
+                .foreach_batch(|_t, n| {
+                    std::hint::black_box(n);
+                })
+        })
+        .expect("the sluice job runs");
+}
+
+/// Section 3: [`Job::Costly`]'s largest stable rate on 1 and 2 workers.
+fn costly_section(secs: u64, text: &Arc<Vec<u8>>) {
+    println!(
+        "\n## A stateless job whose work per line outweighs receiving it ({COSTLY_ROUNDS} rounds of hashing per word, then `filter` and `count`; 100 ms blocks): the largest rate kept up with\n"
+    );
+    println!("| workers | stable rate | p50 processing | p99 processing |");
+    println!("|---|---|---|---|");
+    let mut costly = Vec::new();
+    // Ten blocks a batch (100 ms block interval), so that two workers get five each (the
+    // default's five blocks split 3:2; Spark's tuning advice is the same: tasks a multiple of
+    // the cores).
+    let ten_blocks = SocketOptions {
+        block_interval: Duration::from_millis(100),
+        ..SocketOptions::default()
+    };
+    for threads in [1usize, 2] {
+        let best = paced::largest_stable(20_000, 2_000_000, |rate| {
+            let r = run_job(Job::Costly, threads, rate, secs, ten_blocks.clone(), text);
+            Some((r.stable(rate), r))
+        })
+        .flatten();
+        let Some((rate, r)) = best else {
+            println!("| {threads} | below 20 000 lines/s | | |");
+            continue;
+        };
+        println!(
+            "| {threads} | {:.0} k lines/s | {:.0} ms | {:.0} ms |",
+            rate as f64 / 1e3,
+            r.processing(0.5).as_secs_f64() * 1e3,
+            r.processing(0.99).as_secs_f64() * 1e3
+        );
+        costly.push(rate);
+    }
+    if let [one, two] = costly[..] {
+        println!(
+            "\n-w 2 stable / -w 1 stable: {:.2} (the receiver's blocks are spread over both workers)",
+            two as f64 / one as f64
+        );
+    }
+}
+
 /// `SLUICE_BENCH_RATE=<lines/s>`: only `-w 1` (or `SLUICE_BENCH_WORKERS`) at that rate, three
 /// runs between roofline loops: the words per CPU-second of the job, for comparing two builds
 /// or settings at the same load without the search for the stable rate.
@@ -149,9 +256,13 @@ fn one_rate(rate: u64, secs: u64, lines: &[String], text: &Arc<Vec<u8>>) {
         "| run | workers | rate | kept up | p50 processing | peak RSS | words per CPU-second of the job | / foldhash loop |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let job = match std::env::var("SLUICE_BENCH_SECTION").as_deref() {
+        Ok("costly") => Job::Costly,
+        _ => Job::WordCount,
+    };
     for round in 1..=3 {
         let roof = roofline::<foldhash::fast::RandomState>(lines);
-        let r = run(threads, rate, secs, SocketOptions::default(), text);
+        let r = run_job(job, threads, rate, secs, SocketOptions::default(), text);
         println!(
             "| {round} | {threads} | {:.2} M lines/s | {} | {:.0} ms | {:.0} MiB | {:.1} M | {:.2} |",
             rate as f64 / 1e6,
@@ -194,10 +305,14 @@ fn main() {
     let text = paced::wire(&lines);
     let bounded = SocketOptions::default();
     if let Ok(rate) = std::env::var("SLUICE_BENCH_RATE") {
+        // (With SLUICE_BENCH_SECTION=costly, of the costly job.)
         let rate = rate
             .parse()
             .expect("SLUICE_BENCH_RATE is a rate in lines/s, e.g. 800000");
         return one_rate(rate, secs, &lines, &text);
+    }
+    if std::env::var("SLUICE_BENCH_SECTION").as_deref() == Ok("costly") {
+        return costly_section(secs, &text);
     }
     // The loops are timed before and after the sluice runs (this machine's speed drifts by a
     // third between minutes), and the faster of each counts: the ratios below are the lower.
@@ -273,6 +388,8 @@ fn main() {
             stable_rates[1].0 as f64 / stable_rates[0].0 as f64
         );
     }
+
+    costly_section(secs, &text);
 
     let over = (stable_rates[0].0.max(200_000)) * 4;
     println!(

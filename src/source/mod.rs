@@ -298,6 +298,14 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
                 .into_iter()
                 .map(|p| (p.id, p.records.into_iter(), false)),
         );
+        // Other workers' partitions first (a stable sort: each group keeps its order): they
+        // leave at once, and those workers work on them while this one steps through its own.
+        if let Some(input) = &self.input {
+            let (index, peers) = input.worker;
+            self.buffer
+                .make_contiguous()
+                .sort_by_key(|(id, _, _)| id.worker(peers) == index);
+        }
         SourceInput {
             source: self.reader.name(),
             records,
