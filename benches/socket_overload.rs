@@ -170,7 +170,7 @@ impl Run {
 
 /// [`Job::Costly`] on `threads` workers.
 fn run_costly(threads: usize, port: u16, batches: u64, options: SocketOptions, listener: Timeline) {
-    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::hash::BuildHasher;
     let config = sluice::StreamingConfig::new(Duration::from_secs(1))
         .expect("1 s is a batch interval")
         .cluster(sluice::Cluster {
@@ -187,9 +187,7 @@ fn run_costly(threads: usize, port: u16, batches: u64, options: SocketOptions, l
                     let mut h = 0u64;
                     for word in line.split_whitespace() {
                         for round in 0..COSTLY_ROUNDS {
-                            let mut state = hasher.build_hasher();
-                            (h, round, word).hash(&mut state);
-                            h = state.finish();
+                            h = hasher.hash_one((h, round, word));
                         }
                     }
                     h
@@ -264,9 +262,14 @@ fn one_rate(rate: u64, secs: u64, lines: &[String], text: &Arc<Vec<u8>>) {
         let roof = roofline::<foldhash::fast::RandomState>(lines);
         let r = run_job(job, threads, rate, secs, SocketOptions::default(), text);
         println!(
-            "| {round} | {threads} | {:.2} M lines/s | {} | {:.0} ms | {:.0} MiB | {:.1} M | {:.2} |",
+            "| {round} | {threads} | {:.2} M lines/s | {} | {} ms | {:.0} ms | {:.0} MiB | {:.1} M | {:.2} |",
             rate as f64 / 1e6,
             if r.stable(rate) { "yes" } else { "no" },
+            r.first_with_input()
+                .iter()
+                .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+                .collect::<Vec<_>>()
+                .join(", "),
             r.processing(0.5).as_secs_f64() * 1e3,
             r.peak_rss_mib(),
             r.words_per_cpu_sec() / 1e6,
