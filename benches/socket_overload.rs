@@ -171,15 +171,7 @@ impl Run {
 /// [`Job::Costly`] on `threads` workers.
 fn run_costly(threads: usize, port: u16, batches: u64, options: SocketOptions, listener: Timeline) {
     use std::hash::BuildHasher;
-    let config = sluice::StreamingConfig::new(Duration::from_secs(1))
-        .expect("1 s is a batch interval")
-        .cluster(sluice::Cluster {
-            threads,
-            ..sluice::Cluster::default()
-        })
-        .max_batches(batches)
-        .listener(listener);
-    sluice::StreamingContext::new(config)
+    sluice::StreamingContext::new(paced::one_second_batches(threads, batches, listener))
         .run(move |job| {
             let hasher = foldhash::fast::FixedState::with_seed(7);
             job.socket_text_stream_with("127.0.0.1", port, options.clone())

@@ -203,6 +203,22 @@ impl Drop for CpuOnExit {
     }
 }
 
+/// `batches` batches of 1 s on `threads` workers, `listener` hearing every batch.
+pub fn one_second_batches(
+    threads: usize,
+    batches: u64,
+    listener: impl sluice::listener::StreamingListener + 'static,
+) -> sluice::StreamingConfig {
+    sluice::StreamingConfig::new(Duration::from_secs(1))
+        .expect("1 s is a batch interval")
+        .cluster(sluice::Cluster {
+            threads,
+            ..sluice::Cluster::default()
+        })
+        .max_batches(batches)
+        .listener(listener)
+}
+
 /// The course's socket word count (`flatMap(split).map((_, 1)).reduceByKey(_ + _)`) on sluice,
 /// `threads` workers, `batches` batches of 1 s, reading from `port` with `options`; `listener`
 /// hears every batch.
@@ -213,15 +229,7 @@ pub fn run_wordcount(
     options: sluice::source::SocketOptions,
     listener: impl sluice::listener::StreamingListener + 'static,
 ) {
-    let config = sluice::StreamingConfig::new(Duration::from_secs(1))
-        .expect("1 s is a batch interval")
-        .cluster(sluice::Cluster {
-            threads,
-            ..sluice::Cluster::default()
-        })
-        .max_batches(batches)
-        .listener(listener);
-    sluice::StreamingContext::new(config)
+    sluice::StreamingContext::new(one_second_batches(threads, batches, listener))
         .run(move |job| {
             job.socket_text_stream_with("127.0.0.1", port, options.clone())
                 .flat_map(|line| {

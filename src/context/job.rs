@@ -62,9 +62,7 @@ impl<'s> Job<'s> {
         let (mut local, mut shipped) = (InputHandleVec::new(), InputHandleVec::new());
         let stream = local
             .to_stream(self.scope)
-            .concat(crate::dstream::partition::place(
-                shipped.to_stream(self.scope),
-            ));
+            .concat(crate::dstream::place::place(shipped.to_stream(self.scope)));
         let inputs = crate::source::SourceInputs {
             local,
             shipped,

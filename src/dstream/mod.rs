@@ -35,6 +35,7 @@ pub mod join;
 pub mod output;
 pub mod pair;
 pub mod partition;
+pub(crate) mod place;
 pub mod remember;
 pub mod render;
 pub mod state;
