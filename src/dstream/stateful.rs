@@ -208,18 +208,10 @@ impl<'s, T: Data> Stateful<'s, T> {
 }
 
 impl<'s, K: Key, V: Data + PartialEq> Stateful<'s, (K, V)> {
-    /// Spark's view of keyed upserts (`-old`, `+new` per key in `changes`; see
+    /// Spark's view of a window's keyed upserts (`-old`, `+new` per key in `changes`; see
     /// [`upsert_snapshots`]) at every batch `every` includes.
     pub(crate) fn upserts(changes: DStream<'s, ((K, V), isize)>, every: Every) -> Self {
-        let (c, limited) = (changes.clone(), changes.clone());
-        Stateful {
-            changes,
-            build: Cell::new(Some(Box::new(move || upsert_snapshots(&c, every, None)))),
-            snapshots: OnceCell::new(),
-            limited: Some(Box::new(move |n| {
-                upsert_snapshots(&limited, every, Some(n))
-            })),
-        }
+        Self::keyed(changes, move |c, limit| upsert_snapshots(c, every, limit))
     }
 
     /// Spark's view of a keyed state at every batch, copied from the stateful operator's own
@@ -228,15 +220,23 @@ impl<'s, K: Key, V: Data + PartialEq> Stateful<'s, (K, V)> {
         changes: DStream<'s, ((K, V), isize)>,
         views: &Rc<RefCell<StateViews<K, V>>>,
     ) -> Self {
-        let (c, limited) = (changes.clone(), changes.clone());
-        let (full_views, limited_views) = (Rc::clone(views), Rc::clone(views));
+        let views = Rc::clone(views);
+        Self::keyed(changes, move |c, limit| state_view(c, &views, limit))
+    }
+
+    /// A keyed `Stateful` whose views `view(changes, limit)` builds: the full one (`limit`
+    /// `usize::MAX`) on first use, or one of at most `limit` records a partition for `print`.
+    fn keyed(
+        changes: DStream<'s, ((K, V), isize)>,
+        view: impl Fn(&DStream<'s, ((K, V), isize)>, usize) -> DStream<'s, (K, V)> + 's,
+    ) -> Self {
+        let view = Rc::new(view);
+        let (c, limited, full) = (changes.clone(), changes.clone(), Rc::clone(&view));
         Stateful {
             changes,
-            build: Cell::new(Some(Box::new(move || {
-                state_view(&c, &full_views, usize::MAX)
-            }))),
+            build: Cell::new(Some(Box::new(move || full(&c, usize::MAX)))),
             snapshots: OnceCell::new(),
-            limited: Some(Box::new(move |n| state_view(&limited, &limited_views, n))),
+            limited: Some(Box::new(move |n| view(&limited, n))),
         }
     }
 }
@@ -360,14 +360,13 @@ impl Every {
 /// (`-old`, `+new`; at most one of each per key and batch; `0` for state restored from a
 /// checkpoint, in place before the batch) and emits all `(key, value)` pairs at every batch
 /// `every` includes, partition by partition. Runs where the changes are (keys stay in their
-/// partitions). With `limit`, at most that many records of each partition, the first ones of
-/// the full view's order.
+/// partitions). At most `limit` records of each partition (`usize::MAX`: all), the first ones
+/// of the full view's order.
 pub(crate) fn upsert_snapshots<'s, K: Key, V: Data + PartialEq>(
     changes: &DStream<'s, ((K, V), isize)>,
     every: Every,
-    limit: Option<usize>,
+    limit: usize,
 ) -> DStream<'s, (K, V)> {
-    let limit = limit.unwrap_or(usize::MAX);
     let mut current: BTreeMap<PartitionId, FixedMap<K, V>> = BTreeMap::new();
     let op_name = changes.ctx.name("snapshot");
     let runtime = changes.ctx.runtime.clone();
