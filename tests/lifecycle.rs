@@ -395,6 +395,101 @@ fn batches_cut_late_report_how_late_they_are() {
     assert!(first.total_delay >= first.scheduling_delay);
 }
 
+/// Worker 0's source: batch 1 is one record in worker 1's partition; batch 2 many feed chunks
+/// in worker 0's own.
+struct SlowSecondBatch;
+
+/// Records in batch 2: many of the driver's feed chunks (16 384 records each).
+const SECOND_BATCH: u64 = 64 * 16_384;
+
+impl sluice::source::BatchReader<u64> for SlowSecondBatch {
+    fn name(&self) -> String {
+        "slow-second-batch".into()
+    }
+    fn read_batch(
+        &mut self,
+        slot: &sluice::source::BatchSlot,
+        out: &mut sluice::source::BatchOut<u64>,
+    ) -> u64 {
+        match (slot.worker, slot.index) {
+            (0, 0) => out.partition(1).push(0),
+            (0, 1) => out.partition(0).extend(1..=SECOND_BATCH),
+            _ => {}
+        }
+        0
+    }
+}
+
+/// Sets a flag when batch 1000 ms completes.
+struct FirstDone(Arc<std::sync::atomic::AtomicBool>);
+
+impl sluice::listener::StreamingListener for FirstDone {
+    fn on_batch_completed(&self, batch: &sluice::listener::BatchInfo) {
+        if batch.batch_time.millis() == 1000 {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_batch_is_reported_done_while_the_next_one_still_enters() {
+    // Batch 1's record holds worker 1 until batch 2 has begun to enter on worker 0, so batch 1
+    // is still running when batch 2 is cut. Once worker 1 lets go, batch 1 finishes while
+    // worker 0 is still feeding batch 2, and must be reported then: not after batch 2 has
+    // entered (which counted batch 2's intake in batch 1's processing time, and held back
+    // what a source commits when a batch completes).
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let first_done = Arc::new(AtomicBool::new(false));
+    let second_entering = Arc::new(AtomicBool::new(false));
+    let seen_done_while_entering = Arc::new(AtomicBool::new(false));
+    let clock = ManualClock::new();
+    let config = StreamingConfig::new(secs(1))
+        .unwrap()
+        .threads(2)
+        .clock(clock.clone())
+        .max_batches(2)
+        .listener(FirstDone(first_done.clone()));
+    let flags = (
+        first_done.clone(),
+        second_entering.clone(),
+        seen_done_while_entering.clone(),
+    );
+    let mut job = StreamingContext::new(config)
+        .start(move |job| {
+            let worker = job.worker().index;
+            let (done, entering, seen) = flags.clone();
+            job.source(SlowSecondBatch)
+                .map(move |x| {
+                    if x == 0 {
+                        // Batch 1, on worker 1: wait for batch 2 to enter (at most 20 s).
+                        let since = Instant::now();
+                        while !entering.load(SeqCst) && since.elapsed() < secs(20) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    } else if worker == 0 {
+                        entering.store(true, SeqCst);
+                        if done.load(SeqCst) {
+                            seen.store(true, SeqCst);
+                        } else if x % 16_384 == 1 {
+                            // Give worker 1 time to finish batch 1 between chunks.
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    }
+                    x
+                })
+                .count()
+                .foreach_batch(|_, _| {})
+        })
+        .unwrap();
+    clock.advance(secs(2));
+    job.await_termination().unwrap();
+    assert!(first_done.load(SeqCst), "batch 1 completed");
+    assert!(
+        seen_done_while_entering.load(SeqCst),
+        "batch 1 was reported only after all of batch 2 had entered"
+    );
+}
+
 #[test]
 fn configuration_errors_name_the_fix() {
     let e = StreamingConfig::new(Duration::from_micros(1500)).unwrap_err();

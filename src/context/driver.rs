@@ -190,9 +190,21 @@ pub(crate) fn run_worker(
                 }
                 ticks.send(next);
                 ticks.flush();
-                for f in feeders.iter_mut() {
-                    while f.send_chunk(FEED_CHUNK) {
+                // A batch still running finishes while this one enters: it is reported
+                // between chunks, when it finishes, not after this batch has entered (which
+                // counted this batch's intake in its processing time and held back what its
+                // sources commit).
+                for i in 0..feeders.len() {
+                    while feeders[i].send_chunk(FEED_CHUNK) {
                         worker.step();
+                        report_finished(
+                            &probe,
+                            &mut in_flight,
+                            &mut last_done,
+                            &coord,
+                            &mut feeders,
+                            whole_job,
+                        );
                     }
                 }
                 for f in feeders.iter_mut() {
