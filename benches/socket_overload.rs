@@ -131,15 +131,24 @@ impl Run {
             p,
         )
     }
-    /// Processing times of the first three batches that had input (the latency spike of a
-    /// job's start).
-    fn first_with_input(&self) -> Vec<Duration> {
+    /// The first three batches that had input (the latency spike of a job's start), each as
+    /// `processing/total delay ms (lines)`: total delay from the batch being due to its
+    /// outputs finishing, so that time a batch waits behind the one before shows too.
+    fn first_with_input(&self) -> String {
         self.batches
             .iter()
             .filter(|(b, _)| b.num_records() > 0)
             .take(3)
-            .map(|(b, _)| b.processing_time)
-            .collect()
+            .map(|(b, _)| {
+                format!(
+                    "{:.0}/{:.0} ({:.2} M)",
+                    b.processing_time.as_secs_f64() * 1e3,
+                    b.total_delay.as_secs_f64() * 1e3,
+                    b.num_records() as f64 / 1e6
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
     /// Words the job counted per CPU-second it used (all its threads: receiver and workers).
     fn words_per_cpu_sec(&self) -> f64 {
@@ -243,9 +252,9 @@ fn one_rate(rate: u64, secs: u64, lines: &[String], text: &Arc<Vec<u8>>) {
         .and_then(|w| w.parse().ok())
         .unwrap_or(1);
     println!(
-        "| run | workers | rate | kept up | p50 processing | peak RSS | words per CPU-second of the job | / foldhash loop |"
+        "| run | workers | rate | kept up | first batches with input: processing/total delay ms (lines) | p50 processing | peak RSS | words per CPU-second of the job | / foldhash loop |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let job = match std::env::var("SLUICE_BENCH_SECTION").as_deref() {
         Ok("costly") => Job::Costly,
         _ => Job::WordCount,
@@ -254,14 +263,10 @@ fn one_rate(rate: u64, secs: u64, lines: &[String], text: &Arc<Vec<u8>>) {
         let roof = roofline::<foldhash::fast::RandomState>(lines);
         let r = run_job(job, threads, rate, secs, SocketOptions::default(), text);
         println!(
-            "| {round} | {threads} | {:.2} M lines/s | {} | {} ms | {:.0} ms | {:.0} MiB | {:.1} M | {:.2} |",
+            "| {round} | {threads} | {:.2} M lines/s | {} | {} | {:.0} ms | {:.0} MiB | {:.1} M | {:.2} |",
             rate as f64 / 1e6,
             if r.stable(rate) { "yes" } else { "no" },
-            r.first_with_input()
-                .iter()
-                .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
-                .collect::<Vec<_>>()
-                .join(", "),
+            r.first_with_input(),
             r.processing(0.5).as_secs_f64() * 1e3,
             r.peak_rss_mib(),
             r.words_per_cpu_sec() / 1e6,
@@ -348,12 +353,7 @@ fn main() {
     }
     for (threads, firsts, p50) in &first_batches {
         println!(
-            "\n-w {threads}, at its stable rate: the first batches with input took {} ms (the run's p50: {:.0} ms)",
-            firsts
-                .iter()
-                .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
-                .collect::<Vec<_>>()
-                .join(", "),
+            "\n-w {threads}, at its stable rate: the first batches with input, processing/total delay in ms (lines): {firsts} (the run's p50 processing: {:.0} ms)",
             p50.as_secs_f64() * 1e3
         );
     }
