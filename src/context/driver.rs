@@ -140,15 +140,21 @@ pub(crate) fn run_worker(
 
     let mut next = first;
     let mut index = 0u64;
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let mut last_done = Instant::now();
+    let mut finishing = Finishing {
+        probe: probe.clone(),
+        in_flight: VecDeque::new(),
+        last_done: Instant::now(),
+        whole_job,
+    };
     loop {
         if coord.aborted() {
             break;
         }
         let due = match &pacing {
             Pacing::Clock(_) => coord.now_ms() >= next,
-            Pacing::AsFastAsPossible { max_in_flight } => in_flight.len() < *max_in_flight,
+            Pacing::AsFastAsPossible { max_in_flight } => {
+                finishing.in_flight.len() < *max_in_flight
+            }
         };
         match coord.try_cut(next, due) {
             CutDecision::Cut { last } => {
@@ -197,14 +203,7 @@ pub(crate) fn run_worker(
                 for i in 0..feeders.len() {
                     while feeders[i].send_chunk(FEED_CHUNK) {
                         worker.step();
-                        report_finished(
-                            &probe,
-                            &mut in_flight,
-                            &mut last_done,
-                            &coord,
-                            &mut feeders,
-                            whole_job,
-                        );
+                        finishing.report(&coord, &mut feeders);
                     }
                 }
                 for f in feeders.iter_mut() {
@@ -212,7 +211,7 @@ pub(crate) fn run_worker(
                 }
                 ticks.advance_to(next + interval);
                 job_inputs.advance_to(next + interval);
-                in_flight.push_back(InFlight {
+                finishing.in_flight.push_back(InFlight {
                     t: next,
                     inputs,
                     cut_at,
@@ -234,14 +233,7 @@ pub(crate) fn run_worker(
             }
             CutDecision::Finished => break,
         }
-        report_finished(
-            &probe,
-            &mut in_flight,
-            &mut last_done,
-            &coord,
-            &mut feeders,
-            whole_job,
-        );
+        finishing.report(&coord, &mut feeders);
     }
 
     for f in feeders.iter_mut() {
@@ -257,14 +249,7 @@ pub(crate) fn run_worker(
     }
     while !probe.done() {
         worker.step_or_park(Some(Duration::from_millis(5)));
-        report_finished(
-            &probe,
-            &mut in_flight,
-            &mut last_done,
-            &coord,
-            &mut feeders,
-            whole_job,
-        );
+        finishing.report(&coord, &mut feeders);
         if coord.aborted() {
             for id in worker.installed_dataflows() {
                 worker.drop_dataflow(id);
@@ -272,14 +257,7 @@ pub(crate) fn run_worker(
             return Ok(());
         }
     }
-    report_finished(
-        &probe,
-        &mut in_flight,
-        &mut last_done,
-        &coord,
-        &mut feeders,
-        whole_job,
-    );
+    finishing.report(&coord, &mut feeders);
     Ok(())
 }
 
@@ -383,53 +361,60 @@ fn record_plans(
     c.record_plan(&mut log.1, t, plans)
 }
 
-/// Reports every in-flight batch the probe has passed, oldest first; with `whole_job` (process
-/// 0 of several), the input of every worker of the job instead of this worker's.
-fn report_finished(
-    probe: &ProbeHandle<u64>,
-    in_flight: &mut VecDeque<InFlight>,
-    last_done: &mut Instant,
-    coord: &Coordinator,
-    feeders: &mut [Box<dyn Feeder>],
-    whole_job: Option<&std::cell::RefCell<JobInputs>>,
-) {
-    // An aborting job commits nothing more: an output that failed (or gave up) may have left
-    // its batch unwritten although the probe passed it.
-    if coord.aborted() {
-        return;
-    }
-    while let Some(front) = in_flight.front() {
-        if probe.less_equal(&front.t) {
-            break;
+/// The batches this worker has cut and not yet seen finish, oldest first.
+struct Finishing<'a> {
+    /// Behind every output of the job.
+    probe: ProbeHandle<u64>,
+    in_flight: VecDeque<InFlight>,
+    /// When the last batch was seen finished (the next one's processing starts no earlier).
+    last_done: Instant,
+    /// Process 0 of several: every worker's input of each batch, gathered.
+    whole_job: Option<&'a std::cell::RefCell<JobInputs>>,
+}
+
+impl Finishing<'_> {
+    /// Reports every in-flight batch the probe has passed, oldest first; with `whole_job`
+    /// (process 0 of several), the input of every worker of the job instead of this worker's.
+    fn report(&mut self, coord: &Coordinator, feeders: &mut [Box<dyn Feeder>]) {
+        // An aborting job commits nothing more: an output that failed (or gave up) may have
+        // left its batch unwritten although the probe passed it.
+        if coord.aborted() {
+            return;
         }
-        let Some(b) = in_flight.pop_front() else {
-            break;
-        };
-        let done_at = Instant::now();
-        let started_at = b.cut_at.max(*last_done);
-        *last_done = done_at;
-        // Every output of the batch has finished everywhere: sources may commit it.
-        for (f, input) in feeders.iter_mut().zip(&b.inputs) {
-            f.completed(&CompletedBatch {
-                time: Time::from_millis(b.t),
-                interval_ms: coord.batch_ms,
-                records: input.records,
-                processing_delay: done_at.saturating_duration_since(started_at),
-                scheduling_delay: started_at.saturating_duration_since(b.cut_at),
+        while let Some(front) = self.in_flight.front() {
+            if self.probe.less_equal(&front.t) {
+                break;
+            }
+            let Some(b) = self.in_flight.pop_front() else {
+                break;
+            };
+            let done_at = Instant::now();
+            let started_at = b.cut_at.max(self.last_done);
+            self.last_done = done_at;
+            // Every output of the batch has finished everywhere: sources may commit it.
+            for (f, input) in feeders.iter_mut().zip(&b.inputs) {
+                f.completed(&CompletedBatch {
+                    time: Time::from_millis(b.t),
+                    interval_ms: coord.batch_ms,
+                    records: input.records,
+                    processing_delay: done_at.saturating_duration_since(started_at),
+                    scheduling_delay: started_at.saturating_duration_since(b.cut_at),
+                });
+            }
+            // Process 0 of several reports the whole job's input once (on worker 0, which
+            // gathered it; its other workers' input is in there); other processes report
+            // their own.
+            let inputs = match self.whole_job {
+                Some(g) => g.borrow_mut().remove(&b.t).unwrap_or_default(),
+                None => b.inputs,
+            };
+            coord.report(WorkerBatch {
+                batch_ms: b.t,
+                inputs,
+                cut_at: b.cut_at,
+                started_at,
+                done_at,
             });
         }
-        // Process 0 of several reports the whole job's input once (on worker 0, which gathered
-        // it; its other workers' input is in there); other processes report their own.
-        let inputs = match whole_job {
-            Some(g) => g.borrow_mut().remove(&b.t).unwrap_or_default(),
-            None => b.inputs,
-        };
-        coord.report(WorkerBatch {
-            batch_ms: b.t,
-            inputs,
-            cut_at: b.cut_at,
-            started_at,
-            done_at,
-        });
     }
 }
