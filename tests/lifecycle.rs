@@ -399,8 +399,10 @@ fn batches_cut_late_report_how_late_they_are() {
 /// in worker 0's own.
 struct SlowSecondBatch;
 
-/// Records in batch 2: many of the driver's feed chunks (16 384 records each).
-const SECOND_BATCH: u64 = 64 * 16_384;
+/// Records the driver feeds between two steps of a worker.
+const FEED_CHUNK: u64 = 16_384;
+/// Records in batch 2: many feed chunks.
+const SECOND_BATCH: u64 = 64 * FEED_CHUNK;
 
 impl sluice::source::BatchReader<u64> for SlowSecondBatch {
     fn name(&self) -> String {
@@ -470,7 +472,7 @@ fn a_batch_is_reported_done_while_the_next_one_still_enters() {
                         entering.store(true, SeqCst);
                         if done.load(SeqCst) {
                             seen.store(true, SeqCst);
-                        } else if x % 16_384 == 1 {
+                        } else if x % FEED_CHUNK == 1 {
                             // Give worker 1 time to finish batch 1 between chunks.
                             std::thread::sleep(Duration::from_millis(2));
                         }
