@@ -45,8 +45,14 @@ impl Buffer {
     }
 
     /// Takes every line, cut into blocks (block sizes, in order).
+    ///
+    /// The buffer starts again with room for as many lines as it hands over: at a steady rate
+    /// the next batch's lines then arrive without the vector growing (each growth a copy of
+    /// every line so far, into memory the kernel must first zero). Room not filled is address
+    /// space, not memory: pages are only backed once written.
     pub(crate) fn take(&mut self) -> (Vec<String>, Vec<u64>) {
-        let lines = std::mem::take(&mut self.lines);
+        let room = self.lines.len();
+        let lines = std::mem::replace(&mut self.lines, Vec::with_capacity(room));
         self.bytes = 0;
         let mut sizes = Vec::with_capacity(self.block_starts.len() + 1);
         let mut at = 0;
@@ -63,11 +69,19 @@ impl Buffer {
 }
 
 /// Puts a batch's lines into its partitions, one per block, in order.
+///
+/// Blocks are cut from the back, so every line is moved at most once, and the first block keeps
+/// the batch's own vector; each block then becomes its partition as it is, not a copy.
 pub(crate) fn into_blocks(mut lines: Vec<String>, sizes: &[u64], out: &mut BatchOut<String>) {
     let mut rest = Vec::new();
     for (i, size) in sizes.iter().enumerate().rev() {
         let at = lines.len().saturating_sub(*size as usize);
-        rest.push((i, lines.split_off(at)));
+        let block = if at == 0 {
+            std::mem::take(&mut lines)
+        } else {
+            lines.split_off(at)
+        };
+        rest.push((i, block));
     }
     if !lines.is_empty() {
         // Sizes that do not add up (an older plan): whatever is left is a block of its own.
@@ -75,7 +89,12 @@ pub(crate) fn into_blocks(mut lines: Vec<String>, sizes: &[u64], out: &mut Batch
     }
     rest.sort_by_key(|(i, _)| *i);
     for (i, block) in rest {
-        out.partition(i as u32).extend(block);
+        let records = out.partition(i as u32);
+        if records.is_empty() {
+            *records = block;
+        } else {
+            records.extend(block);
+        }
     }
 }
 
@@ -107,6 +126,31 @@ mod tests {
             parts,
             vec![(0, lines(0..3)), (1, lines(3..4)), (2, lines(4..9))]
         );
+    }
+
+    #[test]
+    fn blocks_are_moved_not_copied() {
+        let all = lines(0..10);
+        let first_line = all.as_ptr();
+        let mut out = BatchOut::new(0);
+        into_blocks(all, &[4, 6], &mut out);
+        let parts = out.into_parts();
+        assert_eq!(parts[0].records, lines(0..4));
+        assert_eq!(parts[1].records, lines(4..10));
+        // The first block is the batch's vector itself, not a copy of it.
+        assert_eq!(parts[0].records.as_ptr(), first_line);
+    }
+
+    #[test]
+    fn the_buffer_keeps_room_for_a_batch_like_the_last() {
+        let mut buffer = Buffer::default();
+        buffer.append(&mut lines(0..1000), Duration::from_secs(1));
+        let (taken, _) = buffer.take();
+        assert_eq!(taken.len(), 1000);
+        assert!(buffer.lines.capacity() >= 1000);
+        // After a batch with no lines the room goes back to nothing.
+        buffer.take();
+        assert_eq!(buffer.lines.capacity(), 0);
     }
 
     #[test]
