@@ -118,6 +118,18 @@ pub enum SluiceError {
         /// What to do about it.
         fix: String,
     },
+    /// Another process holds the checkpoint (a second copy of the job, or another job on the
+    /// same directory): refused before anything there is read or written.
+    #[error(
+        "the checkpoint {} is in use by {holder}; stop that process first, or give this job a checkpoint directory of its own (a lock left by a process that died is taken over at once)",
+        dir.display()
+    )]
+    CheckpointInUse {
+        /// The checkpoint directory or URL.
+        dir: PathBuf,
+        /// Who holds it: host, PID, start time, job.
+        holder: String,
+    },
     /// A checkpoint file cannot be read or written.
     #[error(transparent)]
     CheckpointFile(#[from] crate::checkpoint::file::CheckpointError),
@@ -183,6 +195,7 @@ impl SluiceError {
                     | SluiceError::Hostfile { .. }
                     | SluiceError::NotAMultipleOfBatch { .. }
                     | SluiceError::NoOutputOperations
+                    | SluiceError::CheckpointInUse { .. }
             ),
         }
     }

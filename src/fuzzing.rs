@@ -92,8 +92,9 @@ fn open_as_a_restart(dir: &Path) {
         dir: dir.to_path_buf(),
         interval_ms: None,
         incremental: true,
+        accept_source_change: false,
     };
-    let Ok(checkpoint) = Checkpoint::open(&config, 1000, 1_000_000, None) else {
+    let Ok(checkpoint) = Checkpoint::open(&config, 1000, 1_000_000, None, 0) else {
         return;
     };
     if checkpoint.first_batch().is_err() {

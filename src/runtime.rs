@@ -83,6 +83,15 @@ impl Runtime {
         self.coord.silent_through()
     }
 
+    /// Whether batch `t`'s input can be left out without changing any answer: a batch
+    /// replayed with its outputs off (they happened before the restart) in a job that keeps no
+    /// state and no window (nothing is rebuilt from it).
+    #[cfg_attr(not(feature = "files"), allow(dead_code))]
+    pub(crate) fn input_unneeded(&self, t: u64) -> bool {
+        self.silent_through().is_some_and(|c| t <= c)
+            && self.coord.checkpoint().is_some_and(|c| !c.keeps_state())
+    }
+
     /// Batches up to this one were planned by a run that may have crashed in their outputs.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the Kafka source and sinks
     pub(crate) fn in_doubt_through(&self) -> Option<u64> {

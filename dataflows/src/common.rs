@@ -141,6 +141,11 @@ pub struct CommonArgs {
     /// (incremental snapshots, compacted in the background, are the default).
     #[arg(long, requires = "checkpoint")]
     pub full_snapshots: bool,
+    /// Restart although a source is not the checkpoint's (another port, other topics, another
+    /// directory), dropping the input the old one planned that no snapshot has counted yet
+    /// (the log says how much). Without it such a restart is refused.
+    #[arg(long, requires = "checkpoint")]
+    pub accept_source_change: bool,
     /// Partitions of queue and generated input and of every shuffle (Spark's
     /// `spark.default.parallelism`; default: the number of workers). Set it and the output
     /// comes in the same order on any number of workers.
@@ -188,6 +193,9 @@ impl CommonArgs {
         }
         if self.full_snapshots {
             config = config.incremental_snapshots(false);
+        }
+        if self.accept_source_change {
+            config = config.accept_source_change(true);
         }
         if let Some(n) = self.default_parallelism {
             config = config.default_parallelism(n as usize);

@@ -176,11 +176,34 @@ fn main() -> ExitCode {
     };
     let (common, dataflow) = dataflow.into_dataflow();
     logging::init(common.verbose);
+    raise_descriptor_limit();
     match dataflow.run(&common) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice: error: {e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Raises this process's soft limit of open files to the hard one (as servers do at start):
+/// connections, checkpoint files and logs then have room far above the web UI's cap.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct given, which lives here.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let before = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                tracing::debug!("open-file limit raised from {before} to {}", limit.rlim_max);
+            }
         }
     }
 }

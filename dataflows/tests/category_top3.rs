@@ -115,3 +115,43 @@ fn category_top3_shows_the_top_three_brands_of_each_category() {
     );
     drop(server);
 }
+
+/// The course keys sales by the string `category_brand` and splits it at the first `_`, so
+/// `c_d` of brand `b` and `c` of brand `d_b` would print as one row `c | d_b | 5`; keyed by the
+/// pair, each keeps its own row.
+#[test]
+fn an_underscore_in_a_category_or_brand_keeps_rows_apart() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let text = "20 b c_d\n20 b c_d\n20 b c_d\n20 b c_d\n21 d_b c\n";
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(text.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "category-top3",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--batch",
+        "200ms",
+        "--ui",
+        "off",
+    ]);
+    let mut job = Proc::spawn(cmd);
+    let want = vec![
+        vec!["c".to_owned(), "d_b".into(), "1".into(), "1".into()],
+        vec!["c_d".to_owned(), "b".into(), "4".into(), "1".into()],
+    ];
+    let done = wait_until(Duration::from_secs(30), || {
+        tables(&job.out.lock().unwrap()).last() == Some(&want)
+    });
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    let out = job.out.lock().unwrap().clone();
+    assert!(done, "last table: {:?}\n{}", tables(&out).last(), job.err());
+    drop(server);
+}

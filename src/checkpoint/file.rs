@@ -118,6 +118,46 @@ pub fn write_framed(path: &Path, kind: Kind, payload: &[u8]) -> Result<(), Check
     write_atomic(path, &[&header, payload])
 }
 
+/// [`write_framed`] only if nothing is at `path` yet: whether this call created it. Of two
+/// processes creating one file at once, exactly one wins (a hard link of the finished
+/// temporary file, which fails where a file exists); on an object store the put is
+/// conditional too.
+pub(crate) fn write_framed_new(
+    path: &Path,
+    kind: Kind,
+    payload: &[u8],
+) -> Result<bool, CheckpointError> {
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.push(kind as u8);
+    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    header.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.new", std::process::id()));
+    let linked = (|| {
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(&header).map_err(io("write", &tmp))?;
+        f.write_all(payload).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io("create", path)(e)),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    if !linked? {
+        return Ok(false);
+    }
+    sync_dir(dir)?;
+    #[cfg(feature = "files")]
+    super::mirror::created(path)?;
+    Ok(true)
+}
+
 /// Writes the concatenation of `pieces` to `path` atomically: a temporary file in the same
 /// directory (unique to this process), fsync, rename over `path`, fsync of the directory. A
 /// crash leaves the old file or the new one, never a torn one. Every file sluice writes whole

@@ -61,6 +61,12 @@ pub struct Inspection {
     pub plan_batches: usize,
     /// The sources those plans are of (their stable keys).
     pub plan_sources: Vec<String>,
+    /// The sources the checkpoint records, by key: what each one is (its identity: a
+    /// socket's resolved address, Kafka topics, a directory).
+    pub sources: Vec<(String, String)>,
+    /// Who holds or last held the checkpoint, per process: the holder and whether it holds
+    /// it now (a local directory's lock; `None` where that cannot be told from here).
+    pub owners: Vec<(String, Option<bool>)>,
     /// Receivers' write-ahead logs: source, segments, bytes.
     pub write_ahead_logs: Vec<(String, usize, u64)>,
     /// Offsets kept in the checkpoint.
@@ -164,9 +170,42 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
             .map(|(a, b)| (*a, *b)),
         plan_batches: plans.len(),
         plan_sources,
+        sources: super::sources::load(dir)
+            .into_iter()
+            .map(|(k, s)| (k, s.identity))
+            .collect(),
+        owners: owners(dir),
         write_ahead_logs: write_ahead_logs(dir),
         offsets: offsets(dir),
     })
+}
+
+/// The holders named by the owner files (`owner-p<i>`) and whether each lock is held now.
+fn owners(dir: &Path) -> Vec<(String, Option<bool>)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|es| {
+            es.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| super::owner::is_owner_file(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let path = dir.join(&n);
+            let holder = super::owner::read_holder(&std::fs::read(&path).ok()?)?;
+            let held = std::fs::File::open(&path)
+                .ok()
+                .map(|f| match f.try_lock_shared() {
+                    Ok(()) => false,
+                    Err(std::fs::TryLockError::WouldBlock) => true,
+                    Err(std::fs::TryLockError::Error(_)) => false,
+                });
+            Some((holder.describe(), held))
+        })
+        .collect()
 }
 
 fn snapshots(dir: &Path, batch_ms: u64) -> Vec<SnapshotEntry> {

@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::file::CheckpointError;
@@ -31,6 +32,29 @@ use crate::storage::Location;
 struct Mirror {
     local: PathBuf,
     location: Mutex<Location>,
+    /// Set when this process lost the checkpoint's lease (see `owner`): nothing more is
+    /// written to the store.
+    fenced: Option<Arc<AtomicBool>>,
+}
+
+impl Mirror {
+    /// The store, unless this process was fenced off it.
+    fn store(&self, path: &Path) -> Result<std::sync::MutexGuard<'_, Location>, CheckpointError> {
+        if self
+            .fenced
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            return Err(mirror_error(
+                path,
+                SluiceError::Checkpoint {
+                    problem: "this process lost the checkpoint's lease to another process".into(),
+                    fix: "stop the other copy of the job, then restart this one".into(),
+                },
+            ));
+        }
+        Ok(self.location.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 static MIRRORS: Mutex<Vec<Arc<Mirror>>> = Mutex::new(Vec::new());
@@ -62,6 +86,15 @@ fn mirror_error(path: &Path, e: SluiceError) -> CheckpointError {
 /// Opens the checkpoint at `url`: the local working copy, rebuilt from the store, whose writes
 /// are mirrored from now on.
 pub(crate) fn open(url: &str) -> Result<PathBuf, SluiceError> {
+    open_fenced(url, None)
+}
+
+/// [`open`] for the checkpoint's owner: once `fenced` is set (the lease was lost), every write
+/// to the store fails.
+pub(crate) fn open_fenced(
+    url: &str,
+    fenced: Option<Arc<AtomicBool>>,
+) -> Result<PathBuf, SluiceError> {
     let location = Location::open(url)?;
     let hash = url.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
@@ -82,6 +115,7 @@ pub(crate) fn open(url: &str) -> Result<PathBuf, SluiceError> {
     list.push(Arc::new(Mirror {
         local: local.clone(),
         location: Mutex::new(location),
+        fenced,
     }));
     tracing::info!(
         "checkpoint {url}: working copy in {} (every write is mirrored to the store first)",
@@ -101,6 +135,9 @@ fn piece(name: &str) -> Option<(&str, u64)> {
 fn download(location: &Location, local: &Path) -> Result<(), SluiceError> {
     let mut logs: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
     for e in location.list(true)? {
+        if super::owner::is_owner_file(&e.path) {
+            continue;
+        }
         match piece(&e.path) {
             Some((base, offset)) => logs
                 .entry(base.to_owned())
@@ -155,9 +192,24 @@ pub(crate) fn wrote(path: &Path) -> Result<(), CheckpointError> {
         path: path.to_owned(),
         source: e,
     })?;
-    let location = m.location.lock().unwrap_or_else(|p| p.into_inner());
-    location
+    m.store(path)?
         .write(&rel, &bytes)
+        .map_err(|e| mirror_error(path, e))
+}
+
+/// A whole file was created durably at `path` and must be the only one there: put it only if
+/// the store has none (or the same bytes, a retried put); other bytes are another writer's.
+pub(crate) fn created(path: &Path) -> Result<(), CheckpointError> {
+    let Some((m, rel)) = find(path) else {
+        return Ok(());
+    };
+    let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io {
+        action: "read back",
+        path: path.to_owned(),
+        source: e,
+    })?;
+    m.store(path)?
+        .write_new(&rel, &bytes)
         .map_err(|e| mirror_error(path, e))
 }
 
@@ -166,8 +218,7 @@ pub(crate) fn appended(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), Che
     let Some((m, rel)) = find(path) else {
         return Ok(());
     };
-    let location = m.location.lock().unwrap_or_else(|p| p.into_inner());
-    location
+    m.store(path)?
         .write_new(&format!("{rel}.at{offset:020}"), bytes)
         .map_err(|e| mirror_error(path, e))
 }
@@ -182,7 +233,9 @@ pub(crate) fn removed(path: &Path) {
     let Some((m, rel)) = find(path) else {
         return;
     };
-    let location = m.location.lock().unwrap_or_else(|p| p.into_inner());
+    let Ok(location) = m.store(path) else {
+        return;
+    };
     let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
     let entries = match location.list_under(parent) {
         Ok(e) => e,

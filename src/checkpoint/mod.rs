@@ -38,10 +38,12 @@ pub mod file;
 pub mod inspect;
 #[cfg(feature = "files")]
 pub(crate) mod mirror;
+pub(crate) mod owner;
 mod parts;
 pub(crate) mod plans;
 mod recovery;
 mod snapshot;
+pub(crate) mod sources;
 mod writer;
 
 pub(crate) use delta::FullEntry;
@@ -82,6 +84,9 @@ pub struct CheckpointConfig {
     /// Snapshots are built from the changes operators log as they make them, as deltas on the
     /// last full snapshot (the default); `false`: every snapshot batch encodes the whole state.
     pub incremental: bool,
+    /// A restart whose sources differ from the checkpoint's drops the input the old ones
+    /// planned and no snapshot counted (logged with how much), instead of being refused.
+    pub accept_source_change: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -122,6 +127,37 @@ pub(crate) struct Checkpoint {
     resumed: Mutex<std::collections::HashMap<(String, usize), u64>>,
     /// Whether there was anything to recover.
     pub(crate) resuming: bool,
+    /// See [`CheckpointConfig::accept_source_change`].
+    accept_source_change: bool,
+    /// This process's exclusive hold on the checkpoint, until the job ends ([`release`]).
+    ///
+    /// [`release`]: Checkpoint::release
+    owner: Mutex<Option<owner::Owner>>,
+}
+
+/// Takes `dir` for this process (see [`owner`]) and returns the directory it works in, before
+/// anything there is read: a local directory is locked, an object store's lease is taken
+/// before its working copy is made.
+fn own(
+    dir: &std::path::Path,
+    process: usize,
+    job: Option<&str>,
+) -> Result<(owner::Owner, std::path::PathBuf)> {
+    #[cfg(feature = "files")]
+    if mirror::is_remote(dir) {
+        let url = dir.to_string_lossy();
+        let owner = owner::lease(&url, process, job)?;
+        let local = mirror::open_fenced(&url, Some(Arc::clone(&owner.fenced)))?;
+        return Ok((owner, local));
+    }
+    let local = working_dir(dir)?;
+    std::fs::create_dir_all(&local).map_err(|e| SluiceError::Io {
+        action: "cannot create the checkpoint directory",
+        path: local.clone(),
+        source: e,
+    })?;
+    let owner = owner::lock_local(&local, process, job)?;
+    Ok((owner, local))
 }
 
 /// The directory the checkpoint works in: `dir` itself, or for a checkpoint on an object
@@ -157,8 +193,8 @@ impl Checkpoint {
         batch_ms: u64,
         proposed_first: u64,
         job: Option<&str>,
+        process: usize,
     ) -> Result<Arc<Self>> {
-        let dir = working_dir(&config.dir)?;
         let every_ms = config.interval_ms.unwrap_or(10 * batch_ms);
         if every_ms == 0 || !every_ms.is_multiple_of(batch_ms) {
             return Err(SluiceError::NotAMultipleOfBatch {
@@ -168,11 +204,7 @@ impl Checkpoint {
                 suggestion: every_ms.div_ceil(batch_ms).max(1) * batch_ms,
             });
         }
-        std::fs::create_dir_all(&dir).map_err(|e| SluiceError::Io {
-            action: "cannot create the checkpoint directory",
-            path: dir.clone(),
-            source: e,
-        })?;
+        let (owner, dir) = own(&config.dir, process, job)?;
         // A checkpoint of another format version is refused before anything else is read.
         let meta_path = dir.join("metadata");
         let meta = match read_framed(&meta_path, Kind::Metadata) {
@@ -221,7 +253,37 @@ impl Checkpoint {
                 meta.zero
             }
             Err(e) if resuming => return Err(ck_err(format!("{e}"))),
+            Err(_) if !meta_path.exists() => {
+                let meta = Metadata {
+                    batch_ms,
+                    zero: proposed_first,
+                    job: job.map(str::to_owned),
+                };
+                let bytes = serde_json::to_vec(&meta).map_err(|e| ck_err(e.to_string()))?;
+                // Created exclusively: of two first starts at once, one writes it and the other
+                // takes what it wrote (the other processes of one job), or is refused.
+                if file::write_framed_new(&meta_path, Kind::Metadata, &bytes)? {
+                    proposed_first
+                } else {
+                    let theirs = read_framed(&meta_path, Kind::Metadata)?;
+                    let theirs: Metadata = serde_json::from_slice(&theirs).map_err(|e| {
+                        ck_err(format!("{} is unreadable: {e}", meta_path.display()))
+                    })?;
+                    if theirs.job.as_deref() != job || theirs.batch_ms != batch_ms {
+                        return Err(SluiceError::CheckpointInUse {
+                            dir: config.dir.clone(),
+                            holder: format!(
+                                "a job that started at the same moment (`{}`, batch interval {} ms)",
+                                theirs.job.as_deref().unwrap_or("unnamed"),
+                                theirs.batch_ms
+                            ),
+                        });
+                    }
+                    theirs.zero
+                }
+            }
             _ => {
+                // A checkpoint that recorded nothing: started afresh.
                 let meta = Metadata {
                     batch_ms,
                     zero: proposed_first,
@@ -264,6 +326,8 @@ impl Checkpoint {
             parts: parts::PartWriter::default(),
             resumed: Mutex::new(Default::default()),
             resuming,
+            accept_source_change: config.accept_source_change,
+            owner: Mutex::new(Some(owner)),
         }))
     }
 
@@ -275,6 +339,17 @@ impl Checkpoint {
     /// A stateful operator named `name` exists (every worker registers the same names).
     pub(crate) fn register_operator(&self, name: &str) {
         lock(&self.operators).insert(name.to_owned());
+    }
+
+    /// Gives up this process's hold on the checkpoint (the job has ended and flushed).
+    pub(crate) fn release(&self) {
+        drop(lock(&self.owner).take());
+    }
+
+    /// Whether the job keeps anything across batches that a replay rebuilds (a stateful
+    /// operator or a window).
+    pub(crate) fn keeps_state(&self) -> bool {
+        !lock(&self.operators).is_empty() || self.max_window_ms.load(Ordering::SeqCst) > 0
     }
 
     /// A stream asks for snapshots every `interval_ms` (a multiple of the batch interval).

@@ -85,7 +85,7 @@ impl Checkpoint {
     /// first batch: source `key` must be able to (its plans go back to that batch), or the
     /// rebuilt state would quietly miss what the finished batches counted. Refused otherwise,
     /// with the choices.
-    pub(crate) fn check_replay_from_start(&self, key: &str) -> Result<()> {
+    pub(crate) fn check_replay_from_start(&self, key: &str, name: &str) -> Result<()> {
         let stateful = !lock(&self.operators).is_empty();
         if !self.resuming || !stateful || self.completed.is_none() || self.chosen().is_some() {
             return Ok(());
@@ -98,7 +98,7 @@ impl Checkpoint {
         }
         Err(crate::SluiceError::Checkpoint {
             problem: format!(
-                "{} holds batches finished up to {} ms but no usable snapshot of their state, and source `{key}` cannot replay them from the job's first batch {} ms (it records no plans from there): starting would begin from empty state",
+                "{} holds batches finished up to {} ms but no usable snapshot of their state, and source `{name}` cannot replay them from the job's first batch {} ms (it records no plans from there): starting would begin from empty state",
                 self.dir.display(),
                 self.completed.unwrap_or(0),
                 self.zero

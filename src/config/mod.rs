@@ -278,10 +278,15 @@ impl StreamingConfig {
     pub fn checkpoint(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         let interval_ms = self.checkpoint.as_ref().and_then(|c| c.interval_ms);
         let incremental = self.checkpoint.as_ref().is_none_or(|c| c.incremental);
+        let accept_source_change = self
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.accept_source_change);
         self.checkpoint = Some(crate::checkpoint::CheckpointConfig {
             dir: dir.into(),
             interval_ms,
             incremental,
+            accept_source_change,
         });
         self
     }
@@ -310,8 +315,40 @@ impl StreamingConfig {
                     dir: std::path::PathBuf::new(),
                     interval_ms: None,
                     incremental: yes,
+                    accept_source_change: false,
                 })
             }
+        }
+        self
+    }
+
+    /// On a restart whose sources are not the checkpoint's (a socket on another port, other
+    /// Kafka topics, another directory, a source removed), drop the input the old sources
+    /// planned that no snapshot has counted yet, and say how much, instead of refusing to
+    /// start (the default). A source that is the same under another name (`localhost` for
+    /// `127.0.0.1`) is not a change. Takes effect with [`checkpoint`](StreamingConfig::checkpoint).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = sluice::StreamingConfig::new(Duration::from_secs(1))?
+    ///     .checkpoint("/tmp/sluice-chk")
+    ///     .accept_source_change(true);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn accept_source_change(mut self, yes: bool) -> Self {
+        match self.checkpoint.as_mut() {
+            Some(c) => c.accept_source_change = yes,
+            None if yes => {
+                self.checkpoint = Some(crate::checkpoint::CheckpointConfig {
+                    dir: std::path::PathBuf::new(),
+                    interval_ms: None,
+                    incremental: true,
+                    accept_source_change: yes,
+                })
+            }
+            None => {}
         }
         self
     }
@@ -327,6 +364,7 @@ impl StreamingConfig {
                     dir: std::path::PathBuf::new(),
                     interval_ms: Some(ms),
                     incremental: true,
+                    accept_source_change: false,
                 })
             }
         }

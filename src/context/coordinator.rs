@@ -117,6 +117,7 @@ impl Coordinator {
                 batch_ms,
                 proposed_first,
                 config.app_name.as_deref(),
+                config.cluster.process,
             )?),
             None => None,
         };
@@ -249,6 +250,14 @@ impl Coordinator {
     pub(crate) fn flush_checkpoint(&self) {
         if let Some(c) = &self.checkpoint {
             c.flush();
+        }
+    }
+
+    /// The job has ended: its hold on the checkpoint is released (another job of this process
+    /// or another process may take it now).
+    pub(crate) fn release_checkpoint(&self) {
+        if let Some(c) = &self.checkpoint {
+            c.release();
         }
     }
 

@@ -107,12 +107,42 @@ pub(crate) fn run_worker(
     let checkpoint = coord.checkpoint().cloned();
     let mut plan_log = None;
     if let Some(c) = &checkpoint {
+        // Sources that are not the checkpoint's would replay its plans as nothing: refused
+        // (or, accepted, their plans are dropped) before any source recovers.
+        let legacy = legacy_keys(&feeders);
+        let current: Vec<crate::checkpoint::sources::CurrentSource<'_>> = feeders
+            .iter()
+            .zip(&keys)
+            .zip(&legacy)
+            .map(
+                |((f, key), legacy_key)| crate::checkpoint::sources::CurrentSource {
+                    key: key.clone(),
+                    identity: f.identity(),
+                    name: f.name(),
+                    legacy_key: legacy_key.clone(),
+                    count: Box::new(move |p: &[u8]| f.planned_records(p)),
+                },
+            )
+            .collect();
+        let dropped = match c.check_sources(&current, info.index == 0) {
+            Ok(d) => d,
+            Err(e) => {
+                coord.fail(e);
+                coord.built();
+                return Ok(());
+            }
+        };
+        drop(current);
         if c.resuming {
             for (f, key) in feeders.iter_mut().zip(&keys) {
+                let mut recovery = c.source_recovery(key);
+                if dropped.contains(key) {
+                    recovery.plans.clear();
+                }
                 // A source that cannot resume exactly refuses: the job does not start.
                 let resumed = c
-                    .check_replay_from_start(key)
-                    .and_then(|()| f.recover(c.source_recovery(key)));
+                    .check_replay_from_start(key, &f.name())
+                    .and_then(|()| f.recover(recovery));
                 if let Err(e) = resumed {
                     coord.fail(e);
                     coord.built();
@@ -324,7 +354,16 @@ fn gather<'s>(
 
 /// A stable key per source for its recorded plans: its name, numbered among sources of the
 /// same name in build order.
+/// The key each source keeps its plans under: its position in the job (see
+/// `checkpoint::sources`).
 fn source_keys(feeders: &[Box<dyn Feeder>]) -> Vec<String> {
+    (0..feeders.len())
+        .map(crate::checkpoint::sources::key)
+        .collect()
+}
+
+/// The keys earlier versions kept plans under: the name, numbered among sources of one name.
+fn legacy_keys(feeders: &[Box<dyn Feeder>]) -> Vec<String> {
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     feeders
         .iter()

@@ -149,9 +149,21 @@ impl<'s> Job<'s> {
         options: SocketOptions,
     ) -> DStream<'s, String> {
         let receiver = self.ctx.info.index == 0;
+        // The log is kept by the address the host resolves to, so that `localhost` and
+        // `127.0.0.1` find one log; a log kept by the name as given (by earlier versions) is used
+        // while it is the only one there.
+        let resolved = crate::source::socket::resolved_address(host, port).replace(':', "_");
+        let as_given = format!("{host}_{port}");
+        let folder = match (
+            self.ctx.runtime.checkpoint_folder("receiver", &resolved),
+            self.ctx.runtime.checkpoint_folder("receiver", &as_given),
+        ) {
+            (Some(new), Some(old)) if !new.exists() && old.exists() => as_given,
+            _ => resolved,
+        };
         let wal_dir = self.receiver_wal(
             &format!("socket {host}:{port}"),
-            &format!("{host}_{port}"),
+            &folder,
             options.write_ahead_log,
         );
         let reader = SocketReader::new(host, port, options, receiver, wal_dir);

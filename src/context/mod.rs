@@ -173,6 +173,7 @@ impl StreamingContext {
                     // The final snapshot's manifest and the completed marker are on disk.
                     thread_coord.flush_checkpoint();
                 }
+                thread_coord.release_checkpoint();
                 let result = match thread_coord.take_error() {
                     Some(e) => Err(e),
                     None => result,

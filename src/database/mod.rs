@@ -64,12 +64,29 @@ impl From<i64> for SqlValue {
     }
 }
 
-/// A database failure, transient or permanent (see the module docs).
+/// A database failure, transient or permanent (see the module docs). Its text is the
+/// driver's message with every cause under it (`error connecting to server: Connection
+/// refused (os error 111)`), so that the reason reaches the person running the job.
 #[derive(Debug, thiserror::Error)]
-#[error("{source}")]
+#[error("{}", with_causes(source.as_ref()))]
 pub struct DbError {
     transient: bool,
     source: BoxError,
+}
+
+/// `e`'s message followed by each of its causes' that it does not already contain.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl DbError {

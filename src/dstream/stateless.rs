@@ -140,6 +140,7 @@ impl<'s, T: Data> DStream<'s, T> {
     ) -> DStream<'s, U> {
         let name = self.ctx.name("TryMap");
         let dead = dead.clone();
+        let runtime = self.ctx.runtime.clone();
         let stream = per_partition(
             self.stream.clone(),
             self.ticks.clone(),
@@ -150,7 +151,12 @@ impl<'s, T: Data> DStream<'s, T> {
                     .into_iter()
                     .filter_map(|r| f(r).map_err(|m| bad.push(m)).ok())
                     .collect();
-                dead.record_batch(t, id, bad);
+                // Set aside durably, or the batch fails (replayed on restart): never dropped.
+                let give_up = std::time::Instant::now() + crate::source::dead_letter::GIVE_UP;
+                let stop = || runtime.stopping() || std::time::Instant::now() >= give_up;
+                if let Err(e) = dead.write_batch(t, id, bad, &stop) {
+                    runtime.fail(e);
+                }
                 good
             },
         );

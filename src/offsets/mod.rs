@@ -57,6 +57,35 @@ pub(crate) fn store_error(
     }
 }
 
+/// Whether an offset store's error is one that waiting may cure: the store unreachable or
+/// gone away (a database's transient error, a Redis or ZooKeeper connection failure), rather
+/// than a refusal that never passes (bad credentials, a missing database).
+pub(crate) fn is_transient(e: &SluiceError) -> bool {
+    let SluiceError::OffsetStore { source, .. } = e else {
+        return false;
+    };
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    if let Some(db) = source.downcast_ref::<crate::database::DbError>() {
+        return db.is_transient();
+    }
+    #[cfg(feature = "redis")]
+    if let Some(r) = source.downcast_ref::<::redis::RedisError>() {
+        return r.is_io_error()
+            || r.is_connection_refusal()
+            || r.is_timeout()
+            || r.is_connection_dropped();
+    }
+    // Other stores say in their text; an I/O failure underneath is the world's.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// A partition of a topic.
 #[derive(
     Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,

@@ -19,6 +19,12 @@
 //! replay of a checkpointed batch). A line cut short by a crash is removed. Every entry is in
 //! the file once.
 //!
+//! Writes are as durable as outputs: a batch's entries are appended and synced to disk before
+//! the batch goes on; a write that fails (a full disk) is retried with the one retry policy
+//! (`retry`), the half-written tail cut off before each attempt, and when it still fails the
+//! batch fails (`record_batch` returns the error, the operator fails the job) and is replayed
+//! on restart, where each entry is written once. Nothing is dropped with a log line.
+//!
 //! Entries a receiver sets aside as it reads (an over-long line, bytes that are not UTF-8,
 //! before there is a batch) have `-` in the first two columns and are written when read. A
 //! receiver does not read its data twice (its write-ahead log replays the lines it kept, not
@@ -73,6 +79,12 @@ pub struct DeadLetters {
 struct DeadLetterFile {
     path: PathBuf,
     file: std::fs::File,
+    /// The file's length after the last complete write: a failed write is cut back to it.
+    len: u64,
+    /// A receiver's entries not yet written (the disk refused them); written before the next.
+    pending: String,
+    /// Why the receiver's entries could not be written for longer than [`GIVE_UP`].
+    failed: Option<String>,
     /// `(source, position)` of the operators' entries in the file before this run.
     written: HashSet<(String, String)>,
 }
@@ -117,27 +129,66 @@ impl DeadLetters {
             .append(true)
             .open(&path)
             .map_err(|e| io_error("cannot open the dead-letter file", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| io_error("cannot read the dead-letter file", e))?
+            .len();
         Ok(DeadLetters {
             file: Some(Arc::new(Mutex::new(DeadLetterFile {
                 path,
                 file,
+                len,
+                pending: String::new(),
+                failed: None,
                 written: scan.written,
             }))),
             ..Self::default()
         })
     }
 
-    /// Keeps one malformed record a receiver read outside any batch (written at once).
+    /// Keeps one malformed record a receiver read outside any batch (written at once). When
+    /// the file cannot be written, the entry is kept in memory and written before the next
+    /// one; after [`GIVE_UP`] of failures [`failure`](DeadLetters::failure) says so, and the
+    /// receiver fails the job with it.
     pub fn record(&self, m: Malformed) {
         self.count_and_log(&m, 1);
         let line = entry_line(None, &m);
-        self.append(&line);
+        if let Some(file) = &self.file {
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+            f.pending.push_str(&line);
+            let pending = std::mem::take(&mut f.pending);
+            let give_up = Instant::now() + GIVE_UP;
+            if let Err(e) = f.append_retrying(pending.as_bytes(), &|| Instant::now() >= give_up) {
+                f.pending = pending;
+                f.failed = Some(e.to_string());
+            } else {
+                f.failed = None;
+            }
+        }
     }
 
-    /// Keeps the malformed records of one partition of batch `batch_ms`, written together; an
-    /// entry whose `(source, position)` was in the file before this run (its record was read
-    /// again after a crash) is not written again. An empty `position` becomes
-    /// `batch <ms> partition <p> record <i>` (`i` counts the partition's entries from 1).
+    /// Why entries set aside by a receiver could not be written (the job must not go on
+    /// losing them), if they could not.
+    pub fn failure(&self) -> Option<SluiceError> {
+        let file = self.file.as_ref()?;
+        let f = file.lock().unwrap_or_else(|p| p.into_inner());
+        let why = f.failed.clone()?;
+        let entries = f.pending.lines().count();
+        Some(SluiceError::Io {
+            action: "cannot write the malformed records a receiver set aside to the dead-letter file",
+            path: f.path.clone(),
+            source: std::io::Error::other(format!(
+                "{why}; {entries} entries are held in memory and are lost if the job stops now"
+            )),
+        })
+    }
+
+    /// Keeps the malformed records of one partition of batch `batch_ms`, written together and
+    /// synced to disk; an entry whose `(source, position)` was in the file before this run
+    /// (its record was read again after a crash) is not written again. An empty `position`
+    /// becomes `batch <ms> partition <p> record <i>` (`i` counts the partition's entries from
+    /// 1). A write that fails is retried for up to [`GIVE_UP`]; then the error is returned
+    /// and the batch must fail (it is replayed on restart; nothing is written twice).
     ///
     /// # Examples
     ///
@@ -147,18 +198,36 @@ impl DeadLetters {
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("bad.tsv");
     /// let bad = || vec![Malformed { source: "kafka t".into(), position: "partition 0 offset 7".into(), reason: "no comma".into(), bytes: b"x".to_vec() }];
-    /// DeadLetters::to_file(&path)?.record_batch(1000, &PartitionId::new(0), bad());
-    /// DeadLetters::to_file(&path)?.record_batch(3000, &PartitionId::new(1), bad()); // read again
+    /// DeadLetters::to_file(&path)?.record_batch(1000, &PartitionId::new(0), bad())?;
+    /// DeadLetters::to_file(&path)?.record_batch(3000, &PartitionId::new(1), bad())?; // read again
     /// assert_eq!(std::fs::read_to_string(&path)?.lines().count(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn record_batch(&self, batch_ms: u64, partition: &PartitionId, entries: Vec<Malformed>) {
+    pub fn record_batch(
+        &self,
+        batch_ms: u64,
+        partition: &PartitionId,
+        entries: Vec<Malformed>,
+    ) -> Result<()> {
+        let give_up = Instant::now() + GIVE_UP;
+        self.write_batch(batch_ms, partition, entries, &|| Instant::now() >= give_up)
+    }
+
+    /// [`record_batch`](DeadLetters::record_batch), retrying until `stop()` holds (the job
+    /// stops) rather than for a fixed time.
+    pub(crate) fn write_batch(
+        &self,
+        batch_ms: u64,
+        partition: &PartitionId,
+        entries: Vec<Malformed>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<()> {
         let Some(first) = entries.first() else {
-            return;
+            return Ok(());
         };
         self.count_and_log(first, entries.len() as u64);
         let Some(file) = &self.file else {
-            return;
+            return Ok(());
         };
         let partition = partition.to_string();
         let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
@@ -173,9 +242,16 @@ impl DeadLetters {
             }
             lines.push_str(&entry_line(Some((batch_ms, &partition)), &m));
         }
-        if !lines.is_empty() {
-            f.append(lines.as_bytes());
+        if lines.is_empty() {
+            return Ok(());
         }
+        let path = f.path.clone();
+        f.append_retrying(lines.as_bytes(), stop)
+            .map_err(|source| SluiceError::Io {
+                action: "cannot write the malformed records of the batch to the dead-letter file (the batch fails and is replayed on restart)",
+                path,
+                source,
+            })
     }
 
     fn count_and_log(&self, m: &Malformed, n: u64) {
@@ -190,27 +266,41 @@ impl DeadLetters {
         }
     }
 
-    fn append(&self, line: &str) {
-        if let Some(file) = &self.file {
-            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-            f.append(line.as_bytes());
-        }
-    }
-
     /// Malformed records so far.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 }
 
+/// How long a dead-letter write is retried before the batch (or a receiver) fails.
+pub const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl DeadLetterFile {
-    fn append(&mut self, bytes: &[u8]) {
-        if let Err(e) = self.file.write_all(bytes) {
-            tracing::error!(
-                "cannot append to the dead-letter file {}: {e}",
-                self.path.display()
-            );
+    /// Appends `bytes` whole and syncs them, retrying a failure with the retry policy until
+    /// `stop()`; each attempt first cuts off what a failed one left half written.
+    fn append_retrying(&mut self, bytes: &[u8], stop: &dyn Fn() -> bool) -> std::io::Result<()> {
+        use crate::retry::{Backoff, Failure};
+        let what = format!("dead-letter file {}", self.path.display());
+        Backoff::default()
+            .retry(&what, stop, || {
+                self.append_once(bytes).map_err(|e| match e.kind() {
+                    // The file cannot be written at all: waiting does not help.
+                    std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem => Failure::Permanent(e),
+                    _ => Failure::Transient(e),
+                })
+            })
+            .map_err(crate::retry::GaveUp::into_inner)
+    }
+
+    fn append_once(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.file.metadata()?.len() != self.len {
+            self.file.set_len(self.len)?;
         }
+        self.file.write_all(bytes)?;
+        self.file.sync_data()?;
+        self.len += bytes.len() as u64;
+        Ok(())
     }
 }
 
@@ -280,17 +370,21 @@ mod tests {
         let path = dir.path().join("dead.tsv");
         let (p0, p1) = (PartitionId::new(0), PartitionId::new(1));
         let dl = DeadLetters::to_file(&path).unwrap();
-        dl.record_batch(1000, &p0, vec![bad("offset 1"), bad("offset 2")]);
+        dl.record_batch(1000, &p0, vec![bad("offset 1"), bad("offset 2")])
+            .unwrap();
         dl.record(bad("line 3"));
-        dl.record_batch(2000, &p0, vec![bad("offset 5"), bad("offset 6")]);
+        dl.record_batch(2000, &p0, vec![bad("offset 5"), bad("offset 6")])
+            .unwrap();
         drop(dl);
         // A crash in the middle of the last write: half of its last line is gone.
         let full = std::fs::read(&path).unwrap();
         std::fs::write(&path, &full[..full.len() - 10]).unwrap();
         let dl = DeadLetters::to_file(&path).unwrap();
         // Read again after the restart, in other batches.
-        dl.record_batch(5000, &p1, vec![bad("offset 2"), bad("offset 5")]);
-        dl.record_batch(6000, &p1, vec![bad("offset 6"), bad("offset 7")]);
+        dl.record_batch(5000, &p1, vec![bad("offset 2"), bad("offset 5")])
+            .unwrap();
+        dl.record_batch(6000, &p1, vec![bad("offset 6"), bad("offset 7")])
+            .unwrap();
         dl.record(bad("line 3")); // a new run's line 3: another record
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -319,14 +413,78 @@ mod tests {
         let p = PartitionId::new(2);
         DeadLetters::to_file(&path)
             .unwrap()
-            .record_batch(1000, &p, vec![bad(""), bad("")]);
+            .record_batch(1000, &p, vec![bad(""), bad("")])
+            .unwrap();
         // The replay of the checkpointed batch 1000.
         DeadLetters::to_file(&path)
             .unwrap()
-            .record_batch(1000, &p, vec![bad(""), bad("")]);
+            .record_batch(1000, &p, vec![bad(""), bad("")])
+            .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(text.contains("batch 1000 partition 2 record 2"), "{text}");
+    }
+
+    /// `/dev/full` fails every write with "no space left on device", as a full disk does.
+    #[test]
+    fn a_write_the_disk_refuses_is_retried_then_fails_the_batch_and_a_receivers_entries_wait() {
+        // (Built by hand: `to_file` would read the device's endless zeros first.)
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap();
+        let dl = DeadLetters {
+            file: Some(Arc::new(Mutex::new(DeadLetterFile {
+                path: "/dev/full".into(),
+                file,
+                len: 0,
+                pending: String::new(),
+                failed: None,
+                written: HashSet::new(),
+            }))),
+            ..DeadLetters::default()
+        };
+        let started = Instant::now();
+        let give_up = started + std::time::Duration::from_millis(400);
+        let err = dl
+            .write_batch(1000, &PartitionId::new(0), vec![bad("offset 1")], &|| {
+                Instant::now() >= give_up
+            })
+            .unwrap_err();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+        let text = err.to_string();
+        assert!(
+            text.contains("/dev/full") && text.contains("the batch fails"),
+            "{text}"
+        );
+        assert!(!err.is_user_error(), "a full disk is the world's failure");
+        assert!(dl.failure().is_none());
+        // Entries already in the file are not a failure: nothing to write.
+        assert!(
+            dl.write_batch(1000, &PartitionId::new(0), Vec::new(), &|| true)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_half_written_entry_is_cut_off_before_the_next_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.tsv");
+        let dl = DeadLetters::to_file(&path).unwrap();
+        dl.record_batch(1000, &PartitionId::new(0), vec![bad("offset 1")])
+            .unwrap();
+        // A write that failed half way left bytes after the last whole entry.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"2000\t0\tkafka or")
+            .unwrap();
+        dl.record_batch(2000, &PartitionId::new(0), vec![bad("offset 2")])
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.lines().all(|l| l.ends_with("x\\ty")), "{text}");
     }
 
     #[test]

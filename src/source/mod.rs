@@ -167,6 +167,21 @@ impl<T> Extend<T> for BatchOut<T> {
 pub trait BatchReader<T>: 'static {
     /// A name for logs and metrics.
     fn name(&self) -> String;
+
+    /// What this source reads, as the checkpoint records it: a socket's resolved address and
+    /// port, a Kafka stream's topics, a directory. A restart whose source's identity differs
+    /// from the checkpoint's is refused while the checkpoint holds input of the old source that
+    /// no snapshot has counted yet (see `StreamingConfig::accept_source_change`). By default the
+    /// name.
+    fn identity(&self) -> String {
+        self.name()
+    }
+
+    /// How many records a plan of this source's (see [`plan`](BatchReader::plan)) holds, for
+    /// the refusal of a restart that would drop them; `None` when it cannot tell.
+    fn planned_records(&self, _plan: &[u8]) -> Option<u64> {
+        None
+    }
     /// Adds this worker's records of batch `slot.time` to `out`, in their partitions; returns
     /// how many malformed records were set aside for this batch.
     fn read_batch(&mut self, slot: &BatchSlot, out: &mut BatchOut<T>) -> u64;
@@ -236,6 +251,10 @@ pub(crate) trait Feeder {
     fn failure(&mut self) -> Option<crate::error::SluiceError>;
     /// See [`BatchReader::name`].
     fn name(&self) -> String;
+    /// See [`BatchReader::identity`].
+    fn identity(&self) -> String;
+    /// See [`BatchReader::planned_records`].
+    fn planned_records(&self, plan: &[u8]) -> Option<u64>;
     /// See [`BatchReader::plan`].
     fn plan(&mut self, slot: &BatchSlot) -> Option<Vec<u8>>;
     /// See [`BatchReader::recover`].
@@ -363,6 +382,14 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
 
     fn name(&self) -> String {
         self.reader.name()
+    }
+
+    fn identity(&self) -> String {
+        self.reader.identity()
+    }
+
+    fn planned_records(&self, plan: &[u8]) -> Option<u64> {
+        self.reader.planned_records(plan)
     }
 
     fn plan(&mut self, slot: &BatchSlot) -> Option<Vec<u8>> {

@@ -349,6 +349,81 @@ impl Location {
         Ok(())
     }
 
+    /// The whole object at `path` and its version (for [`write_if`](Location::write_if)), or
+    /// `None` when there is none.
+    pub fn read_versioned(&self, path: &str) -> Result<Option<Versioned>> {
+        let location = self.full(path);
+        let action = format!("cannot read {path}");
+        self.request(&action, || {
+            self.runtime.block_on(async {
+                let got = match self.store.get(&location).await {
+                    Ok(got) => got,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let version = object_store::UpdateVersion {
+                    e_tag: got.meta.e_tag.clone(),
+                    version: got.meta.version.clone(),
+                };
+                let bytes = got.bytes().await?.to_vec();
+                Ok(Some(Versioned { bytes, version }))
+            })
+        })
+    }
+
+    /// Writes `bytes` to `path` only if the object there is still `expected` (`None`: only if
+    /// there is none); whether it was written. Where the store has conditional writes (S3's
+    /// `If-Match` / `If-None-Match`) the check and the write are one request; elsewhere the
+    /// object is read again and compared just before an unconditional write, which leaves a
+    /// short window to another writer.
+    pub fn write_if(&self, path: &str, bytes: &[u8], expected: Option<&Versioned>) -> Result<bool> {
+        let location = self.full(path);
+        let action = format!("cannot write {path}");
+        let payload = object_store::PutPayload::from(bytes.to_vec());
+        // `None`: the store gave no version to condition on (compare, then write).
+        let mode = match expected {
+            None => Some(object_store::PutMode::Create),
+            Some(v) if v.version.e_tag.is_some() || v.version.version.is_some() => {
+                Some(object_store::PutMode::Update(v.version.clone()))
+            }
+            Some(_) => None,
+        };
+        self.request(&action, || {
+            self.runtime.block_on(async {
+                if let Some(mode) = &mode {
+                    let options = object_store::PutOptions {
+                        mode: mode.clone(),
+                        ..Default::default()
+                    };
+                    match self
+                        .store
+                        .put_opts(&location, payload.clone(), options)
+                        .await
+                    {
+                        Ok(_) => return Ok(true),
+                        Err(
+                            object_store::Error::AlreadyExists { .. }
+                            | object_store::Error::Precondition { .. },
+                        ) => return Ok(false),
+                        Err(object_store::Error::NotImplemented { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                // No conditional write here: compare, then write.
+                let current = match self.store.get(&location).await {
+                    Ok(got) => Some(got.bytes().await?.to_vec()),
+                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                if current.as_deref() != expected.map(|v| v.bytes.as_slice()) {
+                    return Ok(false);
+                }
+                self.store.put(&location, payload.clone()).await?;
+                Ok(true)
+            })
+        })
+    }
+
     /// Deletes `path` (gone already is fine).
     pub fn delete(&self, path: &str) -> Result<()> {
         let location = self.full(path);
@@ -359,6 +434,25 @@ impl Location {
                 other => other,
             }
         })
+    }
+}
+
+/// An object's bytes and the version the store gave them (see [`Location::write_if`]).
+#[derive(Clone, Debug)]
+pub struct Versioned {
+    /// The object's content.
+    pub bytes: Vec<u8>,
+    version: object_store::UpdateVersion,
+}
+
+/// Whether `e` is a store's "no such object" (a file deleted since it was listed).
+pub(crate) fn is_not_found(e: &SluiceError) -> bool {
+    match e {
+        SluiceError::Store { source, .. } => source
+            .downcast_ref::<object_store::Error>()
+            .is_some_and(|e| matches!(e, object_store::Error::NotFound { .. })),
+        SluiceError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
     }
 }
 

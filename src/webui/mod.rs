@@ -15,10 +15,15 @@
 //!
 //! The server runs on a thread of its own with a one-thread tokio runtime; the job's workers
 //! only touch it through the listeners ([`Status`], [`crate::metrics::Metrics`]),
-//! once per completed batch.
+//! once per completed batch. Its listener is bounded (`bounded`): at most
+//! [`MAX_CONNECTIONS`] connections at once and [`IDLE`] without a byte before one is closed,
+//! so clients of the UI cannot take the descriptors the job's checkpoint writes need.
 
+mod bounded;
 mod json;
 mod status;
+
+pub use bounded::{IDLE, MAX_CONNECTIONS};
 
 pub use status::{BatchJson, InputJson, JobDescription, StateJson, Statistics, Status, spark_date};
 
@@ -100,6 +105,7 @@ impl WebUi {
                 runtime.block_on(async move {
                     match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => {
+                            let l = bounded::Bounded::new(l, MAX_CONNECTIONS, IDLE);
                             if let Err(e) = axum::serve(l, app).await {
                                 tracing::error!("web UI stopped: {e}");
                             }

@@ -56,6 +56,17 @@ pub fn report(i: &Inspection) -> String {
             let _ = writeln!(s, "batch plans      none");
         }
     }
+    for (key, identity) in &i.sources {
+        let _ = writeln!(s, "source           {key}: {identity}");
+    }
+    for (holder, held) in &i.owners {
+        let state = match held {
+            Some(true) => "held by",
+            Some(false) => "last held by",
+            None => "held by",
+        };
+        let _ = writeln!(s, "owner            {state} {holder}");
+    }
     if i.snapshots.is_empty() {
         let _ = writeln!(s, "snapshots        none");
     }

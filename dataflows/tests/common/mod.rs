@@ -163,6 +163,11 @@ impl Proc {
         }
     }
 
+    /// Its process ID.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Standard error so far.
     pub fn err(&self) -> String {
         self.err.lock().unwrap().clone()

@@ -242,7 +242,24 @@ pub(crate) fn file_stream<'s>(
                     match read.next().unwrap_or_else(|| Ok(Default::default())) {
                         Ok(got) => {
                             lines.extend(got.lines);
-                            dead.record_batch(t, id, got.malformed);
+                            let give_up =
+                                std::time::Instant::now() + crate::source::dead_letter::GIVE_UP;
+                            let stop =
+                                || runtime.stopping() || std::time::Instant::now() >= give_up;
+                            if let Err(e) = dead.write_batch(t, id, got.malformed, &stop) {
+                                runtime.fail(e);
+                                failed = true;
+                                break 'partitions;
+                            }
+                        }
+                        Err(e) if crate::storage::is_not_found(&e) && runtime.input_unneeded(t) => {
+                            // A processed file deleted after its batch (as Spark users do):
+                            // this replay has its outputs off and rebuilds no state from it.
+                            tracing::info!(
+                                "batch {t} ms is replayed with its outputs off and the job keeps no state: {} ({} bytes), which it read, is gone and not needed",
+                                split.path,
+                                split.size
+                            );
                         }
                         Err(e) => {
                             runtime.fail(crate::SluiceError::Store {

@@ -119,6 +119,25 @@ impl BatchReader<FileSplit> for FileListReader {
         self.name.clone()
     }
 
+    fn identity(&self) -> String {
+        // A local directory by its absolute path, however it was written.
+        match self.location.as_ref().map(|l| l.url()) {
+            Some(url) if !url.contains("://") || url.starts_with("file://") => {
+                let path = url.strip_prefix("file://").unwrap_or(url);
+                std::fs::canonicalize(path)
+                    .map_or_else(|_| self.name.clone(), |p| format!("file {}", p.display()))
+            }
+            _ => self.name.clone(),
+        }
+    }
+
+    fn planned_records(&self, plan: &[u8]) -> Option<u64> {
+        // A directory stream's batch is its files: each one counts.
+        crate::checkpoint::codec::decode::<FilePlan>(plan)
+            .ok()
+            .map(|p| p.picked.len() as u64)
+    }
+
     fn read_batch(&mut self, slot: &BatchSlot, out: &mut BatchOut<FileSplit>) -> u64 {
         if self.location.is_none() {
             return 0;

@@ -80,6 +80,28 @@ impl KafkaReader {
         }
     }
 
+    /// The stored offsets of `partitions`, waiting out a store that is down (at the job's
+    /// start as in the middle of a run) with the retry policy; `None` when the job stops
+    /// meanwhile. A permanent failure (bad credentials, a missing database) ends at once.
+    fn load_patiently(
+        &mut self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Option<HashMap<TopicPartition, i64>>, SluiceError> {
+        use crate::retry::{Backoff, GaveUp};
+        let runtime = self.runtime.clone();
+        let what = format!("Kafka {group}: the offset store");
+        let loaded = Backoff::default().retry(&what, &|| runtime.stopping(), || {
+            let store = self.store().map_err(classify)?;
+            store.load(group, partitions).map_err(classify)
+        });
+        match loaded {
+            Ok(found) => Ok(Some(found)),
+            Err(GaveUp::Stopped(_)) => Ok(None),
+            Err(GaveUp::Permanent(e)) => Err(e),
+        }
+    }
+
     /// Says once per topic (on worker 0) when a subscribed topic does not exist: its batches
     /// stay empty until it is created, which looks like a quiet topic otherwise.
     fn warn_missing_topics(&mut self, found: &[TopicPartition]) {
@@ -116,7 +138,9 @@ impl KafkaReader {
             return Ok(());
         }
         let group = self.config.group.clone();
-        let stored: HashMap<TopicPartition, i64> = self.store()?.load(&group, &mine)?;
+        let Some(stored) = self.load_patiently(&group, &mine)? else {
+            return Ok(()); // stopping while the store was down
+        };
         let explicit: HashMap<TopicPartition, i64> = match &self.config.strategy {
             ConsumerStrategy::Assign(list) => list
                 .iter()
@@ -183,5 +207,14 @@ impl KafkaReader {
             .assign(&tpl)
             .map_err(|e| kafka_error("assign the partitions", e))?;
         Ok(())
+    }
+}
+
+/// Whether an offset store's failure may pass by waiting (a server down or unreachable).
+fn classify(e: SluiceError) -> crate::retry::Failure<SluiceError> {
+    if crate::offsets::is_transient(&e) {
+        crate::retry::Failure::Transient(e)
+    } else {
+        crate::retry::Failure::Permanent(e)
     }
 }

@@ -391,6 +391,37 @@ impl BatchReader<KafkaItem> for KafkaReader {
         format!("kafka {}", self.config.group)
     }
 
+    fn identity(&self) -> String {
+        use super::ConsumerStrategy::*;
+        match &self.config.strategy {
+            Subscribe(topics) => {
+                let mut topics = topics.clone();
+                topics.sort();
+                topics.dedup();
+                format!("kafka topics {}", topics.join(","))
+            }
+            SubscribePattern(pattern) => format!("kafka topics matching {pattern}"),
+            Assign(parts) => {
+                let mut parts: Vec<String> = parts
+                    .iter()
+                    .map(|(tp, _)| format!("{}-{}", tp.topic, tp.partition))
+                    .collect();
+                parts.sort();
+                format!("kafka partitions {}", parts.join(","))
+            }
+        }
+    }
+
+    fn planned_records(&self, plan: &[u8]) -> Option<u64> {
+        let ranges = crate::checkpoint::codec::decode::<Vec<(String, i32, i64, i64)>>(plan).ok()?;
+        Some(
+            ranges
+                .iter()
+                .map(|(_, _, from, until)| until.saturating_sub(*from).max(0) as u64)
+                .sum(),
+        )
+    }
+
     fn partitions_read(&self) -> Vec<crate::listener::PartitionInput> {
         self.last_plan
             .iter()

@@ -241,8 +241,28 @@ pub(crate) fn decode_plan(bytes: &[u8]) -> Option<BatchLines> {
     (until.checked_sub(*from)? == total).then_some(plan)
 }
 
+/// `host:port` as the receiver reaches it: the host's first IPv4 address (else its first
+/// address), so that `localhost` and `127.0.0.1` are one source; the name as given when it
+/// does not resolve now.
+pub(crate) fn resolved_address(host: &str, port: u16) -> String {
+    use std::net::ToSocketAddrs;
+    let addresses: Vec<std::net::SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map(|a| a.collect())
+        .unwrap_or_default();
+    addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addresses.first())
+        .map_or_else(|| format!("{host}:{port}"), |a| a.to_string())
+}
+
 pub(crate) struct SocketReader {
     name: String,
+    /// What the checkpoint records as this source (see `BatchReader::identity`).
+    identity: String,
+    /// Where the receiver sets malformed lines aside (its failure to write them fails the job).
+    dead_letters: DeadLetters,
     shared: Option<Arc<Shared>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// What the receiver thread needs, until it is started (at the first batch, after any
@@ -282,10 +302,14 @@ impl SocketReader {
         let address = format!("{host}:{port}");
         let source = name.clone();
         let limits = options.limits();
+        let dead_letters = options.dead_letters.clone();
         let receive: ReceiveFn = Box::new(move |shared: Arc<Shared>, wal: Option<Wal>| {
             receive::receive_socket(&address, &source, &options, &shared, wal)
         });
-        Self::receiver(name, receive, receiver, wal_dir, None, limits)
+        let mut reader = Self::receiver(name, receive, receiver, wal_dir, None, limits);
+        reader.identity = format!("socket {}", resolved_address(host, port));
+        reader.dead_letters = dead_letters;
+        reader
     }
 
     /// A reader of any receiver: `receive` runs in a thread of its own on the receiving worker
@@ -299,6 +323,8 @@ impl SocketReader {
         limits: Limits,
     ) -> Self {
         let mut reader = SocketReader {
+            identity: name.clone(),
+            dead_letters: DeadLetters::counting(),
             name,
             shared: None,
             thread: None,
@@ -394,6 +420,18 @@ impl Drop for SocketReader {
 impl BatchReader<String> for SocketReader {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn identity(&self) -> String {
+        self.identity.clone()
+    }
+
+    fn failure(&mut self) -> Option<crate::error::SluiceError> {
+        self.dead_letters.failure()
+    }
+
+    fn planned_records(&self, plan: &[u8]) -> Option<u64> {
+        decode_plan(plan).map(|((from, until), _)| until.saturating_sub(from))
     }
 
     fn read_batch(&mut self, slot: &BatchSlot, out: &mut BatchOut<String>) -> u64 {

@@ -57,7 +57,14 @@ pub(crate) fn deliver(
         let appended = policy.retry(&"write-ahead log", &stop, || {
             w.append(&good).map_err(Failure::Transient)
         });
-        if appended.is_err() {
+        if let Err(e) = appended {
+            // Not in the log, so not in any batch: say how many, rather than lose them quietly.
+            tracing::error!(
+                "write-ahead log in {}: the job stops while it cannot be written ({}): {} lines received since its last durable write are lost (they were never acknowledged as part of a batch; send them again)",
+                w.dir.display(),
+                e.into_inner(),
+                good.len()
+            );
             return false;
         }
     }
