@@ -533,3 +533,96 @@ fn a_checkpoint_on_s3_survives_sigkill_and_a_move_to_another_machine() {
     drop(killed);
     server.join().unwrap();
 }
+
+/// A checkpoint on S3 has one owner too: its lease object. A second copy is refused with the
+/// holder and the lease's expiry; once the holder is SIGKILLed, a restart on this host takes
+/// the lease over at once (its process is gone), without waiting for the expiry.
+#[test]
+fn a_checkpoint_on_s3_is_leased_to_one_process() {
+    let s3 = S3Server::start(false);
+    s3.create_bucket("leases");
+    let start = |extra: &[&str]| {
+        let mut cmd = sluice();
+        cmd.args([
+            "run",
+            "stateful-wordcount",
+            "--batch",
+            "100ms",
+            "--checkpoint",
+            "s3://leases/job",
+            "--checkpoint-interval",
+            "100ms",
+            "--ui",
+            "off",
+        ])
+        .args(extra);
+        s3.env(&mut cmd);
+        cmd
+    };
+    let mut first = Proc::spawn(start(&[]));
+    started(&first);
+    let second = start(&["--max-batches", "2"]).output().unwrap();
+    let err = common::text(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("s3://leases/job is in use by")
+            && err.contains(&format!("PID {}", first.id()))
+            && err.contains("lease expires in"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    first.signal("-KILL");
+    let third = start(&["--max-batches", "2", "-v"]).output().unwrap();
+    let err = common::text(&third.stderr);
+    assert!(third.status.success(), "{err}");
+    assert!(err.contains("took over the lease of PID"), "{err}");
+    // Released at a clean exit: no lease object is left.
+    let left = block_on(async {
+        use object_store::ObjectStoreExt;
+        s3.store("leases")
+            .get(&object_store::path::Path::from("job/owner-p0"))
+            .await
+            .is_ok()
+    });
+    assert!(!left, "the lease is removed at exit");
+}
+
+/// Spark users delete processed input files. A stateless job that crashes afterwards replays
+/// the batches that had read them with outputs off: it does not need them, so it says so and
+/// goes on (a job that needs the content still refuses).
+#[test]
+fn a_deleted_input_file_of_a_finished_batch_does_not_stop_a_stateless_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_owned();
+    let args = [
+        "--checkpoint",
+        ck.path().to_str().unwrap(),
+        "--checkpoint-interval",
+        "10s",
+        "--complete-when",
+        "visible",
+        "-v",
+    ];
+    let mut job = file_job(&d, &args);
+    started(&job);
+    std::fs::write(dir.path().join("a.txt"), words("alpha", 3)).unwrap();
+    assert!(
+        wait_for_totals(&job, &expect(&[("alpha", 3)]), Duration::from_secs(20)),
+        "{}",
+        job.err()
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    job.signal("-KILL");
+    std::fs::remove_file(dir.path().join("a.txt")).unwrap();
+    std::fs::write(dir.path().join("b.txt"), words("beta", 2)).unwrap();
+    let mut job = file_job(&d, &args);
+    let done = wait_for_totals(&job, &expect(&[("beta", 2)]), Duration::from_secs(20));
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    assert!(done, "{}\n{}", job.out.lock().unwrap(), job.err());
+    assert!(
+        job.err().contains("is gone and not needed"),
+        "{}",
+        job.err()
+    );
+}

@@ -469,3 +469,79 @@ fn backpressure_flags_bound_the_first_batch() {
     );
     assert!(counts.iter().sum::<u64>() <= 500, "{counts:?}");
 }
+
+/// A job started while its offset store is down waits for it with the retry policy (saying
+/// why, the connection's cause included), as an outage in the middle of a run is waited out,
+/// and goes on once the store is there: the port of the "store" is a forwarder to the
+/// machine's PostgreSQL that starts listening only after 3 s.
+#[test]
+fn a_job_whose_offset_store_is_down_at_start_waits_for_it() {
+    let broker = Broker::start();
+    broker.create_topic("late-store", 1);
+    broker.produce("late-store", 0, &values("v", 7));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let forwarder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        for client in listener.incoming().take(8) {
+            let Ok(client) = client else { continue };
+            let Ok(server) = std::net::TcpStream::connect("127.0.0.1:5432") else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    // A group of its own: the offsets table outlives the test.
+    let group = format!(
+        "late-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let started = std::time::Instant::now();
+    let out = sluice(&[
+        "run",
+        "kafka-offsets",
+        "--brokers",
+        &broker.brokers(),
+        "--topics",
+        "late-store",
+        "--group",
+        &group,
+        "--offset-reset",
+        "earliest",
+        "--store",
+        "postgres",
+        "--store-url",
+        &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        "--batch",
+        "200ms",
+        "--max-batches",
+        "2",
+    ]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(3), "{err}");
+    assert!(
+        err.contains("the offset store") && err.contains("retrying"),
+        "the wait is said: {err}"
+    );
+    assert!(
+        err.contains("Connection refused") || err.contains("connection refused"),
+        "with the connection's cause: {err}"
+    );
+    assert_eq!(counts(&text(&out.stdout)).iter().sum::<u64>(), 7);
+    drop(forwarder);
+}

@@ -510,3 +510,64 @@ fn checkpoint_writes_show_on_the_batch_and_in_metrics() {
     assert!(writes >= with.len() as f64, "{metrics}");
     assert!(metrics.contains("sluice_snapshot_write_failures_total{operator=\"word-totals\"} 0"));
 }
+
+/// No number of idle connections to the UI can make the job fail: with 256 descriptors in all,
+/// 2 000 connections are opened and held while batches and snapshots (one a batch) go on; the
+/// UI keeps at most its cap of them and closes idle ones, and answers a request again.
+#[test]
+fn two_thousand_idle_connections_cannot_stop_the_job() {
+    raise_own_descriptor_limit(4096);
+    let ck = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -n 256 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "stateful-wordcount", "--batch", "100ms"])
+        .args(["--ui", "127.0.0.1:0", "--checkpoint-interval", "100ms"])
+        .arg("--checkpoint")
+        .arg(ck.path());
+    let mut job = Proc::spawn(cmd);
+    let addr = job
+        .ui_addr()
+        .unwrap_or_else(|| panic!("no web UI address: {}", job.err()));
+    let printed = |job: &Proc| job.out.lock().unwrap().matches("Time: ").count();
+    let before = printed(&job);
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let held: Vec<std::net::TcpStream> = (0..2000)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&target, Duration::from_millis(10)).ok()
+        })
+        .collect();
+    assert!(held.len() > 64, "only {} connections opened", held.len());
+    // Each sends nothing (they are idle); what the UI accepted beyond its cap it closed.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(job.exited(), None, "the job stopped: {}", job.err());
+    assert!(
+        printed(&job) >= before + 10,
+        "batches went on while the connections were held: {} -> {}",
+        before,
+        printed(&job)
+    );
+    assert!(!job.err().contains("Too many open files"), "{}", job.err());
+    // Idle connections are closed after `FIRST_BYTE`; a request is answered again.
+    let answered = wait_until(Duration::from_secs(30), || {
+        support::get(&addr, "/api/v1/applications").is_ok_and(|(code, _)| code == 200)
+    });
+    assert!(answered, "the UI answers within its cap: {}", job.err());
+    drop(held);
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+}
+
+/// The test's own descriptors: up to `n` (or the hard limit), to hold its connections.
+fn raise_own_descriptor_limit(n: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: one struct, owned here, read and written by the two calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < n {
+            limit.rlim_cur = n.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

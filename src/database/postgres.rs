@@ -46,15 +46,16 @@ fn classify(e: postgres::Error) -> DbError {
         };
     }
     let text = e.to_string();
-    if e.is_closed()
+    let transient = e.is_closed()
         || text.starts_with("error connecting")
         || text.starts_with("error communicating")
         || text.starts_with("timeout")
-        || text.starts_with("unexpected EOF")
-    {
-        DbError::transient(text)
+        || text.starts_with("unexpected EOF");
+    // The error itself, so that its cause ("Connection refused") stays in the message.
+    if transient {
+        DbError::transient(e)
     } else {
-        DbError::permanent(text)
+        DbError::permanent(e)
     }
 }
 

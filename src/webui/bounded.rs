@@ -1,8 +1,9 @@
 //! The web UI's listener, bounded so that no number of clients can take the job's file
-//! descriptors: at most [`MAX_CONNECTIONS`] connections are open at once (further ones wait in
-//! the kernel's accept queue, holding no descriptor of this process), and a connection that
-//! neither sends nor takes a byte for [`IDLE`] is closed (an idle keep-alive, a client that
-//! opened a socket and went quiet).
+//! descriptors: at most [`MAX_CONNECTIONS`] connections are open at once (a connection that
+//! arrives while all are taken is accepted and closed at once, so none waits in the kernel's
+//! queue ahead of later clients), a connection must send its first byte within
+//! [`FIRST_BYTE`], and one that neither sends nor takes a byte for [`IDLE`] is closed (an idle
+//! keep-alive, a client that opened a socket and went quiet).
 //!
 //! Invariant: every accepted connection holds a slot until it is dropped, so the open
 //! connections never exceed the cap; the UI keeps answering within it.
@@ -23,6 +24,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 
 /// A connection without a byte either way for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(10);
+
+/// A new connection that sends nothing for this long is closed.
+pub const FIRST_BYTE: Duration = Duration::from_secs(2);
 
 /// A listener that accepts while fewer than its cap of connections are open.
 pub(crate) struct Bounded {
@@ -127,18 +131,18 @@ impl axum::serve::Listener for Bounded {
 
     async fn accept(&mut self) -> (Conn, std::net::SocketAddr) {
         loop {
-            // Full: leave new clients in the kernel's queue until a connection closes.
-            while self.open.load(Ordering::SeqCst) >= self.cap {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
             match self.inner.accept().await {
+                Ok((stream, _)) if self.open.load(Ordering::SeqCst) >= self.cap => {
+                    // Full: closed at once (the client may try again), never queued.
+                    drop(stream);
+                }
                 Ok((stream, addr)) => {
                     self.open.fetch_add(1, Ordering::SeqCst);
                     let conn = Conn {
                         stream,
                         open: Arc::clone(&self.open),
                         idle: self.idle,
-                        deadline: Box::pin(tokio::time::sleep(self.idle)),
+                        deadline: Box::pin(tokio::time::sleep(self.idle.min(FIRST_BYTE))),
                     };
                     return (conn, addr);
                 }

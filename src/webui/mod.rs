@@ -16,14 +16,15 @@
 //! The server runs on a thread of its own with a one-thread tokio runtime; the job's workers
 //! only touch it through the listeners ([`Status`], [`crate::metrics::Metrics`]),
 //! once per completed batch. Its listener is bounded (`bounded`): at most
-//! [`MAX_CONNECTIONS`] connections at once and [`IDLE`] without a byte before one is closed,
+//! [`MAX_CONNECTIONS`] connections at once, [`FIRST_BYTE`] for a request to start and [`IDLE`]
+//! without a byte before one is closed,
 //! so clients of the UI cannot take the descriptors the job's checkpoint writes need.
 
 mod bounded;
 mod json;
 mod status;
 
-pub use bounded::{IDLE, MAX_CONNECTIONS};
+pub use bounded::{FIRST_BYTE, IDLE, MAX_CONNECTIONS};
 
 pub use status::{BatchJson, InputJson, JobDescription, StateJson, Statistics, Status, spark_date};
 
