@@ -155,3 +155,99 @@ fn an_underscore_in_a_category_or_brand_keeps_rows_apart() {
     assert!(done, "last table: {:?}\n{}", tables(&out).last(), job.err());
     drop(server);
 }
+
+/// Dead letters on a disk that is full: the batch waits, retrying, instead of going on without
+/// them; once there is room again every one of them is in the file, once. (Needs root, to
+/// mount a small tmpfs: CI runs as root.)
+#[test]
+fn dead_letters_on_a_full_disk_wait_for_room_and_none_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        mounted,
+        "mount a 64 KiB tmpfs (as root) for the full-disk test"
+    );
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(dir.path());
+    // Fill it.
+    let filler = dir.path().join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[b'x'; 4096]).is_ok() {}
+    }
+    let dead = dir.path().join("dead.txt");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let mut text = String::new();
+    for i in 0..100 {
+        text.push_str(&format!("malformed {i}\n"));
+    }
+    text.push_str("1 b c\n");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(text.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_secs(40));
+    });
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "category-top3",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--batch",
+        "200ms",
+        "--ui",
+        "off",
+        "--dead-letter",
+        dead.to_str().unwrap(),
+    ]);
+    let mut job = Proc::spawn(cmd);
+    // The disk refuses the entries: retried (said once), no table while the batch waits.
+    assert!(
+        wait_until(Duration::from_secs(20), || job
+            .err()
+            .contains("dead-letter file")),
+        "{}",
+        job.err()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        tables(&job.out.lock().unwrap())
+            .iter()
+            .all(|t| t.is_empty()),
+        "the batch went on without its dead letters: {}",
+        job.out.lock().unwrap()
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let want = vec![vec!["c".to_owned(), "b".into(), "1".into(), "1".into()]];
+    let done = wait_until(Duration::from_secs(30), || {
+        tables(&job.out.lock().unwrap()).last() == Some(&want)
+    });
+    assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
+    assert!(done, "{}\n{}", job.out.lock().unwrap(), job.err());
+    let written = std::fs::read_to_string(&dead).unwrap();
+    assert_eq!(written.lines().count(), 100, "{written}");
+    for i in 0..100 {
+        let suffix = format!("\tmalformed {i}");
+        assert_eq!(
+            written.lines().filter(|l| l.ends_with(&suffix)).count(),
+            1,
+            "entry {i} once: {written}"
+        );
+    }
+    drop(server);
+}

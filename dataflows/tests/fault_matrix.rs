@@ -136,7 +136,7 @@ impl<'b> Case<'b> {
         }
     }
 
-    fn command(&self, other_job: bool, clock: Option<&str>) -> Command {
+    fn command(&self, other_job: bool, clock: Option<&str>, restart: bool) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         if let Some(shift) = clock {
             // The wall clock only, as a clock set back or stepped by NTP; the monotonic clock
@@ -164,14 +164,13 @@ impl<'b> Case<'b> {
         } else {
             match self.job {
                 JobKind::Socket => {
-                    cmd.args([
-                        "run",
-                        "stateful-wordcount",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        &port,
-                    ]);
+                    // The same server by another name: one source.
+                    let host = if restart && self.fault == Fault::SourceNamedAnotherWay {
+                        "localhost"
+                    } else {
+                        "127.0.0.1"
+                    };
+                    cmd.args(["run", "stateful-wordcount", "--host", host, "--port", &port]);
                 }
                 JobKind::KafkaState => {
                     cmd.args(["run", "kafka-wordcount", "--brokers", &self.brokers])
@@ -315,7 +314,8 @@ impl<'b> Case<'b> {
     /// Runs the case; its outcome and a note.
     fn run(&self) -> (Outcome, String) {
         // The first run: the first part, then a stop (or SIGKILL).
-        let mut first = Proc::spawn(self.command(self.fault == Fault::OtherJobsCheckpoint, None));
+        let mut first =
+            Proc::spawn(self.command(self.fault == Fault::OtherJobsCheckpoint, None, false));
         if self.fault == Fault::OtherJobsCheckpoint {
             std::thread::sleep(Duration::from_secs(2));
             first.signal("-TERM");
@@ -332,8 +332,25 @@ impl<'b> Case<'b> {
                     ),
                 );
             }
+            if self.fault == Fault::SecondCopyWhileRunning {
+                // Refused at once (exit 2, naming the holder), before it reads or writes the
+                // checkpoint or counts anything; the first run goes on.
+                let mut copy = Proc::spawn(self.command(false, None, false));
+                let refused = copy.wait_exit(Duration::from_secs(20));
+                let said = copy.err();
+                if refused.map(|(code, _)| code) != Some(2) || !said.contains("is in use by") {
+                    copy.signal("-KILL");
+                    return (
+                        Outcome::Wrong,
+                        format!("the second copy was not refused: {}", shorten(&said)),
+                    );
+                }
+                if copy.out.lock().unwrap().contains('(') {
+                    return (Outcome::Wrong, "the second copy output counts".into());
+                }
+            }
             std::thread::sleep(Duration::from_millis(600));
-            let sig = if self.fault == Fault::Sigkill {
+            let sig = if matches!(self.fault, Fault::Sigkill | Fault::SourceNamedAnotherWay) {
                 "-KILL"
             } else {
                 "-TERM"
@@ -364,7 +381,7 @@ impl<'b> Case<'b> {
             }
             _ => None,
         };
-        let mut second = Proc::spawn(self.command(false, clock));
+        let mut second = Proc::spawn(self.command(false, clock, true));
         let total = FIRST + SECOND;
         if self.fault == Fault::OtherJobsCheckpoint {
             // The first part never went in: the second run would count everything.
@@ -522,8 +539,10 @@ fn every_fault_ends_exact_or_refused() {
     let mut cases = Vec::new();
     for job in [JobKind::Socket, JobKind::KafkaState, JobKind::KafkaPostgres] {
         for fault in Fault::ALL {
-            if matches!(fault, WalTruncated | WalDeleted) && job != JobKind::Socket {
-                continue; // only a receiver has a write-ahead log
+            if matches!(fault, WalTruncated | WalDeleted | SourceNamedAnotherWay)
+                && job != JobKind::Socket
+            {
+                continue; // only a receiver has a write-ahead log, and a host name
             }
             if matches!(fault, ReadOnlyDirectory | DiskFull) && !root {
                 eprintln!(

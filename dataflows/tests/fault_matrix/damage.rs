@@ -26,11 +26,15 @@ pub enum Fault {
     ClockBackOneHour,
     ClockForwardTenMinutes,
     ClockJumpsBackWhileRunning,
+    /// A second copy of the job is started on the checkpoint while the first runs.
+    SecondCopyWhileRunning,
+    /// SIGKILL, and the restart names its socket's server another way (`localhost`).
+    SourceNamedAnotherWay,
 }
 
 impl Fault {
     /// Every fault, in the order the matrix lists them.
-    pub const ALL: [Fault; 19] = [
+    pub const ALL: [Fault; 21] = [
         Fault::None,
         Fault::Sigkill,
         Fault::PlansDeleted,
@@ -50,6 +54,8 @@ impl Fault {
         Fault::ClockBackOneHour,
         Fault::ClockForwardTenMinutes,
         Fault::ClockJumpsBackWhileRunning,
+        Fault::SecondCopyWhileRunning,
+        Fault::SourceNamedAnotherWay,
     ];
 }
 
@@ -61,7 +67,9 @@ pub fn apply(fault: Fault, ck: &Path) -> std::io::Result<()> {
         | OtherJobsCheckpoint
         | ClockBackOneHour
         | ClockForwardTenMinutes
-        | ClockJumpsBackWhileRunning => Ok(()),
+        | ClockJumpsBackWhileRunning
+        | SecondCopyWhileRunning
+        | SourceNamedAnotherWay => Ok(()),
         PlansDeleted => std::fs::remove_dir_all(ck.join("plans")),
         // What a crash in the middle of an append leaves: part of a next record.
         PlanTornTail => append(

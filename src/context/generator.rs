@@ -1,0 +1,141 @@
+//! The job generator (Spark's `JobGenerator`): one thread per process that wakes at every batch
+//! time `t` on the job's clock, whatever the workers are doing, and *generates* batch `t`:
+//!
+//! 1. each source that fixes its input at generation (a Kafka direct stream: the log-end
+//!    offsets read at `t`) samples what belongs to `t` through its hook;
+//! 2. the listeners hear that batch `t` was submitted (Spark's `onBatchSubmitted`): until a
+//!    worker cuts it, it is *queued* (the web UI and REST show it so).
+//!
+//! A worker that is busy or blocked in a sink cuts batch `t` later, with what was sampled at
+//! `t`: a stall shows as many queued batches, each with its own input, as in Spark, instead of
+//! one batch that takes the whole backlog. A batch cut on time finds no sample older than it
+//! and reads as before.
+//!
+//! Invariants: hooks are called in batch order, once per batch time, never for a batch before
+//! the run's first or after its last; the thread ends when the job stops.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Called with each batch time as it comes (on the generator's thread).
+pub(crate) type Hook = Box<dyn Fn(u64) + Send + Sync>;
+
+/// The generator's shared part: hooks registered while the dataflow is built.
+#[derive(Default)]
+pub(crate) struct Generator {
+    hooks: Mutex<Vec<Hook>>,
+    started: AtomicBool,
+}
+
+impl Generator {
+    /// Adds a hook (before the generator starts; hooks added later are ignored).
+    pub(crate) fn register(&self, hook: Hook) {
+        lock(&self.hooks).push(hook);
+    }
+
+    /// Whether the thread was started (it is started once, by the first worker to ask).
+    pub(crate) fn start_once(&self) -> bool {
+        !self.started.swap(true, Ordering::SeqCst)
+    }
+
+    /// Generates batch `t`: every hook, in order of registration.
+    pub(crate) fn generate(&self, t: u64) {
+        for hook in lock(&self.hooks).iter() {
+            hook(t);
+        }
+    }
+}
+
+/// Sleeps in slices of at most 20 ms until `due()` or `stop()`; whether it is due.
+pub(crate) fn wait_for(due: &dyn Fn() -> bool, stop: &dyn Fn() -> bool) -> bool {
+    loop {
+        if stop() {
+            return false;
+        }
+        if due() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Samples a source takes at generation, by batch time; the reader takes the sample of the
+/// batch it cuts (and drops older ones).
+///
+/// # Invariant
+///
+/// A sample is used only for the batch it was taken for.
+pub(crate) struct Samples<S> {
+    by_batch: Mutex<std::collections::BTreeMap<u64, S>>,
+}
+
+impl<S> Default for Samples<S> {
+    fn default() -> Self {
+        Samples {
+            by_batch: Mutex::new(Default::default()),
+        }
+    }
+}
+
+impl<S> Samples<S> {
+    /// Keeps the sample of batch `t` (at most 10 000 kept: a job far behind keeps the newest).
+    pub(crate) fn put(&self, t: u64, sample: S) {
+        let mut by = lock(&self.by_batch);
+        by.insert(t, sample);
+        while by.len() > 10_000 {
+            by.pop_first();
+        }
+    }
+
+    /// The sample of batch `t`, if one was taken; older ones are dropped.
+    pub(crate) fn take(&self, t: u64) -> Option<S> {
+        let mut by = lock(&self.by_batch);
+        let later = by.split_off(&(t + 1));
+        let mine = by.remove(&t);
+        *by = later;
+        mine
+    }
+}
+
+/// Shared so that a source's hook and its reader see one set of samples.
+pub(crate) type SharedSamples<S> = Arc<Samples<S>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_is_taken_only_for_its_batch_and_older_ones_go() {
+        let s = Samples::default();
+        s.put(1000, "a");
+        s.put(2000, "b");
+        s.put(3000, "c");
+        assert_eq!(s.take(2000), Some("b"));
+        assert_eq!(s.take(1000), None, "dropped with the take of a later batch");
+        assert_eq!(s.take(2500), None);
+        assert_eq!(s.take(3000), Some("c"));
+    }
+
+    #[test]
+    fn hooks_run_in_order_for_each_batch() {
+        let g = Generator::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for name in ["a", "b"] {
+            let seen = Arc::clone(&seen);
+            g.register(Box::new(move |t| seen.lock().unwrap().push((name, t))));
+        }
+        assert!(g.start_once());
+        assert!(!g.start_once());
+        g.generate(1000);
+        g.generate(2000);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![("a", 1000), ("b", 1000), ("a", 2000), ("b", 2000)]
+        );
+    }
+}
