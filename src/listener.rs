@@ -196,6 +196,12 @@ pub trait StreamingListener: Send + Sync + 'static {
     /// A batch's outputs have all finished.
     fn on_batch_completed(&self, batch: &BatchInfo);
 
+    /// Batch `batch_time` was generated at its time (Spark's `onBatchSubmitted`): its sources
+    /// fixed what belongs to it; it is *queued* until a worker cuts it
+    /// ([`on_batch_started`](StreamingListener::on_batch_started)), which is at once unless the
+    /// workers are busy with earlier batches.
+    fn on_batch_submitted(&self, _batch_time: Time) {}
+
     /// Batch `batch_time` was cut and entered the dataflow on this process (Spark's
     /// `onBatchStarted`; batches run concurrently in timely, so it is processing from here on).
     fn on_batch_started(&self, _batch_time: Time) {}
@@ -215,6 +221,10 @@ pub trait StreamingListener: Send + Sync + 'static {
 impl<T: StreamingListener + ?Sized> StreamingListener for Arc<T> {
     fn on_batch_completed(&self, batch: &BatchInfo) {
         (**self).on_batch_completed(batch);
+    }
+
+    fn on_batch_submitted(&self, batch_time: Time) {
+        (**self).on_batch_submitted(batch_time);
     }
 
     fn on_batch_started(&self, batch_time: Time) {

@@ -560,3 +560,143 @@ fn assigning_a_topic_that_does_not_exist_fails_at_start_naming_it() {
     );
     assert!(out.values().concat().is_empty());
 }
+
+/// Spark's clock: batch `t` is generated at `t`. While the job's sink is blocked by a table
+/// lock for 2 s (10 batch intervals), each batch time still fixes its own range (the log's end
+/// at `t`): the batches are queued, each with what arrived in its interval, instead of one
+/// batch taking the whole backlog when the lock goes. Counts are held against Spark's rule
+/// (the records produced by `t`, one 100 ms chunk of tolerance for when the offsets were read).
+#[test]
+fn a_batch_holds_what_arrived_by_its_time_even_while_the_sink_is_blocked() {
+    use std::sync::{Arc, Mutex};
+    let _turn = turn(false);
+    let broker = Broker::start();
+    broker.create_topic("stall", 1);
+    let table = unique("stall_sink").replace('-', "_");
+    let url = "postgres://postgres@127.0.0.1:5432/postgres";
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).expect("PostgreSQL on 5432");
+    admin
+        .batch_execute(&format!("CREATE TABLE {table} (batch BIGINT, n BIGINT)"))
+        .unwrap();
+    // What the generator and the workers did, by batch time.
+    #[derive(Default)]
+    struct Seen {
+        submitted: Vec<(u64, std::time::Instant)>,
+        started: Vec<(u64, std::time::Instant)>,
+    }
+    struct Recorder(Arc<Mutex<Seen>>);
+    impl sluice::listener::StreamingListener for Recorder {
+        fn on_batch_completed(&self, _: &sluice::listener::BatchInfo) {}
+        fn on_batch_submitted(&self, t: sluice::Time) {
+            self.0
+                .lock()
+                .unwrap()
+                .submitted
+                .push((t.millis(), std::time::Instant::now()));
+        }
+        fn on_batch_started(&self, t: sluice::Time) {
+            self.0
+                .lock()
+                .unwrap()
+                .started
+                .push((t.millis(), std::time::Instant::now()));
+        }
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let kafka = KafkaConfig::new(
+        broker.brokers(),
+        unique("g"),
+        ConsumerStrategy::Subscribe(vec!["stall".into()]),
+    )
+    .param("auto.offset.reset", "earliest");
+    let counts = CollectedBatches::new();
+    let c = counts.clone();
+    let config = StreamingConfig::new(Duration::from_millis(200))
+        .unwrap()
+        .listener(Recorder(Arc::clone(&seen)));
+    let sink_table = table.clone();
+    let mut job = StreamingContext::new(config)
+        .start(move |job| {
+            let stream = job.kafka_direct_stream(kafka.clone()).map(|r| r.offset);
+            stream.count().collect_into(&c);
+            // The sink: one row per batch, into a table the test locks for a while.
+            let table = sink_table.clone();
+            let mut client: Option<postgres::Client> = None;
+            stream.count().foreach_batch(move |t, n| {
+                let client = client.get_or_insert_with(|| {
+                    postgres::Client::connect(url, postgres::NoTls).unwrap()
+                });
+                client
+                    .execute(
+                        &format!("INSERT INTO {table} VALUES ($1, $2)"),
+                        &[
+                            &(t.millis() as i64),
+                            &(n.first().copied().unwrap_or(0) as i64),
+                        ],
+                    )
+                    .unwrap();
+            });
+        })
+        .unwrap();
+    // 10 records every 100 ms for 5 s, each chunk's time noted when the broker has it.
+    let produced: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let producer = {
+        let brokers = broker.brokers();
+        let produced = Arc::clone(&produced);
+        std::thread::spawn(move || {
+            let b = common::kafka::Broker::attach(&brokers);
+            for chunk in 0..50 {
+                b.produce("stall", 0, &values(&format!("c{chunk}-"), 10));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64;
+                produced.lock().unwrap().push(now);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut lock = admin.transaction().unwrap();
+    lock.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    lock.commit().unwrap();
+    producer.join().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    job.stop(true);
+    job.await_termination().unwrap();
+
+    let by_batch: Vec<(u64, u64)> = counts
+        .batches()
+        .into_iter()
+        .map(|(t, n)| (t.millis(), n.first().copied().unwrap_or(0)))
+        .collect();
+    let total: u64 = by_batch.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 500, "every record once: {by_batch:?}");
+    // Spark's rule: batch t holds the records produced by t and not by the batch before.
+    let produced = produced.lock().unwrap().clone();
+    let by = |t: u64| produced.iter().filter(|p| **p <= t).count() as i64 * 10;
+    for (t, n) in &by_batch {
+        let want = by(*t) - by(t - 200);
+        assert!(
+            (*n as i64 - want).abs() <= 10,
+            "batch {t}: {n} records, Spark's rule {want} (±10): {by_batch:?}"
+        );
+    }
+    // The stall shows as queued batches: generated at their time, started well after it.
+    let seen = seen.lock().unwrap();
+    let queued = seen
+        .submitted
+        .iter()
+        .filter(|(t, at)| {
+            seen.started
+                .iter()
+                .find(|(s, _)| s == t)
+                .is_some_and(|(_, started)| {
+                    started.duration_since(*at) > Duration::from_millis(500)
+                })
+        })
+        .count();
+    assert!(queued >= 3, "batches queued behind the lock: {queued}");
+}

@@ -90,11 +90,17 @@ pub(crate) struct Coordinator {
     /// A stop was asked (gracefully or not).
     stop_asked: AtomicBool,
     signal: Arc<AtomicBool>,
+    /// The signal was seen and a graceful stop begun.
+    signal_handled: AtomicBool,
     fatal: Mutex<Option<SluiceError>>,
     progress: Mutex<Progress>,
     progressed: Condvar,
     built: Mutex<usize>,
     listeners: Vec<Arc<dyn StreamingListener>>,
+    /// Generates each batch at its time (see `generator`).
+    pub(crate) generator: super::generator::Generator,
+    /// The driver thread has ended the job.
+    ended: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,6 +149,7 @@ impl Coordinator {
             abort: AtomicBool::new(false),
             stop_asked: AtomicBool::new(false),
             signal,
+            signal_handled: AtomicBool::new(false),
             fatal: Mutex::new(None),
             progress: Mutex::new(Progress {
                 partial: BTreeMap::new(),
@@ -157,6 +164,8 @@ impl Coordinator {
             progressed: Condvar::new(),
             built: Mutex::new(0),
             listeners: config.listeners.clone(),
+            generator: Default::default(),
+            ended: AtomicBool::new(false),
         })
     }
 
@@ -200,6 +209,16 @@ impl Coordinator {
         };
         let next = (last + self.batch_ms).max(first);
         let now = self.clock.now_ms();
+        // Spark's "Batches during down time": every batch time between the checkpoint's last
+        // and now runs, one after another, before the job is on time again.
+        let due = batch_at_or_after(now, self.batch_ms);
+        if due > next + self.batch_ms {
+            let missed = (due - next) / self.batch_ms;
+            tracing::warn!(
+                "batches during down time: {missed} batch times passed while the job was not running ({next} ms … {} ms); they run now, one after another, each with what its sources fix for it (receivers: nothing; Kafka: up to the offsets at hand, within the rate limits; directories: the files found), then the job is on time again",
+                due - self.batch_ms
+            );
+        }
         if now + self.batch_ms < next {
             let behind = next - now;
             self.clock_offset.store(behind, Ordering::SeqCst);
@@ -253,9 +272,43 @@ impl Coordinator {
         }
     }
 
+    /// Starts the job generator (once per process; with a clock-paced job only): from batch
+    /// `first` on, at each batch time, the sources' hooks sample what belongs to the batch and
+    /// the listeners hear it was submitted, whatever the workers are doing.
+    pub(crate) fn start_generator(self: &Arc<Self>, first: u64) {
+        if !self.generator.start_once() {
+            return;
+        }
+        let coord = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("sluice-generator".into())
+            .spawn(move || {
+                let mut next = first;
+                loop {
+                    let over = || {
+                        coord.aborted()
+                            || coord.ended.load(Ordering::SeqCst)
+                            || lock(&coord.cut).final_batch.is_some_and(|f| next > f)
+                    };
+                    if !super::generator::wait_for(&|| coord.now_ms() >= next, &over) {
+                        return;
+                    }
+                    coord.generator.generate(next);
+                    for l in &coord.listeners {
+                        l.on_batch_submitted(Time::from_millis(next));
+                    }
+                    next += coord.batch_ms;
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the job generator ({e}): batches are generated when cut");
+        }
+    }
+
     /// The job has ended: its hold on the checkpoint is released (another job of this process
     /// or another process may take it now).
     pub(crate) fn release_checkpoint(&self) {
+        self.ended.store(true, Ordering::SeqCst);
         if let Some(c) = &self.checkpoint {
             c.release();
         }
@@ -263,9 +316,14 @@ impl Coordinator {
 
     /// Decides about batch `t`; `due` says whether its time has come by the pacing rule.
     pub(crate) fn try_cut(&self, t: u64, due: bool) -> CutDecision {
-        if self.signal.swap(false, Ordering::SeqCst) {
-            tracing::info!("stop signal received: finishing the batches in progress");
+        // The flag stays set once handled: a second signal then ends the process at once
+        // (`register_signals`), which a restart from the checkpoint treats as a crash.
+        if self.signal.load(Ordering::SeqCst) && !self.signal_handled.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                "stop signal: stopping gracefully without waiting for the batch timer: the batches in progress and what was received so far are processed, then the job exits; a second signal stops it at once (unfinished batches are replayed on restart from the checkpoint)"
+            );
             self.request_stop(true);
+            lock(&self.cut).hurry = true;
         }
         let mut state = lock(&self.cut);
         if state.final_batch.is_some_and(|f| t > f) {

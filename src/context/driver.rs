@@ -160,6 +160,9 @@ pub(crate) fn run_worker(
         }
     }
     coord.built();
+    if let Pacing::Clock(_) = &pacing {
+        Coordinator::start_generator(&coord, first);
+    }
 
     let interval = coord.batch_ms;
     for f in feeders.iter_mut() {

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub(crate) mod coordinator;
 pub(crate) mod driver;
+pub(crate) mod generator;
 pub mod job;
 mod network;
 
@@ -249,7 +250,8 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn register_signals(flag: &Arc<AtomicBool>) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     for sig in [SIGINT, SIGTERM] {
-        // A second signal while the first is being handled ends the process at once.
+        // A second signal while the first is being handled (the flag is still set) ends the
+        // process at once, exit code 130, as a crash that the checkpoint recovers from.
         signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(flag))
             .and_then(|_| signal_hook::flag::register(sig, Arc::clone(flag)))
             .map_err(|e| SluiceError::Startup(format!("cannot install the signal handler: {e}")))?;

@@ -7,7 +7,7 @@
 //! | `/metrics` | Prometheus text format ([`metrics`](crate::metrics)) |
 //! | `/api/v1/applications` | the job (Spark's application list: one) |
 //! | `/api/v1/applications/{app}/streaming/statistics` | Spark's `StreamingStatistics` |
-//! | `/api/v1/applications/{app}/streaming/batches` | retained batches, newest first |
+//! | `/api/v1/applications/{app}/streaming/batches` | retained batches, newest first (`?status=queued`, `processing`, `completed`, `failed`: those alone) |
 //! | `/api/v1/applications/{app}/streaming/batches/{batchId}` | one batch (`batchId`: its time in ms) |
 //! | `/api/v1/applications/{app}/streaming/batches/{batchId}/operations` | its output operations |
 //!
@@ -31,7 +31,7 @@ pub use status::{BatchJson, InputJson, JobDescription, StateJson, Statistics, St
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -223,11 +223,38 @@ async fn statistics(State(s): State<Shared>, Path(app): Path<String>) -> Respons
     }
 }
 
-async fn batches(State(s): State<Shared>, Path(app): Path<String>) -> Response {
-    match wrong_app(&s, &app) {
-        None => Json(s.status.batches()).into_response(),
-        Some(why) => not_found(why),
+/// The retained batches; `?status=QUEUED|PROCESSING|COMPLETED|FAILED` (any case) keeps those
+/// of one status, as Spark's API does.
+async fn batches(
+    State(s): State<Shared>,
+    Path(app): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(why) = wrong_app(&s, &app) {
+        return not_found(why);
     }
+    let wanted = query.as_deref().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("status="))
+            .map(str::to_ascii_uppercase)
+    });
+    let mut all = s.status.batches();
+    match wanted.as_deref() {
+        None => {}
+        Some(w @ ("QUEUED" | "PROCESSING" | "COMPLETED" | "FAILED")) => {
+            all.retain(|b| b.status == w);
+        }
+        Some(other) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({
+                    "error": format!("unknown status `{other}`: give QUEUED, PROCESSING, COMPLETED or FAILED")
+                })),
+            )
+                .into_response();
+        }
+    }
+    Json(all).into_response()
 }
 
 /// The retained batch `batch` of application `app`, or why there is none (a 404).

@@ -32,6 +32,10 @@ struct Inner {
     failed: Vec<(u64, String, String)>,
     /// Batches started and not completed, with when they started (ms since the epoch).
     active: std::collections::BTreeMap<u64, u64>,
+    /// Batches generated at their time and not started yet (waiting for the workers).
+    queued: std::collections::BTreeSet<u64>,
+    /// The latest batch completed.
+    last_completed: Option<u64>,
     batches: VecDeque<BatchInfo>,
     completed: u64,
     records: u64,
@@ -123,7 +127,7 @@ impl Status {
             num_inactive_receivers: inner.sources.len() - active.len(),
             num_total_completed_batches: inner.completed,
             num_retained_completed_batches: n,
-            num_active_batches: inner.active.len(),
+            num_active_batches: inner.active.len() + inner.queued.len(),
             num_failed_batches: inner.failed.len(),
             num_processed_records: inner.records,
             num_received_records: inner.records,
@@ -136,19 +140,37 @@ impl Status {
         }
     }
 
-    /// The batches in progress (status `PROCESSING`, no delays yet), then the retained
-    /// completed ones, newest first.
+    /// The failed batches, the queued ones (generated at their time, waiting for the workers:
+    /// status `QUEUED`, with how long they have waited as their scheduling delay so far), the
+    /// ones in progress (status `PROCESSING`), then the retained completed ones, newest first
+    /// in each group.
     pub fn batches(&self) -> Vec<BatchJson> {
         let inner = self.lock();
+        let queued = inner.queued.iter().rev().map(|t| self.queued(*t));
         let active = inner.active.keys().rev().map(|t| self.pending(*t));
         let failed = inner
             .failed
             .iter()
             .map(|(t, output, reason)| self.failed(*t, output, reason));
         failed
+            .chain(queued)
             .chain(active)
             .chain(inner.batches.iter().rev().map(|b| self.json(b)))
             .collect()
+    }
+
+    /// A batch generated and not started: status `QUEUED`, waiting since its time.
+    fn queued(&self, t: u64) -> BatchJson {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let waited = now.saturating_sub(t);
+        BatchJson {
+            status: "QUEUED".into(),
+            scheduling_delay: Some(waited),
+            scheduling_delay_exact: waited as f64,
+            ..self.pending(t)
+        }
     }
 
     /// One retained batch by its time (Spark's batch id): failed, in progress or completed,
@@ -160,6 +182,9 @@ impl Status {
         }
         if inner.active.contains_key(&batch_ms) {
             return Some(self.pending(batch_ms));
+        }
+        if inner.queued.contains(&batch_ms) {
+            return Some(self.queued(batch_ms));
         }
         inner
             .batches
@@ -287,17 +312,28 @@ impl Status {
 }
 
 impl StreamingListener for Status {
+    fn on_batch_submitted(&self, batch_time: crate::Time) {
+        let t = batch_time.millis();
+        let mut inner = self.lock();
+        if !inner.active.contains_key(&t) && inner.last_completed.is_none_or(|c| t > c) {
+            inner.queued.insert(t);
+        }
+    }
+
     fn on_batch_started(&self, batch_time: crate::Time) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        self.lock().active.insert(batch_time.millis(), now);
+        let mut inner = self.lock();
+        inner.queued.remove(&batch_time.millis());
+        inner.active.insert(batch_time.millis(), now);
     }
 
     fn on_batch_failed(&self, batch_time: crate::Time, output: &str, reason: &str) {
         let mut inner = self.lock();
         inner.active.remove(&batch_time.millis());
+        inner.queued.remove(&batch_time.millis());
         inner
             .failed
             .push((batch_time.millis(), output.to_owned(), reason.to_owned()));
@@ -320,6 +356,8 @@ impl StreamingListener for Status {
         let t = batch.batch_time.millis();
         // A batch that completed is no longer active (nor any before it: completion is in order).
         inner.active.retain(|a, _| *a > t);
+        inner.queued.retain(|q| *q > t);
+        inner.last_completed = Some(inner.last_completed.map_or(t, |c| c.max(t)));
         inner.completed += 1;
         inner.records += batch.num_records();
         inner.malformed += batch.inputs.iter().map(|i| i.malformed).sum::<u64>();

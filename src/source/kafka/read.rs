@@ -12,6 +12,7 @@ use rdkafka::{ClientConfig, Offset};
 
 use super::client::{self, client_config_error, kafka_error};
 use super::{ConsumerRecord, ConsumerStrategy, KafkaConfig, KafkaItem};
+use crate::context::generator::SharedSamples;
 use crate::dstream::partition::PartitionId;
 use crate::error::SluiceError;
 use crate::offsets::{OffsetRange, OffsetStore, TopicPartition};
@@ -65,6 +66,59 @@ pub(crate) struct KafkaReader {
     pub(super) broker_away: bool,
     /// Subscribed topics already reported missing.
     pub(super) missing_warned: std::collections::BTreeSet<String>,
+    /// The log-end offsets of this worker's partitions read at each batch's time by the job
+    /// generator (Spark's rule: batch `t` holds what the log had at `t`), for a batch cut late.
+    pub(super) samples: SharedSamples<BTreeMap<TopicPartition, i64>>,
+    /// The partitions the generator samples (this worker's).
+    pub(super) sampled: Arc<std::sync::Mutex<Vec<TopicPartition>>>,
+}
+
+/// A consumer of the stream's settings that is never subscribed: the reader assigns its
+/// partitions itself, and the generator's copy only asks for offsets.
+fn offsets_client(config: &KafkaConfig) -> Result<BaseConsumer, SluiceError> {
+    let mut cc = ClientConfig::new();
+    for (k, v) in config.client_settings() {
+        cc.set(k, v);
+    }
+    cc.set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("receive.message.max.bytes", "1000000000");
+    cc.create().map_err(|e| client_config_error("consumer", e))
+}
+
+/// The generator's hook of one reader: at batch time `t`, the log-end offset of each of the
+/// reader's partitions.
+fn sample_at_batch_time(
+    config: Arc<KafkaConfig>,
+    sampled: Arc<std::sync::Mutex<Vec<TopicPartition>>>,
+    samples: SharedSamples<BTreeMap<TopicPartition, i64>>,
+) -> Box<dyn Fn(u64) + Send + Sync> {
+    let client: std::sync::Mutex<Option<BaseConsumer>> = std::sync::Mutex::new(None);
+    Box::new(move |t| {
+        let parts = sampled.lock().map(|p| p.clone()).unwrap_or_default();
+        if parts.is_empty() {
+            return;
+        }
+        let mut client = client.lock().unwrap_or_else(|p| p.into_inner());
+        if client.is_none() {
+            *client = offsets_client(&config).ok();
+        }
+        let Some(consumer) = client.as_ref() else {
+            return;
+        };
+        let mut highs = BTreeMap::new();
+        for tp in parts {
+            // A partition the broker does not answer for now is read as it is when cut.
+            if let Ok((_, high)) =
+                consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_millis(500))
+            {
+                highs.insert(tp, high);
+            }
+        }
+        samples.put(t, highs);
+    })
 }
 
 impl KafkaReader {
@@ -99,8 +153,16 @@ impl KafkaReader {
             .backpressure
             .and_then(|b| b.initial_rate)
             .map(|r| r as f64 / peers.max(1) as f64);
+        let config = Arc::new(config);
+        let samples = SharedSamples::default();
+        let sampled = Arc::new(std::sync::Mutex::new(Vec::new()));
+        runtime.on_batch_time(sample_at_batch_time(
+            Arc::clone(&config),
+            Arc::clone(&sampled),
+            Arc::clone(&samples),
+        ));
         KafkaReader {
-            config: Arc::new(config),
+            config,
             runtime,
             consumer: None,
             store: None,
@@ -119,24 +181,14 @@ impl KafkaReader {
             committed_before: None,
             broker_away: false,
             missing_warned: Default::default(),
+            samples,
+            sampled,
         }
     }
 
     pub(super) fn consumer(&mut self) -> Result<&BaseConsumer, SluiceError> {
         if self.consumer.is_none() {
-            let mut cc = ClientConfig::new();
-            for (k, v) in self.config.client_settings() {
-                cc.set(k, v);
-            }
-            cc.set("group.id", &self.config.group)
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("enable.partition.eof", "false")
-                .set("receive.message.max.bytes", "1000000000");
-            let consumer: BaseConsumer = cc
-                .create()
-                .map_err(|e| client_config_error("consumer", e))?;
-            self.consumer = Some(consumer);
+            self.consumer = Some(offsets_client(&self.config)?);
         }
         self.consumer.as_ref().ok_or_else(|| SluiceError::Kafka {
             action: "create the consumer".into(),
@@ -184,14 +236,24 @@ impl KafkaReader {
             self.refresh()?;
         }
         self.started = true;
-        // The plan: [next, until) per partition, fixed before reading.
-        let mut highs: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         let owned: Vec<TopicPartition> = self.owned.keys().cloned().collect();
+        if let Ok(mut sampled) = self.sampled.lock() {
+            sampled.clone_from(&owned);
+        }
+        // The plan: [next, until) per partition, fixed before reading. The end is the log's
+        // end at the batch's time, as the generator read it then (a batch cut late behind a
+        // slow one holds what had arrived by its time, not the backlog), or, without that
+        // sample, as it is now.
+        let sampled = self.samples.take(slot.time.millis()).unwrap_or_default();
+        let mut highs: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         for tp in owned {
-            // Asked to stop while the broker is away: nothing more of this partition.
             let from = self.owned.get(&tp).map_or(0, |o| o.next);
-            let high = self.watermarks(&tp)?.map_or(from, |(_, high)| high);
-            highs.insert(tp, high);
+            let high = match sampled.get(&tp) {
+                Some(high) => *high,
+                // Asked to stop while the broker is away: nothing more of this partition.
+                None => self.watermarks(&tp)?.map_or(from, |(_, high)| high),
+            };
+            highs.insert(tp, high.max(from));
         }
         let lags: BTreeMap<TopicPartition, i64> = highs
             .iter()
