@@ -115,6 +115,12 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
             cluster,
             |d: sluice::DStream<'_, i64>| d.count(),
         ),
+        // Spark's count is a reduceByKey into the default parallelism (2 here).
+        "spark_count_partitions" => run1(
+            vec![vec![], range(1, 3), range(1, 5)],
+            cluster,
+            |d: sluice::DStream<'_, i64>| d.count().glom(),
+        ),
         "spark_count_by_value" => run1(
             vec![vec![1i64], vec![1, 1, 1], vec![1, 2], vec![1, 1, 2, 2]],
             cluster,
@@ -782,6 +788,18 @@ fn spark_count() {
 }
 
 #[test]
+fn spark_count_partitions() {
+    check_ordered(
+        "spark_count_partitions",
+        expect(vec![
+            vec![vec![0u64], vec![]],
+            vec![vec![3], vec![]],
+            vec![vec![5], vec![]],
+        ]),
+    );
+}
+
+#[test]
 fn spark_count_by_value() {
     check(
         "spark_count_by_value",
@@ -960,4 +978,86 @@ fn a_shuffle_takes_its_number_of_partitions() {
         "one partition per batch: {got:?}"
     );
     check_ordered("reduce_by_key_into_one", got);
+}
+
+/// With `Partitioner::Spark`, a shuffle puts each key where Spark's `HashPartitioner` does:
+/// the expected partitions are Spark 4.3's own (`HashPartitioner(n).getPartition` of these
+/// keys, printed with the pyspark wheel's jars), on 1, 2 and 3 workers.
+#[test]
+fn spark_partitioner_places_keys_as_spark_does() {
+    use sluice::dstream::spark_hash::Partitioner;
+    use sluice::source::BatchQueue;
+    use sluice::{CollectedBatches, StreamingContext};
+    let words: Vec<String> = [
+        "spark",
+        "streaming",
+        "a",
+        "b",
+        "c",
+        "hello",
+        "world",
+        "kafka",
+        "flink",
+        "sluice",
+        "a",
+        "spark",
+    ]
+    .iter()
+    .map(|w| w.to_string())
+    .collect();
+    let pairs: Vec<(String, i32)> = (0..8).map(|i| (format!("k{i}"), i)).collect();
+    for workers in 1..=3 {
+        let (by_word, by_pair) = (CollectedBatches::new(), CollectedBatches::new());
+        let (w, p) = (by_word.clone(), by_pair.clone());
+        let (qw, qp) = (
+            BatchQueue::from_batches(vec![words.clone()]),
+            BatchQueue::from_batches(vec![pairs.clone()]),
+        );
+        StreamingContext::new(common::on_workers(1, workers).partitioner(Partitioner::Spark))
+            .run(move |job| {
+                job.queue_stream(&qw)
+                    .map(|w| (w, 1u64))
+                    .reduce_by_key(|a, b| a + b)
+                    .glom()
+                    .map(|mut p| {
+                        p.sort();
+                        p
+                    })
+                    .collect_into(&w);
+                job.queue_stream(&qp)
+                    .map(|(k, i)| ((k, i), 1u64))
+                    .reduce_by_key_into(|a, b| a + b, Some(3))
+                    .glom()
+                    .map(|p| {
+                        let mut keys: Vec<i32> = p.into_iter().map(|((_, i), _)| i).collect();
+                        keys.sort();
+                        keys
+                    })
+                    .collect_into(&p);
+            })
+            .expect("the job runs");
+        let one = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(w, n)| (w.to_string(), *n)).collect()
+        };
+        assert_eq!(
+            by_word.values(),
+            vec![vec![
+                one(&[
+                    ("b", 1),
+                    ("flink", 1),
+                    ("hello", 1),
+                    ("kafka", 1),
+                    ("streaming", 1),
+                    ("world", 1)
+                ]),
+                one(&[("a", 2), ("c", 1), ("sluice", 1), ("spark", 2)]),
+            ]],
+            "{workers} workers"
+        );
+        assert_eq!(
+            by_pair.values(),
+            vec![vec![vec![1, 2, 3, 4], vec![5, 7], vec![0, 6]]],
+            "{workers} workers"
+        );
+    }
 }

@@ -151,6 +151,11 @@ pub struct CommonArgs {
     /// comes in the same order on any number of workers.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub default_parallelism: Option<u64>,
+    /// How shuffles place keys: `sluice` (its own hash, the default) or `spark` (Spark's
+    /// `HashPartitioner` with the JVM's `hashCode` of strings, integers and tuples, so that
+    /// partitions after a shuffle hold exactly Spark's records).
+    #[arg(long, value_enum, default_value_t = PartitionerArg::Sluice, value_name = "HASH")]
+    pub partitioner: PartitionerArg,
     /// More log output on stderr: -v for info, -vv for one line per batch.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -170,6 +175,15 @@ pub struct CommonArgs {
     /// The dataflow's name (set by the command line, not a flag): the job's identity.
     #[arg(skip)]
     pub app: String,
+}
+
+/// `--partitioner`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PartitionerArg {
+    /// sluice's own hash.
+    Sluice,
+    /// Spark's `HashPartitioner` with the JVM's `hashCode`.
+    Spark,
 }
 
 impl CommonArgs {
@@ -200,6 +214,10 @@ impl CommonArgs {
         if let Some(n) = self.default_parallelism {
             config = config.default_parallelism(n as usize);
         }
+        config = config.partitioner(match self.partitioner {
+            PartitionerArg::Sluice => sluice::dstream::spark_hash::Partitioner::Sluice,
+            PartitionerArg::Spark => sluice::dstream::spark_hash::Partitioner::Spark,
+        });
         self.web_ui(config)
     }
 

@@ -153,6 +153,8 @@ fn an_underscore_in_a_category_or_brand_keeps_rows_apart() {
     assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
     let out = job.out.lock().unwrap().clone();
     assert!(done, "last table: {:?}\n{}", tables(&out).last(), job.err());
+    // Spark's `show()` is `println(showString(..))`: every table is followed by an empty line.
+    assert!(out.contains("+\n\n"), "{out}");
     drop(server);
 }
 

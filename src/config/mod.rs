@@ -63,6 +63,7 @@ pub struct StreamingConfig {
     pub(crate) listeners: Vec<Arc<dyn StreamingListener>>,
     pub(crate) checkpoint: Option<crate::checkpoint::CheckpointConfig>,
     pub(crate) default_parallelism: Option<usize>,
+    pub(crate) partitioner: crate::dstream::spark_hash::Partitioner,
     pub(crate) app_name: Option<String>,
     pub(crate) connect_timeout: Duration,
     pub(crate) peer_timeout: Duration,
@@ -80,6 +81,7 @@ impl std::fmt::Debug for StreamingConfig {
             .field("listeners", &self.listeners.len())
             .field("checkpoint", &self.checkpoint)
             .field("default_parallelism", &self.default_parallelism)
+            .field("partitioner", &self.partitioner)
             .field("app_name", &self.app_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("peer_timeout", &self.peer_timeout)
@@ -102,6 +104,7 @@ impl StreamingConfig {
             listeners: Vec::new(),
             checkpoint: None,
             default_parallelism: None,
+            partitioner: Default::default(),
             app_name: None,
             connect_timeout: Duration::from_secs(60),
             peer_timeout: Duration::from_secs(30),
@@ -174,6 +177,25 @@ impl StreamingConfig {
     /// ```
     pub fn default_parallelism(mut self, partitions: usize) -> Self {
         self.default_parallelism = Some(partitions.max(1));
+        self
+    }
+
+    /// How shuffles place keys in partitions: sluice's own hash (the default), or Spark's
+    /// `HashPartitioner` with the JVM's `hashCode` for strings, `i32`, `i64` and tuples of
+    /// them, so that after a shuffle every partition holds exactly the records Spark's would
+    /// (what `glom`, `mapPartitions` and the part files of `save_as_text_files` show). See
+    /// [`spark_hash`](crate::dstream::spark_hash).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sluice::dstream::spark_hash::Partitioner;
+    /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?.partitioner(Partitioner::Spark);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
+    pub fn partitioner(mut self, partitioner: crate::dstream::spark_hash::Partitioner) -> Self {
+        self.partitioner = partitioner;
         self
     }
 

@@ -70,6 +70,8 @@ pub(crate) struct Coordinator {
     pub(crate) batch_ms: u64,
     /// The job's default number of partitions.
     pub(crate) parallelism: usize,
+    /// How shuffles place keys.
+    pub(crate) partitioner: crate::dstream::spark_hash::Partitioner,
     /// The first batch this run would start at without a checkpoint.
     proposed_first: u64,
     /// The first batch of this run, decided once the dataflow is built.
@@ -131,6 +133,7 @@ impl Coordinator {
         Ok(Coordinator {
             batch_ms,
             parallelism: config.parallelism(),
+            partitioner: config.partitioner,
             proposed_first,
             start: std::sync::OnceLock::new(),
             zero,

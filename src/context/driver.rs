@@ -46,6 +46,7 @@ pub(crate) fn run_worker(
         process: worker.index() / threads.max(1),
         batch_ms: coord.batch_ms,
         parallelism: coord.parallelism,
+        partitioner: coord.partitioner,
     };
     let probe = ProbeHandle::new();
     let mut ticks: InputHandleVec<u64, u64> = InputHandleVec::new();

@@ -2,8 +2,9 @@
 //!
 //! Each partition is folded where it runs, then worker 0 combines the partial results in
 //! partition order (two stages, as Spark's tasks and driver). `count` yields one record per
-//! batch, `0` for an empty batch; `reduce` yields nothing for an empty batch; the result is one
-//! partition, on worker 0.
+//! batch, `0` for an empty batch, in Spark's partitions: Spark counts with a `reduceByKey`
+//! into the default parallelism, so the count is partition 0 of that many (the others empty);
+//! `reduce` yields nothing for an empty batch, in one partition. Both are on worker 0.
 
 use timely::dataflow::channels::pact::Pipeline;
 
@@ -12,7 +13,9 @@ use super::partition::{Part, PartitionId, gather, map_parts};
 use super::{DStream, Data, Key};
 
 impl<'s, T: Data> DStream<'s, T> {
-    /// The number of records of each batch; `0` for a batch without records (Spark's `count`).
+    /// The number of records of each batch; `0` for a batch without records (Spark's `count`),
+    /// in partition 0 of as many as the job's default parallelism, the others empty (Spark's
+    /// `count` is a `reduceByKey` of one key: `glom` shows `[[n], []]` with parallelism 2).
     ///
     /// # Examples
     ///
@@ -22,6 +25,7 @@ impl<'s, T: Data> DStream<'s, T> {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn count(&self) -> DStream<'s, u64> {
+        let partitions = self.ctx.info.parallelism.max(1) as u32;
         let local = map_parts(
             self.stream.clone(),
             &self.ctx.name("CountLocal"),
@@ -31,7 +35,10 @@ impl<'s, T: Data> DStream<'s, T> {
             local,
             self.ticks.clone(),
             &self.ctx.name("CountTotal"),
-            |_t, counts, out| out.push(Part::new(PartitionId::new(0), vec![counts.iter().sum()])),
+            move |_t, counts, out| {
+                out.push(Part::new(PartitionId::new(0), vec![counts.iter().sum()]));
+                out.extend((1..partitions).map(|i| Part::new(PartitionId::new(i), Vec::new())));
+            },
         );
         self.derive(total)
     }

@@ -12,7 +12,8 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
-use super::partition::{Part, PartitionId, Parts, hash_partition, shuffle};
+use super::partition::{Part, PartitionId, Parts, shuffle};
+use super::spark_hash::Partitioner;
 use super::{DStream, Data, Key};
 
 /// Keyed changes out of differential (on whichever worker its hash chose) into `n` hash
@@ -22,6 +23,7 @@ pub(crate) fn keyed_changes_to_parts<'s, K: Key + Ord, V: Data + Ord>(
     changes: StreamVec<'s, u64, ((K, V), isize)>,
     ticks: StreamVec<'s, u64, u64>,
     n: usize,
+    partitioner: Partitioner,
     name: &str,
 ) -> Parts<'s, ((K, V), isize)> {
     let index = changes.scope().index() as u32;
@@ -40,7 +42,7 @@ pub(crate) fn keyed_changes_to_parts<'s, K: Key + Ord, V: Data + Ord>(
         ticks,
         n,
         name,
-        move |((k, _), _): &((K, V), isize)| hash_partition(k, n),
+        move |((k, _), _): &((K, V), isize)| partitioner.partition(k, n),
         |_t, _q, mut records| {
             records.sort();
             records

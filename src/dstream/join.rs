@@ -5,7 +5,7 @@
 //! every left value, with `None` when the key has no right value; right and full outer
 //! likewise). Each takes Spark's optional number of partitions in its `_into` form.
 
-use super::partition::{FixedMap, hash_partition, shuffle};
+use super::partition::{FixedMap, shuffle};
 use super::stateless::Either;
 use super::{DStream, Data, Key};
 
@@ -41,13 +41,14 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         partitions: Option<usize>,
     ) -> DStream<'s, (K, (Vec<V>, Vec<W>))> {
         let n = self.shuffle_partitions(partitions);
+        let partitioner = self.ctx.info.partitioner;
         let stream = shuffle(
             self.tagged_with(other),
             self.ticks.clone(),
             n,
             &self.ctx.name("Cogroup"),
             move |x: &Either<(K, V), (K, W)>| match x {
-                Either::Left((k, _)) | Either::Right((k, _)) => hash_partition(k, n),
+                Either::Left((k, _)) | Either::Right((k, _)) => partitioner.partition(k, n),
             },
             |_t, _q, records| {
                 let mut groups = FixedMap::<K, (Vec<V>, Vec<W>)>::default();

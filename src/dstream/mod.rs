@@ -38,6 +38,7 @@ pub mod partition;
 pub(crate) mod place;
 pub mod remember;
 pub mod render;
+pub mod spark_hash;
 pub mod state;
 pub mod stateful;
 pub mod stateless;
@@ -69,6 +70,8 @@ pub struct WorkerInfo {
     /// The job's default number of partitions (Spark's `spark.default.parallelism`): queue
     /// streams are sliced into this many, and shuffles use it unless told otherwise.
     pub parallelism: usize,
+    /// How shuffles place keys in partitions (`StreamingConfig::partitioner`).
+    pub partitioner: spark_hash::Partitioner,
 }
 
 /// Per-worker state shared by every DStream of a job.

@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, Hash};
 use timely::dataflow::channels::pact::Pipeline;
 
 use super::batch_op::batch_fold;
-use super::partition::{FixedMap, Part, PartitionId, hash_partition, map_parts, shuffle};
+use super::partition::{FixedMap, Part, PartitionId, map_parts, shuffle};
 use super::{DStream, Data, Key};
 
 /// The worker-routing hash of a key: the same in every process of a job.
@@ -108,12 +108,13 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// ```
     pub fn partition_by(&self, partitions: usize) -> DStream<'s, (K, V)> {
         let n = partitions.max(1);
+        let partitioner = self.ctx.info.partitioner;
         let stream = shuffle(
             self.stream.clone(),
             self.ticks.clone(),
             n,
             &self.ctx.name("PartitionBy"),
-            move |(k, _): &(K, V)| hash_partition(k, n),
+            move |(k, _): &(K, V)| partitioner.partition(k, n),
             |_t, _q, records| records,
         );
         self.derive(stream)
@@ -142,12 +143,13 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// `groupByKey(numPartitions)`); `None` for the job's default.
     pub fn group_by_key_into(&self, partitions: Option<usize>) -> DStream<'s, (K, Vec<V>)> {
         let n = self.shuffle_partitions(partitions);
+        let partitioner = self.ctx.info.partitioner;
         let stream = shuffle(
             self.stream.clone(),
             self.ticks.clone(),
             n,
             &self.ctx.name("GroupByKey"),
-            move |(k, _): &(K, V)| hash_partition(k, n),
+            move |(k, _): &(K, V)| partitioner.partition(k, n),
             |_t, _q, records| {
                 let mut groups = Map_::<K, Vec<V>>::default();
                 for (k, v) in records {
@@ -193,6 +195,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         partitions: Option<usize>,
     ) -> DStream<'s, (K, C)> {
         let n = self.shuffle_partitions(partitions);
+        let partitioner = self.ctx.info.partitioner;
         // Map side: each input partition's values combined as they arrive.
         let local = batch_fold(
             self.stream.clone(),
@@ -221,7 +224,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             self.ticks.clone(),
             n,
             &self.ctx.name("CombineMerge"),
-            move |(k, _): &(K, C)| hash_partition(k, n),
+            move |(k, _): &(K, C)| partitioner.partition(k, n),
             move |_t, _q, records| {
                 let mut combined = Map_::<K, Option<C>>::default();
                 for (k, c) in records {

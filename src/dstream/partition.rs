@@ -144,9 +144,11 @@ pub(crate) type FixedMap<K, V> = std::collections::HashMap<K, V, foldhash::fast:
 /// A hash set with a fixed seed (see [`FixedMap`]).
 pub(crate) type FixedSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
 
-/// The partition (of `partitions`) of a key: Spark's `HashPartitioner` with a hash that every
-/// process computes alike (not the JVM's `hashCode`, so a key's partition number differs from
-/// Spark's; which keys share a partition, and that co-partitioned streams meet, does not).
+/// The partition (of `partitions`) of a key with sluice's default partitioner: Spark's
+/// `HashPartitioner` with a hash that every process computes alike (not the JVM's `hashCode`,
+/// so a key's partition number differs from Spark's; which keys share a partition, and that
+/// co-partitioned streams meet, does not). `StreamingConfig::partitioner(Partitioner::Spark)`
+/// uses the JVM's (see [`spark_hash`](super::spark_hash)).
 ///
 /// # Examples
 ///
@@ -157,7 +159,7 @@ pub(crate) type FixedSet<K> = std::collections::HashSet<K, foldhash::fast::Fixed
 /// assert_eq!(p, hash_partition(&"spark".to_owned(), 4)); // &str and String hash alike
 /// ```
 pub fn hash_partition<K: Hash + ?Sized>(key: &K, partitions: usize) -> u32 {
-    (super::pair::route(key) % partitions.max(1) as u64) as u32
+    super::spark_hash::Partitioner::Sluice.partition(key, partitions)
 }
 
 /// The partitions `0..n` that worker `index` of `peers` runs.

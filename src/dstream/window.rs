@@ -380,7 +380,13 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             }
         });
         let name = self.ctx.name("WindowReduced");
-        let by_key = keyed_changes_to_parts(retime(reduced), self.ticks.clone(), n, &name);
+        let by_key = keyed_changes_to_parts(
+            retime(reduced),
+            self.ticks.clone(),
+            n,
+            self.ctx.info.partitioner,
+            &name,
+        );
         let changes = self.derive(by_key).only_batches().on(spec.every());
         Stateful::upserts(changes, spec.every())
     }

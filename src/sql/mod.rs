@@ -101,8 +101,9 @@ pub struct Table {
 }
 
 impl Table {
-    /// The first `n` rows as Spark's `Dataset.show(n)` prints them (cells right-aligned, at
-    /// most 20 characters, `null` for nulls, "only showing top n rows" when there are more).
+    /// The first `n` rows as Spark's `Dataset.showString(n)` renders them (cells right-aligned,
+    /// at most 20 characters, `null` for nulls, "only showing top n rows" when there are more);
+    /// `Dataset.show` prints this with `println`, so an empty line follows it on the console.
     pub fn show(&self, n: usize) -> String {
         show_string(&self.columns, &self.rows, n, 20)
     }
@@ -326,7 +327,8 @@ impl<'s, T: Data + serde::Serialize> DStream<'s, T> {
 }
 
 impl<'s> DStream<'s, Table> {
-    /// Prints every batch's table as Spark's `Dataset.show(n)` does (an output operation).
+    /// Prints every batch's table as Spark's `Dataset.show(n)` does (an output operation):
+    /// [`Table::show`]'s text followed by an empty line, since Spark prints it with `println`.
     ///
     /// With `skip_empty_input`, a batch whose input table was empty prints nothing (the
     /// course's `if (!rdd.isEmpty())` guard).
@@ -338,7 +340,9 @@ impl<'s> DStream<'s, Table> {
                 if skip_empty_input && t.input_rows == 0 {
                     continue;
                 }
+                // `Dataset.show` is `println(showString(n))`: the table, then an empty line.
                 let _ = out.write_all(t.show(n).as_bytes());
+                let _ = out.write_all(b"\n");
             }
             let _ = out.flush();
         });

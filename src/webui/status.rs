@@ -399,6 +399,54 @@ mod tests {
     }
 
     #[test]
+    fn a_submitted_batch_is_queued_until_it_starts() {
+        let job = JobDescription {
+            name: "wc".into(),
+            batch_ms: 1000,
+            workers: 1,
+            processes: 1,
+            process: 0,
+            settings: vec![],
+        };
+        let s = Status::new(job, 10);
+        s.on_batch_started(Time::from_millis(1000));
+        s.on_batch_submitted(Time::from_millis(2000));
+        s.on_batch_submitted(Time::from_millis(3000));
+        let statuses: Vec<(u64, String)> = s
+            .batches()
+            .into_iter()
+            .map(|b| (b.batch_id, b.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![
+                (3000, "QUEUED".to_owned()),
+                (2000, "QUEUED".to_owned()),
+                (1000, "PROCESSING".to_owned())
+            ]
+        );
+        assert_eq!(s.statistics().num_active_batches, 3);
+        assert!(
+            s.batch(2000).unwrap().scheduling_delay.is_some(),
+            "its wait so far"
+        );
+        s.on_batch_started(Time::from_millis(2000));
+        s.on_batch_completed(&batch(2000, 1, 1));
+        let statuses: Vec<(u64, String)> = s
+            .batches()
+            .into_iter()
+            .map(|b| (b.batch_id, b.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![(3000, "QUEUED".to_owned()), (2000, "COMPLETED".to_owned())]
+        );
+        // A batch submitted after it completed (a late notice) is not queued again.
+        s.on_batch_submitted(Time::from_millis(2000));
+        assert_eq!(s.statistics().num_active_batches, 1);
+    }
+
+    #[test]
     fn spark_dates() {
         assert_eq!(spark_date(1_565_253_462_000), "2019-08-08T08:37:42.000GMT");
         assert_eq!(spark_date(0), "1970-01-01T00:00:00.000GMT");

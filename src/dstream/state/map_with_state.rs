@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{MapWithState, State, StateSpec, TimeoutChecks};
 use super::{StateInput, save_state};
-use crate::dstream::partition::{
-    FixedMap, Part, PartitionId, hash_partition, map_parts, shuffle_batches,
-};
+use crate::dstream::partition::{FixedMap, Part, PartitionId, map_parts, shuffle_batches};
 use crate::dstream::stateful::{StateViews, Stateful, shrink_if_sparse};
 use crate::dstream::stateless::Either;
 use crate::dstream::{DStream, Data, Key};
@@ -100,6 +98,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         // Per partition: each key's state, when it was last seen, and when keys may time out.
         let mut states: BTreeMap<u32, KeyStates<K, S>> = BTreeMap::new();
         let op_name = name.clone();
+        let partitioner = self.ctx.info.partitioner;
         let views = StateViews::shared();
         let offered = std::rc::Rc::clone(&views);
         let both = shuffle_batches(
@@ -107,7 +106,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             self.ticks.clone(),
             n,
             &name,
-            move |(k, _): &(K, StateInput<V, S>)| hash_partition(k, n),
+            move |(k, _): &(K, StateInput<V, S>)| partitioner.partition(k, n),
             move |t, partitions, parts: &mut Vec<Part<Either<U, ((K, S), isize)>>>| {
                 let time = Time::from_millis(t);
                 // With incremental snapshots every change of a key's state or last-seen batch

@@ -25,7 +25,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::core::Concat;
 use timely::dataflow::operators::generic::Operator;
 
-use super::partition::{Part, PartitionId, Parts, hash_partition, map_parts};
+use super::partition::{Part, PartitionId, Parts, map_parts};
 
 use super::stateful::Stateful;
 use super::{DStream, Data, Key};
@@ -444,7 +444,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                         Some(store) => match store.restore::<K, S>() {
                             Ok(restored) => {
                                 let stays = |k: &K| {
-                                    PartitionId::new(hash_partition(k, partitions))
+                                    PartitionId::new(info.partitioner.partition(k, partitions))
                                         .worker(info.peers)
                                         == info.index
                                 };

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use super::UpdateState;
 use super::{StateInput, save_state};
-use crate::dstream::partition::{
-    FixedMap, FixedSet, Part, PartitionId, hash_partition, shuffle_batches,
-};
+use crate::dstream::partition::{FixedMap, FixedSet, Part, PartitionId, shuffle_batches};
 use crate::dstream::stateful::{StateViews, Stateful, shrink_if_sparse};
 use crate::dstream::{DStream, Data, Key};
 use crate::listener::StateSize;
@@ -74,6 +72,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         // Whether the previous batch was snapshotted (its changed keys had aux 1).
         let mut snapshotted = false;
         let op_name = name.clone();
+        let partitioner = self.ctx.info.partitioner;
         let views = StateViews::shared();
         let offered = std::rc::Rc::clone(&views);
         let changes = shuffle_batches(
@@ -81,7 +80,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             self.ticks.clone(),
             n,
             &name,
-            move |(k, _): &(K, StateInput<V, S>)| hash_partition(k, n),
+            move |(k, _): &(K, StateInput<V, S>)| partitioner.partition(k, n),
             move |t, partitions, parts| {
                 let time = Time::from_millis(t);
                 let due = store.is_some() && runtime.snapshot_due(t);
