@@ -447,12 +447,12 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         // Entering values at +1, leaving at -1, at slide times; routed by key.
         // (Already in their keys' partitions: the per-batch reduction shuffled them.)
         let moves = per_batch.window_changes(spec);
-        let mut states: BTreeMap<PartitionId, FixedMap<K, V>> = BTreeMap::new();
+        let mut states: BTreeMap<PartitionId, FixedMap<K, InvEntry<V>>> = BTreeMap::new();
         let every = spec.every();
         let (f_absorb, f_finish) = (Rc::clone(&f), f);
         let op_name = self.ctx.name("reduce_by_key_and_window_inv");
         let runtime = self.ctx.runtime.clone();
-        type Moves<K, V> = BTreeMap<PartitionId, FixedMap<K, (Option<V>, Option<V>)>>;
+        type Moves<K, V> = BTreeMap<PartitionId, FixedMap<K, InvMoves<V>>>;
         let changes = batch_fold(
             moves.stream.clone(),
             moves.ticks.clone(),
@@ -461,12 +461,18 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
             &op_name.clone(),
             Moves::<K, V>::new,
             move |acc, data: &mut Vec<Part<((K, V), isize)>>| {
-                // Per key: the leaving values reduced with f, and the entering ones.
+                // Per key: the leaving values reduced with f, the entering ones, and how many
+                // values the window gains (negative: loses).
                 for part in data.drain(..) {
                     let acc = acc.entry(part.id).or_default();
                     for ((k, v), d) in part.records {
-                        let (leaving, entering) = acc.entry(k).or_default();
-                        let slot = if d < 0 { leaving } else { entering };
+                        let moves = acc.entry(k).or_default();
+                        moves.count += d;
+                        let slot = if d < 0 {
+                            &mut moves.leaving
+                        } else {
+                            &mut moves.entering
+                        };
                         for _ in 0..d.unsigned_abs() {
                             *slot = Some(match slot.take() {
                                 Some(a) => f_absorb(a, v.clone()),
@@ -483,40 +489,59 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                 for (id, moved) in moved {
                     let state = states.entry(id.clone()).or_default();
                     let mut out = Vec::new();
-                    for (k, (leaving, entering)) in moved {
+                    for (k, m) in moved {
                         let old = state.remove(&k);
-                        // Spark's order: inv(old, leaving), then f(that, entering). A key new to
-                        // the window whose values also leave at this slide (a window shorter
-                        // than its slide) keeps what entered less what left, so that it holds
-                        // exactly the window's values (Spark adds them without subtracting).
-                        let value = match (old.clone(), leaving, entering) {
-                            (Some(v), Some(l), e) => {
-                                let rest = inv(v, l);
-                                Some(match e {
-                                    Some(e) => f_finish(rest, e),
-                                    None => rest,
-                                })
+                        // The window's true value: the old one with what entered, less what
+                        // left (entering first, so that a count never goes below zero on the
+                        // way: with a slide longer than the window, values enter and leave at
+                        // one slide). Spark computes `inv(old, leaving)` then `f(·, entering)`
+                        // from the *shown* old value, which miscounts a slide longer than the
+                        // window and a key its filter dropped (see the README).
+                        let value =
+                            match (old.as_ref().map(|o| o.value.clone()), m.leaving, m.entering) {
+                                (Some(v), l, e) => {
+                                    let with = match e {
+                                        Some(e) => f_finish(v, e),
+                                        None => v,
+                                    };
+                                    Some(match l {
+                                        Some(l) => inv(with, l),
+                                        None => with,
+                                    })
+                                }
+                                (None, Some(l), Some(e)) => Some(inv(e, l)),
+                                (None, None, e) => e,
+                                (None, Some(_), None) => None,
+                            };
+                        let count = old.as_ref().map_or(0, |o| o.count) + m.count;
+                        let visible = value.as_ref().is_some_and(|v| {
+                            filter
+                                .as_ref()
+                                .is_none_or(|keep| keep(&(k.clone(), v.clone())))
+                        });
+                        let was = old.as_ref().filter(|o| o.visible).map(|o| o.value.clone());
+                        let now = value.clone().filter(|_| visible);
+                        if was != now {
+                            if let Some(o) = was {
+                                out.push(((k.clone(), o), -1));
                             }
-                            (Some(v), None, Some(e)) => Some(f_finish(v, e)),
-                            (Some(v), None, None) => Some(v),
-                            (None, Some(l), Some(e)) => Some(inv(e, l)),
-                            (None, _, e) => e,
-                        };
-                        let kept = value
-                            .map(|v| (k.clone(), v))
-                            .filter(|kv| filter.as_ref().is_none_or(|keep| keep(kv)));
-                        if kept.as_ref().map(|(_, v)| v) == old.as_ref() {
-                            if let Some((k, v)) = kept {
-                                state.insert(k, v);
+                            if let Some(v) = now {
+                                out.push(((k.clone(), v), 1));
                             }
-                            continue;
                         }
-                        if let Some(o) = old {
-                            out.push(((k.clone(), o), -1));
-                        }
-                        if let Some((k, v)) = kept {
-                            out.push(((k.clone(), v.clone()), 1));
-                            state.insert(k, v);
+                        // Kept while values of the key are in the window (shown or not), and
+                        // while shown (Spark keeps a key back at zero unless the filter drops it).
+                        if let Some(value) = value
+                            && (count > 0 || visible)
+                        {
+                            state.insert(
+                                k,
+                                InvEntry {
+                                    value,
+                                    count,
+                                    visible,
+                                },
+                            );
                         }
                     }
                     shrink_if_sparse(state);
@@ -551,6 +576,32 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         slide: Duration,
     ) -> DStream<'s, (K, Vec<V>)> {
         self.window(length, slide).group_by_key()
+    }
+}
+
+/// One key of the incremental window: its value over the values in the window, how many values
+/// that is, and whether the filter shows it.
+struct InvEntry<V> {
+    value: V,
+    count: isize,
+    visible: bool,
+}
+
+/// What one slide moves of a key: the leaving values and the entering ones, each reduced, and
+/// the change in how many values the window holds.
+struct InvMoves<V> {
+    leaving: Option<V>,
+    entering: Option<V>,
+    count: isize,
+}
+
+impl<V> Default for InvMoves<V> {
+    fn default() -> Self {
+        InvMoves {
+            leaving: None,
+            entering: None,
+            count: 0,
+        }
     }
 }
 
