@@ -86,7 +86,7 @@ impl Runtime {
     /// Calls `hook` with each batch time as it comes, on the job generator's thread (see
     /// `context::generator`): a source samples there what belongs to the batch, so that a batch
     /// cut late still holds what had arrived by its time.
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "kafka", feature = "files")), allow(dead_code))]
     pub(crate) fn on_batch_time(&self, hook: Box<dyn Fn(u64) + Send + Sync>) {
         self.coord.generator.register(hook);
     }

@@ -65,11 +65,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Samples a source takes at generation, by batch time; the reader takes the sample of the
-/// batch it cuts (and drops older ones).
+/// batch it cuts (and drops older ones). Used by the sources that sample at generation: Kafka
+/// direct streams and directories.
 ///
 /// # Invariant
 ///
 /// A sample is used only for the batch it was taken for.
+#[cfg_attr(not(any(feature = "kafka", feature = "files")), allow(dead_code))]
 pub(crate) struct Samples<S> {
     by_batch: Mutex<std::collections::BTreeMap<u64, S>>,
 }
@@ -82,6 +84,7 @@ impl<S> Default for Samples<S> {
     }
 }
 
+#[cfg_attr(not(any(feature = "kafka", feature = "files")), allow(dead_code))]
 impl<S> Samples<S> {
     /// Keeps the sample of batch `t` (at most 10 000 kept: a job far behind keeps the newest).
     pub(crate) fn put(&self, t: u64, sample: S) {
@@ -103,6 +106,7 @@ impl<S> Samples<S> {
 }
 
 /// Shared so that a source's hook and its reader see one set of samples.
+#[cfg_attr(not(any(feature = "kafka", feature = "files")), allow(dead_code))]
 pub(crate) type SharedSamples<S> = Arc<Samples<S>>;
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use super::FileStreamOptions;
 use super::select::Selector;
 use super::split::{FileSplit, splits};
+use crate::context::generator::SharedSamples;
 use crate::runtime::Runtime;
 use crate::source::{BatchOut, BatchReader, BatchSlot};
 use crate::storage::{Entry, Location};
@@ -38,6 +39,36 @@ pub(crate) struct FileListReader {
     failure: Option<crate::SluiceError>,
     /// The last listing failed (reported once until one succeeds).
     listing_failed: bool,
+    /// The directory as the job generator listed it at each batch's time, and when (Spark's
+    /// rule: batch `t` picks the files found complete at `t`, even when it is cut later).
+    samples: SharedSamples<(Vec<Entry>, i64)>,
+}
+
+/// The generator's hook of the listing worker: the directory's listing at each batch time.
+fn list_at_batch_time(
+    url: String,
+    recursive: bool,
+    runtime: Runtime,
+    samples: SharedSamples<(Vec<Entry>, i64)>,
+) -> Box<dyn Fn(u64) + Send + Sync> {
+    let location: std::sync::Mutex<Option<Location>> = std::sync::Mutex::new(None);
+    Box::new(move |t| {
+        let mut location = location.lock().unwrap_or_else(|p| p.into_inner());
+        if location.is_none() {
+            let stop = runtime.clone();
+            *location = Location::open(&url)
+                .ok()
+                .map(|l| l.stop_when(move || stop.stopping()));
+        }
+        let Some(l) = location.as_ref() else {
+            return;
+        };
+        let at = wall_ms();
+        // A listing that fails here is tried again when the batch is cut (which reports it).
+        if let Ok(listing) = l.list_once(recursive) {
+            samples.put(t, (listing, at));
+        }
+    })
 }
 
 impl FileListReader {
@@ -56,7 +87,17 @@ impl FileListReader {
         } else {
             None
         };
+        let samples = SharedSamples::default();
+        if location.is_some() {
+            runtime.on_batch_time(list_at_batch_time(
+                url.to_owned(),
+                options.selector(url).recursive(),
+                runtime.clone(),
+                std::sync::Arc::clone(&samples),
+            ));
+        }
         FileListReader {
+            samples,
             name: format!("file {url}"),
             location,
             selector: options.selector(url),
@@ -75,12 +116,16 @@ impl FileListReader {
         self.failure.take()
     }
 
-    /// The complete new files of this batch, or none when the listing fails (they are picked
+    /// The complete new files of batch `t` — from the generator's listing at `t` when there is
+    /// one, else from a listing now — or none when the listing fails (they are picked
     /// by the next listing that succeeds; nothing is lost).
-    fn pick(&mut self) -> Vec<Entry> {
+    fn pick(&mut self, t: u64) -> Vec<Entry> {
         let Some(location) = &self.location else {
             return Vec::new();
         };
+        if let Some((listing, at)) = self.samples.take(t) {
+            return self.selector.select(&listing, at);
+        }
         let now = wall_ms();
         match location.list_once(self.selector.recursive()) {
             Ok(listing) => {
@@ -153,7 +198,7 @@ impl BatchReader<FileSplit> for FileListReader {
                     tag: None,
                 })
                 .collect(),
-            None => self.pick(),
+            None => self.pick(slot.time.millis()),
         };
         self.last = files.iter().map(|f| (f.path.clone(), f.size)).collect();
         for (i, split) in splits(&files, self.max_split_bytes).into_iter().enumerate() {
