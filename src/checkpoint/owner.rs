@@ -23,14 +23,19 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "files")]
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+#[cfg(feature = "files")]
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use crate::error::{Result, SluiceError};
 
 /// How long an object-store lease lasts without renewal.
+#[cfg_attr(not(feature = "files"), allow(dead_code))]
 pub(crate) const LEASE: Duration = Duration::from_secs(30);
 
 /// Who holds a checkpoint: written into the lock file or lease object.
@@ -81,6 +86,7 @@ impl Holder {
     }
 
     /// Whether this holder is a process of this host that no longer runs.
+    #[cfg_attr(not(feature = "files"), allow(dead_code))]
     fn is_dead_here(&self) -> bool {
         self.host == host_name() && !pid_alive(self.pid)
     }
@@ -243,7 +249,7 @@ pub(crate) fn lease(url: &str, process: usize, job: Option<&str>) -> Result<Owne
 /// A held lease and the thread that renews it.
 #[cfg_attr(not(feature = "files"), allow(dead_code))]
 struct Lease {
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -336,6 +342,7 @@ impl Drop for Lease {
     }
 }
 
+#[cfg(feature = "files")]
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -60,6 +60,7 @@ pub(crate) fn store_error(
 /// Whether an offset store's error is one that waiting may cure: the store unreachable or
 /// gone away (a database's transient error, a Redis or ZooKeeper connection failure), rather
 /// than a refusal that never passes (bad credentials, a missing database).
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
 pub(crate) fn is_transient(e: &SluiceError) -> bool {
     let SluiceError::OffsetStore { source, .. } = e else {
         return false;
