@@ -39,10 +39,41 @@ fn tables(stdout: &str) -> Vec<Vec<Vec<String>>> {
     out
 }
 
-#[test]
-fn category_top3_shows_the_top_three_brands_of_each_category() {
+/// Serves `text` (in chunks of `chunk` bytes, `pause` apart) to the first connection on a
+/// free port and keeps it open for `open`; runs `category-top3` on it with `extra` flags.
+fn top3_on(
+    text: String,
+    chunk: usize,
+    pause: Duration,
+    open: Duration,
+    extra: &[&str],
+) -> (Proc, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        for piece in text.as_bytes().chunks(chunk) {
+            s.write_all(piece).unwrap();
+            std::thread::sleep(pause);
+        }
+        std::thread::sleep(open);
+    });
+    let mut cmd = sluice();
+    cmd.args([
+        "run",
+        "category-top3",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ])
+    .args(["--batch", "200ms", "--ui", "off"])
+    .args(extra);
+    (Proc::spawn(cmd), server)
+}
+
+#[test]
+fn category_top3_shows_the_top_three_brands_of_each_category() {
     let dir = tempfile::tempdir().unwrap();
     let dead = dir.path().join("dead.txt");
     // 600 sales of 12 brands in 3 categories, and 3 malformed lines.
@@ -58,30 +89,13 @@ fn category_top3_shows_the_top_three_brands_of_each_category() {
     lines.insert(300, "one two three four".into());
     lines.push("".into());
     let text = lines.join("\n") + "\n";
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        for chunk in text.as_bytes().chunks(2000) {
-            s.write_all(chunk).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_secs(30));
-    });
-    let mut cmd = sluice();
-    cmd.args([
-        "run",
-        "category-top3",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--batch",
-        "200ms",
-        "--ui",
-        "off",
-        "--dead-letter",
-        dead.to_str().unwrap(),
-    ]);
-    let mut job = Proc::spawn(cmd);
+    let (mut job, server) = top3_on(
+        text,
+        2000,
+        Duration::from_millis(50),
+        Duration::from_secs(30),
+        &["--dead-letter", dead.to_str().unwrap()],
+    );
     // The model's top three per category, ties by brand.
     let mut by: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
     for ((c, b), n) in &model {
@@ -121,28 +135,8 @@ fn category_top3_shows_the_top_three_brands_of_each_category() {
 /// pair, each keeps its own row.
 #[test]
 fn an_underscore_in_a_category_or_brand_keeps_rows_apart() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let text = "20 b c_d\n20 b c_d\n20 b c_d\n20 b c_d\n21 d_b c\n";
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.write_all(text.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_secs(30));
-    });
-    let mut cmd = sluice();
-    cmd.args([
-        "run",
-        "category-top3",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--batch",
-        "200ms",
-        "--ui",
-        "off",
-    ]);
-    let mut job = Proc::spawn(cmd);
+    let text = "20 b c_d\n20 b c_d\n20 b c_d\n20 b c_d\n21 d_b c\n".to_owned();
+    let (mut job, server) = top3_on(text, 1 << 20, Duration::ZERO, Duration::from_secs(30), &[]);
     let want = vec![
         vec!["c".to_owned(), "d_b".into(), "1".into(), "1".into()],
         vec!["c_d".to_owned(), "b".into(), "4".into(), "1".into()],
@@ -190,34 +184,18 @@ fn dead_letters_on_a_full_disk_wait_for_room_and_none_is_lost() {
         while f.write_all(&[b'x'; 4096]).is_ok() {}
     }
     let dead = dir.path().join("dead.txt");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
     let mut text = String::new();
     for i in 0..100 {
         text.push_str(&format!("malformed {i}\n"));
     }
     text.push_str("1 b c\n");
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.write_all(text.as_bytes()).unwrap();
-        std::thread::sleep(Duration::from_secs(40));
-    });
-    let mut cmd = sluice();
-    cmd.args([
-        "run",
-        "category-top3",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--batch",
-        "200ms",
-        "--ui",
-        "off",
-        "--dead-letter",
-        dead.to_str().unwrap(),
-    ]);
-    let mut job = Proc::spawn(cmd);
+    let (mut job, server) = top3_on(
+        text,
+        1 << 20,
+        Duration::ZERO,
+        Duration::from_secs(40),
+        &["--dead-letter", dead.to_str().unwrap()],
+    );
     // The disk refuses the entries: retried (said once), no table while the batch waits.
     assert!(
         wait_until(Duration::from_secs(20), || job

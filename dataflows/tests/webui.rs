@@ -57,6 +57,22 @@ fn every_rest_route_answers_in_sparks_shape() {
     assert!(ids.iter().all(|t| t % 200 == 0));
     let records: u64 = list.iter().map(|b| b["inputSize"].as_u64().unwrap()).sum();
     assert_eq!(records, LINES, "every retained batch, every line once");
+    // `?status=` keeps one status, as Spark's API; an unknown one is a 400 that names them.
+    let completed = json(&addr, &format!("{base}/batches?status=completed"));
+    assert!(
+        completed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "COMPLETED"),
+        "{completed}"
+    );
+    let (code, body) = support::get(&addr, &format!("{base}/batches?status=soon")).unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("QUEUED, PROCESSING, COMPLETED or FAILED"),
+        "{body}"
+    );
     let busy = list
         .iter()
         .find(|b| b["inputSize"].as_u64() > Some(0))

@@ -109,13 +109,18 @@ fn io<'a>(
 /// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
 /// ```
 pub fn write_framed(path: &Path, kind: Kind, payload: &[u8]) -> Result<(), CheckpointError> {
+    write_atomic(path, &[&frame_header(kind, payload), payload])
+}
+
+/// The frame before `payload`: magic, format version, kind, length, checksum.
+fn frame_header(kind: Kind, payload: &[u8]) -> Vec<u8> {
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&VERSION.to_le_bytes());
     header.push(kind as u8);
     header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     header.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    write_atomic(path, &[&header, payload])
+    header
 }
 
 /// [`write_framed`] only if nothing is at `path` yet: whether this call created it. Of two
@@ -127,12 +132,7 @@ pub(crate) fn write_framed_new(
     kind: Kind,
     payload: &[u8],
 ) -> Result<bool, CheckpointError> {
-    let mut header = Vec::with_capacity(HEADER);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&VERSION.to_le_bytes());
-    header.push(kind as u8);
-    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    header.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let header = frame_header(kind, payload);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");

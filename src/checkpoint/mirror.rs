@@ -184,30 +184,34 @@ fn write_local(path: &Path, bytes: &[u8]) -> Result<(), SluiceError> {
 
 /// A whole file was written durably at `path`: put it (when it is in a mirrored checkpoint).
 pub(crate) fn wrote(path: &Path) -> Result<(), CheckpointError> {
-    let Some((m, rel)) = find(path) else {
+    let Some((m, rel, bytes)) = read_back(path)? else {
         return Ok(());
     };
-    let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io {
-        action: "read back",
-        path: path.to_owned(),
-        source: e,
-    })?;
     m.store(path)?
         .write(&rel, &bytes)
         .map_err(|e| mirror_error(path, e))
 }
 
-/// A whole file was created durably at `path` and must be the only one there: put it only if
-/// the store has none (or the same bytes, a retried put); other bytes are another writer's.
-pub(crate) fn created(path: &Path) -> Result<(), CheckpointError> {
+/// The mirror `path` is in, its name there and its bytes, read back from the working copy
+/// (`None`: not in a mirrored checkpoint).
+fn read_back(path: &Path) -> Result<Option<(Arc<Mirror>, String, Vec<u8>)>, CheckpointError> {
     let Some((m, rel)) = find(path) else {
-        return Ok(());
+        return Ok(None);
     };
     let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io {
         action: "read back",
         path: path.to_owned(),
         source: e,
     })?;
+    Ok(Some((m, rel, bytes)))
+}
+
+/// A whole file was created durably at `path` and must be the only one there: put it only if
+/// the store has none (or the same bytes, a retried put); other bytes are another writer's.
+pub(crate) fn created(path: &Path) -> Result<(), CheckpointError> {
+    let Some((m, rel, bytes)) = read_back(path)? else {
+        return Ok(());
+    };
     m.store(path)?
         .write_new(&rel, &bytes)
         .map_err(|e| mirror_error(path, e))

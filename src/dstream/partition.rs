@@ -484,16 +484,7 @@ impl XorShiftRandom {
 
 /// Scala's `MurmurHash3.bytesHash(data, seed)`.
 fn murmur3_bytes(data: &[u8], seed: i32) -> i32 {
-    fn mix_last(h: i32, k: i32) -> i32 {
-        let k = k.wrapping_mul(0xcc9e_2d51_u32 as i32).rotate_left(15);
-        h ^ k.wrapping_mul(0x1b87_3593)
-    }
-    fn mix(h: i32, k: i32) -> i32 {
-        mix_last(h, k)
-            .rotate_left(13)
-            .wrapping_mul(5)
-            .wrapping_add(0xe654_6b64_u32 as i32)
-    }
+    use super::spark_hash::murmur3::{finalize_hash, mix, mix_last};
     let mut h = seed;
     let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {
@@ -507,13 +498,7 @@ fn murmur3_bytes(data: &[u8], seed: i32) -> i32 {
         }
         h = mix_last(h, k);
     }
-    let mut h = (h ^ data.len() as i32) as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h as i32
+    finalize_hash(h, data.len() as i32)
 }
 
 #[cfg(test)]

@@ -205,6 +205,7 @@ impl FieldHasher {
 /// Scala 2.13's `MurmurHash3.productHash` of a tuple whose elements hash to `elements`: the
 /// product's prefix (`Tuple2`, `Tuple3`, …) is mixed in first.
 fn product_hash(elements: impl ExactSizeIterator<Item = i32>) -> i32 {
+    use murmur3::{finalize_hash, mix};
     const PRODUCT_SEED: i32 = 0xcafe_babe_u32 as i32;
     let arity = elements.len() as i32;
     let prefix = Field::Str(format!("Tuple{arity}")).hash_code();
@@ -215,30 +216,33 @@ fn product_hash(elements: impl ExactSizeIterator<Item = i32>) -> i32 {
     finalize_hash(h, arity)
 }
 
-fn mix_last(h: i32, k: i32) -> i32 {
-    let mut k = k.wrapping_mul(0xcc9e_2d51_u32 as i32);
-    k = k.rotate_left(15);
-    k = k.wrapping_mul(0x1b87_3593);
-    h ^ k
-}
+/// Scala's `scala.util.hashing.MurmurHash3` steps (32-bit, as the JVM computes them), shared
+/// with Spark's `repartition` placement in `partition`.
+pub(crate) mod murmur3 {
+    /// `mixLast`.
+    pub(crate) fn mix_last(h: i32, k: i32) -> i32 {
+        let k = k.wrapping_mul(0xcc9e_2d51_u32 as i32).rotate_left(15);
+        h ^ k.wrapping_mul(0x1b87_3593)
+    }
 
-fn mix(h: i32, data: i32) -> i32 {
-    let h = mix_last(h, data).rotate_left(13);
-    h.wrapping_mul(5).wrapping_add(0xe654_6b64_u32 as i32)
-}
+    /// `mix`.
+    pub(crate) fn mix(h: i32, data: i32) -> i32 {
+        mix_last(h, data)
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64_u32 as i32)
+    }
 
-fn finalize_hash(h: i32, length: i32) -> i32 {
-    avalanche(h ^ length)
-}
-
-fn avalanche(h: i32) -> i32 {
-    let mut h = h as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h as i32
+    /// `finalizeHash`: the length mixed in, then the avalanche.
+    pub(crate) fn finalize_hash(h: i32, length: i32) -> i32 {
+        let mut h = (h ^ length) as u32;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^= h >> 16;
+        h as i32
+    }
 }
 
 #[cfg(test)]

@@ -398,16 +398,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_submitted_batch_is_queued_until_it_starts() {
-        let job = JobDescription {
+    fn wc_job() -> JobDescription {
+        JobDescription {
             name: "wc".into(),
             batch_ms: 1000,
             workers: 1,
             processes: 1,
             process: 0,
             settings: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn a_submitted_batch_is_queued_until_it_starts() {
+        let job = wc_job();
         let s = Status::new(job, 10);
         s.on_batch_started(Time::from_millis(1000));
         s.on_batch_submitted(Time::from_millis(2000));
@@ -455,14 +459,7 @@ mod tests {
 
     #[test]
     fn statistics_are_the_means_of_the_retained_batches_and_totals_since_the_start() {
-        let job = JobDescription {
-            name: "wc".into(),
-            batch_ms: 1000,
-            workers: 1,
-            processes: 1,
-            process: 0,
-            settings: vec![],
-        };
+        let job = wc_job();
         let s = Status::new(job, 2);
         for (t, r, p) in [(1000, 10, 10), (2000, 20, 20), (3000, 30, 40)] {
             s.on_batch_completed(&batch(t, r, p));
