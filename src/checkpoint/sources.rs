@@ -112,10 +112,10 @@ impl Checkpoint {
         current: &[CurrentSource<'_>],
         record: bool,
     ) -> Result<BTreeSet<String>> {
+        // (Always: in a job of several processes another process may have written `sources`
+        // already; a legacy key moves only where the position key has no plan of that batch.)
+        self.adopt_legacy_keys(current);
         let recorded = load(&self.dir);
-        if recorded.is_empty() {
-            self.adopt_legacy_keys(current);
-        }
         let mut dropped = Vec::new();
         if self.resuming {
             let stateful = self.keeps_state();

@@ -47,7 +47,7 @@ impl Generator {
     }
 }
 
-/// Sleeps in slices of at most 20 ms until `due()` or `stop()`; whether it is due.
+/// Sleeps in slices of 5 ms until `due()` or `stop()`; whether it is due.
 pub(crate) fn wait_for(due: &dyn Fn() -> bool, stop: &dyn Fn() -> bool) -> bool {
     loop {
         if stop() {
