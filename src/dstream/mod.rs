@@ -43,6 +43,7 @@ pub mod state;
 pub mod stateful;
 pub mod stateless;
 pub mod window;
+mod window_inverse;
 
 /// What a record type needs: it can be cloned and sent between workers and processes.
 ///
