@@ -1,5 +1,5 @@
 //! Checkpoints: batch plans, the completed-batch marker and state snapshots in one directory
-//! (`shared/DESIGN.md` §6), and what a restarted job recovers from them.
+//! (`ARCHITECTURE.md` §6), and what a restarted job recovers from them.
 //!
 //! Layout of a checkpoint directory:
 //!

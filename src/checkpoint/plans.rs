@@ -1,5 +1,5 @@
 //! Batch plans: what each source decided a batch holds, recorded before the batch runs
-//! (`shared/DESIGN.md` §4), and what a restarted source gets back from them.
+//! (`ARCHITECTURE.md` §4), and what a restarted source gets back from them.
 //!
 //! Each worker appends one [`PlanRecord`] per batch to its own log
 //! (`plans/<start>-w<worker>-<run>.log`), starting a new segment at every checkpoint batch so

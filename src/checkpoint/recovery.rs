@@ -67,7 +67,7 @@ impl Checkpoint {
     }
 
     /// Says which operators of the restored snapshot this job has none of: their state is
-    /// dropped (DESIGN §6: a changed job keeps what still matches and says what it dropped).
+    /// dropped (ARCHITECTURE.md §6: a changed job keeps what still matches and says what it dropped).
     fn report_orphans(&self, snapshot: &Snapshot) {
         let operators = lock(&self.operators);
         for name in snapshot.operators() {

@@ -223,7 +223,7 @@ pub(crate) fn run_worker(
                     coord.fail(e);
                 }
                 if let (Some(c), Some(log)) = (&checkpoint, plan_log.as_mut()) {
-                    // The batch's plan is durable before the batch runs (DESIGN §4).
+                    // The batch's plan is durable before the batch runs (ARCHITECTURE.md §4).
                     if let Err(e) = record_plans(c, log, &mut feeders, &keys, &slot) {
                         coord.fail(e);
                     }

@@ -1,7 +1,7 @@
 //! `DStream<T>`: a stream of batches, with Spark Streaming's operators and per-batch semantics.
 //!
 //! A `DStream<'s, T>` at batch `t` is the multiset of records of Spark's RDD at `t`
-//! (`shared/DESIGN.md` §2). It wraps a timely stream whose timestamp is the batch time in ms
+//! (`ARCHITECTURE.md` §2). It wraps a timely stream whose timestamp is the batch time in ms
 //! and whose items are chunks of records of one Spark partition each ([`partition`]): a batch
 //! has Spark's partitions whatever the number of workers, and a whole batch is its partitions
 //! concatenated in order.

@@ -1,7 +1,7 @@
 //! Spark's partitions, carried on chunks of records and decoupled from workers.
 //!
 //! Every batch of a DStream consists of numbered partitions, as Spark's RDD of that batch
-//! would (`shared/DESIGN.md` §3). A record belongs to the partition of the [`Part`] (chunk) it
+//! would (`ARCHITECTURE.md` §3). A record belongs to the partition of the [`Part`] (chunk) it
 //! travels in; the partition is carried once per chunk, never per record.
 //!
 //! **Identity and order.** A [`PartitionId`] is a short path of indices that sorts

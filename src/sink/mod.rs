@@ -1,4 +1,4 @@
-//! Where batches go: text files, databases, Kafka (`shared/DESIGN.md` §5). One sink per file.
+//! Where batches go: text files, databases, Kafka (`ARCHITECTURE.md` §5). One sink per file.
 //!
 //! A batch that crashed between its output and its offset commit is replayed from its plan with
 //! the same content, so a sink is exactly-once when writing a batch again changes nothing

@@ -1,4 +1,4 @@
-//! Sources: what decides, per batch, which records belong to it (`shared/DESIGN.md` §4).
+//! Sources: what decides, per batch, which records belong to it (`ARCHITECTURE.md` §4).
 //!
 //! A source is a [`BatchReader`]: when a worker cuts batch `t`, it asks each of its readers for
 //! their records of `t` (a socket receiver hands over what it buffered, a queue its next batch,
