@@ -105,6 +105,9 @@ pub(crate) struct Coordinator {
     ended: AtomicBool,
 }
 
+mod generation;
+mod restart;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking worker poisons nothing we cannot still read: the data are plain counters.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -195,44 +198,6 @@ impl Coordinator {
         decided.clone().map_err(SluiceError::Lifecycle)
     }
 
-    /// A clock that reads earlier than the batches a checkpoint holds (set back, or another
-    /// machine's) would leave every batch of this run waiting for it, silently: the job's clock
-    /// is put forward by the difference instead, with a warning, so batch times go on from the
-    /// checkpoint's, one per interval.
-    fn behind_the_checkpoint(&self, first: u64) {
-        let Some(c) = &self.checkpoint else {
-            return;
-        };
-        let recorded = [c.last_planned(), c.completed(), c.restored_batch()]
-            .into_iter()
-            .flatten()
-            .max();
-        let Some(last) = recorded else {
-            return;
-        };
-        let next = (last + self.batch_ms).max(first);
-        let now = self.clock.now_ms();
-        // Spark's "Batches during down time": every batch time between the checkpoint's last
-        // and now runs, one after another, before the job is on time again.
-        let due = batch_at_or_after(now, self.batch_ms);
-        if due > next + self.batch_ms {
-            let missed = (due - next) / self.batch_ms;
-            tracing::warn!(
-                "batches during down time: {missed} batch times passed while the job was not running ({next} ms … {} ms); they run now, one after another, each with what its sources fix for it (receivers: nothing; Kafka: up to the offsets at hand, within the rate limits; directories: the files found), then the job is on time again",
-                due - self.batch_ms
-            );
-        }
-        if now + self.batch_ms < next {
-            let behind = next - now;
-            self.clock_offset.store(behind, Ordering::SeqCst);
-            tracing::warn!(
-                "the clock reads {now} ms, {} before the batches this checkpoint holds (up to {last} ms): was it set back? Batch times go on from {next} ms, one per interval, {} ahead of the clock",
-                humantime::format_duration(Duration::from_millis(behind)),
-                humantime::format_duration(Duration::from_millis(behind))
-            );
-        }
-    }
-
     /// The job's clock: the configured clock, put forward if it read earlier than the
     /// checkpoint at start.
     pub(crate) fn now_ms(&self) -> u64 {
@@ -272,39 +237,6 @@ impl Coordinator {
     pub(crate) fn flush_checkpoint(&self) {
         if let Some(c) = &self.checkpoint {
             c.flush();
-        }
-    }
-
-    /// Starts the job generator (once per process; with a clock-paced job only): from batch
-    /// `first` on, at each batch time, the sources' hooks sample what belongs to the batch and
-    /// the listeners hear it was submitted, whatever the workers are doing.
-    pub(crate) fn start_generator(self: &Arc<Self>, first: u64) {
-        if !self.generator.start_once() {
-            return;
-        }
-        let coord = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name("sluice-generator".into())
-            .spawn(move || {
-                let mut next = first;
-                loop {
-                    let over = || {
-                        coord.aborted()
-                            || coord.ended.load(Ordering::SeqCst)
-                            || lock(&coord.cut).final_batch.is_some_and(|f| next > f)
-                    };
-                    if !super::generator::wait_for(&|| coord.now_ms() >= next, &over) {
-                        return;
-                    }
-                    coord.generator.generate(next);
-                    for l in &coord.listeners {
-                        l.on_batch_submitted(Time::from_millis(next));
-                    }
-                    next += coord.batch_ms;
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("cannot start the job generator ({e}): batches are generated when cut");
         }
     }
 
