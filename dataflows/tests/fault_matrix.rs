@@ -16,11 +16,14 @@ mod broker;
 mod common;
 #[path = "fault_matrix/damage.rs"]
 mod damage;
+#[path = "fault_matrix/report.rs"]
+mod report;
 
 use std::io::Write;
 
 use common::{Proc, fresh_postgres, wait_until};
 use damage::{Fault, mount_tmpfs};
+use report::{progress, shorten};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -507,24 +510,6 @@ impl Drop for Case<'_> {
         }
         let _ = &self.dir;
     }
-}
-
-fn shorten(s: &str) -> String {
-    let s = s.trim().replace('\n', " | ");
-    if s.len() > 160 {
-        format!(
-            "{}…",
-            &s[..s.char_indices().nth(160).map_or(s.len(), |(i, _)| i)]
-        )
-    } else {
-        s
-    }
-}
-
-/// A line on the test's standard error even under the test harness's capture, so that a CI
-/// log shows each case as it ends (and which one a slow run is still in).
-fn progress(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 #[test]
