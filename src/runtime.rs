@@ -83,14 +83,6 @@ impl Runtime {
         self.coord.silent_through()
     }
 
-    /// Calls `hook` with each batch time as it comes, on the job generator's thread (see
-    /// `context::generator`): a source samples there what belongs to the batch, so that a batch
-    /// cut late still holds what had arrived by its time.
-    #[cfg_attr(not(any(feature = "kafka", feature = "files")), allow(dead_code))]
-    pub(crate) fn on_batch_time(&self, hook: Box<dyn Fn(u64) + Send + Sync>) {
-        self.coord.generator.register(hook);
-    }
-
     /// Whether batch `t`'s input can be left out without changing any answer: a batch
     /// replayed with its outputs off (they happened before the restart) in a job that keeps no
     /// state and no window (nothing is rebuilt from it).

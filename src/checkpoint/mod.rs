@@ -6,6 +6,8 @@
 //! ```text
 //! metadata                          batch interval, the job's first batch ("zero")
 //! plans/<start>-w<worker>-<run>.log  each batch's plan per source, appended before the batch runs
+//! generated/<start>-p<process>-<run>.log  what the job generator fixed for each batch at its
+//!                                   batch time (Kafka's log-end offsets, a directory's new files)
 //! completed                         the latest batch whose outputs all finished (process 0)
 //! state-<t>/<operator>.part-<w>-of-<n>  worker w's share of an operator's state after batch t:
 //!                                   full, or the keys changed since a full part of an earlier
@@ -35,6 +37,7 @@
 pub mod codec;
 mod delta;
 pub mod file;
+pub(crate) mod generated;
 pub mod inspect;
 #[cfg(feature = "files")]
 pub(crate) mod mirror;
@@ -110,6 +113,8 @@ pub(crate) struct Checkpoint {
     run: u64,
     /// Recorded plans: batch → source key → plans from every worker.
     plans: Mutex<plans::Plans>,
+    /// Generated batches (`generated`): batch → source key → samples from every worker.
+    generated: Mutex<plans::Plans>,
     completed: Option<u64>,
     snapshots: Vec<Arc<Snapshot>>,
     /// Decided once the dataflow is built (it depends on the windows).
@@ -212,6 +217,7 @@ impl Checkpoint {
             other => other,
         };
         let plans = plans::load_plans(&dir)?;
+        let generated = plans::load_records(&dir.join("generated"))?;
         let completed = match read_framed(&dir.join("completed"), Kind::Completed) {
             Err(e @ CheckpointError::Version { .. }) => return Err(e.into()),
             read => read.ok().and_then(|b| codec::decode::<u64>(&b).ok()),
@@ -219,7 +225,10 @@ impl Checkpoint {
         let snapshots = snapshot::load_snapshots(&dir, batch_ms)?;
         // Finished batches alone (every snapshot lost, a source without plans) are a job to
         // resume too: recovery then decides whether it can.
-        let resuming = !plans.is_empty() || !snapshots.is_empty() || completed.is_some();
+        let resuming = !plans.is_empty()
+            || !snapshots.is_empty()
+            || completed.is_some()
+            || !generated.is_empty();
         let zero = match meta {
             Ok(bytes) if resuming => {
                 let meta: Metadata = serde_json::from_slice(&bytes)
@@ -316,6 +325,7 @@ impl Checkpoint {
             zero,
             run,
             plans: Mutex::new(plans),
+            generated: Mutex::new(generated),
             completed,
             snapshots,
             chosen: Mutex::new(None),

@@ -15,8 +15,8 @@ use crate::error::Result;
 /// One batch's plan on one worker: per source (by its stable key), the source's plan bytes.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct PlanRecord {
-    t: u64,
-    sources: Vec<(String, Vec<u8>)>,
+    pub(super) t: u64,
+    pub(super) sources: Vec<(String, Vec<u8>)>,
 }
 
 /// Recorded plans: batch → source key → the plans of every worker that recorded one.
@@ -33,6 +33,11 @@ pub struct SourceRecovery {
     pub completed: Option<u64>,
     /// Where the plans are kept (for messages).
     pub plans_dir: std::path::PathBuf,
+    /// What the job generator fixed for this source at batch times after the last recorded
+    /// plan (see [`BatchReader::at_batch_time`](crate::source::BatchReader::at_batch_time)),
+    /// per batch, from every worker that generated one: batches generated before the crash
+    /// but never cut, to be cut now with the same input.
+    pub generated: BTreeMap<u64, Vec<Vec<u8>>>,
 }
 
 impl SourceRecovery {
@@ -57,9 +62,13 @@ impl SourceRecovery {
 /// Every record of every plan log in `dir/plans`. A torn tail is dropped (a crash mid-append);
 /// a log of another format version is refused.
 pub(super) fn load_plans(dir: &Path) -> Result<Plans> {
+    load_records(&dir.join("plans"))
+}
+
+/// Every record of every log in `log_dir` (plans, or generated batches: one format).
+pub(super) fn load_records(log_dir: &Path) -> Result<Plans> {
     let mut plans = Plans::new();
-    let plan_dir = dir.join("plans");
-    if let Ok(entries) = std::fs::read_dir(&plan_dir) {
+    if let Ok(entries) = std::fs::read_dir(log_dir) {
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_none_or(|e| e != "log") {
@@ -101,6 +110,7 @@ impl Checkpoint {
         let after = self.restored_batch();
         let plans = lock(&self.plans);
         let from = after.unwrap_or(0);
+        let planned = plans.keys().next_back().copied().unwrap_or(from);
         SourceRecovery {
             after,
             plans: plans
@@ -109,6 +119,10 @@ impl Checkpoint {
                 .collect(),
             completed: self.completed,
             plans_dir: self.dir.join("plans"),
+            generated: lock(&self.generated)
+                .range(planned.max(from) + 1..)
+                .filter_map(|(t, by)| by.get(key).map(|p| (*t, p.clone())))
+                .collect(),
         }
     }
 

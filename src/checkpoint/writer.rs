@@ -238,6 +238,7 @@ impl WriterJob {
         // belongs to batches from `s` on, so per series the newest segment starting at or
         // before `oldest` and every later one are kept.
         prune_segments(&self.dir.join("plans"), oldest);
+        prune_segments(&self.dir.join("generated"), oldest);
         if let Ok(receivers) = std::fs::read_dir(self.dir.join("receiver")) {
             for r in receivers.flatten() {
                 prune_segments(&r.path(), oldest);

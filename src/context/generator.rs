@@ -2,8 +2,11 @@
 //! time `t` on the job's clock, whatever the workers are doing, and *generates* batch `t`:
 //!
 //! 1. each source that fixes its input at generation (a Kafka direct stream: the log-end
-//!    offsets read at `t`) samples what belongs to `t` through its hook;
-//! 2. the listeners hear that batch `t` was submitted (Spark's `onBatchSubmitted`): until a
+//!    offsets read at `t`; a directory: the new files found at `t`) samples what belongs to `t`
+//!    through its hook ([`BatchReader::at_batch_time`](crate::source::BatchReader::at_batch_time));
+//! 2. with a checkpoint, what they fixed is made durable (`checkpoint::generated`): a crash
+//!    while the batch is queued replays it with the same input;
+//! 3. the listeners hear that batch `t` was submitted (Spark's `onBatchSubmitted`): until a
 //!    worker cuts it, it is *queued* (the web UI and REST show it so).
 //!
 //! A worker that is busy or blocked in a sink cuts batch `t` later, with what was sampled at
@@ -18,20 +21,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Called with each batch time as it comes (on the generator's thread).
-pub(crate) type Hook = Box<dyn Fn(u64) + Send + Sync>;
+use crate::source::BatchTimeHook;
 
-/// The generator's shared part: hooks registered while the dataflow is built.
+/// The generator's shared part: the sources' hooks, registered by their workers (by the
+/// source's stable checkpoint key) before the generator starts.
 #[derive(Default)]
 pub(crate) struct Generator {
-    hooks: Mutex<Vec<Hook>>,
+    hooks: Mutex<Vec<(String, BatchTimeHook)>>,
     started: AtomicBool,
 }
 
 impl Generator {
-    /// Adds a hook (before the generator starts; hooks added later are ignored).
-    pub(crate) fn register(&self, hook: Hook) {
-        lock(&self.hooks).push(hook);
+    /// Adds the hook of the source with checkpoint key `key` (before the generator starts).
+    pub(crate) fn register(&self, key: String, hook: BatchTimeHook) {
+        lock(&self.hooks).push((key, hook));
     }
 
     /// Whether the thread was started (it is started once, by the first worker to ask).
@@ -39,11 +42,13 @@ impl Generator {
         !self.started.swap(true, Ordering::SeqCst)
     }
 
-    /// Generates batch `t`: every hook, in order of registration.
-    pub(crate) fn generate(&self, t: u64) {
-        for hook in lock(&self.hooks).iter() {
-            hook(t);
-        }
+    /// Generates batch `t`: every hook, in order of registration; what each fixed, by the
+    /// source's key, for the checkpoint.
+    pub(crate) fn generate(&self, t: u64) -> Vec<(String, Vec<u8>)> {
+        lock(&self.hooks)
+            .iter()
+            .filter_map(|(key, hook)| hook(t).map(|bytes| (key.clone(), bytes)))
+            .collect()
     }
 }
 
@@ -86,13 +91,20 @@ impl<S> Default for Samples<S> {
 
 #[cfg_attr(not(any(feature = "kafka", feature = "files")), allow(dead_code))]
 impl<S> Samples<S> {
-    /// Keeps the sample of batch `t` (at most 10 000 kept: a job far behind keeps the newest).
+    /// Keeps the sample of batch `t` (at most 10 000 kept: a job far behind keeps the newest);
+    /// a sample already there (recovered from the checkpoint) stays.
     pub(crate) fn put(&self, t: u64, sample: S) {
         let mut by = lock(&self.by_batch);
-        by.insert(t, sample);
+        by.entry(t).or_insert(sample);
         while by.len() > 10_000 {
             by.pop_first();
         }
+    }
+
+    /// Whether batch `t` has its sample (a generator restarted over recovered batches does
+    /// not sample them again).
+    pub(crate) fn contains(&self, t: u64) -> bool {
+        lock(&self.by_batch).contains_key(&t)
     }
 
     /// The sample of batch `t`, if one was taken; older ones are dropped.
@@ -123,6 +135,10 @@ mod tests {
         assert_eq!(s.take(1000), None, "dropped with the take of a later batch");
         assert_eq!(s.take(2500), None);
         assert_eq!(s.take(3000), Some("c"));
+        s.put(4000, "recovered");
+        s.put(4000, "sampled again");
+        assert!(s.contains(4000));
+        assert_eq!(s.take(4000), Some("recovered"));
     }
 
     #[test]
@@ -131,11 +147,17 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         for name in ["a", "b"] {
             let seen = Arc::clone(&seen);
-            g.register(Box::new(move |t| seen.lock().unwrap().push((name, t))));
+            g.register(
+                format!("source#{name}"),
+                Box::new(move |t| {
+                    seen.lock().unwrap().push((name, t));
+                    (name == "b").then(|| vec![1])
+                }),
+            );
         }
         assert!(g.start_once());
         assert!(!g.start_once());
-        g.generate(1000);
+        assert_eq!(g.generate(1000), vec![("source#b".to_string(), vec![1])]);
         g.generate(2000);
         assert_eq!(
             *seen.lock().unwrap(),

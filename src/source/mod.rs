@@ -220,6 +220,18 @@ pub trait BatchReader<T>: 'static {
         None
     }
 
+    /// A hook the job generator calls at every batch time `t` (Spark's `JobGenerator`), on its
+    /// own thread, whatever the workers are doing: a source whose input is fixed at the batch
+    /// time (a Kafka direct stream's log-end offsets, a directory's new files) takes it there,
+    /// for its reader to cut batch `t` with it even when the batch is cut late. The bytes it
+    /// returns are recorded in the checkpoint then and handed back by
+    /// [`recover`](BatchReader::recover) (`SourceRecovery::generated`) when the job restarts
+    /// before the batch was cut. Taken once, before the first batch; `None` (the default): the
+    /// source decides its input when the batch is cut, as receivers do.
+    fn at_batch_time(&mut self) -> Option<BatchTimeHook> {
+        None
+    }
+
     /// Called once before the first batch when the job resumes from a checkpoint: the plans
     /// this source recorded, for it to replay those batches with identical content and to go on
     /// from where the restored state stands.
@@ -231,6 +243,10 @@ pub trait BatchReader<T>: 'static {
         Ok(())
     }
 }
+
+/// See [`BatchReader::at_batch_time`]: called with a batch time; returns what the source fixed
+/// for it, to be recorded in the checkpoint (`None`: nothing to record).
+pub type BatchTimeHook = Box<dyn Fn(u64) -> Option<Vec<u8>> + Send + Sync>;
 
 /// A reader bound to the timely input it feeds.
 ///
@@ -259,6 +275,8 @@ pub(crate) trait Feeder {
     fn plan(&mut self, slot: &BatchSlot) -> Option<Vec<u8>>;
     /// See [`BatchReader::recover`].
     fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) -> crate::Result<()>;
+    /// See [`BatchReader::at_batch_time`].
+    fn at_batch_time(&mut self) -> Option<BatchTimeHook>;
 }
 
 /// The two inputs of a source: chunks of partitions this worker runs go straight into the
@@ -398,5 +416,9 @@ impl<T: Clone + 'static, R: BatchReader<T>> Feeder for InputFeeder<T, R> {
 
     fn recover(&mut self, recovery: crate::checkpoint::SourceRecovery) -> crate::Result<()> {
         self.reader.recover(recovery)
+    }
+
+    fn at_batch_time(&mut self) -> Option<BatchTimeHook> {
+        self.reader.at_batch_time()
     }
 }

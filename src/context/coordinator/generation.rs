@@ -1,4 +1,6 @@
-//! Starting the job generator (`context::generator`) for a clock-paced job.
+//! Starting the job generator (`context::generator`) for a clock-paced job: at each batch time
+//! the sources' hooks fix the batch's input, the checkpoint records it, the listeners hear the
+//! batch was submitted.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,6 +20,9 @@ impl Coordinator {
         let spawned = std::thread::Builder::new()
             .name("sluice-generator".into())
             .spawn(move || {
+                // Every local worker has registered its sources' hooks once built.
+                coord.wait_built(std::time::Duration::from_secs(600));
+                let mut log = crate::checkpoint::generated::GeneratedLog::default();
                 let mut next = first;
                 loop {
                     let over = || {
@@ -28,7 +33,26 @@ impl Coordinator {
                     if !crate::context::generator::wait_for(&|| coord.now_ms() >= next, &over) {
                         return;
                     }
-                    coord.generator.generate(next);
+                    // A batch an earlier run planned is replayed from its plan: its sources
+                    // fix nothing new for it.
+                    let replayed = coord
+                        .checkpoint()
+                        .and_then(|c| c.last_planned())
+                        .is_some_and(|p| next <= p);
+                    let fixed = if replayed {
+                        Vec::new()
+                    } else {
+                        coord.generator.generate(next)
+                    };
+                    if let Some(c) = coord.checkpoint() {
+                        // Durable before the batch is reported submitted (Spark checkpoints a
+                        // batch when it is generated).
+                        let process = coord.process;
+                        if let Err(e) = c.record_generated(&mut log, process, next, fixed) {
+                            coord.fail(e);
+                            return;
+                        }
+                    }
                     for l in &coord.listeners {
                         l.on_batch_submitted(Time::from_millis(next));
                     }

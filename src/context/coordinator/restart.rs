@@ -16,10 +16,21 @@ impl Coordinator {
         let Some(c) = &self.checkpoint else {
             return;
         };
-        let recorded = [c.last_planned(), c.completed(), c.restored_batch()]
+        let planned = [c.last_planned(), c.completed(), c.restored_batch()]
             .into_iter()
             .flatten()
             .max();
+        if let Some(generated) = c
+            .last_generated()
+            .filter(|g| planned.is_none_or(|p| *g > p))
+        {
+            let from = planned.map_or(first, |p| p + self.batch_ms);
+            tracing::info!(
+                "{} batches ({from} ms … {generated} ms) were generated before the restart but not yet run (queued): they run first, each with the input its sources fixed at its batch time",
+                (generated.saturating_sub(from)) / self.batch_ms + 1
+            );
+        }
+        let recorded = [planned, c.last_generated()].into_iter().flatten().max();
         let Some(last) = recorded else {
             return;
         };

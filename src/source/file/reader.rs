@@ -9,13 +9,13 @@
 //! what arrived meanwhile, nothing twice.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::FileStreamOptions;
 use super::select::Selector;
 use super::split::{FileSplit, splits};
-use crate::context::generator::SharedSamples;
 use crate::runtime::Runtime;
-use crate::source::{BatchOut, BatchReader, BatchSlot};
+use crate::source::{BatchOut, BatchReader, BatchSlot, BatchTimeHook};
 use crate::storage::{Entry, Location};
 
 /// A batch's plan: the files it picked, and (at snapshot batches) every path known.
@@ -25,10 +25,34 @@ struct FilePlan {
     known: Option<Vec<(String, u64)>>,
 }
 
+/// What the job generator picked at a batch time, as the checkpoint records it (path, size).
+type Generated = Vec<(String, u64)>;
+
+/// What the generator's hook and the reader share on the listing worker: the selector, and the
+/// files picked at each batch time for a batch not yet cut.
+///
+/// # Invariant
+///
+/// A batch's files are picked once: by the generator at its batch time, or by the reader when
+/// it cuts a batch the generator has not reached (then the generator skips it). The selector
+/// marks what it picks as known, so no file is picked for two batches.
+struct Picking {
+    selector: Selector,
+    picked: BTreeMap<u64, Vec<Entry>>,
+    /// Batches up to this one were cut.
+    cut_through: Option<u64>,
+}
+
+type SharedPicking = Arc<Mutex<Picking>>;
+
+fn lock(p: &SharedPicking) -> MutexGuard<'_, Picking> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(crate) struct FileListReader {
     name: String,
     location: Option<Location>,
-    selector: Selector,
+    picking: SharedPicking,
     max_split_bytes: u64,
     runtime: Runtime,
     /// The files of the batch read last (for its plan).
@@ -39,19 +63,19 @@ pub(crate) struct FileListReader {
     failure: Option<crate::SluiceError>,
     /// The last listing failed (reported once until one succeeds).
     listing_failed: bool,
-    /// The directory as the job generator listed it at each batch's time, and when (Spark's
-    /// rule: batch `t` picks the files found complete at `t`, even when it is cut later).
-    samples: SharedSamples<(Vec<Entry>, i64)>,
+    /// The generator's hook (on the listing worker), until the job takes it.
+    hook: Option<BatchTimeHook>,
 }
 
-/// The generator's hook of the listing worker: the directory's listing at each batch time.
-fn list_at_batch_time(
+/// The generator's hook of the listing worker (Spark's `FileInputDStream.compute` at `t`):
+/// lists the directory at batch time `t` and picks the complete new files for batch `t`.
+fn pick_at_batch_time(
     url: String,
     recursive: bool,
     runtime: Runtime,
-    samples: SharedSamples<(Vec<Entry>, i64)>,
-) -> Box<dyn Fn(u64) + Send + Sync> {
-    let location: std::sync::Mutex<Option<Location>> = std::sync::Mutex::new(None);
+    picking: SharedPicking,
+) -> BatchTimeHook {
+    let location: Mutex<Option<Location>> = Mutex::new(None);
     Box::new(move |t| {
         let mut location = location.lock().unwrap_or_else(|p| p.into_inner());
         if location.is_none() {
@@ -60,14 +84,18 @@ fn list_at_batch_time(
                 .ok()
                 .map(|l| l.stop_when(move || stop.stopping()));
         }
-        let Some(l) = location.as_ref() else {
-            return;
-        };
+        let l = location.as_ref()?;
+        let mut p = lock(&picking);
+        if p.cut_through.is_some_and(|c| t <= c) || p.picked.contains_key(&t) {
+            return None; // cut already, or recovered from the checkpoint
+        }
         let at = wall_ms();
         // A listing that fails here is tried again when the batch is cut (which reports it).
-        if let Ok(listing) = l.list_once(recursive) {
-            samples.put(t, (listing, at));
-        }
+        let listing = l.list_once(recursive).ok()?;
+        let files = p.selector.select(&listing, at);
+        let recorded: Generated = files.iter().map(|f| (f.path.clone(), f.size)).collect();
+        p.picked.insert(t, files);
+        crate::checkpoint::codec::encode(&recorded).ok()
     })
 }
 
@@ -87,20 +115,23 @@ impl FileListReader {
         } else {
             None
         };
-        let samples = SharedSamples::default();
-        if location.is_some() {
-            runtime.on_batch_time(list_at_batch_time(
+        let picking = Arc::new(Mutex::new(Picking {
+            selector: options.selector(url),
+            picked: BTreeMap::new(),
+            cut_through: None,
+        }));
+        let hook = location.is_some().then(|| {
+            pick_at_batch_time(
                 url.to_owned(),
                 options.selector(url).recursive(),
                 runtime.clone(),
-                std::sync::Arc::clone(&samples),
-            ));
-        }
+                Arc::clone(&picking),
+            )
+        });
         FileListReader {
-            samples,
             name: format!("file {url}"),
             location,
-            selector: options.selector(url),
+            picking,
             max_split_bytes: options.max_split_bytes,
             runtime,
             last: Vec::new(),
@@ -108,6 +139,7 @@ impl FileListReader {
             batches: 0,
             failure,
             listing_failed: false,
+            hook,
         }
     }
 
@@ -116,24 +148,31 @@ impl FileListReader {
         self.failure.take()
     }
 
-    /// The complete new files of batch `t` — from the generator's listing at `t` when there is
-    /// one, else from a listing now — or none when the listing fails (they are picked
+    /// The complete new files of batch `t` — picked by the generator at `t` when it got there
+    /// first, else from a listing now — or none when the listing fails (they are picked
     /// by the next listing that succeeds; nothing is lost).
     fn pick(&mut self, t: u64) -> Vec<Entry> {
         let Some(location) = &self.location else {
             return Vec::new();
         };
-        if let Some((listing, at)) = self.samples.take(t) {
-            return self.selector.select(&listing, at);
+        let mut p = lock(&self.picking);
+        p.cut_through = Some(p.cut_through.map_or(t, |c| c.max(t)));
+        // Picked at `t` (and, should one have been left behind, at earlier times: each file
+        // is picked once, so it must be read now).
+        let later = p.picked.split_off(&(t + 1));
+        let generated = std::mem::replace(&mut p.picked, later);
+        if !generated.is_empty() {
+            return generated.into_values().flatten().collect();
         }
         let now = wall_ms();
-        match location.list_once(self.selector.recursive()) {
+        let recursive = p.selector.recursive();
+        match location.list_once(recursive) {
             Ok(listing) => {
                 if self.listing_failed {
                     tracing::info!("{}: listing works again", self.name);
                     self.listing_failed = false;
                 }
-                self.selector.select(&listing, now)
+                p.selector.select(&listing, now)
             }
             Err(e) if e.is_user_error() => {
                 self.failure = Some(e);
@@ -222,7 +261,8 @@ impl BatchReader<FileSplit> for FileListReader {
         let plan = FilePlan {
             picked: std::mem::take(&mut self.last),
             known: with_known.then(|| {
-                self.selector
+                lock(&self.picking)
+                    .selector
                     .known
                     .iter()
                     .map(|(p, s)| (p.clone(), *s))
@@ -238,6 +278,7 @@ impl BatchReader<FileSplit> for FileListReader {
         }
         let mut known_from_plan = false;
         let mut any = false;
+        let mut p = lock(&self.picking);
         for (t, plans) in &recovery.plans {
             let Some(plan) = plans
                 .first()
@@ -249,9 +290,9 @@ impl BatchReader<FileSplit> for FileListReader {
             if let Some(known) = plan.known {
                 // The restored batch's plan says what every batch up to it had read.
                 known_from_plan |= recovery.after == Some(*t);
-                self.selector.remember_picked(known);
+                p.selector.remember_picked(known);
             }
-            self.selector.remember_picked(plan.picked.clone());
+            p.selector.remember_picked(plan.picked.clone());
             if recovery.after.is_none_or(|a| *t > a) {
                 self.replay.insert(*t, plan.picked);
             }
@@ -259,14 +300,40 @@ impl BatchReader<FileSplit> for FileListReader {
         if recovery.after.is_some() && !known_from_plan {
             return Err(recovery.missing_plan(&self.name, "files"));
         }
-        if any {
+        // Batches generated but not cut before the restart: cut with the files picked then.
+        for (t, generated) in &recovery.generated {
+            let Some(files) = generated
+                .first()
+                .and_then(|g| crate::checkpoint::codec::decode::<Generated>(g).ok())
+            else {
+                tracing::warn!("{}: an unreadable generated batch {t} ms", self.name);
+                continue;
+            };
+            p.selector.remember_picked(files.clone());
+            let entries = files
+                .into_iter()
+                .map(|(path, size)| Entry {
+                    path,
+                    size,
+                    modified_ms: 0,
+                    tag: None,
+                })
+                .collect();
+            p.picked.insert(*t, entries);
+        }
+        if any || !recovery.generated.is_empty() {
             tracing::info!(
-                "{}: {} batches replayed with their recorded files; {} files known from before the restart are not read again",
+                "{}: {} batches replayed with their recorded files, {} generated before the restart cut with the files picked then; {} files known from before the restart are not read again",
                 self.name,
                 self.replay.len(),
-                self.selector.known.len()
+                recovery.generated.len(),
+                p.selector.known.len()
             );
         }
         Ok(())
+    }
+
+    fn at_batch_time(&mut self) -> Option<BatchTimeHook> {
+        self.hook.take()
     }
 }

@@ -19,7 +19,7 @@ use crate::offsets::{OffsetRange, OffsetStore, TopicPartition};
 use crate::retry::{Backoff, GaveUp};
 use crate::runtime::Runtime;
 use crate::source::rate::PidRateEstimator;
-use crate::source::{BatchOut, BatchReader, BatchSlot, CompletedBatch};
+use crate::source::{BatchOut, BatchReader, BatchSlot, BatchTimeHook, CompletedBatch};
 
 /// The Spark partition of a Kafka topic-partition: `[hash(topic), hash(topic) + partition]`,
 /// so a batch lists a topic's partitions together and in partition order, and partition `p`
@@ -71,6 +71,8 @@ pub(crate) struct KafkaReader {
     pub(super) samples: SharedSamples<BTreeMap<TopicPartition, i64>>,
     /// The partitions the generator samples (this worker's).
     pub(super) sampled: Arc<std::sync::Mutex<Vec<TopicPartition>>>,
+    /// The generator's hook, until the job takes it.
+    pub(super) hook: Option<BatchTimeHook>,
 }
 
 /// A consumer of the stream's settings that is never subscribed: the reader assigns its
@@ -88,26 +90,30 @@ fn offsets_client(config: &KafkaConfig) -> Result<BaseConsumer, SluiceError> {
     cc.create().map_err(|e| client_config_error("consumer", e))
 }
 
+/// A sample as the checkpoint records it: (topic, partition, log-end offset).
+type RecordedSample = Vec<(String, i32, i64)>;
+
 /// The generator's hook of one reader: at batch time `t`, the log-end offset of each of the
-/// reader's partitions.
+/// reader's partitions (recorded in the checkpoint).
 fn sample_at_batch_time(
     config: Arc<KafkaConfig>,
     sampled: Arc<std::sync::Mutex<Vec<TopicPartition>>>,
     samples: SharedSamples<BTreeMap<TopicPartition, i64>>,
-) -> Box<dyn Fn(u64) + Send + Sync> {
+) -> BatchTimeHook {
     let client: std::sync::Mutex<Option<BaseConsumer>> = std::sync::Mutex::new(None);
     Box::new(move |t| {
+        if samples.contains(t) {
+            return None; // recovered from the checkpoint: generated before the restart
+        }
         let parts = sampled.lock().map(|p| p.clone()).unwrap_or_default();
         if parts.is_empty() {
-            return;
+            return None;
         }
         let mut client = client.lock().unwrap_or_else(|p| p.into_inner());
         if client.is_none() {
             *client = offsets_client(&config).ok();
         }
-        let Some(consumer) = client.as_ref() else {
-            return;
-        };
+        let consumer = client.as_ref()?;
         let mut highs = BTreeMap::new();
         for tp in parts {
             // A partition the broker does not answer for now is read as it is when cut.
@@ -117,7 +123,12 @@ fn sample_at_batch_time(
                 highs.insert(tp, high);
             }
         }
+        let recorded: RecordedSample = highs
+            .iter()
+            .map(|(tp, high)| (tp.topic.clone(), tp.partition, *high))
+            .collect();
         samples.put(t, highs);
+        crate::checkpoint::codec::encode(&recorded).ok()
     })
 }
 
@@ -156,11 +167,11 @@ impl KafkaReader {
         let config = Arc::new(config);
         let samples = SharedSamples::default();
         let sampled = Arc::new(std::sync::Mutex::new(Vec::new()));
-        runtime.on_batch_time(sample_at_batch_time(
+        let hook = sample_at_batch_time(
             Arc::clone(&config),
             Arc::clone(&sampled),
             Arc::clone(&samples),
-        ));
+        );
         KafkaReader {
             config,
             runtime,
@@ -183,6 +194,7 @@ impl KafkaReader {
             missing_warned: Default::default(),
             samples,
             sampled,
+            hook: Some(hook),
         }
     }
 
@@ -569,6 +581,32 @@ impl BatchReader<KafkaItem> for KafkaReader {
                 self.replay.len()
             );
         }
+        // Batches generated but not cut before the restart: cut with the log-end offsets
+        // recorded at their batch times (every worker's, each takes its own partitions).
+        let generated = recovery.generated.len();
+        for (t, samples) in recovery.generated {
+            let mut highs = BTreeMap::new();
+            for bytes in samples {
+                match crate::checkpoint::codec::decode::<RecordedSample>(&bytes) {
+                    Ok(sample) => highs.extend(
+                        sample
+                            .into_iter()
+                            .map(|(topic, p, high)| (TopicPartition::new(&topic, p), high)),
+                    ),
+                    Err(_) => tracing::warn!("Kafka: an unreadable generated batch {t} ms"),
+                }
+            }
+            self.samples.put(t, highs);
+        }
+        if generated > 0 {
+            tracing::info!(
+                "Kafka: {generated} batches generated before the restart but not yet run are cut with the log-end offsets recorded at their batch times"
+            );
+        }
         Ok(())
+    }
+
+    fn at_batch_time(&mut self) -> Option<BatchTimeHook> {
+        self.hook.take()
     }
 }
