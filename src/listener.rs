@@ -179,6 +179,24 @@ impl BatchInfo {
     }
 }
 
+/// A batch the job generator generated at its time (see
+/// [`StreamingListener::on_batch_submitted`]).
+///
+/// ```
+/// let b = sluice::listener::SubmittedBatch { batch_time: sluice::Time::from_millis(2000), num_records: Some(200) };
+/// assert_eq!(b.num_records, Some(200));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubmittedBatch {
+    /// The batch's time.
+    pub batch_time: Time,
+    /// The records it holds, when its sources fixed them at generation (Kafka direct streams:
+    /// the offsets up to the log's end at the batch time, within a static rate limit; with
+    /// backpressure the batch may hold fewer). `None` when a source decides its input only when
+    /// the batch is cut (receivers) or cannot count it ahead (directories).
+    pub num_records: Option<u64>,
+}
+
 /// Receives per-batch events. Called from a worker thread: keep it quick.
 ///
 /// # Examples
@@ -196,11 +214,11 @@ pub trait StreamingListener: Send + Sync + 'static {
     /// A batch's outputs have all finished.
     fn on_batch_completed(&self, batch: &BatchInfo);
 
-    /// Batch `batch_time` was generated at its time (Spark's `onBatchSubmitted`): its sources
-    /// fixed what belongs to it; it is *queued* until a worker cuts it
+    /// A batch was generated at its time (Spark's `onBatchSubmitted`): its sources fixed what
+    /// belongs to it; it is *queued* until a worker cuts it
     /// ([`on_batch_started`](StreamingListener::on_batch_started)), which is at once unless the
     /// workers are busy with earlier batches.
-    fn on_batch_submitted(&self, _batch_time: Time) {}
+    fn on_batch_submitted(&self, _batch: &SubmittedBatch) {}
 
     /// Batch `batch_time` was cut and entered the dataflow on this process (Spark's
     /// `onBatchStarted`; batches run concurrently in timely, so it is processing from here on).
@@ -223,8 +241,8 @@ impl<T: StreamingListener + ?Sized> StreamingListener for Arc<T> {
         (**self).on_batch_completed(batch);
     }
 
-    fn on_batch_submitted(&self, batch_time: Time) {
-        (**self).on_batch_submitted(batch_time);
+    fn on_batch_submitted(&self, batch: &SubmittedBatch) {
+        (**self).on_batch_submitted(batch);
     }
 
     fn on_batch_started(&self, batch_time: Time) {

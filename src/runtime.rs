@@ -35,6 +35,12 @@ impl Runtime {
         Runtime { coord, info }
     }
 
+    /// The batch interval, ms.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the Kafka source
+    pub(crate) fn batch_ms(&self) -> u64 {
+        self.coord.batch_ms
+    }
+
     /// Where this worker sits in the job.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the Kafka source and sinks
     pub(crate) fn worker(&self) -> WorkerInfo {

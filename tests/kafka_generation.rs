@@ -65,15 +65,19 @@ fn sparks_rule(produced: &[u64], t: u64) -> i64 {
 struct Seen {
     submitted: Vec<(u64, std::time::Instant)>,
     started: Vec<(u64, std::time::Instant)>,
+    /// The records each batch holds, as its generation counted them.
+    records: Vec<(u64, Option<u64>)>,
 }
 
 struct Recorder(Arc<Mutex<Seen>>);
 
 impl sluice::listener::StreamingListener for Recorder {
     fn on_batch_completed(&self, _: &sluice::listener::BatchInfo) {}
-    fn on_batch_submitted(&self, t: sluice::Time) {
+    fn on_batch_submitted(&self, b: &sluice::listener::SubmittedBatch) {
         let now = std::time::Instant::now();
-        self.0.lock().unwrap().submitted.push((t.millis(), now));
+        let mut seen = self.0.lock().unwrap();
+        seen.submitted.push((b.batch_time.millis(), now));
+        seen.records.push((b.batch_time.millis(), b.num_records));
     }
     fn on_batch_started(&self, t: sluice::Time) {
         let now = std::time::Instant::now();
@@ -176,6 +180,17 @@ fn a_batch_holds_what_arrived_by_its_time_even_while_the_sink_is_blocked() {
         })
         .count();
     assert!(queued >= 3, "batches queued behind the lock: {queued}");
+    // Each queued batch's records were known at its generation, and are what it held.
+    let counted: std::collections::BTreeMap<u64, u64> = by_batch.iter().copied().collect();
+    let known: Vec<(u64, u64, u64)> = seen
+        .records
+        .iter()
+        .filter_map(|(t, n)| Some((*t, (*n)?, *counted.get(t)?)))
+        .collect();
+    assert!(known.len() >= 10, "records known at generation: {known:?}");
+    for (t, generated, held) in &known {
+        assert_eq!(generated, held, "batch {t}: {known:?}");
+    }
 }
 
 /// Spark checkpoints a batch when it is generated: a job that dies while batches are queued

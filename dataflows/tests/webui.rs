@@ -10,6 +10,9 @@ mod common;
 #[path = "webui/support.rs"]
 mod support;
 
+#[path = "webui/queued.rs"]
+mod queued;
+
 use std::time::Duration;
 
 use common::{Proc, sluice, wait_until};

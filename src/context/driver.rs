@@ -163,9 +163,7 @@ pub(crate) fn run_worker(
     // Sources that fix their input at batch time hand the job generator their hooks (after
     // they recovered: a recovered batch is not sampled again).
     for (f, key) in feeders.iter_mut().zip(&keys) {
-        if let Some(hook) = f.at_batch_time() {
-            coord.generator.register(key.clone(), hook);
-        }
+        coord.generator.register(key.clone(), f.at_batch_time());
     }
     coord.built();
     if let Pacing::Clock(_) = &pacing {

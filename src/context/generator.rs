@@ -21,20 +21,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::source::BatchTimeHook;
+use crate::source::{BatchTimeHook, Generated};
 
 /// The generator's shared part: the sources' hooks, registered by their workers (by the
 /// source's stable checkpoint key) before the generator starts.
 #[derive(Default)]
 pub(crate) struct Generator {
     hooks: Mutex<Vec<(String, BatchTimeHook)>>,
+    /// Every source of the job by key, and whether any worker's copy fixes its input at
+    /// generation (a queued batch's record count is known only when every source does).
+    sources: Mutex<std::collections::BTreeMap<String, bool>>,
     started: AtomicBool,
 }
 
 impl Generator {
-    /// Adds the hook of the source with checkpoint key `key` (before the generator starts).
-    pub(crate) fn register(&self, key: String, hook: BatchTimeHook) {
-        lock(&self.hooks).push((key, hook));
+    /// Adds one worker's copy of the source with checkpoint key `key`, with its hook if it has
+    /// one (before the generator starts).
+    pub(crate) fn register(&self, key: String, hook: Option<BatchTimeHook>) {
+        *lock(&self.sources).entry(key.clone()).or_default() |= hook.is_some();
+        if let Some(hook) = hook {
+            lock(&self.hooks).push((key, hook));
+        }
+    }
+
+    /// How many records a batch holds, from what its sources fixed at generation: known when
+    /// every source of the job fixes its input then and every one that fixed something could
+    /// count it.
+    pub(crate) fn records(&self, fixed: &[(String, Generated)]) -> Option<u64> {
+        if fixed.is_empty() || lock(&self.sources).values().any(|hooked| !hooked) {
+            return None;
+        }
+        fixed.iter().map(|(_, g)| g.records).sum()
     }
 
     /// Whether the thread was started (it is started once, by the first worker to ask).
@@ -43,11 +60,11 @@ impl Generator {
     }
 
     /// Generates batch `t`: every hook, in order of registration; what each fixed, by the
-    /// source's key, for the checkpoint.
-    pub(crate) fn generate(&self, t: u64) -> Vec<(String, Vec<u8>)> {
+    /// source's key.
+    pub(crate) fn generate(&self, t: u64) -> Vec<(String, Generated)> {
         lock(&self.hooks)
             .iter()
-            .filter_map(|(key, hook)| hook(t).map(|bytes| (key.clone(), bytes)))
+            .filter_map(|(key, hook)| hook(t).map(|fixed| (key.clone(), fixed)))
             .collect()
     }
 }
@@ -149,15 +166,28 @@ mod tests {
             let seen = Arc::clone(&seen);
             g.register(
                 format!("source#{name}"),
-                Box::new(move |t| {
+                Some(Box::new(move |t| {
                     seen.lock().unwrap().push((name, t));
-                    (name == "b").then(|| vec![1])
-                }),
+                    (name == "b").then(|| Generated {
+                        record: vec![1],
+                        records: Some(3),
+                    })
+                })),
             );
         }
         assert!(g.start_once());
         assert!(!g.start_once());
-        assert_eq!(g.generate(1000), vec![("source#b".to_string(), vec![1])]);
+        let fixed = g.generate(1000);
+        assert_eq!(fixed.len(), 1);
+        assert_eq!(fixed[0].0, "source#b");
+        assert_eq!(fixed[0].1.records, Some(3));
+        assert_eq!(g.records(&fixed), Some(3));
+        g.register("receiver#0".into(), None);
+        assert_eq!(
+            g.records(&fixed),
+            None,
+            "a receiver's batch is not counted ahead"
+        );
         g.generate(2000);
         assert_eq!(
             *seen.lock().unwrap(),

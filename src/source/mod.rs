@@ -224,7 +224,7 @@ pub trait BatchReader<T>: 'static {
     /// own thread, whatever the workers are doing: a source whose input is fixed at the batch
     /// time (a Kafka direct stream's log-end offsets, a directory's new files) takes it there,
     /// for its reader to cut batch `t` with it even when the batch is cut late. The bytes it
-    /// returns are recorded in the checkpoint then and handed back by
+    /// returns ([`Generated::record`]) are recorded in the checkpoint then and handed back by
     /// [`recover`](BatchReader::recover) (`SourceRecovery::generated`) when the job restarts
     /// before the batch was cut. Taken once, before the first batch; `None` (the default): the
     /// source decides its input when the batch is cut, as receivers do.
@@ -245,8 +245,23 @@ pub trait BatchReader<T>: 'static {
 }
 
 /// See [`BatchReader::at_batch_time`]: called with a batch time; returns what the source fixed
-/// for it, to be recorded in the checkpoint (`None`: nothing to record).
-pub type BatchTimeHook = Box<dyn Fn(u64) -> Option<Vec<u8>> + Send + Sync>;
+/// for it (`None`: nothing).
+pub type BatchTimeHook = Box<dyn Fn(u64) -> Option<Generated> + Send + Sync>;
+
+/// What a source fixed for a batch at its batch time (see [`BatchReader::at_batch_time`]).
+///
+/// ```
+/// let fixed = sluice::source::Generated { record: vec![1, 2], records: Some(200) };
+/// assert_eq!(fixed.records, Some(200));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generated {
+    /// Recorded in the checkpoint and handed back by [`BatchReader::recover`] after a restart.
+    pub record: Vec<u8>,
+    /// How many records the batch will hold, when the source can tell before it is cut (the
+    /// listeners and the web UI show it for the queued batch).
+    pub records: Option<u64>,
+}
 
 /// A reader bound to the timely input it feeds.
 ///

@@ -169,8 +169,12 @@ pub struct BatchJson {
     pub status: String,
     /// Batch interval, ms.
     pub batch_duration: u64,
-    /// Records.
+    /// Records (of a queued batch: as its sources fixed them at generation, when they can
+    /// tell; see `input_size_known`).
     pub input_size: u64,
+    /// Whether `input_size` is known (sluice): always for a completed batch; for a queued one
+    /// when its sources fixed it at generation (Kafka); not for a batch still processing.
+    pub input_size_known: bool,
     /// ms.
     pub scheduling_delay: Option<u64>,
     /// ms.

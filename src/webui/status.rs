@@ -33,7 +33,7 @@ struct Inner {
     /// Batches started and not completed, with when they started (ms since the epoch).
     active: std::collections::BTreeMap<u64, u64>,
     /// Batches generated at their time and not started yet (waiting for the workers).
-    queued: std::collections::BTreeSet<u64>,
+    queued: std::collections::BTreeMap<u64, Option<u64>>,
     /// The latest batch completed.
     last_completed: Option<u64>,
     batches: VecDeque<BatchInfo>,
@@ -146,7 +146,7 @@ impl Status {
     /// in each group.
     pub fn batches(&self) -> Vec<BatchJson> {
         let inner = self.lock();
-        let queued = inner.queued.iter().rev().map(|t| self.queued(*t));
+        let queued = inner.queued.iter().rev().map(|(t, n)| self.queued(*t, *n));
         let active = inner.active.keys().rev().map(|t| self.pending(*t));
         let failed = inner
             .failed
@@ -160,13 +160,15 @@ impl Status {
     }
 
     /// A batch generated and not started: status `QUEUED`, waiting since its time.
-    fn queued(&self, t: u64) -> BatchJson {
+    fn queued(&self, t: u64, records: Option<u64>) -> BatchJson {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let waited = now.saturating_sub(t);
         BatchJson {
             status: "QUEUED".into(),
+            input_size: records.unwrap_or(0),
+            input_size_known: records.is_some(),
             scheduling_delay: Some(waited),
             scheduling_delay_exact: waited as f64,
             ..self.pending(t)
@@ -183,8 +185,8 @@ impl Status {
         if inner.active.contains_key(&batch_ms) {
             return Some(self.pending(batch_ms));
         }
-        if inner.queued.contains(&batch_ms) {
-            return Some(self.queued(batch_ms));
+        if let Some(records) = inner.queued.get(&batch_ms) {
+            return Some(self.queued(batch_ms, *records));
         }
         inner
             .batches
@@ -211,6 +213,7 @@ impl Status {
             status: "PROCESSING".into(),
             batch_duration: self.job.batch_ms,
             input_size: 0,
+            input_size_known: false,
             scheduling_delay: None,
             processing_time: None,
             total_delay: None,
@@ -237,6 +240,7 @@ impl Status {
             status: "COMPLETED".into(),
             batch_duration: self.job.batch_ms,
             input_size: b.num_records(),
+            input_size_known: true,
             scheduling_delay: Some(ms(b.scheduling_delay)),
             processing_time: Some(ms(b.processing_time)),
             total_delay: Some(ms(b.total_delay)),
@@ -312,11 +316,11 @@ impl Status {
 }
 
 impl StreamingListener for Status {
-    fn on_batch_submitted(&self, batch_time: crate::Time) {
-        let t = batch_time.millis();
+    fn on_batch_submitted(&self, batch: &crate::listener::SubmittedBatch) {
+        let t = batch.batch_time.millis();
         let mut inner = self.lock();
         if !inner.active.contains_key(&t) && inner.last_completed.is_none_or(|c| t > c) {
-            inner.queued.insert(t);
+            inner.queued.insert(t, batch.num_records);
         }
     }
 
@@ -356,7 +360,7 @@ impl StreamingListener for Status {
         let t = batch.batch_time.millis();
         // A batch that completed is no longer active (nor any before it: completion is in order).
         inner.active.retain(|a, _| *a > t);
-        inner.queued.retain(|q| *q > t);
+        inner.queued.retain(|q, _| *q > t);
         inner.last_completed = Some(inner.last_completed.map_or(t, |c| c.max(t)));
         inner.completed += 1;
         inner.records += batch.num_records();
@@ -414,8 +418,8 @@ mod tests {
         let job = wc_job();
         let s = Status::new(job, 10);
         s.on_batch_started(Time::from_millis(1000));
-        s.on_batch_submitted(Time::from_millis(2000));
-        s.on_batch_submitted(Time::from_millis(3000));
+        s.on_batch_submitted(&submitted(2000, Some(200)));
+        s.on_batch_submitted(&submitted(3000, None));
         let statuses: Vec<(u64, String)> = s
             .batches()
             .into_iter()
@@ -430,10 +434,10 @@ mod tests {
             ]
         );
         assert_eq!(s.statistics().num_active_batches, 3);
-        assert!(
-            s.batch(2000).unwrap().scheduling_delay.is_some(),
-            "its wait so far"
-        );
+        let queued = s.batch(2000).unwrap();
+        assert!(queued.scheduling_delay.is_some(), "its wait so far");
+        assert_eq!((queued.input_size, queued.input_size_known), (200, true));
+        assert!(!s.batch(3000).unwrap().input_size_known);
         s.on_batch_started(Time::from_millis(2000));
         s.on_batch_completed(&batch(2000, 1, 1));
         let statuses: Vec<(u64, String)> = s
@@ -446,8 +450,15 @@ mod tests {
             vec![(3000, "QUEUED".to_owned()), (2000, "COMPLETED".to_owned())]
         );
         // A batch submitted after it completed (a late notice) is not queued again.
-        s.on_batch_submitted(Time::from_millis(2000));
+        s.on_batch_submitted(&submitted(2000, Some(200)));
         assert_eq!(s.statistics().num_active_batches, 1);
+    }
+
+    fn submitted(t: u64, records: Option<u64>) -> crate::listener::SubmittedBatch {
+        crate::listener::SubmittedBatch {
+            batch_time: Time::from_millis(t),
+            num_records: records,
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Coordinator, lock};
+use crate::listener::SubmittedBatch;
 use crate::time::Time;
 
 impl Coordinator {
@@ -44,17 +45,26 @@ impl Coordinator {
                     } else {
                         coord.generator.generate(next)
                     };
+                    // One process of several sees only its own sources' share.
+                    let records = (coord.peers == coord.local_workers)
+                        .then(|| coord.generator.records(&fixed))
+                        .flatten();
                     if let Some(c) = coord.checkpoint() {
                         // Durable before the batch is reported submitted (Spark checkpoints a
                         // batch when it is generated).
                         let process = coord.process;
+                        let fixed = fixed.into_iter().map(|(k, g)| (k, g.record)).collect();
                         if let Err(e) = c.record_generated(&mut log, process, next, fixed) {
                             coord.fail(e);
                             return;
                         }
                     }
+                    let batch = SubmittedBatch {
+                        batch_time: Time::from_millis(next),
+                        num_records: records,
+                    };
                     for l in &coord.listeners {
-                        l.on_batch_submitted(Time::from_millis(next));
+                        l.on_batch_submitted(&batch);
                     }
                     next += coord.batch_ms;
                 }

@@ -15,7 +15,7 @@ use super::FileStreamOptions;
 use super::select::Selector;
 use super::split::{FileSplit, splits};
 use crate::runtime::Runtime;
-use crate::source::{BatchOut, BatchReader, BatchSlot, BatchTimeHook};
+use crate::source::{BatchOut, BatchReader, BatchSlot, BatchTimeHook, Generated};
 use crate::storage::{Entry, Location};
 
 /// A batch's plan: the files it picked, and (at snapshot batches) every path known.
@@ -26,7 +26,7 @@ struct FilePlan {
 }
 
 /// What the job generator picked at a batch time, as the checkpoint records it (path, size).
-type Generated = Vec<(String, u64)>;
+type PickedFiles = Vec<(String, u64)>;
 
 /// What the generator's hook and the reader share on the listing worker: the selector, and the
 /// files picked at each batch time for a batch not yet cut.
@@ -93,9 +93,14 @@ fn pick_at_batch_time(
         // A listing that fails here is tried again when the batch is cut (which reports it).
         let listing = l.list_once(recursive).ok()?;
         let files = p.selector.select(&listing, at);
-        let recorded: Generated = files.iter().map(|f| (f.path.clone(), f.size)).collect();
+        let recorded: PickedFiles = files.iter().map(|f| (f.path.clone(), f.size)).collect();
         p.picked.insert(t, files);
-        crate::checkpoint::codec::encode(&recorded).ok()
+        // Lines are counted when the files are read (Spark shows no records for a queued
+        // batch of a file stream either).
+        Some(Generated {
+            record: crate::checkpoint::codec::encode(&recorded).ok()?,
+            records: None,
+        })
     })
 }
 
@@ -304,7 +309,7 @@ impl BatchReader<FileSplit> for FileListReader {
         for (t, generated) in &recovery.generated {
             let Some(files) = generated
                 .first()
-                .and_then(|g| crate::checkpoint::codec::decode::<Generated>(g).ok())
+                .and_then(|g| crate::checkpoint::codec::decode::<PickedFiles>(g).ok())
             else {
                 tracing::warn!("{}: an unreadable generated batch {t} ms", self.name);
                 continue;

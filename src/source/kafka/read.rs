@@ -19,7 +19,7 @@ use crate::offsets::{OffsetRange, OffsetStore, TopicPartition};
 use crate::retry::{Backoff, GaveUp};
 use crate::runtime::Runtime;
 use crate::source::rate::PidRateEstimator;
-use crate::source::{BatchOut, BatchReader, BatchSlot, BatchTimeHook, CompletedBatch};
+use crate::source::{BatchOut, BatchReader, BatchSlot, BatchTimeHook, CompletedBatch, Generated};
 
 /// The Spark partition of a Kafka topic-partition: `[hash(topic), hash(topic) + partition]`,
 /// so a batch lists a topic's partitions together and in partition order, and partition `p`
@@ -69,8 +69,8 @@ pub(crate) struct KafkaReader {
     /// The log-end offsets of this worker's partitions read at each batch's time by the job
     /// generator (Spark's rule: batch `t` holds what the log had at `t`), for a batch cut late.
     pub(super) samples: SharedSamples<BTreeMap<TopicPartition, i64>>,
-    /// The partitions the generator samples (this worker's).
-    pub(super) sampled: Arc<std::sync::Mutex<Vec<TopicPartition>>>,
+    /// What the generator needs of the batches cut so far.
+    pub(super) sampled: Arc<std::sync::Mutex<CutSoFar>>,
     /// The generator's hook, until the job takes it.
     pub(super) hook: Option<BatchTimeHook>,
 }
@@ -90,23 +90,43 @@ fn offsets_client(config: &KafkaConfig) -> Result<BaseConsumer, SluiceError> {
     cc.create().map_err(|e| client_config_error("consumer", e))
 }
 
+/// The batches a reader has cut, as its generator hook sees them.
+#[derive(Default)]
+pub(super) struct CutSoFar {
+    /// The last batch cut: the generator does not sample it or earlier ones.
+    through: u64,
+    /// The partitions the generator samples (this worker's), each with where the last batch
+    /// cut ends (for the count of a queued batch's records).
+    ends: BTreeMap<TopicPartition, i64>,
+}
+
 /// A sample as the checkpoint records it: (topic, partition, log-end offset).
 type RecordedSample = Vec<(String, i32, i64)>;
 
 /// The generator's hook of one reader: at batch time `t`, the log-end offset of each of the
-/// reader's partitions (recorded in the checkpoint).
+/// reader's partitions (recorded in the checkpoint), and how many records that makes for the
+/// batch: from where the batch before it ends (cut, or generated and queued) to the log's end,
+/// within `max_rate_per_partition` (backpressure may take fewer when the batch is cut).
 fn sample_at_batch_time(
     config: Arc<KafkaConfig>,
-    sampled: Arc<std::sync::Mutex<Vec<TopicPartition>>>,
+    batch_ms: u64,
+    sampled: Arc<std::sync::Mutex<CutSoFar>>,
     samples: SharedSamples<BTreeMap<TopicPartition, i64>>,
 ) -> BatchTimeHook {
     let client: std::sync::Mutex<Option<BaseConsumer>> = std::sync::Mutex::new(None);
+    // Where the batches generated so far end, per partition.
+    let generated_ends: std::sync::Mutex<BTreeMap<TopicPartition, i64>> = Default::default();
     Box::new(move |t| {
         if samples.contains(t) {
             return None; // recovered from the checkpoint: generated before the restart
         }
-        let parts = sampled.lock().map(|p| p.clone()).unwrap_or_default();
-        if parts.is_empty() {
+        let cut_ends = match sampled.lock() {
+            // Cut already (the worker was on time): the reader fixed it itself.
+            Ok(cut) if cut.through >= t => return None,
+            Ok(cut) => cut.ends.clone(),
+            Err(_) => return None,
+        };
+        if cut_ends.is_empty() {
             return None;
         }
         let mut client = client.lock().unwrap_or_else(|p| p.into_inner());
@@ -115,20 +135,44 @@ fn sample_at_batch_time(
         }
         let consumer = client.as_ref()?;
         let mut highs = BTreeMap::new();
-        for tp in parts {
+        for tp in cut_ends.keys() {
             // A partition the broker does not answer for now is read as it is when cut.
             if let Ok((_, high)) =
                 consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_millis(500))
             {
-                highs.insert(tp, high);
+                highs.insert(tp.clone(), high);
             }
+        }
+        let mut ends = generated_ends.lock().unwrap_or_else(|p| p.into_inner());
+        let starts: BTreeMap<TopicPartition, i64> = highs
+            .keys()
+            .map(|tp| {
+                let cut = cut_ends.get(tp).copied().unwrap_or(0);
+                (tp.clone(), ends.get(tp).map_or(cut, |g| cut.max(*g)))
+            })
+            .collect();
+        let lags = highs
+            .iter()
+            .map(|(tp, high)| (tp.clone(), (high - starts[tp]).max(0)))
+            .collect();
+        let caps = config.per_batch_caps(batch_ms, None, &lags);
+        let mut records = 0u64;
+        for (tp, high) in &highs {
+            let start = starts[tp];
+            let cap = caps.get(tp).copied().flatten();
+            let end = cap.map_or(*high, |c| (*high).min(start + c)).max(start);
+            records += (end - start) as u64;
+            ends.insert(tp.clone(), end);
         }
         let recorded: RecordedSample = highs
             .iter()
             .map(|(tp, high)| (tp.topic.clone(), tp.partition, *high))
             .collect();
         samples.put(t, highs);
-        crate::checkpoint::codec::encode(&recorded).ok()
+        Some(Generated {
+            record: crate::checkpoint::codec::encode(&recorded).ok()?,
+            records: Some(records),
+        })
     })
 }
 
@@ -166,9 +210,10 @@ impl KafkaReader {
             .map(|r| r as f64 / peers.max(1) as f64);
         let config = Arc::new(config);
         let samples = SharedSamples::default();
-        let sampled = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sampled = Arc::new(std::sync::Mutex::new(CutSoFar::default()));
         let hook = sample_at_batch_time(
             Arc::clone(&config),
+            runtime.batch_ms(),
             Arc::clone(&sampled),
             Arc::clone(&samples),
         );
@@ -249,9 +294,6 @@ impl KafkaReader {
         }
         self.started = true;
         let owned: Vec<TopicPartition> = self.owned.keys().cloned().collect();
-        if let Ok(mut sampled) = self.sampled.lock() {
-            sampled.clone_from(&owned);
-        }
         // The plan: [next, until) per partition, fixed before reading. The end is the log's
         // end at the batch's time, as the generator read it then (a batch cut late behind a
         // slow one holds what had arrived by its time, not the backlog), or, without that
@@ -309,6 +351,10 @@ impl KafkaReader {
             .iter()
             .map(|(tp, (f, u))| (tp.clone(), *f, *u))
             .collect();
+        if let Ok(mut cut) = self.sampled.lock() {
+            cut.through = slot.time.millis();
+            cut.ends = plan.iter().map(|(tp, (_, u))| (tp.clone(), *u)).collect();
+        }
         // Read exactly that, look-ahead first, each partition into its Spark partition (all of
         // them announced, also those with nothing to read, as Spark's KafkaRDD has them).
         let ids: BTreeMap<TopicPartition, PartitionId> = plan
