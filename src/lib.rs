@@ -55,6 +55,7 @@ pub mod listener;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod offsets;
+pub mod redact;
 pub(crate) mod retry;
 pub(crate) mod runtime;
 pub mod sink;

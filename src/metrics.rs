@@ -260,7 +260,8 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        // Labels name sources and outputs; none may carry a secret (`crate::redact`).
+        crate::redact::redact(&out).into_owned()
     }
 }
 

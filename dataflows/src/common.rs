@@ -9,7 +9,7 @@ use sluice::source::{DeadLetters, GeneratorConfig, SocketOptions};
 use sluice::{ClusterArgs, DStream, Job, Result, StreamingConfig};
 
 /// Clap's parser for durations (`2s`, `500ms`): the library's message, fix included.
-fn duration(text: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn duration(text: &str) -> std::result::Result<Duration, String> {
     sluice::time::parse_duration(text).map_err(|e| e.to_string())
 }
 
@@ -240,7 +240,8 @@ impl CommonArgs {
             settings: vec![
                 (
                     "command line".into(),
-                    std::env::args().collect::<Vec<_>>().join(" "),
+                    sluice::redact::redact(&std::env::args().collect::<Vec<_>>().join(" "))
+                        .into_owned(),
                 ),
                 (
                     "checkpoint".into(),
@@ -445,7 +446,12 @@ impl OffsetReset {
 #[derive(Clone, Debug, clap::Args)]
 pub struct KafkaArgs {
     /// Kafka brokers, host:port[,host:port…].
-    #[arg(long, default_value = "127.0.0.1:9092", value_name = "LIST")]
+    #[arg(
+        long,
+        env = "SLUICE_BROKERS",
+        default_value = "127.0.0.1:9092",
+        value_name = "LIST"
+    )]
     pub brokers: String,
     /// Topics to read, comma-separated.
     #[arg(long, required = true, value_delimiter = ',', value_name = "LIST")]
@@ -474,6 +480,8 @@ impl KafkaArgs {
     /// The direct stream's configuration (Subscribe to `--topics`).
     pub fn config(&self) -> Result<sluice::source::kafka::KafkaConfig> {
         use sluice::source::kafka::{ConsumerStrategy, KafkaConfig};
+        // A broker name that resolves nowhere is a mistake to name now, not retried forever.
+        sluice::source::kafka::config::check_brokers(&self.brokers)?;
         let mut config = KafkaConfig::new(
             self.brokers.clone(),
             self.group.clone(),

@@ -4,6 +4,7 @@
 //! `sluice run <dataflow> --help` explains every flag. Worker flags are timely's:
 //! `-w/--threads`, `-n/--processes`, `-p/--process`, `-h/--hostfile` (so `-h` is not help).
 
+use sluice::redact::redact;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +51,12 @@ enum Command {
     /// Look into a checkpoint directory.
     #[command(subcommand)]
     Checkpoint(tools::checkpoint::CheckpointCmd),
+    /// Create or list Kafka topics (instead of kafka-topics.sh).
+    #[command(subcommand)]
+    Topic(tools::kafka::TopicCmd),
+    /// Print a Kafka topic's records as `key<TAB>value` lines (instead of
+    /// kafka-console-consumer.sh).
+    Consume(tools::kafka::ConsumeArgs),
 }
 
 /// One of the course's jobs, as the command line runs it: its own flags, run with the flags
@@ -139,15 +146,21 @@ fn kebab(name: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    // The command line's secrets (URL passwords, `sasl.password=…`) never appear in what the
+    // process prints, logs or serves.
+    sluice::redact::register_args(std::env::args());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    let _ = e.print();
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(2),
+                _ => {
+                    eprint!("{}", redact(&e.render().to_string()));
+                    ExitCode::from(2)
+                }
             };
         }
     };
@@ -155,20 +168,22 @@ fn main() -> ExitCode {
         Command::Run(dataflow) => *dataflow,
         Command::Feed(feed) => {
             logging::init(0);
-            return match tools::feed::run(feed) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("sluice feed: error: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            };
+            return tool_exit("feed", tools::feed::run(feed));
+        }
+        Command::Topic(cmd) => {
+            logging::init(0);
+            return tool_exit("topic", tools::kafka::topic(cmd));
+        }
+        Command::Consume(args) => {
+            logging::init(0);
+            return tool_exit("consume", tools::kafka::consume(args));
         }
         Command::Checkpoint(cmd) => {
             logging::init(0);
             return match tools::checkpoint::run(cmd) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("sluice checkpoint: error: {e}");
+                    eprintln!("sluice checkpoint: error: {}", redact(&e.to_string()));
                     ExitCode::from(e.exit_code())
                 }
             };
@@ -180,7 +195,19 @@ fn main() -> ExitCode {
     match dataflow.run(&common) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice: error: {e}");
+            eprintln!("sluice: error: {}", redact(&e.to_string()));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// A tool's exit: 0, or its error on one line (redacted) and 2 for a configuration mistake, 1
+/// for the world failing.
+fn tool_exit(tool: &str, result: Result<(), tools::feed::FeedError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice {tool}: error: {}", redact(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

@@ -13,6 +13,9 @@ mod support;
 #[path = "webui/queued.rs"]
 mod queued;
 
+#[path = "webui/redaction.rs"]
+mod redaction;
+
 use std::time::Duration;
 
 use common::{Proc, sluice, wait_until};

@@ -37,7 +37,10 @@ impl Dialect {
                 ),
             }),
             _ => Err(SluiceError::InvalidConfig {
-                problem: format!("`{url}` is not a PostgreSQL or MySQL URL"),
+                problem: format!(
+                    "`{}` is not a PostgreSQL or MySQL URL",
+                    crate::redact::url(url)
+                ),
                 fix: "use postgres://user@host:port/db or mysql://user@host:port/db".into(),
             }),
         }

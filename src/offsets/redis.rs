@@ -34,17 +34,25 @@ impl RedisStore {
 
     fn connection(&mut self) -> Result<&mut redis::Connection> {
         if self.connection.is_none() {
-            let client = redis::Client::open(self.url.as_str())
-                .map_err(|e| store_error(&format!("redis {}", self.url), "cannot connect", e))?;
-            self.connection =
-                Some(client.get_connection().map_err(|e| {
-                    store_error(&format!("redis {}", self.url), "cannot connect", e)
-                })?);
+            let client = redis::Client::open(self.url.as_str()).map_err(|e| {
+                store_error(
+                    &format!("redis {}", crate::redact::url(&self.url)),
+                    "cannot connect",
+                    e,
+                )
+            })?;
+            self.connection = Some(client.get_connection().map_err(|e| {
+                store_error(
+                    &format!("redis {}", crate::redact::url(&self.url)),
+                    "cannot connect",
+                    e,
+                )
+            })?);
         }
         match self.connection.as_mut() {
             Some(c) => Ok(c),
             None => Err(store_error(
-                &format!("redis {}", self.url),
+                &format!("redis {}", crate::redact::url(&self.url)),
                 "cannot connect",
                 "no connection",
             )),
@@ -67,7 +75,13 @@ impl OffsetStore for RedisStore {
                 .arg(&tp.topic)
                 .arg(&field)
                 .query(con)
-                .map_err(|e| store_error(&format!("redis {url}"), "cannot read offsets", e))?;
+                .map_err(|e| {
+                    store_error(
+                        &format!("redis {}", crate::redact::url(&url)),
+                        "cannot read offsets",
+                        e,
+                    )
+                })?;
             if let Some(v) = value {
                 found.insert(tp.clone(), v);
             }
@@ -88,8 +102,13 @@ impl OffsetStore for RedisStore {
                     .arg(*offset)
                     .ignore();
             }
-            pipe.query::<()>(con)
-                .map_err(|e| store_error(&format!("redis {url}"), "cannot commit offsets", e))
+            pipe.query::<()>(con).map_err(|e| {
+                store_error(
+                    &format!("redis {}", crate::redact::url(&url)),
+                    "cannot commit offsets",
+                    e,
+                )
+            })
         })();
         if result.is_err() {
             self.connection = None; // reconnect next time
@@ -98,6 +117,6 @@ impl OffsetStore for RedisStore {
     }
 
     fn describe(&self) -> String {
-        format!("redis {}", self.url)
+        format!("redis {}", crate::redact::url(&self.url))
     }
 }

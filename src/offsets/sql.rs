@@ -117,6 +117,6 @@ impl OffsetStore for SqlStore {
 
     fn describe(&self) -> String {
         let scheme = self.url.split_once("://").map_or("sql", |(s, _)| s);
-        format!("{scheme} {}", self.url)
+        format!("{scheme} {}", crate::redact::url(&self.url))
     }
 }

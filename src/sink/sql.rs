@@ -110,7 +110,7 @@ impl SqlSink {
     ) -> Result<(), SluiceError> {
         self.write(rows, None, &stop)
             .map_err(|gave_up| SluiceError::OutputFailed {
-                output: format!("sql sink {}", self.url),
+                output: format!("sql sink {}", crate::redact::url(&self.url)),
                 batch_ms: 0,
                 source: Box::new(gave_up.into_inner()),
             })
@@ -124,7 +124,7 @@ impl SqlSink {
         offsets: Option<(&str, &[OffsetRange])>,
         stop: &dyn Fn() -> bool,
     ) -> Result<(), GaveUp<DbError>> {
-        let what = format!("sql sink {}", self.url);
+        let what = format!("sql sink {}", crate::redact::url(&self.url));
         Backoff::default().retry(&what, stop, || {
             self.try_write(rows, offsets).map_err(|e| {
                 if e.is_transient() {
@@ -194,7 +194,7 @@ pub(crate) fn write_or_fail(
     if let Err(gave_up) = sink.write(rows, offsets, &stop) {
         let stopped = matches!(gave_up, GaveUp::Stopped(_));
         let source = gave_up.into_inner();
-        let output = format!("sql sink {}", sink.url);
+        let output = format!("sql sink {}", crate::redact::url(&sink.url));
         runtime.fail(SluiceError::OutputFailed {
             output,
             batch_ms: batch.millis(),

@@ -82,7 +82,11 @@ impl Status {
     /// let status = Status::new(job, 1000);
     /// assert_eq!(status.statistics().num_total_completed_batches, 0);
     /// ```
-    pub fn new(job: JobDescription, retained: usize) -> Self {
+    pub fn new(mut job: JobDescription, retained: usize) -> Self {
+        // Nothing the page or REST serves shows a secret (`crate::redact`).
+        for (_, value) in &mut job.settings {
+            *value = crate::redact::redact(value).into_owned();
+        }
         Status {
             job,
             started: SystemTime::now(),
@@ -338,9 +342,11 @@ impl StreamingListener for Status {
         let mut inner = self.lock();
         inner.active.remove(&batch_time.millis());
         inner.queued.remove(&batch_time.millis());
-        inner
-            .failed
-            .push((batch_time.millis(), output.to_owned(), reason.to_owned()));
+        inner.failed.push((
+            batch_time.millis(),
+            crate::redact::redact(output).into_owned(),
+            crate::redact::redact(reason).into_owned(),
+        ));
     }
 
     fn on_batch_state(&self, batch_time: crate::Time, state: &[crate::listener::StateSize]) {

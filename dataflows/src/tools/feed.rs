@@ -57,12 +57,18 @@ pub enum Feed {
     /// Produce lines as records of a Kafka topic.
     Kafka {
         /// Bootstrap servers, `host:port[,host:port…]`.
-        #[arg(long)]
+        #[arg(
+            long,
+            env = "SLUICE_BROKERS",
+            default_value = "127.0.0.1:9092",
+            value_name = "LIST"
+        )]
         brokers: String,
         /// The topic.
         #[arg(long)]
         topic: String,
-        /// Send every record to this partition (default: spread by the producer).
+        /// Send every record to this partition (default: round-robin over the topic's
+        /// partitions, so that each gets an equal share).
         #[arg(long)]
         partition: Option<i32>,
         #[command(flatten)]
@@ -241,10 +247,32 @@ fn kafka(
     };
     use std::sync::{Arc, Mutex};
 
+    // Resolvable, answering, and the partition asked for exists: else one line, at once.
+    let topics = super::kafka::reach(brokers)?;
+    let partitions = topics.iter().find(|(t, _)| t == topic).map(|(_, n)| *n);
+    if let (Some(p), Some(n)) = (partition, partitions) {
+        if p < 0 || p as usize >= n {
+            return Err(FeedError::Config {
+                problem: format!(
+                    "--partition {p}: the topic {topic} has {n} partitions (0…{})",
+                    n - 1
+                ),
+                fix: format!(
+                    "choose a partition below {n}, or create the topic with more: `sluice topic create {topic} --partitions {}`",
+                    p + 1
+                ),
+            });
+        }
+    }
+
     /// Counts acknowledged records and keeps the first refusal.
     #[derive(Clone, Default)]
     struct Deliveries(Arc<Mutex<(u64, Option<String>)>>);
-    impl ClientContext for Deliveries {}
+    impl ClientContext for Deliveries {
+        // Reported once, by the feed, not as librdkafka's log lines.
+        fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, _: &str) {}
+        fn error(&self, _: rdkafka::error::KafkaError, _: &str) {}
+    }
     impl ProducerContext for Deliveries {
         type DeliveryOpaque = ();
         fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
@@ -268,11 +296,16 @@ fn kafka(
             fix: "give --brokers as host:port[,host:port…]".into(),
         })?;
     let failed = || deliveries.0.lock().ok().and_then(|d| d.1.clone());
+    let mut sent: u64 = 0;
     while let Some(line) = lines.next_line(&mut || Ok(()))? {
         let mut record = BaseRecord::<(), String>::to(topic).payload(&line);
-        if let Some(p) = partition {
-            record = record.partition(p);
+        match (partition, partitions) {
+            (Some(p), _) => record = record.partition(p),
+            // Round-robin (a topic the broker creates on first use: the producer's choice).
+            (None, Some(n)) if n > 0 => record = record.partition((sent % n as u64) as i32),
+            _ => {}
         }
+        sent += 1;
         let mut record = Some(record);
         while let Some(r) = record.take() {
             match producer.send(r) {

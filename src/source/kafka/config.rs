@@ -173,3 +173,62 @@ impl KafkaConfig {
             .collect()
     }
 }
+
+/// Checks that `brokers` (`host:port[,host:port…]`, with an optional `PLAINTEXT://`-style
+/// prefix) names at least one broker whose host resolves: a name that resolves nowhere is a
+/// configuration mistake, refused at once, while librdkafka would retry it forever. Hosts that
+/// do not resolve beside ones that do are only warned about (a broker of a cluster may be away).
+///
+/// ```
+/// use sluice::source::kafka::config::check_brokers;
+/// assert!(check_brokers("127.0.0.1:9092").is_ok());
+/// assert!(check_brokers("localhost").is_err(), "no port");
+/// assert!(check_brokers("no-such-host.invalid:9092").is_err());
+/// ```
+pub fn check_brokers(brokers: &str) -> Result<(), crate::SluiceError> {
+    use std::net::ToSocketAddrs;
+    let fix = "give --brokers as host:port[,host:port…] with hosts this machine can resolve (check the name, or give an IP address)";
+    let entries: Vec<&str> = brokers
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return Err(crate::SluiceError::InvalidConfig {
+            problem: "no Kafka broker given".into(),
+            fix: fix.into(),
+        });
+    }
+    let mut unresolved = Vec::new();
+    for entry in &entries {
+        let address = entry.rsplit_once("://").map_or(*entry, |(_, a)| a);
+        let Some((_, port)) = address.rsplit_once(':') else {
+            return Err(crate::SluiceError::InvalidConfig {
+                problem: format!("the Kafka broker `{entry}` has no port"),
+                fix: fix.into(),
+            });
+        };
+        if port.parse::<u16>().is_err() {
+            return Err(crate::SluiceError::InvalidConfig {
+                problem: format!("the Kafka broker `{entry}` has no valid port"),
+                fix: fix.into(),
+            });
+        }
+        if address
+            .to_socket_addrs()
+            .map_or(true, |mut a| a.next().is_none())
+        {
+            unresolved.push(*entry);
+        }
+    }
+    if unresolved.len() == entries.len() {
+        return Err(crate::SluiceError::InvalidConfig {
+            problem: format!("no Kafka broker host resolves: {}", unresolved.join(", ")),
+            fix: fix.into(),
+        });
+    }
+    for entry in unresolved {
+        tracing::warn!("Kafka: the broker `{entry}` does not resolve; using the others");
+    }
+    Ok(())
+}
