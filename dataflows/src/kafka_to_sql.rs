@@ -95,7 +95,15 @@ fn run(args: Args, common: &CommonArgs, db: Database) -> Result<()> {
     };
     let group = args.kafka.group.clone();
     let kafka = args.kafka.config()?.offset_store(store);
-    let config = common.config()?;
+    let written = if transactional {
+        "rows inserted into mydata with their offsets"
+    } else {
+        "rows upserted into myorders"
+    };
+    let counted = dead.clone();
+    let config = common.config()?.listener(
+        crate::batch_line::BatchLine::new(written).set_aside(Box::new(move || counted.count())),
+    );
     let (setup, statement) = match (db, transactional) {
         (Database::Postgres, false) => (
             "CREATE TABLE IF NOT EXISTS myorders (name VARCHAR(20), orderid VARCHAR(100) PRIMARY KEY)",

@@ -40,7 +40,7 @@ impl crate::Dataflow for Args {
         let config = common.config()?;
         let kafka = args.kafka.config()?;
         let sink = KafkaSink::new(args.kafka.brokers.clone());
-        let (to, at_least_once, print) = (args.to.clone(), args.at_least_once, common.print);
+        let (to, at_least_once) = (args.to.clone(), args.at_least_once);
         StreamingContext::new(config).run(move |job| {
             let words = job.kafka_direct_stream(kafka.clone()).flat_map(|r| {
                 let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
@@ -53,7 +53,17 @@ impl crate::Dataflow for Args {
                 .changes()
                 .filter(|(_, d)| *d > 0)
                 .map(|((w, n), _)| (w, n));
-            changed.count().print(print);
+            // One line per batch that changed totals, on stderr (as the other sink jobs).
+            let topic = to.clone();
+            changed.count().foreach_batch(move |t, n| {
+                let changed: u64 = n.iter().sum();
+                if changed > 0 {
+                    eprintln!(
+                        "batch {} ms: {changed} word totals changed, produced to {topic}",
+                        t.millis()
+                    );
+                }
+            });
             let topic = to.clone();
             let out = changed.map(move |(w, n)| {
                 OutRecord::new(&topic, format!("{w}\t{n}").into_bytes()).key(w.into_bytes())

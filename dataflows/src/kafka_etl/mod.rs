@@ -44,7 +44,13 @@ impl crate::Dataflow for Args {
                 problem: format!("`{}` is not a time zone ({e})", args.time_zone),
                 fix: "give an IANA name such as Asia/Shanghai or UTC".into(),
             })?;
-        let config = common.config()?;
+        let rejected = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = std::sync::Arc::clone(&rejected);
+        let config = common.config()?.listener(
+            crate::batch_line::BatchLine::new(format!("cleaned into {}", args.target)).set_aside(
+                Box::new(move || counted.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
+        );
         let kafka = args.kafka.config()?;
         let (brokers, target, dead) = (
             args.kafka.brokers.clone(),
@@ -54,11 +60,13 @@ impl crate::Dataflow for Args {
         let (exactly_once, group) = (args.exactly_once, args.kafka.group.clone());
         StreamingContext::new(config).run(move |job| {
             let zone = zone.clone();
+            let rejected = std::sync::Arc::clone(&rejected);
             let (target, dead) = (target.clone(), dead.clone());
             let transform = move |r: &sluice::source::kafka::ConsumerRecord| -> OutRecord {
                 match clean(r.value_str().unwrap_or(""), &zone) {
                     Ok(line) => OutRecord::new(&target, line.into_bytes()),
                     Err(Rejected(reason)) => {
+                        rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         OutRecord::new(&dead, r.value.clone().unwrap_or_default())
                             .header("sluice-error", reason.into_bytes())
                             .header(
