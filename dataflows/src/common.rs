@@ -13,6 +13,14 @@ pub(crate) fn duration(text: &str) -> std::result::Result<Duration, String> {
     sluice::time::parse_duration(text).map_err(|e| e.to_string())
 }
 
+/// [`byte_size`], at least 1 byte.
+pub fn positive_byte_size(text: &str) -> std::result::Result<u64, String> {
+    match byte_size(text)? {
+        0 => Err(format!("`{text}` is 0 bytes: give at least 1")),
+        n => Ok(n),
+    }
+}
+
 /// Clap's parser for byte sizes: `1048576`, `64KiB`/`64k`, `128MiB`/`128m`, `1GiB`/`1g`
 /// (binary units whatever the spelling, as Spark's `128m`).
 pub fn byte_size(text: &str) -> std::result::Result<u64, String> {
@@ -159,8 +167,9 @@ pub struct CommonArgs {
     /// More log output on stderr: -v for info, -vv for one line per batch.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// The web UI (live page, REST API, Prometheus `/metrics`) on `host:port`; the next free
-    /// port when it is taken; `off` for none [default: 127.0.0.1:4040, Spark's port].
+    /// The web UI (live page, REST API, Prometheus `/metrics`) on `host:port` (in use: exit 2);
+    /// `off` for none [default: 127.0.0.1:4040, Spark's port, or the next free one of the 16
+    /// after it].
     #[arg(long, value_name = "ADDR|off")]
     pub ui: Option<String>,
     /// Completed batches the web UI keeps (Spark's `spark.streaming.ui.retainedBatches`).
@@ -200,6 +209,7 @@ impl CommonArgs {
             config = config.max_batches(n);
         }
         if let Some(dir) = &self.checkpoint {
+            crate::paths::checkpoint_dir(dir)?;
             config = config.checkpoint(dir);
         }
         if let Some(every) = self.checkpoint_interval {
@@ -257,7 +267,13 @@ impl CommonArgs {
             self.ui_retained_batches as usize,
         ));
         let metrics = Arc::new(sluice::metrics::Metrics::new(self.batch));
-        match sluice::webui::WebUi::start(addr, status.clone(), metrics.clone()) {
+        // Spark's 4040 moves on to the next free port; an address the user gave must work.
+        let started = if self.ui.is_some() {
+            sluice::webui::WebUi::start(addr, status.clone(), metrics.clone())
+        } else {
+            sluice::webui::WebUi::start_near(addr, status.clone(), metrics.clone())
+        };
+        match started {
             Ok(ui) => {
                 eprintln!("sluice: web UI at http://{}/", ui.local_addr());
                 Ok(config.listener(status).listener(metrics))
@@ -281,9 +297,9 @@ pub struct LineSourceArgs {
     /// Port of the TCP server (with --host).
     #[arg(long, default_value_t = 9999, requires = "host")]
     pub port: u16,
-    /// Longest accepted line in bytes; longer lines are set aside as malformed.
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES",
-          value_parser = clap::value_parser!(u64).range(1..))]
+    /// Longest accepted line (bytes, or with KiB/MiB/GiB as --receiver-buffer); longer lines
+    /// are set aside as malformed.
+    #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = positive_byte_size)]
     pub max_line_bytes: u64,
     /// Append malformed input (not UTF-8, too long) to this file, one tab-separated line each.
     #[arg(long, value_name = "FILE")]
@@ -327,7 +343,10 @@ impl LineSourceArgs {
     /// Socket options from the flags.
     pub fn socket_options(&self) -> Result<SocketOptions> {
         let dead_letters = match &self.dead_letter {
-            Some(path) => DeadLetters::to_file(path)?,
+            Some(path) => {
+                crate::paths::dead_letter_file(path)?;
+                DeadLetters::to_file(path)?
+            }
             None => DeadLetters::counting(),
         };
         let options = SocketOptions {

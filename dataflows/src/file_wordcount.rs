@@ -77,7 +77,10 @@ impl Args {
             max_files_per_batch: self.max_files_per_batch.map(|n| n as usize),
             max_line_bytes: self.max_line_bytes as usize,
             dead_letters: match &self.dead_letter {
-                Some(path) => DeadLetters::to_file(path)?,
+                Some(path) => {
+                    crate::paths::dead_letter_file(path)?;
+                    DeadLetters::to_file(path)?
+                }
                 None => DeadLetters::counting(),
             },
             remember: Duration::from_secs(60),

@@ -1,8 +1,6 @@
 //! `kafka-offsets`: the course's offset management (seed §4.2.2): count each batch, keep the
 //! offsets in the chosen store, and resume where the last run committed.
 
-use std::path::PathBuf;
-
 use sluice::Result;
 use sluice::offsets::OffsetStoreKind;
 
@@ -39,30 +37,33 @@ pub enum Store {
     Mysql,
 }
 
-fn store(args: &Args, common: &CommonArgs) -> OffsetStoreKind {
+fn store(args: &Args, common: &CommonArgs) -> Result<OffsetStoreKind> {
     let url = |default: &str| args.store_url.clone().unwrap_or_else(|| default.to_owned());
-    match args.store {
+    Ok(match args.store {
         Store::Kafka => OffsetStoreKind::Kafka,
         // The job's checkpoint directory (`--checkpoint`), as the course's getOrCreate example.
-        Store::Checkpoint => OffsetStoreKind::Checkpoint(
-            common
-                .checkpoint
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("sluice-checkpoint")),
-        ),
+        Store::Checkpoint => match &common.checkpoint {
+            Some(dir) => OffsetStoreKind::Checkpoint(dir.clone()),
+            None => {
+                return Err(sluice::SluiceError::InvalidConfig {
+                    problem: "--store checkpoint keeps the offsets in the job's checkpoint, and there is no --checkpoint".into(),
+                    fix: "add --checkpoint DIR, or choose another --store".into(),
+                });
+            }
+        },
         Store::Redis => OffsetStoreKind::Redis(url("redis://127.0.0.1:6379/")),
         Store::Postgres => {
             OffsetStoreKind::Postgres(url("postgres://postgres@127.0.0.1:5432/test"))
         }
         Store::Mysql => OffsetStoreKind::MySql(url("mysql://root@127.0.0.1:3306/test")),
         Store::Zookeeper => OffsetStoreKind::ZooKeeper(url("127.0.0.1:2181")),
-    }
+    })
 }
 
 impl crate::Dataflow for Args {
     fn run(self: Box<Self>, common: &CommonArgs) -> Result<()> {
         let args = *self;
-        let kafka = args.kafka.config()?.offset_store(store(&args, common));
+        let kafka = args.kafka.config()?.offset_store(store(&args, common)?);
         crate::kafka_direct::run_with(common, kafka)
     }
 }

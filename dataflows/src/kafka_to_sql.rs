@@ -90,7 +90,10 @@ fn run(args: Args, common: &CommonArgs, db: Database) -> Result<()> {
     };
     let transactional = args.mode == Mode::Transactional;
     let dead = match &args.dead_letter {
-        Some(p) => DeadLetters::to_file(p)?,
+        Some(p) => {
+            crate::paths::dead_letter_file(p)?;
+            DeadLetters::to_file(p)?
+        }
         None => DeadLetters::counting(),
     };
     let group = args.kafka.group.clone();

@@ -29,6 +29,7 @@ mod kafka_to_sql;
 mod kafka_wordcount;
 mod logging;
 mod network_wordcount;
+mod paths;
 mod stateful_wordcount;
 mod tools;
 mod windowed_wordcount;

@@ -60,8 +60,8 @@ pub struct WebUi {
 }
 
 impl WebUi {
-    /// Serves `status` and `metrics` on `addr` (`host:port`), or on the next free port of the
-    /// [`PORT_RETRIES`] that follow it.
+    /// Serves `status` and `metrics` on `addr` (`host:port`; port 0 for any free one); an
+    /// address in use is a configuration error.
     ///
     /// # Examples
     ///
@@ -75,7 +75,18 @@ impl WebUi {
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn start(addr: &str, status: Arc<Status>, metrics: Arc<Metrics>) -> Result<WebUi> {
-        let listener = bind(addr)?;
+        Self::serve(bind(addr, 0)?, status, metrics)
+    }
+
+    /// As [`start`](WebUi::start), but when `addr`'s port is taken, on the first free one of
+    /// the [`PORT_RETRIES`] that follow it (Spark's `spark.port.maxRetries` for its default
+    /// 4040): for a default address, not for one the user chose.
+    pub fn start_near(addr: &str, status: Arc<Status>, metrics: Arc<Metrics>) -> Result<WebUi> {
+        Self::serve(bind(addr, PORT_RETRIES)?, status, metrics)
+    }
+
+    fn serve(listener: TcpListener, status: Arc<Status>, metrics: Arc<Metrics>) -> Result<WebUi> {
+        let addr = "the web UI's socket";
         let local = listener.local_addr().map_err(|e| SluiceError::Io {
             action: "cannot read the web UI's address",
             path: addr.into(),
@@ -129,8 +140,8 @@ impl WebUi {
     }
 }
 
-/// Binds `addr`, or the first free port of the [`PORT_RETRIES`] after it.
-fn bind(addr: &str) -> Result<TcpListener> {
+/// Binds `addr`, or the first free port of the `retries` after it.
+fn bind(addr: &str, retries: u16) -> Result<TcpListener> {
     let bad = |why: String| SluiceError::InvalidConfig {
         problem: format!("the web UI address `{addr}` {why}"),
         fix: "give --ui as host:port (127.0.0.1:4040), or --ui off".into(),
@@ -143,7 +154,7 @@ fn bind(addr: &str) -> Result<TcpListener> {
         .map_err(|_| bad(format!("has the port `{port}`, not a number 0–65535")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let mut last = None;
-    let tries = if port == 0 { 1 } else { PORT_RETRIES + 1 };
+    let tries = if port == 0 { 1 } else { retries + 1 };
     for p in (0..tries).filter_map(|i| port.checked_add(i)) {
         match TcpListener::bind((host, p)) {
             Ok(l) => return Ok(l),
@@ -151,10 +162,17 @@ fn bind(addr: &str) -> Result<TcpListener> {
             Err(e) => return Err(bad(format!("cannot be listened on ({e})"))),
         }
     }
-    Err(bad(format!(
-        "and the {PORT_RETRIES} ports after it are in use ({})",
-        last.map(|e| e.to_string()).unwrap_or_default()
-    )))
+    let last = last.map(|e| e.to_string()).unwrap_or_default();
+    Err(SluiceError::InvalidConfig {
+        problem: if retries == 0 {
+            format!("the web UI address `{addr}` is in use ({last})")
+        } else {
+            format!(
+                "the web UI address `{addr}` and the {retries} ports after it are in use ({last})"
+            )
+        },
+        fix: "give --ui another host:port, or --ui off".into(),
+    })
 }
 
 fn router(shared: Shared) -> Router {
