@@ -7,7 +7,7 @@
 //!    scheme;
 //! 2. the value of a setting whose name looks secret (Spark's default pattern
 //!    `secret|password|token|access.key`, plus `passwd`, `credential`, `sasl.jaas.config`) in
-//!    `name=value` or `name: value` form is replaced (`sasl.password=…`, `--kafka-param
+//!    `name=value` form, or `name: value` with a dotted or underscored name, is replaced (`sasl.password=…`, `--kafka-param
 //!    ssl.key.password=…`);
 //! 3. every literal secret this process knows is replaced wherever it appears: the values of
 //!    environment variables with secret-looking names (`PGPASSWORD`, `AWS_SECRET_ACCESS_KEY`),
@@ -219,7 +219,15 @@ fn setting_values(text: &str) -> Vec<(usize, usize)> {
             .find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '&' | '"' | '\'' | '`'))
             .unwrap_or(text.len() - value_start);
         let value = &text[value_start..value_start + value_len];
-        if !name.is_empty() && is_secret_name(name) && !value.is_empty() && value != REDACTED {
+        // `name: value` is also prose ("credentials: set …"): only a setting's dotted or
+        // underscored name counts there.
+        let setting_like = sep_len == 1 || name.contains(['.', '_']);
+        if setting_like
+            && !name.is_empty()
+            && is_secret_name(name)
+            && !value.is_empty()
+            && value != REDACTED
+        {
             spans.push((value_start, value_start + value_len));
         }
         i = value_start + value_len.max(1);
@@ -266,6 +274,11 @@ mod tests {
             "sasl.jaas.config: *********(redacted) y"
         );
         assert_eq!(redact("a=b, c: d"), "a=b, c: d");
+        assert_eq!(
+            redact("no S3 credentials: set the keys"),
+            "no S3 credentials: set the keys",
+            "prose stays"
+        );
         assert_eq!(redact(REDACTED), REDACTED, "idempotent");
         assert_eq!(redact(&redact("token=abc")), redact("token=abc"));
     }

@@ -6,6 +6,8 @@
 mod common;
 #[path = "files/s3.rs"]
 mod s3;
+#[path = "files/s3_operator.rs"]
+mod s3_operator;
 
 use std::collections::BTreeMap;
 use std::io::Write;

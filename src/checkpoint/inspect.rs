@@ -132,14 +132,22 @@ impl Inspection {
 /// assert!(sluice::checkpoint::inspect(dir.path()).is_err());
 /// ```
 pub fn inspect(dir: &Path) -> Result<Inspection> {
-    // A checkpoint on an object store is read from a fresh working copy of it.
-    let dir = &super::working_dir(dir)?;
+    // A checkpoint on an object store is read from a fresh working copy of it, removed after.
+    let working = super::working_dir(dir)?;
+    let inspection = inspect_copy(dir, &working);
+    #[cfg(feature = "files")]
+    super::mirror::close(&working);
+    inspection
+}
+
+/// Reads the checkpoint `given` (as the user named it) from its copy in `dir`.
+fn inspect_copy(given: &Path, dir: &Path) -> Result<Inspection> {
     let meta_path = dir.join("metadata");
     if !meta_path.exists() {
         return Err(SluiceError::InvalidConfig {
             problem: format!(
                 "{} is not a checkpoint (it has no metadata file)",
-                dir.display()
+                given.display()
             ),
             fix: "name the directory given to the job with --checkpoint".into(),
         });
@@ -157,7 +165,7 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
     plan_sources.sort();
     plan_sources.dedup();
     Ok(Inspection {
-        dir: dir.to_owned(),
+        dir: given.to_owned(),
         job: meta.job,
         batch_ms: meta.batch_ms,
         zero_ms: meta.zero,

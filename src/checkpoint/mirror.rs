@@ -124,6 +124,22 @@ pub(crate) fn open_fenced(
     Ok(local)
 }
 
+/// Closes the working copy in `local` (the job, or the inspection, is over): its writes are no
+/// longer mirrored and the directory is removed (everything in it is in the store already).
+pub(crate) fn close(local: &Path) {
+    let mut list = MIRRORS.lock().unwrap_or_else(|p| p.into_inner());
+    let before = list.len();
+    list.retain(|m| m.local != local);
+    if list.len() < before
+        && let Err(e) = std::fs::remove_dir_all(local)
+    {
+        tracing::warn!(
+            "checkpoint: cannot remove the working copy {}: {e}",
+            local.display()
+        );
+    }
+}
+
 /// The piece offset of a log object's name `<log>.at<20 digits>`.
 fn piece(name: &str) -> Option<(&str, u64)> {
     let (base, offset) = name.rsplit_once(".at")?;

@@ -354,6 +354,9 @@ impl Checkpoint {
     /// Gives up this process's hold on the checkpoint (the job has ended and flushed).
     pub(crate) fn release(&self) {
         drop(lock(&self.owner).take());
+        // A checkpoint on an object store leaves no working copy behind.
+        #[cfg(feature = "files")]
+        mirror::close(&self.dir);
     }
 
     /// Whether the job keeps anything across batches that a replay rebuilds (a stateful

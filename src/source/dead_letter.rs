@@ -10,7 +10,8 @@
 //! One tab-separated line per entry: `batch  partition  source  position  reason  bytes`
 //! (bytes escaped as Rust's `escape_ascii`; tabs and newlines in the other columns become
 //! spaces). Entries set aside by an operator ([`DStream::try_map`](crate::DStream::try_map))
-//! carry their batch time in milliseconds and partition. A record that is read again after a
+//! carry their batch time in milliseconds, and their partition when they have no position of
+//! their own (`-` otherwise: Kafka's entries say `partition 2 offset 17`). A record that is read again after a
 //! crash (a batch replayed from its checkpointed plan, or Kafka records re-read from the
 //! committed offsets in whatever batch) is set aside again; [`DeadLetters::to_file`] reads the
 //! file first, and an entry whose `(source, position)` is already there is not written again.
@@ -233,14 +234,20 @@ impl DeadLetters {
         let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
         let mut lines = String::new();
         for (i, mut m) in entries.into_iter().enumerate() {
-            if m.position.is_empty() {
+            // The partition column names the batch's partition only when the entry has no
+            // position of its own: a source's position (Kafka's partition and offset) says
+            // where the record is, and the internal partition path would only puzzle.
+            let column = if m.position.is_empty() {
                 m.position = format!("batch {batch_ms} partition {partition} record {}", i + 1);
-            }
+                partition.as_str()
+            } else {
+                "-"
+            };
             let (source, position) = (clean(&m.source), clean(&m.position));
             if f.written.contains(&(source, position)) {
                 continue;
             }
-            lines.push_str(&entry_line(Some((batch_ms, &partition)), &m));
+            lines.push_str(&entry_line(Some((batch_ms, column)), &m));
         }
         if lines.is_empty() {
             return Ok(());
@@ -389,18 +396,21 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 7, "{text}");
-        assert_eq!(lines[0], "1000\t0\tkafka orders\toffset 1\tno comma\tx\\ty");
+        assert_eq!(
+            lines[0], "1000\t-\tkafka orders\toffset 1\tno comma\tx\\ty",
+            "a source's own position: no internal partition path"
+        );
         assert!(lines[2].starts_with("-\t-\tkafka orders\tline 3"));
         assert!(
-            lines[3].starts_with("2000\t0\tkafka orders\toffset 5\t"),
+            lines[3].starts_with("2000\t-\tkafka orders\toffset 5\t"),
             "{text}"
         );
         assert!(
-            lines[4].starts_with("6000\t1\tkafka orders\toffset 6\t"),
+            lines[4].starts_with("6000\t-\tkafka orders\toffset 6\t"),
             "{text}"
         );
         assert!(
-            lines[5].starts_with("6000\t1\tkafka orders\toffset 7\t"),
+            lines[5].starts_with("6000\t-\tkafka orders\toffset 7\t"),
             "{text}"
         );
         assert!(lines[6].starts_with("-\t-\tkafka orders\tline 3"));

@@ -487,12 +487,44 @@ fn is_configuration(e: &object_store::Error) -> bool {
 }
 
 fn store_error(location: &str, action: &str, e: object_store::Error) -> SluiceError {
+    if let Some(plain) = plain_reason(location, &e) {
+        return SluiceError::Store {
+            location: location.to_owned(),
+            action: action.to_owned(),
+            user_error: true,
+            source: plain.into(),
+        };
+    }
     SluiceError::Store {
         location: location.to_owned(),
         action: action.to_owned(),
         user_error: is_configuration(&e),
         source: Box::new(e),
     }
+}
+
+/// What an S3 refusal means, in words, for the two that otherwise read as noise: no
+/// credentials (the SDK's last resort, the EC2 instance metadata address, does not answer)
+/// and a missing bucket (S3's XML error document).
+fn plain_reason(location: &str, e: &object_store::Error) -> Option<String> {
+    let text = format!("{e:?} {e}");
+    if text.contains("169.254.169.254") {
+        return Some(
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or run on an instance with a role); without them the instance metadata service was asked and did not answer".into(),
+        );
+    }
+    if text.contains("NoSuchBucket") {
+        let bucket = location
+            .split_once("://")
+            .map_or(location, |(_, r)| r)
+            .split('/')
+            .next()
+            .unwrap_or(location);
+        return Some(format!(
+            "the bucket `{bucket}` does not exist (or this endpoint has no such bucket): create it, or check the name and AWS_ENDPOINT_URL"
+        ));
+    }
+    None
 }
 
 #[cfg(feature = "s3")]
