@@ -175,7 +175,7 @@ pub(crate) fn connect(
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
-            tracing::info!("process {me}: waiting for processes {missing:?} to connect");
+            tracing::warn!("process {me}: waiting for processes {missing:?} to connect");
         }
         if !progressed {
             std::thread::sleep(Duration::from_millis(50));
