@@ -111,7 +111,7 @@ impl StateSize {
 
 /// One stateful operator's snapshot after a batch (a checkpoint write), summed over this
 /// process's workers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotWrite {
     /// The operator's name.
     pub operator: String,
@@ -136,7 +136,7 @@ pub struct SnapshotWrite {
 /// One output operation of a batch (Spark's `OutputOperationInfo`): finished, after
 /// `duration` from the batch's processing start (outputs run concurrently in timely, so the
 /// last one's duration is the batch's processing time).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutputOp {
     /// Its number, in the order the job declared its outputs (Spark's `outputOpId`).
     pub id: usize,
@@ -148,7 +148,7 @@ pub struct OutputOp {
 }
 
 /// What happened to one batch in this process.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchInfo {
     /// The batch time.
     pub batch_time: Time,

@@ -172,6 +172,10 @@ pub struct CommonArgs {
     /// after it].
     #[arg(long, value_name = "ADDR|off")]
     pub ui: Option<String>,
+    /// Keep the event log (every batch's info, for `sluice history`) in this directory
+    /// [default: the checkpoint's `events/` with a local --checkpoint, else none].
+    #[arg(long, value_name = "DIR")]
+    pub event_log: Option<PathBuf>,
     /// Completed batches the web UI keeps (Spark's `spark.streaming.ui.retainedBatches`).
     #[arg(long, default_value_t = 1000, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -236,31 +240,15 @@ impl CommonArgs {
     /// with a warning); an address given with `--ui` must work.
     fn web_ui(&self, config: StreamingConfig) -> Result<StreamingConfig> {
         use std::sync::Arc;
+        let job = self.job_description();
+        let config = match self.event_log_dir() {
+            Some(dir) => config.listener(sluice::webui::EventLog::create(&dir, &job)?),
+            None => config,
+        };
         let addr = match self.ui.as_deref() {
             Some("off") => return Ok(config),
             Some(addr) => addr,
             None => "127.0.0.1:4040",
-        };
-        let job = sluice::webui::JobDescription {
-            name: self.app.clone(),
-            batch_ms: self.batch.as_millis() as u64,
-            workers: self.cluster.threads as usize,
-            processes: self.cluster.processes as usize,
-            process: self.cluster.process,
-            settings: vec![
-                (
-                    "command line".into(),
-                    sluice::redact::redact(&std::env::args().collect::<Vec<_>>().join(" "))
-                        .into_owned(),
-                ),
-                (
-                    "checkpoint".into(),
-                    self.checkpoint
-                        .as_ref()
-                        .map(|d| d.display().to_string())
-                        .unwrap_or_else(|| "none".into()),
-                ),
-            ],
         };
         let status = Arc::new(sluice::webui::Status::new(
             job,
@@ -283,6 +271,40 @@ impl CommonArgs {
                 Ok(config)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Where the event log goes: `--event-log`, or a local checkpoint's `events/`.
+    fn event_log_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.event_log {
+            return Some(dir.clone());
+        }
+        let chk = self.checkpoint.as_ref()?;
+        (!chk.to_string_lossy().contains("://")).then(|| chk.join("events"))
+    }
+
+    /// The job as the web UI and the event log describe it.
+    fn job_description(&self) -> sluice::webui::JobDescription {
+        sluice::webui::JobDescription {
+            name: self.app.clone(),
+            batch_ms: self.batch.as_millis() as u64,
+            workers: self.cluster.threads as usize,
+            processes: self.cluster.processes as usize,
+            process: self.cluster.process,
+            settings: vec![
+                (
+                    "command line".into(),
+                    sluice::redact::redact(&std::env::args().collect::<Vec<_>>().join(" "))
+                        .into_owned(),
+                ),
+                (
+                    "checkpoint".into(),
+                    self.checkpoint
+                        .as_ref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_else(|| "none".into()),
+                ),
+            ],
         }
     }
 }

@@ -59,6 +59,8 @@ enum Command {
     /// Print a Kafka topic's records as `key<TAB>value` lines (instead of
     /// kafka-console-consumer.sh).
     Consume(tools::kafka::ConsumeArgs),
+    /// Serve the web UI of a job that has ended, from its event log (Spark's history server).
+    History(tools::history::HistoryArgs),
 }
 
 /// One of the course's jobs, as the command line runs it: its own flags, run with the flags
@@ -175,6 +177,10 @@ fn main() -> ExitCode {
         Command::Topic(cmd) => {
             logging::init(0);
             return tool_exit("topic", tools::kafka::topic(cmd));
+        }
+        Command::History(args) => {
+            logging::init(0);
+            return tool_exit("history", tools::history::run(args));
         }
         Command::Consume(args) => {
             logging::init(0);

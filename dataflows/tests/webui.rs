@@ -16,6 +16,9 @@ mod queued;
 #[path = "webui/redaction.rs"]
 mod redaction;
 
+#[path = "webui/history.rs"]
+mod history;
+
 use std::time::Duration;
 
 use common::{Proc, sluice, wait_until};

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// The job as the page describes it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobDescription {
     /// The job's name (`StreamingConfig::app_name`); the REST API's application id.

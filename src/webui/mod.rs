@@ -21,10 +21,12 @@
 //! so clients of the UI cannot take the descriptors the job's checkpoint writes need.
 
 mod bounded;
+mod event_log;
 mod json;
 mod status;
 
 pub use bounded::{FIRST_BYTE, IDLE, MAX_CONNECTIONS};
+pub use event_log::{EventLog, logs_in, replay};
 
 pub use status::{BatchJson, InputJson, JobDescription, StateJson, Statistics, Status, spark_date};
 

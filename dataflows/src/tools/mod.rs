@@ -5,5 +5,6 @@
 
 pub mod checkpoint;
 pub mod feed;
+pub mod history;
 pub mod kafka;
 mod records;
