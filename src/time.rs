@@ -18,7 +18,9 @@ use crate::error::{Result, SluiceError};
 /// assert_eq!(t.to_string(), "1565253462000 ms");
 /// assert_eq!(t.millis(), 1565253462000);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Time(u64);
 
 impl Time {

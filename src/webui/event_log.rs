@@ -31,7 +31,10 @@ use crate::listener::{BatchInfo, StreamingListener};
 #[serde(tag = "event", rename_all = "camelCase")]
 enum Event {
     /// The job, first.
-    Job { job: JobDescription, started_ms: u64 },
+    Job {
+        job: JobDescription,
+        started_ms: u64,
+    },
     /// A batch completed.
     BatchCompleted { batch: BatchInfo },
     /// An output failed a batch for good.
@@ -61,7 +64,11 @@ impl EventLog {
         };
         std::fs::create_dir_all(dir).map_err(io("cannot create the event log directory", dir))?;
         let started_ms = now_ms();
-        let name = format!("{}-{started_ms}-p{}.jsonl", file_safe(&job.name), job.process);
+        let name = format!(
+            "{}-{started_ms}-p{}.jsonl",
+            file_safe(&job.name),
+            job.process
+        );
         let path = dir.join(name);
         let file = std::fs::OpenOptions::new()
             .create_new(true)
@@ -124,6 +131,8 @@ pub fn replay(path: &Path) -> Result<Status> {
         source,
     })?;
     let mut status: Option<Status> = None;
+    let mut started = 0;
+    let mut last = 0;
     for (i, line) in text.lines().enumerate() {
         let event: Event = match serde_json::from_str(line) {
             Ok(e) => e,
@@ -133,8 +142,15 @@ pub fn replay(path: &Path) -> Result<Status> {
             }
         };
         match (event, &status) {
-            (Event::Job { job, .. }, None) => status = Some(Status::new(job, usize::MAX)),
-            (Event::BatchCompleted { batch }, Some(s)) => s.on_batch_completed(&batch),
+            (Event::Job { job, started_ms }, None) => {
+                started = started_ms;
+                last = started_ms;
+                status = Some(Status::new(job, usize::MAX));
+            }
+            (Event::BatchCompleted { batch }, Some(s)) => {
+                last = last.max(batch.batch_time.millis() + ms(batch.total_delay));
+                s.on_batch_completed(&batch);
+            }
             (
                 Event::BatchFailed {
                     batch_ms,
@@ -142,12 +158,21 @@ pub fn replay(path: &Path) -> Result<Status> {
                     reason,
                 },
                 Some(s),
-            ) => s.on_batch_failed(crate::Time::from_millis(batch_ms), &output, &reason),
+            ) => {
+                last = last.max(batch_ms);
+                s.on_batch_failed(crate::Time::from_millis(batch_ms), &output, &reason);
+            }
             _ => {}
         }
     }
+    if let Some(s) = status.as_mut() {
+        s.set_history(started, last);
+    }
     status.ok_or_else(|| SluiceError::InvalidConfig {
-        problem: format!("{} is not an event log (it has no job line)", path.display()),
+        problem: format!(
+            "{} is not an event log (it has no job line)",
+            path.display()
+        ),
         fix: "give a file sluice wrote in the event log directory (`*.jsonl`)".into(),
     })
 }
@@ -171,6 +196,10 @@ pub fn logs_in(dir: &Path) -> Vec<PathBuf> {
     logs.into_iter().map(|(_, p)| p).collect()
 }
 
+fn ms(d: std::time::Duration) -> u64 {
+    d.as_millis() as u64
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -179,7 +208,13 @@ fn now_ms() -> u64 {
 
 fn file_safe(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -197,7 +232,10 @@ mod tests {
             workers: 1,
             processes: 1,
             process: 0,
-            settings: vec![("command line".into(), "--url postgres://u:pw1234@h/d".into())],
+            settings: vec![(
+                "command line".into(),
+                "--url postgres://u:pw1234@h/d".into(),
+            )],
         };
         let log = EventLog::create(dir.path(), &job).unwrap();
         let live = Status::new(job, 100);

@@ -30,7 +30,8 @@ pub struct Statistics {
     pub start_time: String,
     /// Batch interval, ms.
     pub batch_duration: u64,
-    /// Receivers (sources) seen so far.
+    /// Receivers seen so far (a socket, the receiver-based Kafka stream; a direct stream is
+    /// none, as in Spark).
     pub num_receivers: usize,
     /// Sources that brought records in the retained batches.
     pub num_active_receivers: usize,
@@ -56,6 +57,12 @@ pub struct Statistics {
     pub avg_processing_time: Option<u64>,
     /// Mean over the retained batches, ms.
     pub avg_total_delay: Option<u64>,
+    /// The mean unrounded, ms (sluice; Spark's field is rounded to whole ms).
+    pub avg_scheduling_delay_exact: Option<f64>,
+    /// The mean unrounded, ms (sluice).
+    pub avg_processing_time_exact: Option<f64>,
+    /// The mean unrounded, ms (sluice).
+    pub avg_total_delay_exact: Option<f64>,
     /// Malformed records set aside since the start (sluice).
     pub num_malformed_records: u64,
 }

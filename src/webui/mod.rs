@@ -5,11 +5,14 @@
 //! |---|---|
 //! | `/` | the page (everything it needs is in the binary: no CDN) |
 //! | `/metrics` | Prometheus text format ([`metrics`](crate::metrics)) |
-//! | `/api/v1/applications` | the job (Spark's application list: one) |
+//! | `/api/v1/version` | `{"spark": "sluice <version>"}` |
+//! | `/api/v1/applications` | the job (Spark's application list: one, with its attempt) |
+//! | `/api/v1/applications/{app}` | the job's `ApplicationInfo` |
 //! | `/api/v1/applications/{app}/streaming/statistics` | Spark's `StreamingStatistics` |
+//! | `/api/v1/applications/{app}/streaming/receivers` | Spark's `ReceiverInfo` per receiver (`/{streamId}`: one) |
 //! | `/api/v1/applications/{app}/streaming/batches` | retained batches, newest first (`?status=queued`, `processing`, `completed`, `failed`: those alone) |
 //! | `/api/v1/applications/{app}/streaming/batches/{batchId}` | one batch (`batchId`: its time in ms) |
-//! | `/api/v1/applications/{app}/streaming/batches/{batchId}/operations` | its output operations |
+//! | `/api/v1/applications/{app}/streaming/batches/{batchId}/operations` | its output operations (`/{outputOpId}`: one) |
 //!
 //! Unknown routes, applications and batches answer 404 with `{"error": "…"}`.
 //!
@@ -181,7 +184,21 @@ fn router(shared: Shared) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/metrics", get(metrics))
+        .route("/api/v1/version", get(version))
         .route("/api/v1/applications", get(applications))
+        .route("/api/v1/applications/{app}", get(application))
+        .route(
+            "/api/v1/applications/{app}/streaming/receivers",
+            get(receivers),
+        )
+        .route(
+            "/api/v1/applications/{app}/streaming/receivers/{id}",
+            get(receiver),
+        )
+        .route(
+            "/api/v1/applications/{app}/streaming/batches/{batch}/operations/{op}",
+            get(operation),
+        )
         .route(
             "/api/v1/applications/{app}/streaming/statistics",
             get(statistics),
@@ -222,12 +239,56 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
 }
 
 async fn applications(State(s): State<Shared>) -> impl IntoResponse {
-    let job = s.status.job();
-    Json(serde_json::json!([{
-        "id": job.name,
-        "name": job.name,
-        "job": job,
-    }]))
+    Json(serde_json::json!([s.status.application()]))
+}
+
+async fn application(State(s): State<Shared>, Path(app): Path<String>) -> Response {
+    match wrong_app(&s, &app) {
+        None => Json(s.status.application()).into_response(),
+        Some(why) => not_found(why),
+    }
+}
+
+async fn version() -> impl IntoResponse {
+    Json(serde_json::json!({ "spark": concat!("sluice ", env!("CARGO_PKG_VERSION")) }))
+}
+
+async fn receivers(State(s): State<Shared>, Path(app): Path<String>) -> Response {
+    match wrong_app(&s, &app) {
+        None => Json(s.status.receivers()).into_response(),
+        Some(why) => not_found(why),
+    }
+}
+
+async fn receiver(State(s): State<Shared>, Path((app, id)): Path<(String, String)>) -> Response {
+    if let Some(why) = wrong_app(&s, &app) {
+        return not_found(why);
+    }
+    let found = id
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| s.status.receivers().into_iter().nth(i));
+    match found {
+        Some(r) => Json(r).into_response(),
+        None => not_found(format!("no receiver `{id}`")),
+    }
+}
+
+async fn operation(
+    State(s): State<Shared>,
+    Path((app, batch, op)): Path<(String, String, String)>,
+) -> Response {
+    match find_batch(&s, &app, &batch) {
+        Ok(b) => match b
+            .output_operations
+            .into_iter()
+            .find(|o| o.output_op_id.to_string() == op)
+        {
+            Some(o) => Json(o).into_response(),
+            None => not_found(format!("batch {batch} has no output operation `{op}`")),
+        },
+        Err(why) => not_found(why),
+    }
 }
 
 /// Why `app` is not this job's application (a 404 names the one there is).

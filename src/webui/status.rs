@@ -22,6 +22,8 @@ pub use super::json::{
 pub struct Status {
     job: JobDescription,
     started: SystemTime,
+    /// When the job ended (ms since the epoch): set for a job served from its event log.
+    ended: Option<u64>,
     retained: usize,
     inner: Mutex<Inner>,
 }
@@ -41,6 +43,8 @@ struct Inner {
     records: u64,
     malformed: u64,
     sources: Vec<String>,
+    /// The sources that are receivers (a socket, the receiver-based Kafka stream), in order.
+    receivers: Vec<String>,
 }
 
 /// A date as Spark's REST API writes it: `2019-08-08T10:37:42.000GMT`.
@@ -90,6 +94,7 @@ impl Status {
         Status {
             job,
             started: SystemTime::now(),
+            ended: None,
             retained: retained.max(1),
             inner: Mutex::new(Inner::default()),
         }
@@ -98,6 +103,83 @@ impl Status {
     /// The job.
     pub fn job(&self) -> &JobDescription {
         &self.job
+    }
+
+    /// A status served from an event log: the job started at `started_ms` and has ended at
+    /// `ended_ms`.
+    pub(crate) fn set_history(&mut self, started_ms: u64, ended_ms: u64) {
+        self.started = UNIX_EPOCH + Duration::from_millis(started_ms);
+        self.ended = Some(ended_ms);
+    }
+
+    /// Spark's `ApplicationInfo` of the job, with its one attempt (`completed` once it ended).
+    pub fn application(&self) -> serde_json::Value {
+        let started = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let end = self.ended.unwrap_or(now);
+        serde_json::json!({
+            "id": self.job.name,
+            "name": self.job.name,
+            "attempts": [{
+                "startTime": spark_date(started),
+                "endTime": self.ended.map_or_else(|| "1969-12-31T23:59:59.999GMT".to_owned(), spark_date),
+                "lastUpdated": spark_date(end),
+                "duration": end.saturating_sub(started),
+                "sparkUser": std::env::var("USER").unwrap_or_default(),
+                "completed": self.ended.is_some(),
+                "appSparkVersion": concat!("sluice ", env!("CARGO_PKG_VERSION")),
+                "startTimeEpoch": started,
+                "endTimeEpoch": self.ended.map_or(-1, |e| e as i64),
+                "lastUpdatedEpoch": end,
+            }],
+            "job": self.job,
+        })
+    }
+
+    /// Spark's `ReceiverInfo` of each receiver: its rate per retained batch, and whether it
+    /// brought records in the latest one.
+    pub fn receivers(&self) -> Vec<serde_json::Value> {
+        let inner = self.lock();
+        let secs = self.job.batch_ms as f64 / 1000.0;
+        inner
+            .receivers
+            .iter()
+            .enumerate()
+            .map(|(id, name)| {
+                let rates: Vec<(u64, f64)> = inner
+                    .batches
+                    .iter()
+                    .filter_map(|b| {
+                        let i = b.inputs.iter().find(|i| &i.source == name)?;
+                        Some((b.batch_time.millis(), i.records as f64 / secs))
+                    })
+                    .collect();
+                let avg = (!rates.is_empty())
+                    .then(|| rates.iter().map(|r| r.1).sum::<f64>() / rates.len() as f64);
+                let active = inner
+                    .batches
+                    .back()
+                    .and_then(|b| b.inputs.iter().find(|i| &i.source == name))
+                    .is_some_and(|i| i.records > 0);
+                serde_json::json!({
+                    "streamId": id,
+                    "streamName": name,
+                    "isActive": active && self.ended.is_none(),
+                    "executorId": format!("process {}", self.job.process),
+                    "executorHost": "127.0.0.1",
+                    "lastErrorTime": null,
+                    "lastErrorMessage": null,
+                    "lastError": null,
+                    "avgEventRate": avg,
+                    "eventRates": rates,
+                })
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -111,11 +193,27 @@ impl Status {
         let mean = |f: &dyn Fn(&BatchInfo) -> Duration| -> Option<u64> {
             (n > 0).then(|| ms(inner.batches.iter().map(f).sum::<Duration>() / n as u32))
         };
+        let exact = |f: &dyn Fn(&BatchInfo) -> Duration| -> Option<f64> {
+            (n > 0).then(|| {
+                inner
+                    .batches
+                    .iter()
+                    .map(|b| f(b).as_secs_f64())
+                    .sum::<f64>()
+                    * 1e3
+                    / n as f64
+            })
+        };
         let retained_records: u64 = inner.batches.iter().map(BatchInfo::num_records).sum();
+        // Spark counts receivers only (a direct stream has none).
         let active: std::collections::BTreeSet<&str> = inner
             .batches
             .iter()
-            .flat_map(|b| b.inputs.iter().filter(|i| i.records > 0))
+            .flat_map(|b| {
+                b.inputs
+                    .iter()
+                    .filter(|i| i.records > 0 && i.receiver.is_some())
+            })
             .map(|i| i.source.as_str())
             .collect();
         let started = self
@@ -126,9 +224,9 @@ impl Status {
         Statistics {
             start_time: spark_date(started),
             batch_duration: self.job.batch_ms,
-            num_receivers: inner.sources.len(),
+            num_receivers: inner.receivers.len(),
             num_active_receivers: active.len(),
-            num_inactive_receivers: inner.sources.len() - active.len(),
+            num_inactive_receivers: inner.receivers.len().saturating_sub(active.len()),
             num_total_completed_batches: inner.completed,
             num_retained_completed_batches: n,
             num_active_batches: inner.active.len() + inner.queued.len(),
@@ -140,6 +238,9 @@ impl Status {
             avg_scheduling_delay: mean(&|b| b.scheduling_delay),
             avg_processing_time: mean(&|b| b.processing_time),
             avg_total_delay: mean(&|b| b.total_delay),
+            avg_scheduling_delay_exact: exact(&|b| b.scheduling_delay),
+            avg_processing_time_exact: exact(&|b| b.processing_time),
+            avg_total_delay_exact: exact(&|b| b.total_delay),
             num_malformed_records: inner.malformed,
         }
     }
@@ -374,6 +475,9 @@ impl StreamingListener for Status {
         for i in &batch.inputs {
             if !inner.sources.contains(&i.source) {
                 inner.sources.push(i.source.clone());
+            }
+            if i.receiver.is_some() && !inner.receivers.contains(&i.source) {
+                inner.receivers.push(i.source.clone());
             }
         }
         if inner.batches.len() == self.retained {

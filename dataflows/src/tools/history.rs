@@ -50,14 +50,15 @@ pub fn run(args: HistoryArgs) -> Result<(), FeedError> {
         problem: e.to_string(),
         fix: "give a log `sluice history DIR --list` shows".into(),
     })?;
-    let metrics = Arc::new(sluice::metrics::Metrics::new(std::time::Duration::from_millis(
-        status.job().batch_ms,
-    )));
-    let ui = sluice::webui::WebUi::start(&args.ui, Arc::new(status), metrics)
-        .map_err(|e| FeedError::Config {
+    let metrics = Arc::new(sluice::metrics::Metrics::new(
+        std::time::Duration::from_millis(status.job().batch_ms),
+    ));
+    let ui = sluice::webui::WebUi::start(&args.ui, Arc::new(status), metrics).map_err(|e| {
+        FeedError::Config {
             problem: e.to_string(),
             fix: "give --ui another host:port".into(),
-        })?;
+        }
+    })?;
     eprintln!(
         "sluice history: {} at http://{}/ (Ctrl-C to stop)",
         log.display(),

@@ -28,7 +28,14 @@ fn the_batch_that_failed_is_read_after_the_job_is_gone() {
         let mut cmd = sluice();
         cmd.args(["run", "kafka-to-postgres", "--brokers", &broker.brokers()])
             .args(["--topics", "hist", "--offset-reset", "earliest"])
-            .args(["--url", &url, "--mode", "transactional", "--checkpoint", chk])
+            .args([
+                "--url",
+                &url,
+                "--mode",
+                "transactional",
+                "--checkpoint",
+                chk,
+            ])
             .args(["--batch", "300ms", "--ui", "off"])
             .args(args);
         Proc::spawn(cmd)
@@ -41,7 +48,12 @@ fn the_batch_that_failed_is_read_after_the_job_is_gone() {
         &(150..=200).map(|i| format!("ann,{i}")).collect::<Vec<_>>(),
     );
     let mut job = run(&[]);
-    assert_eq!(job.wait(), 1, "the check constraint fails the job: {}", job.err());
+    assert_eq!(
+        job.wait(),
+        1,
+        "the check constraint fails the job: {}",
+        job.err()
+    );
     drop(job);
 
     let mut cmd = sluice();
@@ -77,8 +89,14 @@ fn the_batch_that_failed_is_read_after_the_job_is_gone() {
         .iter()
         .map(|b| b["inputSize"].as_u64().unwrap())
         .sum();
-    assert_eq!(records, 0, "the second run read only the failing records: {done}");
+    assert_eq!(
+        records, 0,
+        "the second run read only the failing records: {done}"
+    );
     let dom = chromium(&format!("http://{addr}/"), &["--dump-dom"]);
     let html = String::from_utf8_lossy(&dom.stdout);
-    assert!(html.contains("mydata_id_check"), "the page shows the failure: {html}");
+    assert!(
+        html.contains("mydata_id_check"),
+        "the page shows the failure: {html}"
+    );
 }
