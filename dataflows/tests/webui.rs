@@ -297,6 +297,45 @@ fn the_page_shows_live_batches_in_chromium() {
         "timelines drawn: {html}"
     );
     assert!(html.contains("class=\"bar\""), "histograms drawn: {html}");
+    // Spark's Streaming tab: a time axis and a mean line on every timeline, a point per batch
+    // with its value as a tooltip (a click opens the batch), histograms with a count axis.
+    assert_eq!(
+        html.matches("batch time (UTC)</text>").count(),
+        4,
+        "time axes: {html}"
+    );
+    assert!(html.matches("class=\"tick x-tick\"").count() >= 8, "{html}");
+    assert_eq!(
+        html.matches("class=\"mean\"").count(),
+        4,
+        "mean lines: {html}"
+    );
+    assert!(
+        html.contains(&format!("class=\"point\" cx="))
+            && html.contains(&format!("data-batch=\"{busy}\"")),
+        "points per batch: {html}"
+    );
+    assert!(
+        html.contains(" ms</title></circle>"),
+        "a point's tooltip: {html}"
+    );
+    assert!(
+        html.contains(" batches</title></rect>"),
+        "a bar's tooltip: {html}"
+    );
+    assert_eq!(
+        html.matches("batches per range</text>").count(),
+        4,
+        "count axes: {html}"
+    );
+    assert!(
+        html.contains("<tr class=\"receiver\"><td>socket 127.0.0.1:"),
+        "the receivers section: {html}"
+    );
+    assert!(
+        html.contains("Output ops: succeeded/total") && html.contains("<td class=\"num\">1/1</td>"),
+        "the output-operations column: {html}"
+    );
     assert!(html.contains("<table id=\"active-batches\">"), "{html}");
     assert!(
         html.contains("id=\"batch-detail\" class=\"open\""),

@@ -252,7 +252,11 @@ impl Status {
     pub fn batches(&self) -> Vec<BatchJson> {
         let inner = self.lock();
         let queued = inner.queued.iter().rev().map(|(t, n)| self.queued(*t, *n));
-        let active = inner.active.keys().rev().map(|t| self.pending(*t));
+        let active = inner
+            .active
+            .iter()
+            .rev()
+            .map(|(t, started)| self.processing(*t, *started));
         let failed = inner
             .failed
             .iter()
@@ -287,8 +291,8 @@ impl Status {
         if let Some((t, output, reason)) = inner.failed.iter().find(|f| f.0 == batch_ms) {
             return Some(self.failed(*t, output, reason));
         }
-        if inner.active.contains_key(&batch_ms) {
-            return Some(self.pending(batch_ms));
+        if let Some(started) = inner.active.get(&batch_ms) {
+            return Some(self.processing(batch_ms, *started));
         }
         if let Some(records) = inner.queued.get(&batch_ms) {
             return Some(self.queued(batch_ms, *records));
@@ -311,6 +315,22 @@ impl Status {
     }
 
     /// A batch that has not completed: status `PROCESSING`, nothing measured yet.
+    /// A batch started and not completed: status `PROCESSING`, its wait (its time to its
+    /// start) and how long it has run so far.
+    fn processing(&self, t: u64, started: u64) -> BatchJson {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let (waited, running) = (started.saturating_sub(t), now.saturating_sub(started));
+        BatchJson {
+            scheduling_delay: Some(waited),
+            scheduling_delay_exact: waited as f64,
+            processing_time: Some(running),
+            processing_time_exact: running as f64,
+            ..self.pending(t)
+        }
+    }
+
     fn pending(&self, t: u64) -> BatchJson {
         BatchJson {
             batch_id: t,
