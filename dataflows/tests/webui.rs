@@ -311,8 +311,7 @@ fn the_page_shows_live_batches_in_chromium() {
         "mean lines: {html}"
     );
     assert!(
-        html.contains(&format!("class=\"point\" cx="))
-            && html.contains(&format!("data-batch=\"{busy}\"")),
+        html.contains("class=\"point\" cx=") && html.contains(&format!("data-batch=\"{busy}\"")),
         "points per batch: {html}"
     );
     assert!(
