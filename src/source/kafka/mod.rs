@@ -26,6 +26,7 @@ mod assign;
 pub(crate) mod client;
 mod commit;
 pub mod config;
+mod generate;
 mod read;
 pub mod record;
 

@@ -11,6 +11,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset};
 
 use super::client::{self, client_config_error, kafka_error};
+use super::generate::{CutSoFar, RecordedSample, sample_at_batch_time};
 use super::{ConsumerRecord, ConsumerStrategy, KafkaConfig, KafkaItem};
 use crate::context::generator::SharedSamples;
 use crate::dstream::partition::PartitionId;
@@ -19,7 +20,7 @@ use crate::offsets::{OffsetRange, OffsetStore, TopicPartition};
 use crate::retry::{Backoff, GaveUp};
 use crate::runtime::Runtime;
 use crate::source::rate::PidRateEstimator;
-use crate::source::{BatchOut, BatchReader, BatchSlot, BatchTimeHook, CompletedBatch, Generated};
+use crate::source::{BatchOut, BatchReader, BatchSlot, BatchTimeHook, CompletedBatch};
 
 /// The Spark partition of a Kafka topic-partition: `[hash(topic), hash(topic) + partition]`,
 /// so a batch lists a topic's partitions together and in partition order, and partition `p`
@@ -77,7 +78,7 @@ pub(crate) struct KafkaReader {
 
 /// A consumer of the stream's settings that is never subscribed: the reader assigns its
 /// partitions itself, and the generator's copy only asks for offsets.
-fn offsets_client(config: &KafkaConfig) -> Result<BaseConsumer, SluiceError> {
+pub(super) fn offsets_client(config: &KafkaConfig) -> Result<BaseConsumer, SluiceError> {
     let mut cc = ClientConfig::new();
     for (k, v) in config.client_settings() {
         cc.set(k, v);
@@ -88,92 +89,6 @@ fn offsets_client(config: &KafkaConfig) -> Result<BaseConsumer, SluiceError> {
         .set("enable.partition.eof", "false")
         .set("receive.message.max.bytes", "1000000000");
     cc.create().map_err(|e| client_config_error("consumer", e))
-}
-
-/// The batches a reader has cut, as its generator hook sees them.
-#[derive(Default)]
-pub(super) struct CutSoFar {
-    /// The last batch cut: the generator does not sample it or earlier ones.
-    through: u64,
-    /// The partitions the generator samples (this worker's), each with where the last batch
-    /// cut ends (for the count of a queued batch's records).
-    ends: BTreeMap<TopicPartition, i64>,
-}
-
-/// A sample as the checkpoint records it: (topic, partition, log-end offset).
-type RecordedSample = Vec<(String, i32, i64)>;
-
-/// The generator's hook of one reader: at batch time `t`, the log-end offset of each of the
-/// reader's partitions (recorded in the checkpoint), and how many records that makes for the
-/// batch: from where the batch before it ends (cut, or generated and queued) to the log's end,
-/// within `max_rate_per_partition` (backpressure may take fewer when the batch is cut).
-fn sample_at_batch_time(
-    config: Arc<KafkaConfig>,
-    batch_ms: u64,
-    sampled: Arc<std::sync::Mutex<CutSoFar>>,
-    samples: SharedSamples<BTreeMap<TopicPartition, i64>>,
-) -> BatchTimeHook {
-    let client: std::sync::Mutex<Option<BaseConsumer>> = std::sync::Mutex::new(None);
-    // Where the batches generated so far end, per partition.
-    let generated_ends: std::sync::Mutex<BTreeMap<TopicPartition, i64>> = Default::default();
-    Box::new(move |t| {
-        if samples.contains(t) {
-            return None; // recovered from the checkpoint: generated before the restart
-        }
-        let cut_ends = match sampled.lock() {
-            // Cut already (the worker was on time): the reader fixed it itself.
-            Ok(cut) if cut.through >= t => return None,
-            Ok(cut) => cut.ends.clone(),
-            Err(_) => return None,
-        };
-        if cut_ends.is_empty() {
-            return None;
-        }
-        let mut client = client.lock().unwrap_or_else(|p| p.into_inner());
-        if client.is_none() {
-            *client = offsets_client(&config).ok();
-        }
-        let consumer = client.as_ref()?;
-        let mut highs = BTreeMap::new();
-        for tp in cut_ends.keys() {
-            // A partition the broker does not answer for now is read as it is when cut.
-            if let Ok((_, high)) =
-                consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_millis(500))
-            {
-                highs.insert(tp.clone(), high);
-            }
-        }
-        let mut ends = generated_ends.lock().unwrap_or_else(|p| p.into_inner());
-        let starts: BTreeMap<TopicPartition, i64> = highs
-            .keys()
-            .map(|tp| {
-                let cut = cut_ends.get(tp).copied().unwrap_or(0);
-                (tp.clone(), ends.get(tp).map_or(cut, |g| cut.max(*g)))
-            })
-            .collect();
-        let lags = highs
-            .iter()
-            .map(|(tp, high)| (tp.clone(), (high - starts[tp]).max(0)))
-            .collect();
-        let caps = config.per_batch_caps(batch_ms, None, &lags);
-        let mut records = 0u64;
-        for (tp, high) in &highs {
-            let start = starts[tp];
-            let cap = caps.get(tp).copied().flatten();
-            let end = cap.map_or(*high, |c| (*high).min(start + c)).max(start);
-            records += (end - start) as u64;
-            ends.insert(tp.clone(), end);
-        }
-        let recorded: RecordedSample = highs
-            .iter()
-            .map(|(tp, high)| (tp.topic.clone(), tp.partition, *high))
-            .collect();
-        samples.put(t, highs);
-        Some(Generated {
-            record: crate::checkpoint::codec::encode(&recorded).ok()?,
-            records: Some(records),
-        })
-    })
 }
 
 impl KafkaReader {
