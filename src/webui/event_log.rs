@@ -4,17 +4,17 @@
 //!
 //! A log is a file `<app>-<start ms>-p<process>.jsonl` in its directory (the checkpoint's
 //! `events/`, or `--event-log DIR`): a `job` line first (the job's description, secrets
-//! redacted), then one line per completed batch (its whole [`BatchInfo`]), per failed batch, and
-//! an `ended` line when the job ends. Lines are written whole and flushed as they come; a line
-//! cut by a crash is skipped when the log is read.
+//! redacted), then one line per completed batch (its whole [`BatchInfo`]) and per failed batch;
+//! the file is created with the first batch's line (a job refused at start leaves none). Lines
+//! are written whole and flushed as they come; a line cut by a crash is skipped when the log is
+//! read.
 //!
 //! ```
 //! use sluice::webui::{EventLog, JobDescription};
 //! let dir = tempfile::tempdir()?;
 //! let job = JobDescription { name: "wc".into(), batch_ms: 1000, workers: 1, processes: 1, process: 0, settings: vec![] };
 //! let log = EventLog::create(dir.path(), &job)?;
-//! let status = sluice::webui::replay(log.path())?;
-//! assert_eq!(status.job().name, "wc");
+//! assert!(!log.path().exists(), "written once a batch ends");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -48,62 +48,77 @@ enum Event {
 /// A listener that appends the job's events to its log (see the module docs).
 pub struct EventLog {
     path: PathBuf,
-    file: Mutex<std::io::BufWriter<std::fs::File>>,
+    /// Opened with the first batch's event (its first line the job's), so that a job refused
+    /// at start (its checkpoint in use, say) leaves no log behind.
+    file: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    /// The `job` line.
+    header: String,
 }
 
 impl EventLog {
     /// Starts the log of `job` in `dir` (created if missing).
     pub fn create(dir: &Path, job: &JobDescription) -> Result<EventLog> {
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |source| SluiceError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        std::fs::create_dir_all(dir).map_err(io("cannot create the event log directory", dir))?;
+        std::fs::create_dir_all(dir).map_err(|source| SluiceError::Io {
+            action: "cannot create the event log directory",
+            path: dir.to_owned(),
+            source,
+        })?;
         let started_ms = now_ms();
         let name = format!(
             "{}-{started_ms}-p{}.jsonl",
             file_safe(&job.name),
             job.process
         );
-        let path = dir.join(name);
-        let file = std::fs::OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io("cannot create the event log", &path))?;
-        let log = EventLog {
-            path,
-            file: Mutex::new(std::io::BufWriter::new(file)),
-        };
         let mut job = job.clone();
         for (_, v) in &mut job.settings {
             *v = crate::redact::redact(v).into_owned();
         }
-        log.append(&Event::Job { job, started_ms });
-        Ok(log)
+        let header = line(&Event::Job { job, started_ms }).unwrap_or_default();
+        Ok(EventLog {
+            path: dir.join(name),
+            file: Mutex::new(None),
+            header,
+        })
     }
 
-    /// The log's file.
+    /// The log's file (written once the job's first batch ends).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     fn append(&self, event: &Event) {
-        let Ok(mut line) = serde_json::to_string(event) else {
+        let Some(text) = line(event) else {
             return;
         };
-        line = crate::redact::redact(&line).into_owned();
-        line.push('\n');
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         // The log is the UI's history, not the job's output: a full disk costs history only.
-        if let Err(e) = f.write_all(line.as_bytes()).and_then(|()| f.flush()) {
+        let written = (|| -> std::io::Result<()> {
+            if f.is_none() {
+                let file = std::fs::OpenOptions::new()
+                    .create_new(true)
+                    .append(true)
+                    .open(&self.path)?;
+                let mut w = std::io::BufWriter::new(file);
+                w.write_all(self.header.as_bytes())?;
+                *f = Some(w);
+            }
+            if let Some(w) = f.as_mut() {
+                w.write_all(text.as_bytes())?;
+                w.flush()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
             tracing::warn!("event log {}: cannot write: {e}", self.path.display());
         }
     }
+}
+
+/// An event as its line: JSON, redacted, with its newline.
+fn line(event: &Event) -> Option<String> {
+    let mut line = crate::redact::redact(&serde_json::to_string(event).ok()?).into_owned();
+    line.push('\n');
+    Some(line)
 }
 
 impl StreamingListener for EventLog {
