@@ -229,6 +229,10 @@ pub trait StreamingListener: Send + Sync + 'static {
     /// completed (each process sends its share with the next batch it starts).
     fn on_batch_state(&self, _batch_time: Time, _state: &[StateSize]) {}
 
+    /// Output operation `id` (`name`) finished batch `batch_time` on every worker of this
+    /// process (Spark's `onOutputOperationCompleted`), while the batch may still be running.
+    fn on_output_operation_completed(&self, _batch_time: Time, _id: usize, _name: &str) {}
+
     /// Output operation `output` failed batch `batch_time` for good (`reason`); the job stops
     /// with this error (Spark's `onOutputOperationCompleted` with a failure reason).
     fn on_batch_failed(&self, _batch_time: Time, _output: &str, _reason: &str) {}
@@ -247,6 +251,10 @@ impl<T: StreamingListener + ?Sized> StreamingListener for Arc<T> {
 
     fn on_batch_started(&self, batch_time: Time) {
         (**self).on_batch_started(batch_time);
+    }
+
+    fn on_output_operation_completed(&self, batch_time: Time, id: usize, name: &str) {
+        (**self).on_output_operation_completed(batch_time, id, name);
     }
 
     fn on_batch_state(&self, batch_time: Time, state: &[StateSize]) {

@@ -55,8 +55,9 @@ struct Progress {
     partial: BTreeMap<u64, (usize, WorkerBatch)>,
     state_sizes: BTreeMap<u64, Vec<StateSize>>,
     snapshot_writes: BTreeMap<u64, Vec<SnapshotWrite>>,
-    /// Per batch, per output operation: its name and when the last local worker finished it.
-    outputs_done: BTreeMap<u64, BTreeMap<usize, (String, Instant)>>,
+    /// Per batch, per output operation: its name, when the last local worker finished it, and
+    /// how many local workers have.
+    outputs_done: BTreeMap<u64, BTreeMap<usize, (String, Instant, usize)>>,
     completed_through: Option<u64>,
     completed_batches: u64,
     /// The latest batch a local worker cut (listeners hear of each batch once).
@@ -418,7 +419,7 @@ impl Coordinator {
                 .remove(&f.batch_ms)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(id, (name, at))| OutputOp {
+                .map(|(id, (name, at, _))| OutputOp {
                     id,
                     name,
                     duration: at.saturating_duration_since(f.started_at),
@@ -496,8 +497,18 @@ impl Coordinator {
             .entry(t)
             .or_default()
             .entry(id)
-            .or_insert_with(|| (name.to_owned(), at));
+            .or_insert_with(|| (name.to_owned(), at, 0));
         entry.1 = entry.1.max(at);
+        entry.2 += 1;
+        let done_here = entry.2 == self.local_workers;
+        drop(p);
+        if done_here {
+            // Every local worker has finished this output of batch `t` (Spark's
+            // `onOutputOperationCompleted`): the UI shows a running batch's progress.
+            for l in &self.listeners {
+                l.on_output_operation_completed(Time::from_millis(t), id, name);
+            }
+        }
     }
 
     /// A worker's stateful operator wrote its part of the snapshot after batch `t`.

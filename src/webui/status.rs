@@ -47,6 +47,10 @@ struct Inner {
     sources: Vec<String>,
     /// The sources that are receivers (a socket, the receiver-based Kafka stream), in order.
     receivers: Vec<String>,
+    /// Per batch running: how many of its output operations have finished it.
+    outputs_done: std::collections::BTreeMap<u64, u64>,
+    /// The job's output operations (as the latest completed batch had them).
+    outputs_total: u64,
 }
 
 /// A date as Spark's REST API writes it: `2019-08-08T10:37:42.000GMT`.
@@ -184,11 +188,10 @@ impl Status {
     pub fn batches(&self) -> Vec<BatchJson> {
         let inner = self.lock();
         let queued = inner.queued.iter().rev().map(|(t, n)| self.queued(*t, *n));
-        let active = inner
-            .active
-            .iter()
-            .rev()
-            .map(|(t, started)| self.processing(*t, *started));
+        let active = inner.active.iter().rev().map(|(t, started)| {
+            let done = inner.outputs_done.get(t).copied().unwrap_or(0);
+            self.processing(*t, *started, done, inner.outputs_total)
+        });
         let failed = inner
             .failed
             .iter()
@@ -224,7 +227,8 @@ impl Status {
             return Some(self.failed(*t, output, reason));
         }
         if let Some(started) = inner.active.get(&batch_ms) {
-            return Some(self.processing(batch_ms, *started));
+            let done = inner.outputs_done.get(&batch_ms).copied().unwrap_or(0);
+            return Some(self.processing(batch_ms, *started, done, inner.outputs_total));
         }
         if let Some(records) = inner.queued.get(&batch_ms) {
             return Some(self.queued(batch_ms, *records));
@@ -249,7 +253,7 @@ impl Status {
     /// A batch that has not completed: status `PROCESSING`, nothing measured yet.
     /// A batch started and not completed: status `PROCESSING`, its wait (its time to its
     /// start) and how long it has run so far.
-    fn processing(&self, t: u64, started: u64) -> BatchJson {
+    fn processing(&self, t: u64, started: u64, outputs_done: u64, outputs: u64) -> BatchJson {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -259,6 +263,9 @@ impl Status {
             scheduling_delay_exact: waited as f64,
             processing_time: Some(running),
             processing_time_exact: running as f64,
+            num_completed_output_ops: outputs_done,
+            num_active_output_ops: outputs.saturating_sub(outputs_done),
+            num_total_output_ops: outputs,
             ..self.pending(t)
         }
     }
@@ -391,6 +398,14 @@ impl StreamingListener for Status {
         inner.active.insert(batch_time.millis(), now);
     }
 
+    fn on_output_operation_completed(&self, batch_time: crate::Time, _id: usize, _name: &str) {
+        let t = batch_time.millis();
+        let mut inner = self.lock();
+        if inner.active.contains_key(&t) {
+            *inner.outputs_done.entry(t).or_default() += 1;
+        }
+    }
+
     fn on_batch_failed(&self, batch_time: crate::Time, output: &str, reason: &str) {
         let mut inner = self.lock();
         inner.active.remove(&batch_time.millis());
@@ -420,6 +435,8 @@ impl StreamingListener for Status {
         // A batch that completed is no longer active (nor any before it: completion is in order).
         inner.active.retain(|a, _| *a > t);
         inner.queued.retain(|q, _| *q > t);
+        inner.outputs_done.retain(|o, _| *o > t);
+        inner.outputs_total = batch.outputs.len() as u64;
         inner.last_completed = Some(inner.last_completed.map_or(t, |c| c.max(t)));
         inner.completed += 1;
         inner.records += batch.num_records();
@@ -514,6 +531,28 @@ mod tests {
         // A batch submitted after it completed (a late notice) is not queued again.
         s.on_batch_submitted(&submitted(2000, Some(200)));
         assert_eq!(s.statistics().num_active_batches, 1);
+    }
+
+    #[test]
+    fn a_running_batch_shows_its_wait_its_run_and_its_outputs_so_far() {
+        let s = Status::new(wc_job(), 10);
+        let mut done = batch(1000, 1, 1);
+        done.outputs = vec![crate::listener::OutputOp::default(); 2];
+        s.on_batch_started(Time::from_millis(1000));
+        s.on_batch_completed(&done);
+        s.on_batch_started(Time::from_millis(2000));
+        s.on_output_operation_completed(Time::from_millis(2000), 0, "print");
+        let running = s.batch(2000).unwrap();
+        assert_eq!(running.status, "PROCESSING");
+        assert_eq!(
+            (
+                running.num_completed_output_ops,
+                running.num_active_output_ops,
+                running.num_total_output_ops
+            ),
+            (1, 1, 2)
+        );
+        assert!(running.scheduling_delay.is_some() && running.processing_time.is_some());
     }
 
     fn submitted(t: u64, records: Option<u64>) -> crate::listener::SubmittedBatch {

@@ -75,10 +75,23 @@ fn batches_queued_behind_a_locked_table_show_in_rest_and_on_the_page() {
         records > 0,
         "queued batches hold what arrived at their times: {rest:?}"
     );
+    // The batch blocked in the sink is processing, its one output not done yet.
+    let processing = json(&addr, &format!("{base}/batches?status=processing"));
+    let running = &processing.as_array().unwrap()[0];
+    assert_eq!(running["numTotalOutputOps"], 1, "{running}");
+    assert_eq!(running["numCompletedOutputOps"], 0, "{running}");
+    assert!(
+        running["processingTime"].as_u64() > Some(0),
+        "running so far: {running}"
+    );
     let dom = chromium(&format!("http://{addr}/"), &["--dump-dom"]);
     let html = String::from_utf8_lossy(&dom.stdout);
     let rows = html.matches("<td>queued</td><td class=\"num\">").count();
     assert!(rows >= 5, "queued rows with their records: {html}");
+    assert!(
+        html.contains("<td>processing</td>") && html.contains("<td class=\"num\">0/1</td>"),
+        "the running batch with its outputs done so far: {html}"
+    );
     lock.commit().unwrap();
     // Unlocked, the queue drains.
     assert!(
