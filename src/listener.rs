@@ -68,6 +68,11 @@ pub struct ReceiverInput {
     pub held_back_ms: u64,
     /// The rate limit in force, lines/s (`max_rate` or backpressure's), if any.
     pub rate_limit: Option<u64>,
+    /// The receiver's latest error (a refused connection, a connection lost) and when it
+    /// happened, ms since the epoch (Spark's `ReceiverInfo.lastError`); `None` when it has had
+    /// none.
+    #[serde(default)]
+    pub last_error: Option<(u64, String)>,
 }
 
 /// What one batch read of one partition of a source: Spark's offset range of a Kafka

@@ -384,6 +384,7 @@ mod tests {
                     max_buffered_bytes: 1 << 20,
                     held_back_ms: 1500,
                     rate_limit: Some(100),
+                    last_error: None,
                 }),
             }],
             scheduling_delay: Duration::from_millis(1),

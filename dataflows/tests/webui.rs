@@ -22,6 +22,9 @@ mod history;
 #[path = "webui/kafka.rs"]
 mod kafka;
 
+#[path = "webui/receivers.rs"]
+mod receivers;
+
 use std::time::Duration;
 
 use common::{Proc, sluice, wait_until};

@@ -555,6 +555,23 @@ mod tests {
         assert!(running.scheduling_delay.is_some() && running.processing_time.is_some());
     }
 
+    #[test]
+    fn a_receivers_latest_error_is_its_last_error() {
+        let s = Status::new(wc_job(), 10);
+        let mut b = batch(1000, 5, 1);
+        b.inputs[0].receiver = Some(crate::listener::ReceiverInput {
+            last_error: Some((1_565_253_462_000, "connection lost: reset".into())),
+            ..Default::default()
+        });
+        s.on_batch_completed(&b);
+        let r = &s.receivers()[0];
+        assert_eq!(r["streamName"], "socket");
+        assert_eq!(r["lastErrorMessage"], "connection lost: reset");
+        assert_eq!(r["lastErrorTime"], "2019-08-08T08:37:42.000GMT");
+        assert_eq!(r["avgEventRate"], 5.0);
+        assert_eq!(s.statistics().num_receivers, 1);
+    }
+
     fn submitted(t: u64, records: Option<u64>) -> crate::listener::SubmittedBatch {
         crate::listener::SubmittedBatch {
             batch_time: Time::from_millis(t),

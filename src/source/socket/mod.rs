@@ -212,6 +212,18 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     /// Start a new write-ahead log segment, named by this batch time.
     pub(crate) rotate: Mutex<Option<u64>>,
+    /// The receiver's latest error and when (ms since the epoch), for the web UI.
+    pub(crate) last_error: Mutex<Option<(u64, String)>>,
+}
+
+impl Shared {
+    /// Notes the receiver's latest error.
+    pub(crate) fn error(&self, e: &dyn std::fmt::Display) {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((at, e.to_string()));
+    }
 }
 
 /// The receiving thread's work: fill the shared buffer (through the write-ahead log, when
@@ -350,6 +362,7 @@ impl SocketReader {
                 malformed: AtomicU64::new(0),
                 stop: AtomicBool::new(false),
                 rotate: Mutex::new(None),
+                last_error: Mutex::new(None),
             }));
             let wal = wal_dir.map(|dir| Wal {
                 dir,
@@ -372,6 +385,11 @@ impl SocketReader {
             max_buffered_bytes: shared.max_buffered_bytes as u64,
             held_back_ms: held_back.as_millis() as u64,
             rate_limit: rate.map(|r| r as u64),
+            last_error: shared
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         };
         if input.held_back_ms >= 100 && self.warned.is_none_or(|w| w.elapsed().as_secs() >= 10) {
             self.warned = Some(Instant::now());

@@ -110,7 +110,10 @@ pub(super) fn receive_socket(
     };
     while !stop() {
         let Ok(stream) = policy.retry(&what, &stop, || {
-            connect(address).map_err(Failure::Transient)
+            connect(address).map_err(|e| {
+                shared.error(&format!("cannot connect to {address}: {e}"));
+                Failure::Transient(e)
+            })
         }) else {
             return; // stopped while the server was away
         };
@@ -156,6 +159,7 @@ pub(super) fn receive_socket(
                         ));
                     }
                     hand_over(&mut framed);
+                    shared.error(&format!("connection lost: {e}"));
                     tracing::warn!("{source}: connection lost ({e}); reconnecting");
                     break;
                 }

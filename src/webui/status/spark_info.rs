@@ -55,20 +55,23 @@ impl Status {
                     .collect();
                 let avg = (!rates.is_empty())
                     .then(|| rates.iter().map(|r| r.1).sum::<f64>() / rates.len() as f64);
-                let active = inner
+                let latest = inner
                     .batches
                     .back()
-                    .and_then(|b| b.inputs.iter().find(|i| &i.source == name))
-                    .is_some_and(|i| i.records > 0);
+                    .and_then(|b| b.inputs.iter().find(|i| &i.source == name));
+                let active = latest.is_some_and(|i| i.records > 0);
+                let error = latest
+                    .and_then(|i| i.receiver.as_ref())
+                    .and_then(|r| r.last_error.clone());
                 serde_json::json!({
                     "streamId": id,
                     "streamName": name,
                     "isActive": active && self.ended.is_none(),
                     "executorId": format!("process {}", self.job.process),
                     "executorHost": "127.0.0.1",
-                    "lastErrorTime": null,
-                    "lastErrorMessage": null,
-                    "lastError": null,
+                    "lastErrorTime": error.as_ref().map(|(at, _)| spark_date(*at)),
+                    "lastErrorMessage": error.as_ref().map(|(_, m)| m.clone()),
+                    "lastError": error.as_ref().map(|(_, m)| m.clone()),
                     "avgEventRate": avg,
                     "eventRates": rates,
                 })
