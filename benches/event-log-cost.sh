@@ -3,9 +3,9 @@
 # 2 M words/s, 10 000-word vocabulary, 1 s batches, 20 batches, `--ui off`) without and with
 # `--event-log DIR`, alternated ROUNDS times in one run. Prints per run the load, CPU seconds of
 # the process per million records and the mean processing time per batch, then the ratios of
-# the means, and the log's bytes per batch. Runs whose foreign load (the 1-minute load average
-# before the run, minus nothing: the job is not running yet) exceeds 0.3 are marked and left
-# out of the means.
+# the means, and the log's bytes per batch. The foreign load is the cores busy over the 2 s
+# before each run (nothing of the bench runs then); runs where it exceeds 0.3 are marked and
+# left out of the means.
 #   benches/event-log-cost.sh [ROUNDS]        (SLUICE_NO_BUILD=1: use the release binary as is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +20,14 @@ args = ["run", "stateful-wordcount", "--rate", "2000000", "--vocabulary", "10000
         "--batch", "1s", "--max-batches", "20", "--print", "0", "--ui", "off", "-vv"]
 
 def load():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
+    """Cores busy over 2 s just before a run (nothing of ours runs then): the foreign load."""
+    def stat():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + v[4]
+        return sum(v) - idle, sum(v)
+    b0, t0 = stat(); time.sleep(2); b1, t1 = stat()
+    return (b1 - b0) / max(t1 - t0, 1) * os.cpu_count()
 
 def run(log_dir):
     cmd = [binary] + args + (["--event-log", log_dir] if log_dir else [])
