@@ -4,6 +4,9 @@
 
 mod common;
 
+#[path = "kafka/generation.rs"]
+mod generation;
+
 use std::time::Duration;
 
 use common::kafka::Broker;

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 mod common;
 
+#[path = "cli/paths.rs"]
+mod paths;
+
 use common::{run, sluice, text};
 
 /// Sums the `(word,count)` lines of every printed batch.

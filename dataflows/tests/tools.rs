@@ -5,6 +5,11 @@
 mod broker;
 mod common;
 
+#[path = "tools/kafka.rs"]
+mod kafka;
+#[path = "tools/readme_kafka.rs"]
+mod readme_kafka;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

@@ -1,9 +1,7 @@
 //! Paths and ports as the README says: a mistyped one is exit 2 naming the flag and the fix,
 //! and nothing is created where the user did not ask.
 
-mod common;
-
-use common::{run, text};
+use crate::common::{run, text};
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()

@@ -2,29 +2,13 @@
 //! records the log had at `t` even when the batch is cut late behind a blocked sink, and what
 //! the generator fixed at `t` is durable, so a crash while batches are queued changes nothing.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::kafka::Broker;
+use super::{turn, unique, values};
+use crate::common::kafka::Broker;
 use sluice::source::kafka::{ConsumerStrategy, KafkaConfig};
 use sluice::{CollectedBatches, StreamingConfig, StreamingContext};
-
-fn values(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
 
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
@@ -43,7 +27,7 @@ fn produce_steadily(
     let produced: Arc<Mutex<Vec<u64>>> = Arc::default();
     let p = Arc::clone(&produced);
     let handle = std::thread::spawn(move || {
-        let b = common::kafka::Broker::attach(&brokers);
+        let b = Broker::attach(&brokers);
         for chunk in 0..chunks {
             b.produce(topic, 0, &values(&format!("c{chunk}-"), 10));
             p.lock().unwrap().push(wall_ms());
@@ -92,6 +76,7 @@ impl sluice::listener::StreamingListener for Recorder {
 /// (the records produced by `t`, one 100 ms chunk of tolerance for when the offsets were read).
 #[test]
 fn a_batch_holds_what_arrived_by_its_time_even_while_the_sink_is_blocked() {
+    let _turn = turn(false);
     let broker = Broker::start();
     broker.create_topic("stall", 1);
     let table = unique("stall_sink").replace('-', "_");
@@ -198,6 +183,7 @@ fn a_batch_holds_what_arrived_by_its_time_even_while_the_sink_is_blocked() {
 /// times — each holds what arrived in its interval, not the backlog found at the restart.
 #[test]
 fn queued_batches_keep_their_ranges_across_a_crash() {
+    let _turn = turn(false);
     use std::sync::atomic::{AtomicBool, Ordering};
     let broker = Broker::start();
     broker.create_topic("queued", 1);

@@ -1,14 +1,10 @@
 //! `sluice topic`, `sluice consume` and `sluice feed kafka` against a real broker, and what
 //! each says when the broker is away or misnamed: one line, exit 1 (the world) or 2 (a flag).
 
-/// The test broker, shared with the library's tests.
-#[path = "../../tests/common/kafka.rs"]
-mod broker;
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{free_port, sluice, text};
+use crate::broker;
+use crate::common::{free_port, sluice, text};
 
 fn tool(args: &[&str], stdin: &str) -> (i32, String, String, Duration) {
     use std::io::Write;

@@ -3,11 +3,9 @@
 //! broker it starts is this test's own, given through `SLUICE_BROKERS`), and every `# prints`
 //! comment holds for the output of the command before it.
 
-/// The test broker, shared with the library's tests.
-#[path = "../../tests/common/kafka.rs"]
-mod broker;
-
 use std::path::Path;
+
+use crate::broker;
 use std::process::Command;
 
 /// The README's Kafka block: (command, what it must print) in order.
