@@ -213,3 +213,38 @@ pub struct BatchJson {
     /// The output operations (also at `/batches/{id}/operations`, as Spark's).
     pub output_operations: Vec<OutputOpJson>,
 }
+
+/// A date as Spark's REST API writes it: `2019-08-08T10:37:42.000GMT`.
+pub fn spark_date(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}GMT",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spark_dates() {
+        assert_eq!(spark_date(1_565_253_462_000), "2019-08-08T08:37:42.000GMT");
+        assert_eq!(spark_date(0), "1970-01-01T00:00:00.000GMT");
+        assert_eq!(spark_date(951_782_400_123), "2000-02-29T00:00:00.123GMT");
+    }
+}

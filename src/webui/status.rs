@@ -53,28 +53,7 @@ struct Inner {
     outputs_total: u64,
 }
 
-/// A date as Spark's REST API writes it: `2019-08-08T10:37:42.000GMT`.
-pub fn spark_date(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}GMT",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
+pub use super::json::spark_date;
 
 fn ms(d: Duration) -> u64 {
     (d.as_secs_f64() * 1e3).round() as u64
@@ -462,7 +441,7 @@ mod tests {
     use crate::Time;
     use crate::listener::SourceInput;
 
-    fn batch(t: u64, records: u64, processing_ms: u64) -> BatchInfo {
+    pub(super) fn batch(t: u64, records: u64, processing_ms: u64) -> BatchInfo {
         BatchInfo {
             batch_time: Time::from_millis(t),
             inputs: vec![SourceInput {
@@ -481,7 +460,7 @@ mod tests {
         }
     }
 
-    fn wc_job() -> JobDescription {
+    pub(super) fn wc_job() -> JobDescription {
         JobDescription {
             name: "wc".into(),
             batch_ms: 1000,
@@ -555,35 +534,11 @@ mod tests {
         assert!(running.scheduling_delay.is_some() && running.processing_time.is_some());
     }
 
-    #[test]
-    fn a_receivers_latest_error_is_its_last_error() {
-        let s = Status::new(wc_job(), 10);
-        let mut b = batch(1000, 5, 1);
-        b.inputs[0].receiver = Some(crate::listener::ReceiverInput {
-            last_error: Some((1_565_253_462_000, "connection lost: reset".into())),
-            ..Default::default()
-        });
-        s.on_batch_completed(&b);
-        let r = &s.receivers()[0];
-        assert_eq!(r["streamName"], "socket");
-        assert_eq!(r["lastErrorMessage"], "connection lost: reset");
-        assert_eq!(r["lastErrorTime"], "2019-08-08T08:37:42.000GMT");
-        assert_eq!(r["avgEventRate"], 5.0);
-        assert_eq!(s.statistics().num_receivers, 1);
-    }
-
     fn submitted(t: u64, records: Option<u64>) -> crate::listener::SubmittedBatch {
         crate::listener::SubmittedBatch {
             batch_time: Time::from_millis(t),
             num_records: records,
         }
-    }
-
-    #[test]
-    fn spark_dates() {
-        assert_eq!(spark_date(1_565_253_462_000), "2019-08-08T08:37:42.000GMT");
-        assert_eq!(spark_date(0), "1970-01-01T00:00:00.000GMT");
-        assert_eq!(spark_date(951_782_400_123), "2000-02-29T00:00:00.123GMT");
     }
 
     #[test]

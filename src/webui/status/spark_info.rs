@@ -79,3 +79,27 @@ impl Status {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{batch, wc_job};
+    use super::*;
+    use crate::listener::StreamingListener;
+
+    #[test]
+    fn a_receivers_latest_error_is_its_last_error() {
+        let s = Status::new(wc_job(), 10);
+        let mut b = batch(1000, 5, 1);
+        b.inputs[0].receiver = Some(crate::listener::ReceiverInput {
+            last_error: Some((1_565_253_462_000, "connection lost: reset".into())),
+            ..Default::default()
+        });
+        s.on_batch_completed(&b);
+        let r = &s.receivers()[0];
+        assert_eq!(r["streamName"], "socket");
+        assert_eq!(r["lastErrorMessage"], "connection lost: reset");
+        assert_eq!(r["lastErrorTime"], "2019-08-08T08:37:42.000GMT");
+        assert_eq!(r["avgEventRate"], 5.0);
+        assert_eq!(s.statistics().num_receivers, 1);
+    }
+}
