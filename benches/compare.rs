@@ -1,33 +1,47 @@
-//! The course's socket word count (§2.2) on sluice, Spark Streaming and Flink, on the same
-//! machine in the same run, fed by the same paced sender (`benches/common/paced.rs`): the largest
-//! rate each keeps up with.
+//! sluice beside Spark Streaming 4.3 and Flink 2.3 on the course's socket jobs, on this machine,
+//! in one run, fed by the same paced sender (`benches/common/paced.rs`), under one protocol:
 //!
-//! - sluice `-w 1` and `-w 2`, in this process: 1 s batches; stable when p99 processing stays
-//!   under 950 ms, the receiver never holds the sender back, and the sender ends less than
-//!   0.2 s of input behind.
-//! - Spark Streaming 4.3, `local[2]` (`benches/spark/SluiceCompare.java`, mode `socket`): 1 s
-//!   batches; stable on the same rule (p99 processing, last scheduling delay under 1 s, sender
-//!   lag). Needs `SPARK_HOME` (the pyspark wheel's folder) and the compiled class in
-//!   `SLUICE_SPARK_JAR`; `benches/compare/run.sh` sets both up.
-//! - Flink 2.3 (`benches/flink/FlinkWordCount.java`, parallelism 2, 1 s tumbling
-//!   processing-time windows): it has no batches, so stable means the sender ends less than
-//!   0.2 s of input behind. Needs `SLUICE_FLINK_CLASSPATH`; skipped without it.
+//! - **Every engine is a child process** reading the sender's port: sluice is this bench run
+//!   again (`SLUICE_COMPARE_CHILD`), Spark `benches/spark/SluiceCompare.java` (`local[2]`),
+//!   Flink `benches/flink/FlinkWordCount.java` (parallelism 2). sluice and Spark print one line
+//!   per finished batch in the same form; CPU time and memory are each child's own, read from
+//!   `/proc/<pid>` at every batch (the sender runs in this process and is not counted).
+//! - **A quiet machine**: before every trial the bench waits until the other processes of the
+//!   machine use at most 0.3 cores (measured over 3 s, `/proc/stat`), and it measures their load
+//!   over the trial too (all busy CPU less this process and the child). A trial with more than
+//!   0.3 cores of foreign load is run again, at most twice, and left out if still noisy.
+//! - **Alternated runs**: `SLUICE_BENCH_RUNS` runs (default 3), each trying every engine on
+//!   every workload, the engines' order reversed every other run; the table gives the median
+//!   with min–max, and ratios of medians.
+//! - **Stable** (micro-batch engines): the steady batches (after the empty ones at the start
+//!   and three more, for the JVM's warm-up) all had input, p99 processing under 950 ms, the
+//!   last scheduling delay under 1 s, and the sender delivered at least 98 % of the lines it
+//!   offered over the trial (the receiver holds a sender back rather than fall behind, so
+//!   delivery, not only delay, says whether a rate was kept up with). Flink has no batches:
+//!   stable is the 98 % delivery alone.
 //!
-//! At the rate found, each engine's words per CPU-second: the CPU time of all its threads (the
-//! JVM's for Spark and Flink, this process's less the sender thread's for sluice) over the
-//! steady part of the trial (Spark: from its first steady batch's report to its last; Flink:
-//! after a 3 s warm-up; sluice: the whole run, which has no warm-up to speak of).
+//! Workloads:
+//! 1. `socket`: `flatMap(split).map((_, 1)).reduceByKey(_ + _)`, 1 s batches: the largest
+//!    stable rate (searched from 100 000 lines/s up by half, then narrowed twice), and words per
+//!    CPU-second at a fixed 200 000 lines/s (2 M words/s) — sluice `-w 1` and `-w 2`, Spark,
+//!    Flink.
+//! 2. `state`: the running word count (`updateStateByKey`, sluice's declared pure, each
+//!    engine's full state counted every batch) at 100 000 lines/s (1 M words/s), 10 000 words:
+//!    p50 and p90 processing, peak memory — sluice `-w 1`, Spark.
+//! 3. `window`: `reduceByKeyAndWindow(_ + _, 3 s, 2 s)` at 100 000 lines/s: processing per 2 s
+//!    of input (all steady batches' processing over their span, per 2 s), peak memory —
+//!    sluice `-w 1`, Spark.
 //!
-//! Each engine's search starts at 50 000 lines/s, grows by half until a rate is not kept up
-//! with, then narrows the last step twice (`paced::largest_stable`). Prints a table and `RESULT socket <engine> <lines/s>` lines for `benches/compare/run.sh`.
-//! `cargo bench --bench compare`; `SLUICE_BENCH_QUICK=1` shortens every trial.
+//! Lines are 10 words from a 10 000-word vocabulary. `cargo bench --bench compare` (Spark and
+//! Flink need `SPARK_HOME`, `SLUICE_SPARK_JAR`, `SLUICE_FLINK_CLASSPATH`; `benches/compare/run.sh`
+//! sets them up, and an engine without them is skipped); `SLUICE_BENCH_QUICK=1` shortens every
+//! trial. Prints the table and `RESULT <measure> <engine> <median>` lines.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice::listener::{BatchInfo, StreamingListener};
@@ -37,24 +51,15 @@ use sluice::source::SocketOptions;
 mod paced;
 use paced::{Sender, WORDS_PER_LINE};
 
-/// What one trial at one rate measured.
-struct Trial {
-    stable: bool,
-    /// p50 and p99 processing time of the steady batches (micro-batch engines).
-    p50_p99: Option<(Duration, Duration)>,
-    lag_lines: u64,
-    /// Words counted per CPU-second of the engine (all its threads, not the sender's), over the
-    /// steady part of the trial.
-    words_per_cpu_sec: Option<f64>,
-}
+#[path = "compare/child.rs"]
+mod child;
+#[path = "compare/table.rs"]
+mod table;
 
-/// Words of `lines` per CPU-second of `ticks`.
-fn per_cpu_sec(lines: u64, ticks: u64) -> Option<f64> {
-    (ticks > 0)
-        .then(|| (lines * WORDS_PER_LINE as u64) as f64 / (ticks as f64 / paced::TICKS_PER_SEC))
-}
+/// Foreign load above which a trial does not count, cores.
+const MAX_FOREIGN: f64 = 0.3;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Engine {
     Sluice(usize),
     Spark,
@@ -65,8 +70,8 @@ impl Engine {
     fn label(self) -> String {
         match self {
             Engine::Sluice(w) => format!("sluice -w {w}"),
-            Engine::Spark => "Spark Streaming 4.3 local[2]".into(),
-            Engine::Flink => "Flink 2.3, parallelism 2".into(),
+            Engine::Spark => "Spark 4.3 local[2]".into(),
+            Engine::Flink => "Flink 2.3 p=2".into(),
         }
     }
     fn key(self) -> String {
@@ -76,245 +81,297 @@ impl Engine {
             Engine::Flink => "flink".into(),
         }
     }
-}
-
-fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or_default()
-}
-
-#[derive(Clone, Default)]
-struct Timeline(Arc<Mutex<Vec<BatchInfo>>>);
-
-impl StreamingListener for Timeline {
-    fn on_batch_completed(&self, b: &BatchInfo) {
-        self.0.lock().unwrap().push(b.clone());
+    fn installed(self) -> bool {
+        match self {
+            Engine::Sluice(_) => true,
+            Engine::Spark => {
+                std::env::var("SPARK_HOME").is_ok() && std::env::var("SLUICE_SPARK_JAR").is_ok()
+            }
+            Engine::Flink => std::env::var("SLUICE_FLINK_CLASSPATH").is_ok(),
+        }
     }
 }
 
-/// The verdict on micro-batches: `(processing, scheduling delay)` of the steady batches.
-fn micro_batch_trial(steady: &[(Duration, Duration)], lag_lines: u64, rate: u64) -> Trial {
-    let processing: Vec<Duration> = steady.iter().map(|(p, _)| *p).collect();
-    let (p50, p99) = (
-        percentile(processing.clone(), 0.5),
-        percentile(processing, 0.99),
-    );
-    let last_delay = steady.last().map(|(_, d)| *d).unwrap_or_default();
-    Trial {
-        stable: !steady.is_empty()
-            && p99 < Duration::from_millis(950)
-            && last_delay < Duration::from_secs(1)
-            && lag_lines < rate / 5,
-        p50_p99: Some((p50, p99)),
-        lag_lines,
-        words_per_cpu_sec: None,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    Socket,
+    State,
+    Window,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Socket => "socket",
+            Workload::State => "state",
+            Workload::Window => "window",
+        }
     }
 }
 
-fn sluice_trial(threads: usize, rate: u64, secs: u64, text: &Arc<Vec<u8>>) -> Trial {
-    let cpu_before = paced::cpu_ticks("self");
-    let sender = Sender::start(rate, text);
-    let port = sender.port;
-    let timeline = Timeline::default();
-    paced::run_wordcount(
-        threads,
-        port,
-        secs,
-        SocketOptions::default(),
-        timeline.clone(),
-    );
-    let (lag, sender_ticks) = sender.stop();
-    let job_ticks = paced::cpu_ticks("self").saturating_sub(cpu_before + sender_ticks);
-    let batches = std::mem::take(&mut *timeline.0.lock().unwrap());
-    let held_back: u64 = batches
-        .iter()
-        .flat_map(|b| b.inputs.iter().filter_map(|i| i.receiver.as_ref()))
-        .map(|r| r.held_back_ms)
-        .sum();
-    // The first two batches are left out: the receiver connects during the first.
-    let steady: Vec<(Duration, Duration)> = batches
-        .iter()
-        .skip(2)
-        .map(|b| (b.processing_time, b.scheduling_delay))
-        .collect();
-    let mut t = micro_batch_trial(&steady, lag, rate);
-    t.stable &= held_back < 100;
-    // sluice's whole run: it starts in milliseconds, so there is no warm-up to leave out.
-    let lines: u64 = batches.iter().map(|b| b.num_records()).sum();
-    t.words_per_cpu_sec = per_cpu_sec(lines, job_ticks);
-    t
+/// One batch as a child reported it, with the child's CPU ticks and RSS at that moment.
+#[derive(Clone, Copy, Debug)]
+struct Batch {
+    records: u64,
+    processing: Duration,
+    scheduling: Duration,
+    ticks: u64,
+    rss_kib: u64,
 }
 
-fn spark_trial(rate: u64, batches: u64, text: &Arc<Vec<u8>>) -> Option<Trial> {
-    let home = std::env::var("SPARK_HOME").ok()?;
-    let jar = std::env::var("SLUICE_SPARK_JAR").ok()?;
-    let sender = Sender::start(rate, text);
-    let mut child = Command::new(format!("{home}/bin/spark-submit"))
-        .args([
-            "--class",
-            "SluiceCompare",
-            "--driver-memory",
-            "4g",
-            &jar,
-            "socket",
-        ])
-        .arg(batches.to_string())
-        .arg(sender.port.to_string())
+/// What one trial measured.
+#[derive(Clone, Debug)]
+struct Trial {
+    stable: bool,
+    /// The steady batches' processing times, sorted.
+    processing: Vec<Duration>,
+    /// Processing per 2 s of input over the steady batches.
+    per_two_seconds: Option<Duration>,
+    words_per_cpu_sec: Option<f64>,
+    peak_rss_mib: f64,
+    delivered: f64,
+    /// Other processes' load over the trial, cores.
+    foreign: f64,
+}
+
+impl Trial {
+    fn percentile(&self, p: f64) -> Option<Duration> {
+        let n = self.processing.len();
+        (n > 0).then(|| self.processing[((n - 1) as f64 * p).round() as usize])
+    }
+}
+
+/// Starts `engine` on `workload`, reading from `port`, for `batches` batches (or seconds).
+fn spawn(engine: Engine, workload: Workload, port: u16, batches: u64) -> Option<Child> {
+    let mut command = match engine {
+        Engine::Sluice(threads) => {
+            let mut c = Command::new(std::env::current_exe().ok()?);
+            c.env(child::CHILD, format!("{} {threads} {port} {batches}", workload.name()));
+            c
+        }
+        Engine::Spark => {
+            let home = std::env::var("SPARK_HOME").ok()?;
+            let jar = std::env::var("SLUICE_SPARK_JAR").ok()?;
+            let mode = match workload {
+                Workload::Socket => "socket",
+                Workload::State => "socket-state",
+                Workload::Window => "socket-window",
+            };
+            let mut c = Command::new(format!("{home}/bin/spark-submit"));
+            c.args(["--class", "SluiceCompare", "--driver-memory", "4g", &jar, mode])
+                .arg(batches.to_string())
+                .arg(port.to_string());
+            c
+        }
+        Engine::Flink => {
+            let classpath = std::env::var("SLUICE_FLINK_CLASSPATH").ok()?;
+            let mut c = Command::new("java");
+            c.args(["-Xmx4g", "-cp", &classpath, "FlinkWordCount"])
+                .arg(port.to_string());
+            c
+        }
+    };
+    command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .ok()?;
-    let stdout = child.stdout.take()?;
-    // spark-submit execs the JVM: its CPU time, read as each batch is reported.
+        .ok()
+}
+
+/// One trial: `engine` on `workload` at `rate` lines/s for `secs` (batches of 1 s).
+fn trial(engine: Engine, workload: Workload, rate: u64, secs: u64, text: &paced::Wire) -> Option<Trial> {
+    let sender = Sender::start(rate, text);
+    let machine_before = paced::busy_ticks();
+    let own_before = paced::cpu_ticks("self");
+    let started = Instant::now();
+    let mut child = spawn(engine, workload, sender.port, secs)?;
     let pid = child.id().to_string();
-    let mut seen = Vec::new();
+    let mut batches = Vec::new();
+    let mut child_ticks = 0;
+    if engine == Engine::Flink {
+        // No batches: the sender's delivery over the run is the verdict; CPU after 3 s.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sender.sent_lines() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let warm = Duration::from_secs(3.min(secs));
+        std::thread::sleep(warm);
+        let (sent0, ticks0) = (sender.sent_lines(), paced::cpu_ticks(&pid));
+        let mut peak = 0;
+        let end = Instant::now() + Duration::from_secs(secs) - warm;
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(500));
+            peak = peak.max(paced::rss_kib(&pid));
+        }
+        child_ticks = paced::cpu_ticks(&pid);
+        let words = (sender.sent_lines() - sent0) * WORDS_PER_LINE as u64;
+        let _ = child.kill();
+        let _ = child.wait();
+        let (delivered, _) = sender.stop_delivered();
+        let foreign = paced::foreign_load(machine_before, own_before, child_ticks, started);
+        return Some(Trial {
+            stable: delivered >= 0.98,
+            processing: Vec::new(),
+            per_two_seconds: None,
+            words_per_cpu_sec: paced::per_cpu_sec(words, child_ticks.saturating_sub(ticks0)),
+            peak_rss_mib: peak as f64 / 1024.0,
+            delivered,
+            foreign,
+        });
+    }
+    let stdout = child.stdout.take()?;
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        // batch <ms> records <n> processing_ms <p> scheduling_ms <s> since_start_ms <x>
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.first() == Some(&"batch") && f.len() >= 8 {
-            let ms = |i: usize| Duration::from_millis(f[i].parse().unwrap_or(0));
-            let ticks = paced::cpu_ticks(&pid);
-            seen.push((f[3].parse::<u64>().unwrap_or(0), ms(5), ms(7), ticks));
+        if let Some((records, processing, scheduling)) = child::parse_batch(&line) {
+            child_ticks = paced::cpu_ticks(&pid);
+            batches.push(Batch {
+                records,
+                processing,
+                scheduling,
+                ticks: child_ticks,
+                rss_kib: paced::rss_kib(&pid),
+            });
         }
     }
-    let (lag, _) = sender.stop();
     let _ = child.wait();
-    // Spark's receiver starts during its first batches, and its first batches with input run
-    // while the JIT warms up: the empty ones before the first input and three more are left out.
-    let steady: Vec<(u64, Duration, Duration, u64)> = seen
-        .into_iter()
-        .skip_while(|(records, ..)| *records == 0)
+    let (delivered, _) = sender.stop_delivered();
+    let foreign = paced::foreign_load(machine_before, own_before, child_ticks, started);
+    Some(verdict(&batches, delivered, foreign))
+}
+
+/// The verdict on a micro-batch trial (see the module docs).
+fn verdict(batches: &[Batch], delivered: f64, foreign: f64) -> Trial {
+    let steady: Vec<Batch> = batches
+        .iter()
+        .skip_while(|b| b.records == 0)
         .skip(3)
+        .copied()
         .collect();
-    let times: Vec<(Duration, Duration)> = steady.iter().map(|(_, p, d, _)| (*p, *d)).collect();
-    let mut t = micro_batch_trial(&times, lag, rate);
+    let mut processing: Vec<Duration> = steady.iter().map(|b| b.processing).collect();
+    processing.sort();
+    let p99 = processing
+        .get(((processing.len().max(1) - 1) as f64 * 0.99).round() as usize)
+        .copied()
+        .unwrap_or_default();
+    let last_delay = steady.last().map(|b| b.scheduling).unwrap_or_default();
+    let stable = !steady.is_empty()
+        && steady.iter().all(|b| b.records > 0)
+        && p99 < Duration::from_millis(950)
+        && last_delay < Duration::from_secs(1)
+        && delivered >= 0.98;
     // CPU from the first steady batch's report to the last's, for the batches after the first.
-    if let (Some(first), Some(last)) = (steady.first(), steady.last()) {
-        let lines = steady.iter().skip(1).map(|(r, ..)| r).sum();
-        t.words_per_cpu_sec = per_cpu_sec(lines, last.3.saturating_sub(first.3));
+    let (words_per_cpu_sec, per_two_seconds) = match (steady.first(), steady.last()) {
+        (Some(first), Some(last)) if steady.len() > 1 => {
+            let lines: u64 = steady.iter().skip(1).map(|b| b.records).sum();
+            let busy: Duration = steady.iter().skip(1).map(|b| b.processing).sum();
+            let per_two = busy.mul_f64(2.0 / (steady.len() - 1) as f64);
+            (
+                paced::per_cpu_sec(
+                    lines * WORDS_PER_LINE as u64,
+                    last.ticks.saturating_sub(first.ticks),
+                ),
+                Some(per_two),
+            )
+        }
+        _ => (None, None),
+    };
+    let peak = batches.iter().map(|b| b.rss_kib).max().unwrap_or(0);
+    Trial {
+        stable,
+        processing,
+        per_two_seconds,
+        words_per_cpu_sec,
+        peak_rss_mib: peak as f64 / 1024.0,
+        delivered,
+        foreign,
     }
-    Some(t)
 }
 
-fn flink_trial(rate: u64, secs: u64, text: &Arc<Vec<u8>>) -> Option<Trial> {
-    let classpath = std::env::var("SLUICE_FLINK_CLASSPATH").ok()?;
-    let sender = Sender::start(rate, text);
-    let mut child = Command::new("java")
-        .args(["-Xmx4g", "-cp", &classpath, "FlinkWordCount"])
-        .arg(sender.port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    // The sender's clock starts when Flink's source connects.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sender.sent_lines() == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // CPU per word over the run after a 3 s warm-up (the JVM's, not the sender's).
-    let pid = child.id().to_string();
-    let warm_up = Duration::from_secs(3.min(secs));
-    std::thread::sleep(warm_up);
-    let (sent0, ticks0) = (sender.sent_lines(), paced::cpu_ticks(&pid));
-    std::thread::sleep(Duration::from_secs(secs) - warm_up);
-    let (sent1, ticks1) = (sender.sent_lines(), paced::cpu_ticks(&pid));
-    let lag = sender.lag_lines();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = sender.stop();
-    Some(Trial {
-        stable: lag < rate / 5,
-        p50_p99: None,
-        lag_lines: lag,
-        words_per_cpu_sec: per_cpu_sec(sent1.saturating_sub(sent0), ticks1.saturating_sub(ticks0)),
-    })
-}
-
-/// The largest stable rate of `engine`, searching from 50 000 lines/s up by half.
-/// The largest stable rate of `engine` (see [`paced::largest_stable`]); `None` when it is not
-/// installed, a rate of 0 when not even 50 000 lines/s is kept up with.
-fn search(engine: Engine, quick: bool, text: &Arc<Vec<u8>>) -> Option<(u64, Option<Trial>)> {
-    let found = paced::largest_stable(50_000, 8_000_000, |rate| {
-        let trial = match engine {
-            Engine::Sluice(w) => Some(sluice_trial(w, rate, if quick { 6 } else { 12 }, text)),
-            Engine::Spark => spark_trial(rate, if quick { 12 } else { 20 }, text),
-            Engine::Flink => flink_trial(rate, if quick { 8 } else { 15 }, text),
-        }?;
+/// A trial on a quiet machine: waits for one, and runs the trial again (at most twice) when
+/// other processes loaded the machine during it. `None`: not installed, or never quiet.
+fn quiet_trial(engine: Engine, workload: Workload, rate: u64, secs: u64, text: &paced::Wire) -> Option<Trial> {
+    for _ in 0..3 {
+        let before = paced::wait_quiet(MAX_FOREIGN, Duration::from_secs(180));
+        let t = trial(engine, workload, rate, secs, text)?;
         eprintln!(
-            "{}: {rate} lines/s {} (lag {} lines{})",
+            "  {} {} at {rate} lines/s: {} (delivered {:.1} %, p50/p90 {} ms, foreign load {:.2} before, {:.2} during)",
             engine.label(),
-            if trial.stable { "stable" } else { "not stable" },
-            trial.lag_lines,
-            trial.p50_p99.map_or(String::new(), |(p50, p99)| format!(
-                ", p50/p99 {:.0}/{:.0} ms",
-                p50.as_secs_f64() * 1e3,
-                p99.as_secs_f64() * 1e3
-            ))
+            workload.name(),
+            if t.stable { "stable" } else { "not stable" },
+            t.delivered * 100.0,
+            [0.5, 0.9]
+                .map(|p| t.percentile(p).map_or("–".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e3)))
+                .join("/"),
+            before,
+            t.foreign
         );
-        Some((trial.stable, trial))
-    })?;
-    Some(match found {
-        Some((rate, trial)) => (rate, Some(trial)),
-        None => (0, None),
-    })
+        if t.foreign <= MAX_FOREIGN && before <= MAX_FOREIGN {
+            return Some(t);
+        }
+    }
+    eprintln!("  {} {}: left out, the machine was never quiet", engine.label(), workload.name());
+    None
 }
 
 fn main() {
+    if let Some(spec) = child::spec() {
+        child::run(&spec);
+        return;
+    }
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok();
+    let runs: usize = std::env::var("SLUICE_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let secs = if quick { 12 } else { 20 };
     let (cores, load) = paced::machine();
     println!(
-        "# socket word count: sluice, Spark Streaming, Flink ({} cores, load average {}; {WORDS_PER_LINE} words a line; 1 s batches or windows; the sender shares the cores)\n",
-        cores, load
+        "# sluice, Spark Streaming, Flink: {cores} cores, load average {load} at the start; {runs} runs, engines alternated, foreign load ≤ {MAX_FOREIGN} cores; {WORDS_PER_LINE} words a line; 1 s batches; the sender shares the cores\n"
     );
     let text = paced::wire(&paced::lines());
-    let mut results = Vec::new();
-    for engine in [
-        Engine::Sluice(1),
-        Engine::Sluice(2),
-        Engine::Spark,
-        Engine::Flink,
-    ] {
-        match search(engine, quick, &text) {
-            Some((rate, trial)) => results.push((engine, rate, trial)),
-            None => eprintln!("{}: not installed, skipped", engine.label()),
-        }
-    }
-    println!(
-        "| engine | stable rate | words/s | p50 / p99 processing there | words per CPU-second there |"
-    );
-    println!("|---|---|---|---|---|");
-    for (engine, rate, trial) in &results {
-        println!(
-            "| {} | {} | {:.2} M | {} | {} |",
-            engine.label(),
-            if *rate == 0 {
-                "below 50 000 lines/s".to_owned()
-            } else {
-                format!("{rate} lines/s")
-            },
-            (*rate * WORDS_PER_LINE as u64) as f64 / 1e6,
-            match trial.as_ref().map(|t| t.p50_p99) {
-                Some(Some((p50, p99))) => format!(
-                    "{:.0} / {:.0} ms",
-                    p50.as_secs_f64() * 1e3,
-                    p99.as_secs_f64() * 1e3
-                ),
-                Some(None) => "– (no batches)".into(),
-                None => "–".into(),
-            },
-            match trial.as_ref().and_then(|t| t.words_per_cpu_sec) {
-                Some(w) => format!("{:.2} M", w / 1e6),
-                None => "–".into(),
+    let mut results = table::Results::default();
+    let engines: Vec<Engine> = [Engine::Sluice(1), Engine::Sluice(2), Engine::Spark, Engine::Flink]
+        .into_iter()
+        .filter(|e| {
+            let ok = e.installed();
+            if !ok {
+                eprintln!("{}: not installed, skipped", e.label());
             }
-        );
-    }
-    println!();
-    for (engine, rate, trial) in &results {
-        println!("RESULT socket {} {rate}", engine.key());
-        if let Some(w) = trial.as_ref().and_then(|t| t.words_per_cpu_sec) {
-            println!("RESULT cpu {} {w:.0}", engine.key());
+            ok
+        })
+        .collect();
+    for run in 0..runs {
+        let mut order = engines.clone();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        eprintln!("== run {} of {runs}: {}", run + 1, order.iter().map(|e| e.label()).collect::<Vec<_>>().join(", "));
+        for &engine in &order {
+            // The largest stable rate of the word count.
+            let found = paced::largest_stable(100_000, 8_000_000, |rate| {
+                let t = quiet_trial(engine, Workload::Socket, rate, secs, &text)?;
+                Some((t.stable, t))
+            });
+            if let Some(found) = found {
+                let rate = found.map_or(0, |(rate, _)| rate);
+                results.add("stable-rate", engine, rate as f64 * WORDS_PER_LINE as f64);
+            }
+            // Words per CPU-second at 2 M words/s.
+            if let Some(t) = quiet_trial(engine, Workload::Socket, 200_000, secs, &text)
+                && let Some(w) = t.words_per_cpu_sec
+            {
+                results.add("cpu", engine, w);
+                results.add("socket-rss", engine, t.peak_rss_mib);
+            }
+            if matches!(engine, Engine::Sluice(1) | Engine::Spark) {
+                if let Some(t) = quiet_trial(engine, Workload::State, 100_000, secs, &text) {
+                    results.add_trial("state", engine, &t);
+                }
+                if let Some(t) = quiet_trial(engine, Workload::Window, 100_000, secs, &text) {
+                    results.add_trial("window", engine, &t);
+                }
+            }
         }
     }
+    results.print();
+    let _ = std::io::stdout().flush();
 }

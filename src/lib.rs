@@ -77,3 +77,18 @@ pub use dstream::render::SparkDisplay;
 pub use dstream::{DStream, Data, Key, WorkerInfo};
 pub use error::{Result, SluiceError};
 pub use time::Time;
+
+/// A string kept inline up to 24 bytes (a word, a short key) and on the heap beyond: the key
+/// of the course's word counts, so that splitting a line into words allocates nothing.
+///
+/// It is `compact_str`'s, and hashes, compares, prints ([`SparkDisplay`]) and serializes as
+/// `String` does: a job may switch between the two without its partitions, its output or
+/// its checkpoints changing.
+///
+/// ```
+/// use sluice::{CompactString, SparkDisplay};
+/// let word = CompactString::from("hello");
+/// assert!(!word.is_heap_allocated());
+/// assert_eq!((word, 1u64).to_spark_string(), "(hello,1)");
+/// ```
+pub use compact_str::CompactString;

@@ -312,6 +312,68 @@ fn a_receiver_fed_faster_than_the_job_holds_its_sender_back_within_its_bound() {
 }
 
 #[test]
+fn a_bound_that_follows_the_job_grows_with_what_it_processes() {
+    // The same flood as above, against a job that keeps up: a bound that follows the job
+    // starts at its floor (256 KiB here) and rises to twice what the job processes in a batch
+    // interval, so the batches after the first ones are no longer capped at the floor.
+    use sluice::source::BufferBound;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const LINES: u64 = 200_000;
+    const FLOOR: usize = 256 << 10;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let recorder = BatchRecorder::new();
+    let config = StreamingConfig::new(Duration::from_millis(200))
+        .unwrap()
+        .listener(recorder.clone());
+    let counted = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&counted);
+    let mut options = SocketOptions::default();
+    options.buffer = BufferBound::FollowJob {
+        floor: FLOOR,
+        ceiling: 64 << 20,
+    };
+    let mut job = StreamingContext::new(config)
+        .start(move |job| {
+            let c = Arc::clone(&c);
+            job.socket_text_stream_with("127.0.0.1", port, options.clone())
+                .count()
+                .foreach_batch(move |_, n| {
+                    // A fixed cost per batch, so that every batch is measured.
+                    std::thread::sleep(Duration::from_millis(5));
+                    c.fetch_add(n.iter().sum::<u64>(), Ordering::SeqCst);
+                });
+        })
+        .unwrap();
+    let mut conn = accept(&listener);
+    let sender = std::thread::spawn(move || {
+        let chunk = "the quick brown fox jumps over the lazy dog again and again\n".repeat(1000);
+        for _ in 0..LINES / 1000 {
+            conn.write_all(chunk.as_bytes()).unwrap();
+        }
+        conn.flush().unwrap();
+        conn
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counted.load(Ordering::SeqCst) < LINES && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _conn = sender.join().unwrap();
+    job.stop(false);
+    job.await_termination().unwrap();
+    assert_eq!(counted.load(Ordering::SeqCst), LINES, "every line once");
+    let inputs = receiver_inputs(&recorder);
+    assert_eq!(inputs.iter().map(|r| r.lines).sum::<u64>(), LINES);
+    let bounds: Vec<u64> = inputs.iter().map(|r| r.max_buffered_bytes).collect();
+    assert_eq!(bounds[0], FLOOR as u64, "the floor until a batch is measured");
+    let highest = *bounds.iter().max().unwrap();
+    assert!(highest > 4 * FLOOR as u64, "the bound followed the job: {bounds:?}");
+    let largest = inputs.iter().map(|r| r.bytes).max().unwrap();
+    assert!(largest > FLOOR as u64 + (128 << 10), "batches beyond the floor: {largest} bytes");
+}
+
+#[test]
 fn max_rate_paces_the_receiver() {
     // 3 000 lines sent at once to a receiver limited to 4 000 lines/s: they arrive over at
     // least ~0.7 s (0.75 s less one 50 ms hand-over), in order, each once.

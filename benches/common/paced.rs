@@ -35,8 +35,11 @@ pub fn lines() -> Vec<String> {
         .collect()
 }
 
+/// The sender's cycle of lines as bytes.
+pub type Wire = Arc<Vec<u8>>;
+
 /// The lines as the bytes on the wire, one `\n` after each.
-pub fn wire(lines: &[String]) -> Arc<Vec<u8>> {
+pub fn wire(lines: &[String]) -> Wire {
     Arc::new(
         lines
             .iter()
@@ -86,6 +89,68 @@ pub fn machine() -> (usize, String) {
     )
 }
 
+/// Busy CPU time of the whole machine (`/proc/stat`: user, nice, system, irq, softirq,
+/// steal), in clock ticks.
+#[allow(dead_code)] // (used by the benches that check the machine is quiet)
+pub fn busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().next().unwrap_or_default();
+    let f: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| f.get(i))
+        .sum()
+}
+
+/// Cores the machine's other processes kept busy since `machine_before` (from
+/// [`busy_ticks`]) and `started`: all busy time less this process's (since `own_before`) and
+/// a child's (`child_ticks`, its whole life).
+#[allow(dead_code)]
+pub fn foreign_load(machine_before: u64, own_before: u64, child_ticks: u64, started: Instant) -> f64 {
+    let busy = busy_ticks().saturating_sub(machine_before);
+    let own = cpu_ticks("self").saturating_sub(own_before) + child_ticks;
+    busy.saturating_sub(own) as f64 / TICKS_PER_SEC / started.elapsed().as_secs_f64().max(1e-3)
+}
+
+/// Waits until the other processes of the machine use at most `max` cores over 3 s (nothing of
+/// this bench runs meanwhile), or `timeout` has passed; the load of the last 3 s.
+#[allow(dead_code)]
+pub fn wait_quiet(max: f64, timeout: Duration) -> f64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (before, own, started) = (busy_ticks(), cpu_ticks("self"), Instant::now());
+        std::thread::sleep(Duration::from_secs(3));
+        let load = foreign_load(before, own, 0, started);
+        if load <= max || Instant::now() >= deadline {
+            return load;
+        }
+        eprintln!("  waiting for a quiet machine: other processes use {load:.2} cores");
+    }
+}
+
+/// Resident memory of `/proc/<pid>`, KiB.
+#[allow(dead_code)]
+pub fn rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `words` per CPU-second of `ticks`.
+#[allow(dead_code)]
+pub fn per_cpu_sec(words: u64, ticks: u64) -> Option<f64> {
+    (ticks > 0).then(|| words as f64 / (ticks as f64 / TICKS_PER_SEC))
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
 #[allow(dead_code)] // (used by the benches that count CPU time)
 pub const TICKS_PER_SEC: f64 = 100.0;
@@ -93,7 +158,7 @@ pub const TICKS_PER_SEC: f64 = 100.0;
 impl Sender {
     /// Starts listening; sends `rate` lines/s of `text` to the first connection, from the moment
     /// it connects.
-    pub fn start(rate: u64, text: &Arc<Vec<u8>>) -> Sender {
+    pub fn start(rate: u64, text: &Wire) -> Sender {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("port").port();
         let line_len = (text.len() / 100_000) as u64;
@@ -177,6 +242,16 @@ impl Sender {
         self.sent.load(Ordering::SeqCst)
     }
 
+    /// Stops sending: the share of the lines due that it delivered, as of its last write, and
+    /// the sender thread's CPU ticks.
+    #[allow(dead_code)] // (used by the compare bench)
+    pub fn stop_delivered(self) -> (f64, u64) {
+        let (sent, lag) = (self.sent_lines(), self.lag_lines());
+        let delivered = if sent + lag == 0 { 0.0 } else { sent as f64 / (sent + lag) as f64 };
+        let (_, ticks) = self.stop();
+        (delivered, ticks)
+    }
+
     /// Stops sending; the lag at that moment and the sender thread's CPU ticks.
     pub fn stop(mut self) -> (u64, u64) {
         let lag = self.lag_lines();
@@ -231,13 +306,14 @@ pub fn run_wordcount(
 ) {
     sluice::StreamingContext::new(one_second_batches(threads, batches, listener))
         .run(move |job| {
+            // As `sluice run network-wordcount` splits: each word inline, a line's pairs on
+            // the stack.
             job.socket_text_stream_with("127.0.0.1", port, options.clone())
                 .flat_map(|line| {
                     line.split_whitespace()
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>()
+                        .map(|w| (sluice::CompactString::from(w), 1u64))
+                        .collect::<smallvec::SmallVec<[_; 16]>>()
                 })
-                .map(|w| (w, 1u64))
                 .reduce_by_key(|a, b| a + b)
                 .foreach_batch(|_t, counts| {
                     std::hint::black_box(counts.len());

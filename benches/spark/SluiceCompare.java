@@ -56,13 +56,25 @@ public class SluiceCompare {
             @Override public void onOutputOperationStarted(StreamingListenerOutputOperationStarted e) {}
             @Override public void onOutputOperationCompleted(StreamingListenerOutputOperationCompleted e) {}
         });
-        if (mode.equals("socket")) {
+        if (mode.startsWith("socket")) {
+            // The course's socket jobs (benches/compare.rs): the word count, the running word
+            // count (updateStateByKey) and the windowed one (3 s window, 2 s slide).
             int port = Integer.parseInt(args[2]);
-            ssc.socketTextStream("127.0.0.1", port)
+            JavaPairDStream<String, Long> ones = ssc.socketTextStream("127.0.0.1", port)
                 .flatMap(line -> Arrays.asList(line.split(" ")).iterator())
-                .mapToPair(w -> new Tuple2<>(w, 1L))
-                .reduceByKey((a, b) -> a + b)
-                .foreachRDD(rdd -> { rdd.count(); });
+                .mapToPair(w -> new Tuple2<>(w, 1L));
+            if (mode.equals("socket-state")) {
+                ones.updateStateByKey((List<Long> vs, Optional<Long> old) -> {
+                    long sum = old.orElse(0L);
+                    for (long v : vs) sum += v;
+                    return Optional.of(sum);
+                }).foreachRDD(rdd -> { rdd.count(); });
+            } else if (mode.equals("socket-window")) {
+                ones.reduceByKeyAndWindow((a, b) -> a + b, Durations.seconds(3), Durations.seconds(2))
+                    .foreachRDD(rdd -> { rdd.count(); });
+            } else {
+                ones.reduceByKey((a, b) -> a + b).foreachRDD(rdd -> { rdd.count(); });
+            }
         } else if (mode.equals("sql")) {
             SparkSession spark = SparkSession.builder().config(ssc.sparkContext().getConf()).getOrCreate();
             JavaRDD<Integer> slices = ssc.sparkContext().parallelize(Arrays.asList(0, 1), 2);

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use sluice::listener::LogListener;
 use sluice::source::{DeadLetters, GeneratorConfig, SocketOptions};
-use sluice::{ClusterArgs, DStream, Job, Result, StreamingConfig};
+use sluice::{ClusterArgs, CompactString, DStream, Job, Result, StreamingConfig};
 
 /// Clap's parser for durations (`2s`, `500ms`): the library's message, fix included.
 pub(crate) fn duration(text: &str) -> std::result::Result<Duration, String> {
@@ -45,14 +47,35 @@ pub fn byte_size(text: &str) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// `--receiver-buffer`: `auto` (the bound follows the job) or a fixed size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiverBuffer {
+    /// Twice what the job processes per batch interval, from 128 MiB up
+    /// ([`BufferBound::FollowJob`](sluice::source::BufferBound)).
+    Auto,
+    /// This many bytes, whatever the job does.
+    Fixed(u64),
+}
+
+/// Clap's parser for `--receiver-buffer`: `auto` or a [`byte_size`].
+pub fn receiver_buffer(text: &str) -> std::result::Result<ReceiverBuffer, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(ReceiverBuffer::Auto);
+    }
+    byte_size(text)
+        .map(ReceiverBuffer::Fixed)
+        .map_err(|e| format!("{e}, or `auto`"))
+}
+
 /// The bounds of a receiver (socket or Kafka receiver), shared by the dataflows that have one.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ReceiverArgs {
-    /// The most memory received lines may hold until a batch takes them; when full, the
-    /// receiver stops reading and TCP holds the sender back (nothing is lost; the batch
-    /// metrics show how long). Each batch holds at most this much.
-    #[arg(long, default_value = "128MiB", value_name = "SIZE", value_parser = byte_size)]
-    pub receiver_buffer: u64,
+    /// The most memory received lines may hold until a batch takes them: `auto` (twice what
+    /// the job processes in one batch interval, from 128MiB up to an eighth of the machine's
+    /// memory) or a fixed size. When full, the receiver stops reading and TCP holds the sender
+    /// back (nothing is lost; the batch metrics show how long).
+    #[arg(long, default_value = "auto", value_name = "auto|SIZE", value_parser = receiver_buffer)]
+    pub receiver_buffer: ReceiverBuffer,
     /// At most this many lines (records) per second (Spark's spark.streaming.receiver.maxRate).
     #[arg(long, value_name = "LINES", value_parser = clap::value_parser!(u64).range(1..))]
     pub receiver_max_rate: Option<u64>,
@@ -61,16 +84,16 @@ pub struct ReceiverArgs {
 impl ReceiverArgs {
     /// These bounds on `options`.
     pub fn apply(&self, options: SocketOptions) -> Result<SocketOptions> {
-        if self.receiver_buffer < 64 << 10 {
-            return Err(sluice::SluiceError::InvalidConfig {
-                problem: format!(
-                    "--receiver-buffer {} is below the smallest buffer, 64KiB",
-                    self.receiver_buffer
-                ),
-                fix: "give at least 64KiB (the default is 128MiB)".into(),
-            });
-        }
-        let options = options.max_buffered_bytes(self.receiver_buffer as usize);
+        let options = match self.receiver_buffer {
+            ReceiverBuffer::Auto => options,
+            ReceiverBuffer::Fixed(bytes) if bytes < 64 << 10 => {
+                return Err(sluice::SluiceError::InvalidConfig {
+                    problem: format!("--receiver-buffer {bytes} is below the smallest buffer, 64KiB"),
+                    fix: "give at least 64KiB, or `auto` (the default)".into(),
+                });
+            }
+            ReceiverBuffer::Fixed(bytes) => options.max_buffered_bytes(bytes as usize),
+        };
         Ok(match self.receiver_max_rate {
             Some(rate) => options.max_rate(rate),
             None => options,
@@ -449,15 +472,10 @@ impl LineSource {
         }
     }
 
-    /// `(word, 1)` for every word of every line: `flatMap(_.split("\\s+")).map((_, 1))`.
-    pub fn word_ones<'s>(&self, job: &mut Job<'s>) -> DStream<'s, (String, u64)> {
-        self.lines(job)
-            .flat_map(|line| {
-                line.split_whitespace()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .map(|word| (word, 1u64))
+    /// `(word, 1)` for every word of every line: `flatMap(_.split("\\s+")).map((_, 1))`
+    /// (see [`word_pairs`]).
+    pub fn word_ones<'s>(&self, job: &mut Job<'s>) -> DStream<'s, (CompactString, u64)> {
+        self.lines(job).flat_map(|line| word_pairs(&line))
     }
 }
 
@@ -545,12 +563,21 @@ impl KafkaArgs {
     }
 }
 
+/// `(word, 1)` for every word of `text`, split as `str::split_whitespace` does (Spark's
+/// `split("\\s+")` without empty words), with nothing allocated for a line of up to 16 words
+/// of up to 24 bytes each: the words are kept inline and the pairs on the stack.
+pub fn word_pairs(text: &str) -> SmallVec<[(CompactString, u64); 16]> {
+    text.split_whitespace()
+        .map(|word| (CompactString::from(word), 1))
+        .collect()
+}
+
 /// The course's running total per word (`updateStateByKey((seq, old) => Some(seq.sum +
 /// old.getOrElse(0)))`), declared pure and named `word-totals` (the name its checkpointed state
 /// is kept under).
 pub fn word_totals<'s>(
-    words: &DStream<'s, (String, u64)>,
-) -> sluice::dstream::stateful::Stateful<'s, (String, u64)> {
+    words: &DStream<'s, (CompactString, u64)>,
+) -> sluice::dstream::stateful::Stateful<'s, (CompactString, u64)> {
     words.update_state_by_key_with(
         sluice::dstream::state::UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
             Some(new.iter().sum::<u64>() + old.unwrap_or(0))

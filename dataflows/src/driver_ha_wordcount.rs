@@ -10,7 +10,7 @@
 use sluice::source::SocketOptions;
 use sluice::{Result, StreamingContext};
 
-use crate::common::{CommonArgs, word_totals};
+use crate::common::{CommonArgs, word_pairs, word_totals};
 
 /// Flags of `sluice run driver-ha-wordcount`.
 #[derive(Clone, Debug, clap::Args)]
@@ -47,11 +47,7 @@ impl crate::Dataflow for Args {
         ssc.run(move |job| {
             let words = job
                 .socket_text_stream_with(&host, port, options.clone())
-                .flat_map(|line: String| {
-                    line.split_whitespace()
-                        .map(|w| (w.to_owned(), 1u64))
-                        .collect::<Vec<_>>()
-                });
+                .flat_map(|line: String| word_pairs(&line));
             word_totals(&words).print(print);
         })
     }

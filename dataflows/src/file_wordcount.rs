@@ -14,7 +14,7 @@ use sluice::source::DeadLetters;
 use sluice::source::file::{FileCompletion, FileStreamOptions};
 use sluice::{Result, SluiceError, StreamingContext};
 
-use crate::common::CommonArgs;
+use crate::common::{CommonArgs, word_pairs};
 
 /// Flags of `sluice run file-wordcount`.
 #[derive(Clone, Debug, clap::Args)]
@@ -108,11 +108,7 @@ impl crate::Dataflow for Args {
         let (dir, print) = (args.dir.clone(), common.print);
         StreamingContext::new(config).run(move |job| {
             job.file_stream(&dir, options.clone())
-                .flat_map(|line: String| {
-                    line.split_whitespace()
-                        .map(|w| (w.to_owned(), 1u64))
-                        .collect::<Vec<_>>()
-                })
+                .flat_map(|line: String| word_pairs(&line))
                 .reduce_by_key(|a, b| a + b)
                 .print(print);
         })

@@ -11,7 +11,7 @@
 use sluice::source::SocketOptions;
 use sluice::{Result, StreamingContext};
 
-use crate::common::{CommonArgs, KafkaArgs, ReceiverArgs};
+use crate::common::{CommonArgs, KafkaArgs, ReceiverArgs, word_pairs};
 
 /// Flags of `sluice run kafka-receiver`.
 #[derive(Clone, Debug, clap::Args)]
@@ -47,12 +47,7 @@ impl crate::Dataflow for Args {
         let print = common.print;
         StreamingContext::new(config).run(move |job| {
             job.kafka_receiver_stream(kafka.clone(), options.clone())
-                .flat_map(|value: String| {
-                    value
-                        .split_whitespace()
-                        .map(|w| (w.to_owned(), 1u64))
-                        .collect::<Vec<_>>()
-                })
+                .flat_map(|value: String| word_pairs(&value))
                 .reduce_by_key(|a, b| a + b)
                 .print(print);
         })

@@ -12,7 +12,7 @@
 use sluice::sink::kafka::{KafkaSink, OutRecord};
 use sluice::{Result, SluiceError, StreamingContext};
 
-use crate::common::{CommonArgs, KafkaArgs, word_totals};
+use crate::common::{CommonArgs, KafkaArgs, word_pairs, word_totals};
 
 /// Flags of `sluice run kafka-wordcount`.
 #[derive(Clone, Debug, clap::Args)]
@@ -43,10 +43,7 @@ impl crate::Dataflow for Args {
         let (to, at_least_once) = (args.to.clone(), args.at_least_once);
         StreamingContext::new(config).run(move |job| {
             let words = job.kafka_direct_stream(kafka.clone()).flat_map(|r| {
-                let text = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
-                text.split_whitespace()
-                    .map(|w| (w.to_owned(), 1u64))
-                    .collect::<Vec<_>>()
+                word_pairs(&String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()))
             });
             let totals = word_totals(&words);
             let changed = totals
@@ -66,7 +63,7 @@ impl crate::Dataflow for Args {
             });
             let topic = to.clone();
             let out = changed.map(move |(w, n)| {
-                OutRecord::new(&topic, format!("{w}\t{n}").into_bytes()).key(w.into_bytes())
+                OutRecord::new(&topic, format!("{w}\t{n}").into_bytes()).key(w.as_bytes().to_vec())
             });
             if at_least_once {
                 out.write_kafka(sink.clone());

@@ -47,7 +47,7 @@ impl crate::Dataflow for Args {
                     |a, b| a - b,
                     window,
                     slide,
-                    Some(|(_, n): &(String, u64)| *n > 0),
+                    Some(|(_, n): &(sluice::CompactString, u64)| *n > 0),
                 )
                 .print(print);
             } else {

@@ -33,7 +33,7 @@ pub use dead_letter::{DeadLetters, Malformed};
 pub use generator::{Generator, GeneratorConfig};
 pub use queue::BatchQueue;
 pub use rate::{Backpressure, PidRateEstimator, PidSettings};
-pub use socket::{SocketOptions, WriteAheadLog};
+pub use socket::{BufferBound, SocketOptions, WriteAheadLog};
 
 /// The batch a reader is asked for, and where the asking worker sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

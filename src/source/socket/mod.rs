@@ -15,12 +15,13 @@
 //! [`DeadLetters`] and is counted in the batch metrics; it is never silently dropped.
 //!
 //! The parts, one file each: this one (options, the reader a batch asks), `receive` (the receiving thread and the hand-over), `blocks` (the buffer cut into
-//! blocks), `limits` (its bound and rate), `wal` (the write-ahead log), `framing`
+//! blocks), `options` (the settings), `limits` (its bound and rate), `wal` (the write-ahead log), `framing`
 //! (bytes to lines, bad lines set aside).
 
 pub(crate) mod blocks;
 pub(crate) mod framing;
 pub(crate) mod limits;
+mod options;
 mod receive;
 pub(crate) mod wal;
 
@@ -32,178 +33,23 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::dead_letter::DeadLetters;
-use super::rate::{Backpressure, PidRateEstimator, PidSettings};
+use super::rate::{Backpressure, PidRateEstimator};
 use super::{BatchOut, BatchReader, BatchSlot, CompletedBatch};
 use crate::listener::ReceiverInput;
 use blocks::{Buffer, into_blocks};
-use limits::RateLimit;
+pub use limits::BufferBound;
+pub(crate) use options::Limits;
+pub use options::{SocketOptions, WriteAheadLog};
+use limits::{Bound, RateLimit};
 use wal::Wal;
-
-/// Settings of the socket receiver.
-#[derive(Clone, Debug)]
-pub struct SocketOptions {
-    /// Longest accepted line in bytes (default 1 MiB); longer ones are set aside.
-    pub max_line_bytes: usize,
-    /// Longest wait between reconnection attempts (default 2 s).
-    pub max_backoff: Duration,
-    /// Where malformed lines go (default: counted and logged only).
-    pub dead_letters: DeadLetters,
-    /// Whether received lines go to a write-ahead log in the job's checkpoint directory
-    /// (Spark's `spark.streaming.receiver.writeAheadLog.enable`); by default whenever the job
-    /// has a checkpoint directory.
-    pub write_ahead_log: WriteAheadLog,
-    /// Lines that arrive within one block interval form one block, one partition of the batch
-    /// (Spark's `spark.streaming.blockInterval`; default 200 ms).
-    pub block_interval: Duration,
-    /// The most memory received lines may hold before a batch takes them (default 128 MiB):
-    /// when the buffer is full the receiver stops reading, and TCP holds the sender back, so a
-    /// job fed faster than it processes stays within this bound and loses nothing. Each batch
-    /// holds at most this much.
-    pub max_buffered_bytes: usize,
-    /// At most this many lines per second (Spark's `spark.streaming.receiver.maxRate`;
-    /// default: no limit). The receiver waits, and the sender with it.
-    pub max_rate: Option<u64>,
-    /// Adapt the rate to what the job processes (Spark's `spark.streaming.backpressure.*`):
-    /// after each batch the PID estimator sets the rate, within `max_rate`.
-    pub backpressure: Option<Backpressure>,
-}
-
-impl Default for SocketOptions {
-    fn default() -> Self {
-        SocketOptions {
-            max_line_bytes: 1 << 20,
-            max_backoff: Duration::from_secs(2),
-            dead_letters: DeadLetters::counting(),
-            write_ahead_log: WriteAheadLog::WhenCheckpointed,
-            block_interval: Duration::from_millis(200),
-            max_buffered_bytes: 128 << 20,
-            max_rate: None,
-            backpressure: None,
-        }
-    }
-}
-
-impl SocketOptions {
-    /// Turns the receiver's write-ahead log on: every line is durable in
-    /// `<checkpoint>/receiver/` before it can enter a batch, and each batch's plan records
-    /// which lines it holds, so a job restarted after a crash replays its batches with the same
-    /// lines and loses no line it had received. Needs a checkpoint directory.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluice::source::{SocketOptions, WriteAheadLog};
-    /// let options = SocketOptions::default().with_write_ahead_log();
-    /// assert_eq!(options.write_ahead_log, WriteAheadLog::On);
-    /// ```
-    pub fn with_write_ahead_log(mut self) -> Self {
-        self.write_ahead_log = WriteAheadLog::On;
-        self
-    }
-
-    /// Turns the write-ahead log off, also in a checkpointed job: lines received but not yet in
-    /// a finished batch are then lost in a crash (Spark's default; the job warns at start).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluice::source::{SocketOptions, WriteAheadLog};
-    /// let options = SocketOptions::default().without_write_ahead_log();
-    /// assert_eq!(options.write_ahead_log, WriteAheadLog::Off);
-    /// ```
-    pub fn without_write_ahead_log(mut self) -> Self {
-        self.write_ahead_log = WriteAheadLog::Off;
-        self
-    }
-
-    /// Bounds the memory of received lines not yet in a batch (see
-    /// [`max_buffered_bytes`](Self::max_buffered_bytes)); at least 64 KiB.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluice::source::SocketOptions;
-    /// let options = SocketOptions::default().max_buffered_bytes(16 << 20);
-    /// assert_eq!(options.max_buffered_bytes, 16 << 20);
-    /// ```
-    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
-        self.max_buffered_bytes = bytes.max(64 << 10);
-        self
-    }
-
-    /// At most `lines` per second (Spark's `spark.streaming.receiver.maxRate`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluice::source::SocketOptions;
-    /// let options = SocketOptions::default().max_rate(10_000);
-    /// assert_eq!(options.max_rate, Some(10_000));
-    /// ```
-    pub fn max_rate(mut self, lines: u64) -> Self {
-        self.max_rate = Some(lines.max(1));
-        self
-    }
-
-    /// Lets backpressure set the rate (Spark's `spark.streaming.backpressure.enabled`):
-    /// `initial_rate` lines/s until the first batch has finished, then the PID estimator's
-    /// rate, never above [`max_rate`](Self::max_rate).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluice::source::{PidSettings, SocketOptions};
-    /// let options = SocketOptions::default().backpressure(Some(1000), PidSettings::default());
-    /// assert_eq!(options.backpressure.unwrap().initial_rate, Some(1000));
-    /// ```
-    pub fn backpressure(mut self, initial_rate: Option<u64>, pid: PidSettings) -> Self {
-        self.backpressure = Some(Backpressure { initial_rate, pid });
-        self
-    }
-
-    /// The limits a receiver thread works within.
-    pub(crate) fn limits(&self) -> Limits {
-        Limits {
-            max_buffered_bytes: self.max_buffered_bytes,
-            max_rate: self.max_rate,
-            backpressure: self.backpressure,
-        }
-    }
-}
-
-/// What bounds a receiver: see [`SocketOptions::max_buffered_bytes`],
-/// [`SocketOptions::max_rate`] and [`SocketOptions::backpressure`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Limits {
-    pub(crate) max_buffered_bytes: usize,
-    pub(crate) max_rate: Option<u64>,
-    pub(crate) backpressure: Option<Backpressure>,
-}
-
-/// When the socket receiver keeps a write-ahead log.
-///
-/// A checkpointed job restarted after a crash replays the batches after its snapshot from
-/// their plans; a receiver's plan is the write-ahead log's lines, so without the log those
-/// batches would replay empty and the state go back in time. sluice therefore keeps the log
-/// whenever there is a checkpoint, unless told not to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum WriteAheadLog {
-    /// On when the job has a checkpoint directory, off otherwise.
-    #[default]
-    WhenCheckpointed,
-    /// On; the job needs a checkpoint directory.
-    On,
-    /// Off, even with a checkpoint directory (warned at start: received lines can be lost).
-    Off,
-}
 
 /// What the receiving thread and the batches share.
 pub(crate) struct Shared {
     pub(crate) lines: Mutex<Buffer>,
     /// Signalled when a batch takes the buffer: there is room again.
     pub(crate) room: Condvar,
-    /// See [`SocketOptions::max_buffered_bytes`].
-    pub(crate) max_buffered_bytes: usize,
+    /// The bound in force (see [`SocketOptions::buffer`]).
+    pub(crate) bound: Bound,
     /// The pace of the receiver.
     pub(crate) rate: Mutex<RateLimit>,
     /// Nanoseconds the receiver waited (for room or for its rate) since the last batch.
@@ -296,6 +142,8 @@ pub(crate) struct SocketReader {
     backpressure: Option<(Backpressure, Option<PidRateEstimator>)>,
     /// What the receiver did for the batch read last.
     last_input: Option<ReceiverInput>,
+    /// The bytes of lines each batch took, by batch time, until it completes.
+    taken: std::collections::VecDeque<(u64, u64)>,
     /// When the job was last warned that its input comes faster than it is processed.
     warned: Option<Instant>,
 }
@@ -348,6 +196,7 @@ impl SocketReader {
             wal_on: receiver && wal_dir.is_some(),
             backpressure: limits.backpressure.map(|b| (b, None)),
             last_input: None,
+            taken: Default::default(),
             warned: None,
         };
         if receiver {
@@ -356,7 +205,7 @@ impl SocketReader {
             reader.shared = Some(Arc::new(Shared {
                 lines: Mutex::new(Buffer::default()),
                 room: Condvar::new(),
-                max_buffered_bytes: limits.max_buffered_bytes,
+                bound: Bound::new(limits.buffer),
                 rate: Mutex::new(rate),
                 held_back_ns: AtomicU64::new(0),
                 malformed: AtomicU64::new(0),
@@ -382,7 +231,7 @@ impl SocketReader {
         let input = ReceiverInput {
             lines,
             bytes,
-            max_buffered_bytes: shared.max_buffered_bytes as u64,
+            max_buffered_bytes: shared.bound.bytes() as u64,
             held_back_ms: held_back.as_millis() as u64,
             rate_limit: rate.map(|r| r as u64),
             last_error: shared
@@ -485,6 +334,7 @@ impl BatchReader<String> for SocketReader {
         shared.room.notify_all();
         into_blocks(lines, &sizes, out);
         self.last = Some(((from, until), sizes));
+        self.taken.push_back((slot.time.millis(), taken_bytes));
         self.report(&shared, until - from, taken_bytes);
         shared.malformed.swap(0, Ordering::SeqCst)
     }
@@ -494,9 +344,21 @@ impl BatchReader<String> for SocketReader {
     }
 
     fn batch_completed(&mut self, batch: &CompletedBatch) {
-        let (Some(shared), Some((settings, estimator))) =
-            (self.shared.as_ref(), self.backpressure.as_mut())
-        else {
+        let Some(shared) = self.shared.as_ref() else {
+            return;
+        };
+        // The bound following the job learns from what this batch took and how long it ran.
+        while let Some(&(t, bytes)) = self.taken.front() {
+            if t > batch.time.millis() {
+                break;
+            }
+            self.taken.pop_front();
+            if t == batch.time.millis() {
+                let interval = Duration::from_millis(batch.interval_ms);
+                shared.bound.observe(bytes, batch.processing_delay, interval);
+            }
+        }
+        let Some((settings, estimator)) = self.backpressure.as_mut() else {
             return;
         };
         if let Some(rate) = settings.next_rate(estimator, batch) {
