@@ -44,9 +44,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice::listener::{BatchInfo, StreamingListener};
-use sluice::source::SocketOptions;
-
 #[path = "common/paced.rs"]
 mod paced;
 use paced::{Sender, WORDS_PER_LINE};
@@ -125,6 +122,8 @@ struct Trial {
     stable: bool,
     /// The steady batches' processing times, sorted.
     processing: Vec<Duration>,
+    /// The same, in batch order.
+    in_order: Vec<Duration>,
     /// Processing per 2 s of input over the steady batches.
     per_two_seconds: Option<Duration>,
     words_per_cpu_sec: Option<f64>,
@@ -146,7 +145,10 @@ fn spawn(engine: Engine, workload: Workload, port: u16, batches: u64) -> Option<
     let mut command = match engine {
         Engine::Sluice(threads) => {
             let mut c = Command::new(std::env::current_exe().ok()?);
-            c.env(child::CHILD, format!("{} {threads} {port} {batches}", workload.name()));
+            c.env(
+                child::CHILD,
+                format!("{} {threads} {port} {batches}", workload.name()),
+            );
             c
         }
         Engine::Spark => {
@@ -158,9 +160,16 @@ fn spawn(engine: Engine, workload: Workload, port: u16, batches: u64) -> Option<
                 Workload::Window => "socket-window",
             };
             let mut c = Command::new(format!("{home}/bin/spark-submit"));
-            c.args(["--class", "SluiceCompare", "--driver-memory", "4g", &jar, mode])
-                .arg(batches.to_string())
-                .arg(port.to_string());
+            c.args([
+                "--class",
+                "SluiceCompare",
+                "--driver-memory",
+                "4g",
+                &jar,
+                mode,
+            ])
+            .arg(batches.to_string())
+            .arg(port.to_string());
             c
         }
         Engine::Flink => {
@@ -179,7 +188,13 @@ fn spawn(engine: Engine, workload: Workload, port: u16, batches: u64) -> Option<
 }
 
 /// One trial: `engine` on `workload` at `rate` lines/s for `secs` (batches of 1 s).
-fn trial(engine: Engine, workload: Workload, rate: u64, secs: u64, text: &paced::Wire) -> Option<Trial> {
+fn trial(
+    engine: Engine,
+    workload: Workload,
+    rate: u64,
+    secs: u64,
+    text: &paced::Wire,
+) -> Option<Trial> {
     let sender = Sender::start(rate, text);
     let machine_before = paced::busy_ticks();
     let own_before = paced::cpu_ticks("self");
@@ -212,6 +227,7 @@ fn trial(engine: Engine, workload: Workload, rate: u64, secs: u64, text: &paced:
         return Some(Trial {
             stable: delivered >= 0.98,
             processing: Vec::new(),
+            in_order: Vec::new(),
             per_two_seconds: None,
             words_per_cpu_sec: paced::per_cpu_sec(words, child_ticks.saturating_sub(ticks0)),
             peak_rss_mib: peak as f64 / 1024.0,
@@ -246,7 +262,8 @@ fn verdict(batches: &[Batch], delivered: f64, foreign: f64) -> Trial {
         .skip(3)
         .copied()
         .collect();
-    let mut processing: Vec<Duration> = steady.iter().map(|b| b.processing).collect();
+    let in_order: Vec<Duration> = steady.iter().map(|b| b.processing).collect();
+    let mut processing = in_order.clone();
     processing.sort();
     let p99 = processing
         .get(((processing.len().max(1) - 1) as f64 * 0.99).round() as usize)
@@ -278,6 +295,7 @@ fn verdict(batches: &[Batch], delivered: f64, foreign: f64) -> Trial {
     Trial {
         stable,
         processing,
+        in_order,
         per_two_seconds,
         words_per_cpu_sec,
         peak_rss_mib: peak as f64 / 1024.0,
@@ -288,7 +306,13 @@ fn verdict(batches: &[Batch], delivered: f64, foreign: f64) -> Trial {
 
 /// A trial on a quiet machine: waits for one, and runs the trial again (at most twice) when
 /// other processes loaded the machine during it. `None`: not installed, or never quiet.
-fn quiet_trial(engine: Engine, workload: Workload, rate: u64, secs: u64, text: &paced::Wire) -> Option<Trial> {
+fn quiet_trial(
+    engine: Engine,
+    workload: Workload,
+    rate: u64,
+    secs: u64,
+    text: &paced::Wire,
+) -> Option<Trial> {
     for _ in 0..3 {
         let before = paced::wait_quiet(MAX_FOREIGN, Duration::from_secs(180));
         let t = trial(engine, workload, rate, secs, text)?;
@@ -299,7 +323,9 @@ fn quiet_trial(engine: Engine, workload: Workload, rate: u64, secs: u64, text: &
             if t.stable { "stable" } else { "not stable" },
             t.delivered * 100.0,
             [0.5, 0.9]
-                .map(|p| t.percentile(p).map_or("–".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e3)))
+                .map(|p| t
+                    .percentile(p)
+                    .map_or("–".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e3)))
                 .join("/"),
             before,
             t.foreign
@@ -308,8 +334,58 @@ fn quiet_trial(engine: Engine, workload: Workload, rate: u64, secs: u64, text: &
             return Some(t);
         }
     }
-    eprintln!("  {} {}: left out, the machine was never quiet", engine.label(), workload.name());
+    eprintln!(
+        "  {} {}: left out, the machine was never quiet",
+        engine.label(),
+        workload.name()
+    );
     None
+}
+
+/// `SLUICE_BENCH_TRIAL="<engine> <workload> <lines/s>"` (`sluice-w1 state 100000`): one trial
+/// on a quiet machine, every batch's processing time printed, for comparing two builds or
+/// settings without the whole protocol.
+fn one_trial(spec: &str, secs: u64) {
+    let f: Vec<&str> = spec.split_whitespace().collect();
+    let engine = match f.first().copied() {
+        Some("sluice-w1") => Engine::Sluice(1),
+        Some("sluice-w2") => Engine::Sluice(2),
+        Some("spark") => Engine::Spark,
+        Some("flink") => Engine::Flink,
+        _ => {
+            return eprintln!(
+                "SLUICE_BENCH_TRIAL: the engine is sluice-w1, sluice-w2, spark or flink"
+            );
+        }
+    };
+    let workload = match f.get(1).copied() {
+        Some("state") => Workload::State,
+        Some("window") => Workload::Window,
+        _ => Workload::Socket,
+    };
+    let rate = f.get(2).and_then(|r| r.parse().ok()).unwrap_or(100_000);
+    let text = paced::wire(&paced::lines());
+    if let Some(t) = quiet_trial(engine, workload, rate, secs, &text) {
+        let ms = |d: Duration| format!("{:.0}", d.as_secs_f64() * 1e3);
+        println!(
+            "{} {} at {rate} lines/s: stable {}, delivered {:.1} %, p50/p90/max {}/{}/{} ms, per 2 s {} ms, {:.2} M words per CPU-second, peak {:.0} MiB, foreign load {:.2}",
+            engine.label(),
+            workload.name(),
+            t.stable,
+            t.delivered * 100.0,
+            t.percentile(0.5).map_or("–".into(), ms),
+            t.percentile(0.9).map_or("–".into(), ms),
+            t.percentile(1.0).map_or("–".into(), ms),
+            t.per_two_seconds.map_or("–".into(), ms),
+            t.words_per_cpu_sec.unwrap_or(0.0) / 1e6,
+            t.peak_rss_mib,
+            t.foreign
+        );
+        println!(
+            "steady batches' processing, in order: {:?} ms",
+            t.in_order.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+        );
+    }
 }
 
 fn main() {
@@ -318,6 +394,9 @@ fn main() {
         return;
     }
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok();
+    if let Ok(spec) = std::env::var("SLUICE_BENCH_TRIAL") {
+        return one_trial(&spec, if quick { 12 } else { 20 });
+    }
     let runs: usize = std::env::var("SLUICE_BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -329,22 +408,35 @@ fn main() {
     );
     let text = paced::wire(&paced::lines());
     let mut results = table::Results::default();
-    let engines: Vec<Engine> = [Engine::Sluice(1), Engine::Sluice(2), Engine::Spark, Engine::Flink]
-        .into_iter()
-        .filter(|e| {
-            let ok = e.installed();
-            if !ok {
-                eprintln!("{}: not installed, skipped", e.label());
-            }
-            ok
-        })
-        .collect();
+    let engines: Vec<Engine> = [
+        Engine::Sluice(1),
+        Engine::Sluice(2),
+        Engine::Spark,
+        Engine::Flink,
+    ]
+    .into_iter()
+    .filter(|e| {
+        let ok = e.installed();
+        if !ok {
+            eprintln!("{}: not installed, skipped", e.label());
+        }
+        ok
+    })
+    .collect();
     for run in 0..runs {
         let mut order = engines.clone();
         if run % 2 == 1 {
             order.reverse();
         }
-        eprintln!("== run {} of {runs}: {}", run + 1, order.iter().map(|e| e.label()).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "== run {} of {runs}: {}",
+            run + 1,
+            order
+                .iter()
+                .map(|e| e.label())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         for &engine in &order {
             // The largest stable rate of the word count.
             let found = paced::largest_stable(100_000, 8_000_000, |rate| {

@@ -293,7 +293,10 @@ fn one_rate(rate: u64, secs: u64, lines: &[String], text: &Arc<Vec<u8>>) {
 /// }
 /// ```
 fn roofline(lines: &[String]) -> f64 {
-    fn count<'a, I: Iterator<Item = &'a str>>(lines: &'a [String], split: impl Fn(&'a str) -> I) -> f64 {
+    fn count<'a, I: Iterator<Item = &'a str>>(
+        lines: &'a [String],
+        split: impl Fn(&'a str) -> I,
+    ) -> f64 {
         let mut best = 0.0f64;
         for _ in 0..3 {
             let started = Instant::now();
@@ -317,6 +320,8 @@ fn roofline(lines: &[String]) -> f64 {
 }
 
 fn main() {
+    // SAFETY: mimalloc v3's `mi_option_purge_delay` (15), as the `sluice` binary sets it.
+    unsafe { libmimalloc_sys::mi_option_set(15, 10_000) };
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok();
     let secs = if quick { 5 } else { 10 };
     let (cores, load) = paced::machine();

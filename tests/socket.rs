@@ -366,11 +366,20 @@ fn a_bound_that_follows_the_job_grows_with_what_it_processes() {
     let inputs = receiver_inputs(&recorder);
     assert_eq!(inputs.iter().map(|r| r.lines).sum::<u64>(), LINES);
     let bounds: Vec<u64> = inputs.iter().map(|r| r.max_buffered_bytes).collect();
-    assert_eq!(bounds[0], FLOOR as u64, "the floor until a batch is measured");
+    assert_eq!(
+        bounds[0], FLOOR as u64,
+        "the floor until a batch is measured"
+    );
     let highest = *bounds.iter().max().unwrap();
-    assert!(highest > 4 * FLOOR as u64, "the bound followed the job: {bounds:?}");
+    assert!(
+        highest > 4 * FLOOR as u64,
+        "the bound followed the job: {bounds:?}"
+    );
     let largest = inputs.iter().map(|r| r.bytes).max().unwrap();
-    assert!(largest > FLOOR as u64 + (128 << 10), "batches beyond the floor: {largest} bytes");
+    assert!(
+        largest > FLOOR as u64 + (128 << 10),
+        "batches beyond the floor: {largest} bytes"
+    );
 }
 
 #[test]

@@ -100,17 +100,19 @@ pub fn busy_ticks() -> u64 {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    [0, 1, 2, 5, 6, 7]
-        .iter()
-        .filter_map(|&i| f.get(i))
-        .sum()
+    [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum()
 }
 
 /// Cores the machine's other processes kept busy since `machine_before` (from
 /// [`busy_ticks`]) and `started`: all busy time less this process's (since `own_before`) and
 /// a child's (`child_ticks`, its whole life).
 #[allow(dead_code)]
-pub fn foreign_load(machine_before: u64, own_before: u64, child_ticks: u64, started: Instant) -> f64 {
+pub fn foreign_load(
+    machine_before: u64,
+    own_before: u64,
+    child_ticks: u64,
+    started: Instant,
+) -> f64 {
     let busy = busy_ticks().saturating_sub(machine_before);
     let own = cpu_ticks("self").saturating_sub(own_before) + child_ticks;
     busy.saturating_sub(own) as f64 / TICKS_PER_SEC / started.elapsed().as_secs_f64().max(1e-3)
@@ -247,7 +249,11 @@ impl Sender {
     #[allow(dead_code)] // (used by the compare bench)
     pub fn stop_delivered(self) -> (f64, u64) {
         let (sent, lag) = (self.sent_lines(), self.lag_lines());
-        let delivered = if sent + lag == 0 { 0.0 } else { sent as f64 / (sent + lag) as f64 };
+        let delivered = if sent + lag == 0 {
+            0.0
+        } else {
+            sent as f64 / (sent + lag) as f64
+        };
         let (_, ticks) = self.stop();
         (delivered, ticks)
     }
@@ -294,6 +300,7 @@ pub fn one_second_batches(
         .listener(listener)
 }
 
+#[allow(dead_code)] // (used by the benches that run the word count in their own process)
 /// The course's socket word count (`flatMap(split).map((_, 1)).reduceByKey(_ + _)`) on sluice,
 /// `threads` workers, `batches` batches of 1 s, reading from `port` with `options`; `listener`
 /// hears every batch.

@@ -74,15 +74,18 @@ fn words<'s>(job: &mut Job<'s>, port: u16) -> DStream<'s, (CompactString, u64)> 
         })
 }
 
-/// Runs the child's job to its last batch.
+/// Runs the child's job to its last batch, with the allocator set as the `sluice` binary sets
+/// it (freed memory kept 10 s, see `keep_freed_memory_between_batches` in
+/// `dataflows/src/main.rs`).
 pub fn run(spec: &Spec) {
+    // SAFETY: mimalloc v3's `mi_option_purge_delay` (15), as the binary sets it.
+    unsafe { libmimalloc_sys::mi_option_set(15, 10_000) };
     let config = super::paced::one_second_batches(spec.threads, spec.batches, Printer);
     let (workload, port) = (spec.workload.clone(), spec.port);
     sluice::StreamingContext::new(config)
         .run(move |job| {
-            let words = words(job, port);
             let counted = match workload.as_str() {
-                "state" => words
+                "state" => words(job, port)
                     .update_state_by_key_with(
                         UpdateState::new(|new: Vec<u64>, old: Option<u64>| {
                             Some(new.iter().sum::<u64>() + old.unwrap_or(0))
@@ -92,7 +95,7 @@ pub fn run(spec: &Spec) {
                     )
                     .snapshots()
                     .count(),
-                "window" => words
+                "window" => words(job, port)
                     .reduce_by_key_and_window(
                         |a, b| a + b,
                         Duration::from_secs(3),
@@ -100,7 +103,19 @@ pub fn run(spec: &Spec) {
                     )
                     .snapshots()
                     .count(),
-                _ => words.reduce_by_key(|a, b| a + b).count(),
+                // (`SLUICE_BENCH_WORDS=string`: a `String` per word and a `Vec` per line, as
+                // before words were kept inline, for comparing the two in one build.)
+                _ if std::env::var("SLUICE_BENCH_WORDS").as_deref() == Ok("string") => job
+                    .socket_text_stream_with("127.0.0.1", port, SocketOptions::default())
+                    .flat_map(|line| {
+                        line.split_whitespace()
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
+                    .map(|w| (w, 1u64))
+                    .reduce_by_key(|a, b| a + b)
+                    .count(),
+                _ => words(job, port).reduce_by_key(|a, b| a + b).count(),
             };
             counted.foreach_batch(|_t, n| {
                 std::hint::black_box(n);

@@ -48,5 +48,5 @@ if flink_lib=$(ls -d "$fvenv"/lib/python*/site-packages/pyflink/lib 2>/dev/null 
 fi
 
 # The library alone (no connector) is all the bench needs: a shorter build.
-cargo bench --locked --no-default-features --bench compare 2>"$out/compare.err" | tee "$out/compare.txt"
+cargo bench --locked -p sluice --no-default-features --bench compare 2>"$out/compare.err" | tee "$out/compare.txt"
 echo "(the trials, with the foreign load of each: $out/compare.err)" >&2

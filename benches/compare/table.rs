@@ -13,13 +13,38 @@ pub struct Results {
 
 /// The measures, how to print them, and whether more is better.
 const MEASURES: [(&str, &str, &str, bool); 8] = [
-    ("stable-rate", "socket word count: largest stable rate", "M words/s", true),
-    ("cpu", "socket word count: words per CPU-second at 2 M words/s", "M", true),
-    ("socket-rss", "socket word count: peak memory at 2 M words/s", "MiB", false),
-    ("state-p50", "updateStateByKey, 10 000 words, 1 M words/s: p50 processing", "ms", false),
+    (
+        "stable-rate",
+        "socket word count: largest stable rate",
+        "M words/s",
+        true,
+    ),
+    (
+        "cpu",
+        "socket word count: words per CPU-second at 2 M words/s",
+        "M",
+        true,
+    ),
+    (
+        "socket-rss",
+        "socket word count: peak memory at 2 M words/s",
+        "MiB",
+        false,
+    ),
+    (
+        "state-p50",
+        "updateStateByKey, 10 000 words, 1 M words/s: p50 processing",
+        "ms",
+        false,
+    ),
     ("state-p90", "the same: p90 processing", "ms", false),
     ("state-rss", "the same: peak memory", "MiB", false),
-    ("window-per-2s", "reduceByKeyAndWindow 3 s / 2 s, 1 M words/s: processing per 2 s of input", "ms", false),
+    (
+        "window-per-2s",
+        "reduceByKeyAndWindow 3 s / 2 s, 1 M words/s: processing per 2 s of input",
+        "ms",
+        false,
+    ),
     ("window-rss", "the same: peak memory", "MiB", false),
 ];
 
@@ -27,7 +52,11 @@ fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 impl Results {
@@ -56,16 +85,24 @@ impl Results {
     }
 
     fn get(&self, measure: &str, engine: &str) -> Option<&Vec<f64>> {
-        self.values.get(&(measure.to_owned(), engine.to_owned())).map(|(_, v)| v)
+        self.values
+            .get(&(measure.to_owned(), engine.to_owned()))
+            .map(|(_, v)| v)
     }
 
     /// The table, then `RESULT <measure> <engine> <median>` lines.
     pub fn print(&self) {
         let engines = ["sluice-w1", "sluice-w2", "spark", "flink"];
-        println!("| measure | sluice -w 1 | sluice -w 2 | Spark 4.3 local[2] | Flink 2.3 p=2 | sluice -w 1 vs Spark | sluice -w 2 vs Spark | sluice -w 1 vs Flink |");
+        println!(
+            "| measure | sluice -w 1 | sluice -w 2 | Spark 4.3 local[2] | Flink 2.3 p=2 | sluice -w 1 vs Spark | sluice -w 2 vs Spark | sluice -w 1 vs Flink |"
+        );
         println!("|---|---|---|---|---|---|---|---|");
         for (key, label, unit, more_is_better) in MEASURES {
-            let scale = if unit.starts_with('M') && unit != "MiB" { 1e6 } else { 1.0 };
+            let scale = if unit.starts_with('M') && unit != "MiB" {
+                1e6
+            } else {
+                1.0
+            };
             let cell = |e: &str| match self.get(key, e) {
                 Some(v) if !v.is_empty() => {
                     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -84,7 +121,11 @@ impl Results {
                 (Some(x), Some(y)) if !x.is_empty() && !y.is_empty() => {
                     let (x, y) = (median(x), median(y));
                     let r = if more_is_better { x / y } else { y / x };
-                    if r.is_finite() { format!("{r:.1}×") } else { "–".into() }
+                    if r.is_finite() {
+                        format!("{r:.1}×")
+                    } else {
+                        "–".into()
+                    }
                 }
                 _ => "–".into(),
             };
@@ -102,7 +143,9 @@ impl Results {
                 ratio(engines[0], engines[3]),
             );
         }
-        println!("\n(ratios: the engine's advantage, sluice's median over the peer's for rates, the peer's over sluice's for times and memory)\n");
+        println!(
+            "\n(ratios: the engine's advantage, sluice's median over the peer's for rates, the peer's over sluice's for times and memory)\n"
+        );
         for ((measure, engine), (_, v)) in &self.values {
             if !v.is_empty() {
                 println!("RESULT {measure} {engine} {:.3}", median(v));

@@ -88,7 +88,9 @@ impl ReceiverArgs {
             ReceiverBuffer::Auto => options,
             ReceiverBuffer::Fixed(bytes) if bytes < 64 << 10 => {
                 return Err(sluice::SluiceError::InvalidConfig {
-                    problem: format!("--receiver-buffer {bytes} is below the smallest buffer, 64KiB"),
+                    problem: format!(
+                        "--receiver-buffer {bytes} is below the smallest buffer, 64KiB"
+                    ),
                     fix: "give at least 64KiB, or `auto` (the default)".into(),
                 });
             }

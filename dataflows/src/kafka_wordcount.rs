@@ -43,7 +43,9 @@ impl crate::Dataflow for Args {
         let (to, at_least_once) = (args.to.clone(), args.at_least_once);
         StreamingContext::new(config).run(move |job| {
             let words = job.kafka_direct_stream(kafka.clone()).flat_map(|r| {
-                word_pairs(&String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()))
+                word_pairs(&String::from_utf8_lossy(
+                    r.value.as_deref().unwrap_or_default(),
+                ))
             });
             let totals = word_totals(&words);
             let changed = totals

@@ -39,7 +39,22 @@ macro_rules! display_as_is {
     )*};
 }
 display_as_is!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, char, str, String,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    bool,
+    char,
+    str,
+    String,
     compact_str::CompactString
 );
 

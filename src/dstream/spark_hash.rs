@@ -252,19 +252,34 @@ mod tests {
     #[test]
     fn a_compact_string_key_goes_where_its_string_goes() {
         use compact_str::CompactString;
-        for word in ["", "a", "hello", "a word longer than twenty-four bytes", "é😀"] {
+        for word in [
+            "",
+            "a",
+            "hello",
+            "a word longer than twenty-four bytes",
+            "é😀",
+        ] {
             let (s, c) = (word.to_owned(), CompactString::from(word));
             assert_eq!(super::super::pair::route(&c), super::super::pair::route(&s));
             assert_eq!(java_hash_code(&c), java_hash_code(&s));
             for n in [1, 2, 7] {
                 for p in [Partitioner::Sluice, Partitioner::Spark] {
-                    assert_eq!(p.partition(&(c.clone(), 1u64), n), p.partition(&(s.clone(), 1u64), n));
+                    assert_eq!(
+                        p.partition(&(c.clone(), 1u64), n),
+                        p.partition(&(s.clone(), 1u64), n)
+                    );
                 }
             }
             // The same bytes in a checkpoint, either way round.
             let bytes = crate::checkpoint::codec::encode(&c).expect("encodes");
-            assert_eq!(bytes, crate::checkpoint::codec::encode(&s).expect("encodes"));
-            assert_eq!(crate::checkpoint::codec::decode::<String>(&bytes).ok(), Some(s));
+            assert_eq!(
+                bytes,
+                crate::checkpoint::codec::encode(&s).expect("encodes")
+            );
+            assert_eq!(
+                crate::checkpoint::codec::decode::<String>(&bytes).ok(),
+                Some(s)
+            );
         }
     }
 

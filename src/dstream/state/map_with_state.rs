@@ -94,7 +94,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let runtime = self.ctx.runtime.clone();
         let mut store = runtime.state_store(&name);
         let n = self.shuffle_partitions(partitions);
-        let input = self.with_start_state(&name, initial, n);
+        let input = self.with_start_state(&name, initial, n, false);
         // Per partition: each key's state, when it was last seen, and when keys may time out.
         let mut states: BTreeMap<u32, KeyStates<K, S>> = BTreeMap::new();
         let op_name = name.clone();
@@ -163,13 +163,22 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                             StateInput::Initial(initial) | StateInput::Restored(initial, ..) => {
                                 state.insert(k.clone(), initial);
                             }
-                            StateInput::Value(v) => {
-                                let mut handle = State::new(state.remove(&k), false);
-                                if let Some(u) = f(time, &k, Some(v), &mut handle) {
-                                    out.push(Either::Left(u));
-                                }
-                                if let (Some(s), _) = handle.finish() {
-                                    state.insert(k.clone(), s);
+                            StateInput::Value(_) | StateInput::Values(_) => {
+                                // (Ungrouped here: one value a record. A group, should one
+                                // come, is its values in order.)
+                                let (one, group) = match x {
+                                    StateInput::Value(v) => (Some(v), Vec::new()),
+                                    StateInput::Values(vs) => (None, vs),
+                                    _ => (None, Vec::new()),
+                                };
+                                for v in one.into_iter().chain(group) {
+                                    let mut handle = State::new(state.remove(&k), false);
+                                    if let Some(u) = f(time, &k, Some(v), &mut handle) {
+                                        out.push(Either::Left(u));
+                                    }
+                                    if let (Some(s), _) = handle.finish() {
+                                        state.insert(k.clone(), s);
+                                    }
                                 }
                             }
                         }

@@ -369,6 +369,9 @@ impl<'s, U: Data, K: Key, S: Data> std::ops::Deref for MapWithState<'s, U, K, S>
 pub(crate) enum StateInput<V, S> {
     /// A record.
     Value(V),
+    /// The records of one key from one input partition, in their order: `update_state_by_key`
+    /// groups them before the shuffle, so one record per key and partition crosses it.
+    Values(Vec<V>),
     /// The user's initial state for the key (a fresh start).
     Initial(S),
     /// The key's state restored from a checkpoint, with the operator's own word on the key
@@ -389,11 +392,16 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     ///
     /// A worker whose restored keys all stay with it in the operator's `partitions` hash
     /// partitions resumes its chain of snapshot parts, and marks them in it.
+    ///
+    /// `grouped`: each input partition's values of a key travel together
+    /// ([`StateInput::Values`], in their order, keys in the order they first appear); else
+    /// one [`StateInput::Value`] per record, in the partition's order.
     fn with_start_state<S: Data>(
         &self,
         name: &str,
         initial: Vec<(K, S)>,
         partitions: usize,
+        grouped: bool,
     ) -> Parts<'s, (K, StateInput<V, S>)> {
         let runtime = self.ctx.runtime.clone();
         let info = self.ctx.info;
@@ -473,10 +481,21 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let values = map_parts(
             self.stream.clone(),
             "StateValues",
-            |records: Vec<(K, V)>| {
-                records
+            move |records: Vec<(K, V)>| {
+                if !grouped {
+                    return records
+                        .into_iter()
+                        .map(|(k, v)| (k, StateInput::Value(v)))
+                        .collect();
+                }
+                let mut groups: indexmap::IndexMap<K, Vec<V>, foldhash::fast::FixedState> =
+                    Default::default();
+                for (k, v) in records {
+                    groups.entry(k).or_default().push(v);
+                }
+                groups
                     .into_iter()
-                    .map(|(k, v)| (k, StateInput::Value(v)))
+                    .map(|(k, vs)| (k, StateInput::Values(vs)))
                     .collect()
             },
         );

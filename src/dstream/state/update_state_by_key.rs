@@ -66,7 +66,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
         let runtime = self.ctx.runtime.clone();
         let mut store = runtime.state_store(&name);
         let n = self.shuffle_partitions(partitions);
-        let input = self.with_start_state(&name, initial, n);
+        let input = self.with_start_state(&name, initial, n, true);
         // Per partition: each key's state, and (pure functions) the keys changed last batch.
         let mut states: BTreeMap<u32, (FixedMap<K, S>, FixedSet<K>)> = BTreeMap::new();
         // Whether the previous batch was snapshotted (its changed keys had aux 1).
@@ -95,6 +95,14 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
                     for (k, x) in records {
                         match x {
                             StateInput::Value(v) => news.entry(k).or_default().0.push(v),
+                            StateInput::Values(vs) => {
+                                let values = &mut news.entry(k).or_default().0;
+                                if values.is_empty() {
+                                    *values = vs;
+                                } else {
+                                    values.extend(vs);
+                                }
+                            }
                             StateInput::Initial(s) => news.entry(k).or_default().1 = Some(s),
                             StateInput::Restored(s, changed, in_chain) => {
                                 restored.push((k, s, changed, in_chain))

@@ -233,17 +233,33 @@ mod tests {
         let bound = Bound::new(BufferBound::FollowJob { floor, ceiling });
         assert_eq!(bound.bytes(), floor);
         // 150 MiB processed in 0.5 s at 1 s batches: 300 MiB/s, so 600 MiB.
-        bound.observe(150 * MIB as u64, Duration::from_millis(500), Duration::from_secs(1));
+        bound.observe(
+            150 * MIB as u64,
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+        );
         assert_eq!(bound.bytes(), 600 * MIB);
         // A job that keeps up (a batch within its interval) is never held back: the bound is
         // at least twice its batch.
-        bound.observe(500 * MIB as u64, Duration::from_secs(1), Duration::from_secs(1));
+        bound.observe(
+            500 * MIB as u64,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
         assert_eq!(bound.bytes(), 1000 * MIB);
         // Overloaded (a batch takes 4 intervals): about two intervals of its speed, not more.
-        bound.observe(1000 * MIB as u64, Duration::from_secs(4), Duration::from_secs(1));
+        bound.observe(
+            1000 * MIB as u64,
+            Duration::from_secs(4),
+            Duration::from_secs(1),
+        );
         assert_eq!(bound.bytes(), 500 * MIB);
         // Within the floor and the ceiling; tiny batches say nothing.
-        bound.observe(10 * MIB as u64, Duration::from_secs(1), Duration::from_secs(1));
+        bound.observe(
+            10 * MIB as u64,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
         assert_eq!(bound.bytes(), floor);
         bound.observe(1 << 40, Duration::from_millis(20), Duration::from_secs(10));
         assert_eq!(bound.bytes(), ceiling);

@@ -38,9 +38,9 @@ use super::{BatchOut, BatchReader, BatchSlot, CompletedBatch};
 use crate::listener::ReceiverInput;
 use blocks::{Buffer, into_blocks};
 pub use limits::BufferBound;
+use limits::{Bound, RateLimit};
 pub(crate) use options::Limits;
 pub use options::{SocketOptions, WriteAheadLog};
-use limits::{Bound, RateLimit};
 use wal::Wal;
 
 /// What the receiving thread and the batches share.
@@ -355,7 +355,9 @@ impl BatchReader<String> for SocketReader {
             self.taken.pop_front();
             if t == batch.time.millis() {
                 let interval = Duration::from_millis(batch.interval_ms);
-                shared.bound.observe(bytes, batch.processing_delay, interval);
+                shared
+                    .bound
+                    .observe(bytes, batch.processing_delay, interval);
             }
         }
         let Some((settings, estimator)) = self.backpressure.as_mut() else {
