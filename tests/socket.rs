@@ -329,10 +329,12 @@ fn a_bound_that_follows_the_job_grows_with_what_it_processes() {
         .listener(recorder.clone());
     let counted = Arc::new(AtomicU64::new(0));
     let c = Arc::clone(&counted);
-    let mut options = SocketOptions::default();
-    options.buffer = BufferBound::FollowJob {
-        floor: FLOOR,
-        ceiling: 64 << 20,
+    let options = SocketOptions {
+        buffer: BufferBound::FollowJob {
+            floor: FLOOR,
+            ceiling: 64 << 20,
+        },
+        ..SocketOptions::default()
     };
     let mut job = StreamingContext::new(config)
         .start(move |job| {
