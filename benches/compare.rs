@@ -13,16 +13,20 @@
 //! - **Alternated runs**: `SLUICE_BENCH_RUNS` runs (default 3), each trying every engine on
 //!   every workload, the engines' order reversed every other run; the table gives the median
 //!   with min–max, and ratios of medians.
-//! - **Stable** (micro-batch engines): the steady batches (after the empty ones at the start
-//!   and three more, for the JVM's warm-up) all had input, p99 processing under 950 ms, the
-//!   last scheduling delay under 1 s, and the sender delivered at least 98 % of the lines it
-//!   offered over the trial (the receiver holds a sender back rather than fall behind, so
-//!   delivery, not only delay, says whether a rate was kept up with). Flink has no batches:
-//!   stable is the 98 % delivery alone.
+//! - **Stable** (micro-batch engines), as Spark's tuning guide puts it (batches processed as
+//!   fast as they are generated): the steady batches (after the empty ones at the start and
+//!   three more, for the JVM's warm-up) all had input, 90 % of them were processed within the
+//!   1 s interval, the last one waited less than an interval (no queue builds up), and the
+//!   sender delivered at least 98 % of the lines it offered over the trial (the receiver holds
+//!   a sender back rather than fall behind, so delivery, not only delay, says whether a rate
+//!   was kept up with). Flink has no batches: stable is the 98 % delivery alone. A trial is
+//!   20 batches (12 with `SLUICE_BENCH_QUICK=1`, which leaves the JVMs too little warm-up to
+//!   compare with).
 //!
 //! Workloads:
 //! 1. `socket`: `flatMap(split).map((_, 1)).reduceByKey(_ + _)`, 1 s batches: the largest
-//!    stable rate (searched from 100 000 lines/s up by half, then narrowed twice), and words per
+//!    stable rate (searched up by half, then narrowed twice, from 100 000 lines/s for Spark and
+//!    Flink and 400 000 for sluice, which keeps up with that in every run), and words per
 //!    CPU-second at a fixed 200 000 lines/s (2 M words/s) — sluice `-w 1` and `-w 2`, Spark,
 //!    Flink.
 //! 2. `state`: the running word count (`updateStateByKey`, sluice's declared pure, each
@@ -265,14 +269,14 @@ fn verdict(batches: &[Batch], delivered: f64, foreign: f64) -> Trial {
     let in_order: Vec<Duration> = steady.iter().map(|b| b.processing).collect();
     let mut processing = in_order.clone();
     processing.sort();
-    let p99 = processing
-        .get(((processing.len().max(1) - 1) as f64 * 0.99).round() as usize)
+    let p90 = processing
+        .get(((processing.len().max(1) - 1) as f64 * 0.9).round() as usize)
         .copied()
         .unwrap_or_default();
     let last_delay = steady.last().map(|b| b.scheduling).unwrap_or_default();
     let stable = !steady.is_empty()
         && steady.iter().all(|b| b.records > 0)
-        && p99 < Duration::from_millis(950)
+        && p90 < Duration::from_secs(1)
         && last_delay < Duration::from_secs(1)
         && delivered >= 0.98;
     // CPU from the first steady batch's report to the last's, for the batches after the first.
@@ -439,7 +443,12 @@ fn main() {
         );
         for &engine in &order {
             // The largest stable rate of the word count.
-            let found = paced::largest_stable(100_000, 8_000_000, |rate| {
+            let start = if matches!(engine, Engine::Sluice(_)) {
+                400_000
+            } else {
+                100_000
+            };
+            let found = paced::largest_stable(start, 8_000_000, |rate| {
                 let t = quiet_trial(engine, Workload::Socket, rate, secs, &text)?;
                 Some((t.stable, t))
             });

@@ -70,6 +70,45 @@ impl BatchReader<(u64, u64)> for KeyUpdates {
     }
 }
 
+/// `SLUICE_BENCH_KEYS` keys at the first batch, then 10 000 of them (or all, if fewer) per
+/// batch: the `bytes-per-key` scenario.
+struct SomeKeys(u64);
+
+impl BatchReader<(u64, u64)> for SomeKeys {
+    fn name(&self) -> String {
+        "some keys".into()
+    }
+    fn read_batch(
+        &mut self,
+        slot: &BatchSlot,
+        out: &mut sluice::source::BatchOut<(u64, u64)>,
+    ) -> u64 {
+        let keys = self.0.max(1);
+        let (from, n) = if slot.index == 0 {
+            (0, keys)
+        } else {
+            ((slot.index * 7919 * UPDATED) % keys, UPDATED.min(keys))
+        };
+        for i in (slot.worker as u64..n).step_by(slot.peers) {
+            out.push(((from + i) % keys, 1));
+        }
+        0
+    }
+}
+
+/// The live memory of a run, KiB: the median RSS of the batches after the first (its load's
+/// transients) and before the last (reported once the job has ended).
+fn live_rss_kib(timeline: &[(BatchInfo, u64)]) -> u64 {
+    let mut steady: Vec<u64> = timeline
+        .iter()
+        .skip(1)
+        .take(timeline.len().saturating_sub(2))
+        .map(|(_, r)| *r)
+        .collect();
+    steady.sort_unstable();
+    steady.get(steady.len() / 2).copied().unwrap_or(0)
+}
+
 fn report(label: &str, timeline: &[(BatchInfo, u64)], skip: usize) {
     let steady: Vec<Duration> = timeline
         .iter()
@@ -179,17 +218,9 @@ fn scenario(name: &str, quick: bool) {
                 &t,
                 2,
             );
-            // The live memory: the median RSS of the batches after the first (its load's
-            // transients) and before the last (reported once the job has ended). The row runs
-            // with MIMALLOC_PURGE_DELAY=0 (see `in_own_process`), so freed memory is not counted.
-            let mut steady: Vec<u64> = t
-                .iter()
-                .skip(1)
-                .take(t.len().saturating_sub(2))
-                .map(|(_, r)| *r)
-                .collect();
-            steady.sort_unstable();
-            let live = steady.get(steady.len() / 2).copied().unwrap_or(0);
+            // The row runs with MIMALLOC_PURGE_DELAY=0 (see `in_own_process`), so freed memory
+            // is not counted.
+            let live = live_rss_kib(&t);
             println!(
                 "|   ↳ resident memory per distinct word, live (median over the batches between the first and the last, freed memory returned at once): {:.0} bytes (RSS {} MiB over {} MiB before the job) | | | | | | |",
                 (live.saturating_sub(before) * 1024) as f64 / 2e6,
@@ -227,9 +258,44 @@ fn scenario(name: &str, quick: bool) {
             });
             report("map_with_state, mapped records", &t, 1);
         }
+        "bytes-per-key" => bytes_per_key(batches),
         "window" | "window-inv" => window(name == "window-inv", quick),
         other => eprintln!("unknown scenario {other}"),
     }
+}
+
+/// `stateful-wordcount`'s state at `SLUICE_BENCH_KEYS` distinct words (words as the binary
+/// keeps them, `CompactString`): the resident memory per word, live (the median RSS of the
+/// batches between the first and the last, freed memory returned at once), over the RSS
+/// before the job.
+fn bytes_per_key(batches: u64) {
+    let keys: u64 = std::env::var("SLUICE_BENCH_KEYS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(1_000_000);
+    let before = rss_kib();
+    let timeline = Timeline::default();
+    let config = StreamingConfig::new(Duration::from_secs(1))
+        .unwrap()
+        .as_fast_as_possible(1)
+        .max_batches(batches)
+        .listener(timeline.clone());
+    StreamingContext::new(config)
+        .run(move |job| {
+            let totals = job
+                .source(SomeKeys(keys))
+                .map(|(k, v)| (sluice::CompactString::from(format!("w{k}")), v))
+                .update_state_by_key_with(UpdateState::new(sum).pure());
+            totals.print_to(10, Arc::new(Mutex::new(std::io::sink())));
+        })
+        .unwrap();
+    let live = live_rss_kib(&timeline.0.lock().unwrap());
+    println!(
+        "| {keys} | {:.0} bytes | {} MiB | {} MiB |",
+        (live.saturating_sub(before) * 1024) as f64 / keys as f64,
+        live / 1024,
+        before / 1024
+    );
 }
 
 fn window(inverse: bool, quick: bool) {
@@ -291,9 +357,15 @@ fn window(inverse: bool, quick: bool) {
 
 /// Each scenario runs in a process of its own, so that its memory is its own.
 fn in_own_process(name: &str) {
+    in_own_process_with(name, &[]);
+}
+
+/// [`in_own_process`] with more variables set for the scenario.
+fn in_own_process_with(name: &str, vars: &[(&str, &str)]) {
     let mut command = std::process::Command::new(std::env::current_exe().expect("this benchmark"));
     command.env("SLUICE_BENCH_SCENARIO", name);
-    if name.starts_with("words-2m") {
+    command.envs(vars.iter().copied());
+    if name.starts_with("words-2m") || name == "bytes-per-key" {
         // Its bytes per word count what is live, not what the allocator keeps for reuse.
         command.env("MIMALLOC_PURGE_DELAY", "0");
     }
@@ -331,6 +403,14 @@ fn main() {
         "words-2m-full",
     ] {
         in_own_process(name);
+    }
+    println!(
+        "\n## (c) the running word count's resident memory per word, live (`SLUICE_BENCH_SCENARIO=bytes-per-key SLUICE_BENCH_KEYS=n` runs one)\n"
+    );
+    println!("| distinct words | bytes per word | RSS, live | RSS before the job |");
+    println!("|---|---|---|---|");
+    for keys in ["10000", "1000000", "10000000"] {
+        in_own_process_with("bytes-per-key", &[("SLUICE_BENCH_KEYS", keys)]);
     }
     println!(
         "\n## (b) reduce_by_key_and_window, 60-batch window, 1-batch slide, 1 000 000 words per batch (vocabulary 10 000)\n"

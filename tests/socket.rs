@@ -249,32 +249,32 @@ fn receiver_inputs(recorder: &BatchRecorder) -> Vec<sluice::listener::ReceiverIn
         .collect()
 }
 
-#[test]
-fn a_receiver_fed_faster_than_the_job_holds_its_sender_back_within_its_bound() {
+/// Floods a receiver with `lines` lines as fast as loopback goes, against a job of `interval`
+/// batches that counts them and spends `per_batch` on every batch; checks that every line is
+/// counted once and returns what the receiver reported for each batch.
+fn flood(
+    lines: u64,
+    interval: Duration,
+    options: SocketOptions,
+    per_batch: Duration,
+) -> Vec<sluice::listener::ReceiverInput> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    // A sender as fast as loopback against a job that spends 40 ms on every 50 ms batch: the
-    // buffer fills, the receiver stops reading, TCP blocks the sender; no batch holds more
-    // than the bound (plus one read's lines), every line is counted once, and the batches say
-    // how long the sender was held back.
-    const LINES: u64 = 100_000;
-    const BOUND: usize = 256 << 10;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let recorder = BatchRecorder::new();
-    let config = StreamingConfig::new(Duration::from_millis(50))
+    let config = StreamingConfig::new(interval)
         .unwrap()
         .listener(recorder.clone());
     let counted = Arc::new(AtomicU64::new(0));
     let c = Arc::clone(&counted);
-    let options = SocketOptions::default().max_buffered_bytes(BOUND);
     let mut job = StreamingContext::new(config)
         .start(move |job| {
             let c = Arc::clone(&c);
             job.socket_text_stream_with("127.0.0.1", port, options.clone())
                 .count()
                 .foreach_batch(move |_, n| {
-                    std::thread::sleep(Duration::from_millis(40));
+                    std::thread::sleep(per_batch);
                     c.fetch_add(n.iter().sum::<u64>(), Ordering::SeqCst);
                 });
         })
@@ -283,22 +283,40 @@ fn a_receiver_fed_faster_than_the_job_holds_its_sender_back_within_its_bound() {
     let sender = std::thread::spawn(move || {
         let line = "the quick brown fox jumps over the lazy dog again and again\n";
         let chunk = line.repeat(1000);
-        for _ in 0..LINES / 1000 {
+        for _ in 0..lines / 1000 {
             conn.write_all(chunk.as_bytes()).unwrap();
         }
         conn.flush().unwrap();
         conn
     });
     let deadline = Instant::now() + Duration::from_secs(120);
-    while counted.load(Ordering::SeqCst) < LINES && Instant::now() < deadline {
+    while counted.load(Ordering::SeqCst) < lines && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _conn = sender.join().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     job.stop(false);
     job.await_termination().unwrap();
-    assert_eq!(counted.load(Ordering::SeqCst), LINES, "every line once");
+    assert_eq!(counted.load(Ordering::SeqCst), lines, "every line once");
     let inputs = receiver_inputs(&recorder);
+    assert_eq!(inputs.iter().map(|r| r.lines).sum::<u64>(), lines);
+    inputs
+}
+
+#[test]
+fn a_receiver_fed_faster_than_the_job_holds_its_sender_back_within_its_bound() {
+    // A sender as fast as loopback against a job that spends 40 ms on every 50 ms batch: the
+    // buffer fills, the receiver stops reading, TCP blocks the sender; no batch holds more
+    // than the bound (plus one read's lines), every line is counted once, and the batches say
+    // how long the sender was held back.
+    const BOUND: usize = 256 << 10;
+    let options = SocketOptions::default().max_buffered_bytes(BOUND);
+    let inputs = flood(
+        100_000,
+        Duration::from_millis(50),
+        options,
+        Duration::from_millis(40),
+    );
     let largest = inputs.iter().map(|r| r.bytes).max().unwrap();
     // One read is at most 64 KiB of 60-byte lines: ~1 100 lines of ~85 bytes each.
     assert!(
@@ -308,27 +326,16 @@ fn a_receiver_fed_faster_than_the_job_holds_its_sender_back_within_its_bound() {
     assert!(inputs.iter().all(|r| r.max_buffered_bytes == BOUND as u64));
     let held: u64 = inputs.iter().map(|r| r.held_back_ms).sum();
     assert!(held >= 100, "the sender was held back: {held} ms in all");
-    assert_eq!(inputs.iter().map(|r| r.lines).sum::<u64>(), LINES);
 }
 
 #[test]
 fn a_bound_that_follows_the_job_grows_with_what_it_processes() {
-    // The same flood as above, against a job that keeps up: a bound that follows the job
-    // starts at its floor (256 KiB here) and rises to twice what the job processes in a batch
-    // interval, so the batches after the first ones are no longer capped at the floor.
+    // The same flood, against a job that keeps up: a bound that follows the job starts at its
+    // floor (256 KiB here) and rises to twice what the job processes in a batch interval, so
+    // the batches after the first ones are no longer capped at the floor. (The job spends
+    // 5 ms on every batch, so that every batch is measured.)
     use sluice::source::BufferBound;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    const LINES: u64 = 200_000;
     const FLOOR: usize = 256 << 10;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let recorder = BatchRecorder::new();
-    let config = StreamingConfig::new(Duration::from_millis(200))
-        .unwrap()
-        .listener(recorder.clone());
-    let counted = Arc::new(AtomicU64::new(0));
-    let c = Arc::clone(&counted);
     let options = SocketOptions {
         buffer: BufferBound::FollowJob {
             floor: FLOOR,
@@ -336,37 +343,12 @@ fn a_bound_that_follows_the_job_grows_with_what_it_processes() {
         },
         ..SocketOptions::default()
     };
-    let mut job = StreamingContext::new(config)
-        .start(move |job| {
-            let c = Arc::clone(&c);
-            job.socket_text_stream_with("127.0.0.1", port, options.clone())
-                .count()
-                .foreach_batch(move |_, n| {
-                    // A fixed cost per batch, so that every batch is measured.
-                    std::thread::sleep(Duration::from_millis(5));
-                    c.fetch_add(n.iter().sum::<u64>(), Ordering::SeqCst);
-                });
-        })
-        .unwrap();
-    let mut conn = accept(&listener);
-    let sender = std::thread::spawn(move || {
-        let chunk = "the quick brown fox jumps over the lazy dog again and again\n".repeat(1000);
-        for _ in 0..LINES / 1000 {
-            conn.write_all(chunk.as_bytes()).unwrap();
-        }
-        conn.flush().unwrap();
-        conn
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while counted.load(Ordering::SeqCst) < LINES && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _conn = sender.join().unwrap();
-    job.stop(false);
-    job.await_termination().unwrap();
-    assert_eq!(counted.load(Ordering::SeqCst), LINES, "every line once");
-    let inputs = receiver_inputs(&recorder);
-    assert_eq!(inputs.iter().map(|r| r.lines).sum::<u64>(), LINES);
+    let inputs = flood(
+        200_000,
+        Duration::from_millis(200),
+        options,
+        Duration::from_millis(5),
+    );
     let bounds: Vec<u64> = inputs.iter().map(|r| r.max_buffered_bytes).collect();
     assert_eq!(
         bounds[0], FLOOR as u64,
