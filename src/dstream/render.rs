@@ -39,24 +39,10 @@ macro_rules! display_as_is {
     )*};
 }
 display_as_is!(
-    u8,
-    u16,
-    u32,
-    u64,
-    u128,
-    usize,
-    i8,
-    i16,
-    i32,
-    i64,
-    i128,
-    isize,
-    bool,
-    char,
-    str,
-    String,
-    compact_str::CompactString
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, char, str, String
 );
+// The words of the course's word counts (`sluice::CompactString`).
+display_as_is!(compact_str::CompactString);
 
 macro_rules! display_float {
     ($($t:ty),*) => {$(
