@@ -46,37 +46,14 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Batch 0: every key once; then `UPDATED` keys per batch, a different stretch each time.
-struct KeyUpdates;
+/// Batch 0: every one of its keys once; then `UPDATED` of them (or all, if fewer) per batch, a
+/// different stretch each time. `KEYS` for the scenarios of (a), `SLUICE_BENCH_KEYS` for
+/// `bytes-per-key`.
+struct KeyUpdates(u64);
 
 impl BatchReader<(u64, u64)> for KeyUpdates {
     fn name(&self) -> String {
         "key updates".into()
-    }
-    fn read_batch(
-        &mut self,
-        slot: &BatchSlot,
-        out: &mut sluice::source::BatchOut<(u64, u64)>,
-    ) -> u64 {
-        let (from, n) = if slot.index == 0 {
-            (0, KEYS)
-        } else {
-            ((slot.index * 7919 * UPDATED) % KEYS, UPDATED)
-        };
-        for i in (slot.worker as u64..n).step_by(slot.peers) {
-            out.push(((from + i) % KEYS, 1));
-        }
-        0
-    }
-}
-
-/// `SLUICE_BENCH_KEYS` keys at the first batch, then 10 000 of them (or all, if fewer) per
-/// batch: the `bytes-per-key` scenario.
-struct SomeKeys(u64);
-
-impl BatchReader<(u64, u64)> for SomeKeys {
-    fn name(&self) -> String {
-        "some keys".into()
     }
     fn read_batch(
         &mut self,
@@ -155,7 +132,7 @@ fn run(
         .max_batches(batches)
         .listener(timeline.clone());
     StreamingContext::new(config)
-        .run(move |job| build(job.source(KeyUpdates)))
+        .run(move |job| build(job.source(KeyUpdates(KEYS))))
         .unwrap();
 
     timeline.0.lock().unwrap().clone()
@@ -283,7 +260,7 @@ fn bytes_per_key(batches: u64) {
     StreamingContext::new(config)
         .run(move |job| {
             let totals = job
-                .source(SomeKeys(keys))
+                .source(KeyUpdates(keys))
                 .map(|(k, v)| (sluice::CompactString::from(format!("w{k}")), v))
                 .update_state_by_key_with(UpdateState::new(sum).pure());
             totals.print_to(10, Arc::new(Mutex::new(std::io::sink())));
