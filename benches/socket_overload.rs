@@ -320,8 +320,7 @@ fn roofline(lines: &[String]) -> f64 {
 }
 
 fn main() {
-    // SAFETY: mimalloc v3's `mi_option_purge_delay` (15), as the `sluice` binary sets it.
-    unsafe { libmimalloc_sys::mi_option_set(15, 10_000) };
+    paced::tune_allocator_for_batches();
     let quick = std::env::var("SLUICE_BENCH_QUICK").is_ok();
     let secs = if quick { 5 } else { 10 };
     let (cores, load) = paced::machine();

@@ -66,6 +66,7 @@ pub mod sql;
 pub mod storage;
 pub mod table;
 pub mod testing;
+pub mod text;
 pub mod time;
 #[cfg(feature = "ui")]
 pub mod webui;

@@ -17,6 +17,22 @@ pub const WORDS_PER_LINE: usize = 10;
 /// Distinct words.
 pub const VOCABULARY: u64 = 10_000;
 
+/// Sets the allocator as the `sluice` binary sets it (`tune_allocator_for_batches` in
+/// `dataflows/src/main.rs`: freed memory kept 10 s, no transparent huge pages), unless
+/// `MIMALLOC_PURGE_DELAY` / `MIMALLOC_ALLOW_THP` say otherwise (for A/B runs in one build).
+pub fn tune_allocator_for_batches() {
+    // mimalloc v3's `mi_option_purge_delay` (15) and `mi_option_allow_thp` (43).
+    for (option, variable, value) in [
+        (15, "MIMALLOC_PURGE_DELAY", 10_000),
+        (43, "MIMALLOC_ALLOW_THP", 0),
+    ] {
+        if std::env::var_os(variable).is_none() {
+            // SAFETY: sets one of mimalloc's options by its number; an unknown one is ignored.
+            unsafe { libmimalloc_sys::mi_option_set(option, value) };
+        }
+    }
+}
+
 /// 100 000 lines of 10 words (a fixed pseudo-random sequence), the sender's cycle.
 pub fn lines() -> Vec<String> {
     let mut x = 7u64;
@@ -313,14 +329,20 @@ pub fn run_wordcount(
 ) {
     sluice::StreamingContext::new(one_second_batches(threads, batches, listener))
         .run(move |job| {
-            // As `sluice run network-wordcount` splits: each word inline, a line's pairs on
-            // the stack.
-            job.socket_text_stream_with("127.0.0.1", port, options.clone())
-                .flat_map(|line| {
+            // As `sluice run network-wordcount` splits: each word inline, moved straight into
+            // the output (`SLUICE_BENCH_WORDS=smallvec`: a line's pairs collected on the stack
+            // first, as before `sluice::text::words`, for comparing the two in one build).
+            let lines = job.socket_text_stream_with("127.0.0.1", port, options.clone());
+            let words = if std::env::var("SLUICE_BENCH_WORDS").as_deref() == Ok("smallvec") {
+                lines.flat_map(|line| {
                     line.split_whitespace()
                         .map(|w| (sluice::CompactString::from(w), 1u64))
                         .collect::<smallvec::SmallVec<[_; 16]>>()
                 })
+            } else {
+                lines.flat_map(|line| sluice::text::words(line).map(|w| (w, 1u64)))
+            };
+            words
                 .reduce_by_key(|a, b| a + b)
                 .foreach_batch(|_t, counts| {
                     std::hint::black_box(counts.len());

@@ -64,22 +64,16 @@ impl StreamingListener for Printer {
 }
 
 /// The course's words: `flatMap(_.split("\\s+")).map((_, 1))`, as `sluice run` splits them
-/// (each word inline, a line's pairs on the stack).
+/// (each word inline, moved straight into the output: `sluice::text::words`).
 fn words<'s>(job: &mut Job<'s>, port: u16) -> DStream<'s, (CompactString, u64)> {
     job.socket_text_stream_with("127.0.0.1", port, SocketOptions::default())
-        .flat_map(|line| {
-            line.split_whitespace()
-                .map(|w| (CompactString::from(w), 1u64))
-                .collect::<smallvec::SmallVec<[_; 16]>>()
-        })
+        .flat_map(|line| sluice::text::words(line).map(|w| (w, 1u64)))
 }
 
 /// Runs the child's job to its last batch, with the allocator set as the `sluice` binary sets
-/// it (freed memory kept 10 s, see `keep_freed_memory_between_batches` in
-/// `dataflows/src/main.rs`).
+/// it ([`paced::tune_allocator_for_batches`](super::paced::tune_allocator_for_batches)).
 pub fn run(spec: &Spec) {
-    // SAFETY: mimalloc v3's `mi_option_purge_delay` (15), as the binary sets it.
-    unsafe { libmimalloc_sys::mi_option_set(15, 10_000) };
+    super::paced::tune_allocator_for_batches();
     let config = super::paced::one_second_batches(spec.threads, spec.batches, Printer);
     let (workload, port) = (spec.workload.clone(), spec.port);
     sluice::StreamingContext::new(config)

@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use smallvec::SmallVec;
-
 use sluice::listener::LogListener;
 use sluice::source::{DeadLetters, GeneratorConfig, SocketOptions};
 use sluice::{ClusterArgs, CompactString, DStream, Job, Result, StreamingConfig};
@@ -477,7 +475,7 @@ impl LineSource {
     /// `(word, 1)` for every word of every line: `flatMap(_.split("\\s+")).map((_, 1))`
     /// (see [`word_pairs`]).
     pub fn word_ones<'s>(&self, job: &mut Job<'s>) -> DStream<'s, (CompactString, u64)> {
-        self.lines(job).flat_map(|line| word_pairs(&line))
+        self.lines(job).flat_map(word_pairs)
     }
 }
 
@@ -566,12 +564,18 @@ impl KafkaArgs {
 }
 
 /// `(word, 1)` for every word of `text`, split as `str::split_whitespace` does (Spark's
-/// `split("\\s+")` without empty words), with nothing allocated for a line of up to 16 words
-/// of up to 24 bytes each: the words are kept inline and the pairs on the stack.
-pub fn word_pairs(text: &str) -> SmallVec<[(CompactString, u64); 16]> {
-    text.split_whitespace()
-        .map(|word| (CompactString::from(word), 1))
-        .collect()
+/// `split("\\s+")` without empty words), with nothing allocated for a word of up to 24 bytes
+/// (kept inline, see [`sluice::text::words`]); `flat_map` moves the pairs straight into its
+/// output.
+pub fn word_pairs<S: AsRef<str>>(text: S) -> impl Iterator<Item = (CompactString, u64)> {
+    sluice::text::words(text).map(|word| (word, 1))
+}
+
+/// A record's bytes as text: moved when they are UTF-8 (no copy), else with `U+FFFD` for what
+/// is not (as `String::from_utf8_lossy`).
+pub fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|not_utf8| String::from_utf8_lossy(not_utf8.as_bytes()).into_owned())
 }
 
 /// The course's running total per word (`updateStateByKey((seq, old) => Some(seq.sum +

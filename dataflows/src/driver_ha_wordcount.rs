@@ -47,7 +47,7 @@ impl crate::Dataflow for Args {
         ssc.run(move |job| {
             let words = job
                 .socket_text_stream_with(&host, port, options.clone())
-                .flat_map(|line: String| word_pairs(&line));
+                .flat_map(|line: String| word_pairs(line));
             word_totals(&words).print(print);
         })
     }

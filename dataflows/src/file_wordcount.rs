@@ -108,7 +108,7 @@ impl crate::Dataflow for Args {
         let (dir, print) = (args.dir.clone(), common.print);
         StreamingContext::new(config).run(move |job| {
             job.file_stream(&dir, options.clone())
-                .flat_map(|line: String| word_pairs(&line))
+                .flat_map(|line: String| word_pairs(line))
                 .reduce_by_key(|a, b| a + b)
                 .print(print);
         })

@@ -47,7 +47,7 @@ impl crate::Dataflow for Args {
         let print = common.print;
         StreamingContext::new(config).run(move |job| {
             job.kafka_receiver_stream(kafka.clone(), options.clone())
-                .flat_map(|value: String| word_pairs(&value))
+                .flat_map(|value: String| word_pairs(value))
                 .reduce_by_key(|a, b| a + b)
                 .print(print);
         })

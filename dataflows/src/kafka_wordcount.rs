@@ -12,7 +12,7 @@
 use sluice::sink::kafka::{KafkaSink, OutRecord};
 use sluice::{Result, SluiceError, StreamingContext};
 
-use crate::common::{CommonArgs, KafkaArgs, word_pairs, word_totals};
+use crate::common::{CommonArgs, KafkaArgs, text_of, word_pairs, word_totals};
 
 /// Flags of `sluice run kafka-wordcount`.
 #[derive(Clone, Debug, clap::Args)]
@@ -42,11 +42,9 @@ impl crate::Dataflow for Args {
         let sink = KafkaSink::new(args.kafka.brokers.clone());
         let (to, at_least_once) = (args.to.clone(), args.at_least_once);
         StreamingContext::new(config).run(move |job| {
-            let words = job.kafka_direct_stream(kafka.clone()).flat_map(|r| {
-                word_pairs(&String::from_utf8_lossy(
-                    r.value.as_deref().unwrap_or_default(),
-                ))
-            });
+            let words = job
+                .kafka_direct_stream(kafka.clone())
+                .flat_map(|r| word_pairs(text_of(r.value.unwrap_or_default())));
             let totals = word_totals(&words);
             let changed = totals
                 .changes()

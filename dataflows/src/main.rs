@@ -14,20 +14,34 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc v3's `mi_option_purge_delay` (its `mimalloc.h`; not among `libmimalloc-sys`'s
-/// named options).
+/// mimalloc v3's `mi_option_purge_delay` and `mi_option_allow_thp` (their numbers in its
+/// `mimalloc.h`; not among `libmimalloc-sys`'s named options).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
-/// Memory freed at the end of a batch is given back to the system after 10 s unused rather
-/// than mimalloc's 1 s: a streaming job needs the same memory again at the next batch, and
-/// giving it back every second made the kernel zero it again each time (`clear_page_erms`,
-/// 16 % of the word count's worker time at 2 M words/s; with 10 s, 10 % more words per
-/// CPU-second and ~20 MiB more resident, `benches/HISTORY.md`). After a burst it still goes
-/// back.
-fn keep_freed_memory_between_batches() {
-    // SAFETY: sets one of mimalloc's options, by its number in the bundled v3 header; an
-    // option number it does not know is ignored.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10_000) };
+/// The allocator set for a job that needs the same memory again at every batch:
+///
+/// - Memory freed at the end of a batch is given back to the system after 10 s unused rather
+///   than mimalloc's 1 s: giving it back every second made the kernel zero it again each time
+///   (`clear_page_erms`, 16 % of the word count's worker time at 2 M words/s; with 10 s, 10 %
+///   more words per CPU-second and ~20 MiB more resident). After a burst it still goes back.
+/// - No transparent huge pages: with them, the kernel still zeroed 2 MiB pages faulted in by
+///   each batch's buffers (`clear_page_erms` under `do_huge_pmd_anonymous_page`, ~20 % of the
+///   worker's time); without, 6 % more words per CPU-second and 13 % less resident memory
+///   (medians of 15 runs, `benches/HISTORY.md`).
+///
+/// Either is left as the user set it in `MIMALLOC_PURGE_DELAY` / `MIMALLOC_ALLOW_THP`.
+fn tune_allocator_for_batches() {
+    for (option, variable, value) in [
+        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 10_000),
+        (MI_OPTION_ALLOW_THP, "MIMALLOC_ALLOW_THP", 0),
+    ] {
+        if std::env::var_os(variable).is_none() {
+            // SAFETY: sets one of mimalloc's options, by its number in the bundled v3 header;
+            // an option number it does not know is ignored.
+            unsafe { libmimalloc_sys::mi_option_set(option, value) };
+        }
+    }
 }
 
 mod batch_line;
@@ -166,7 +180,7 @@ fn kebab(name: &str) -> String {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory_between_batches();
+    tune_allocator_for_batches();
     // The command line's secrets (URL passwords, `sasl.password=…`) never appear in what the
     // process prints, logs or serves.
     sluice::redact::register_args(std::env::args());
