@@ -193,7 +193,8 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
         ),
         "reduce_by_key_into_one" => run1(spark_words(), cluster, |d| {
             d.map(|x| (x, 1i64))
-                .reduce_by_key_into(|a, b| a + b, Some(1))
+                .partitioned(1)
+                .reduce_by_key(|a, b| a + b)
                 .glom()
         }),
         "map" => run1(ints(), cluster, |d| d.map(|x| x.to_string())),
@@ -1026,7 +1027,8 @@ fn spark_partitioner_places_keys_as_spark_does() {
                     .collect_into(&w);
                 job.queue_stream(&qp)
                     .map(|(k, i)| ((k, i), 1u64))
-                    .reduce_by_key_into(|a, b| a + b, Some(3))
+                    .partitioned(3)
+                    .reduce_by_key(|a, b| a + b)
                     .glom()
                     .map(|p| {
                         let mut keys: Vec<i32> = p.into_iter().map(|((_, i), _)| i).collect();

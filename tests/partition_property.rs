@@ -57,10 +57,14 @@ fn apply<'s>(s: DStream<'s, i64>, op: &Op) -> DStream<'s, i64> {
             let sum: i64 = p.iter().sum();
             p.into_iter().map(move |x| x * 1000 + sum % 1000)
         }),
-        Op::ReduceByKey { keys, partitions } => s
-            .map(move |x| (x.rem_euclid(keys), x))
-            .reduce_by_key_into(|a, b| a + b, partitions)
-            .map(|(k, v)| k * 1_000_000 + v),
+        Op::ReduceByKey { keys, partitions } => {
+            let pairs = s.map(move |x| (x.rem_euclid(keys), x));
+            match partitions {
+                Some(n) => pairs.partitioned(n).reduce_by_key(|a, b| a + b),
+                None => pairs.reduce_by_key(|a, b| a + b),
+            }
+            .map(|(k, v)| k * 1_000_000 + v)
+        }
         Op::GroupByKey(keys) => s
             .map(move |x| (x.rem_euclid(keys), x))
             .group_by_key()

@@ -318,18 +318,20 @@ fn run_case(name: &str, cluster: Cluster) -> Batches {
                 ]),
                 cluster,
                 move |d| {
-                    let mapped = d.map(|w| (w, 1i64)).map_with_state(
-                        StateSpec::function(|_t, k: &String, v: Option<i64>, state| {
-                            if state.exists() {
-                                state.remove();
-                                Some(k.clone())
-                            } else {
-                                state.update(v.unwrap_or(0));
-                                None
-                            }
-                        })
-                        .partitions(1),
-                    );
+                    let mapped =
+                        d.map(|w| (w, 1i64))
+                            .partitioned(1)
+                            .map_with_state(StateSpec::function(
+                                |_t, k: &String, v: Option<i64>, state| {
+                                    if state.exists() {
+                                        state.remove();
+                                        Some(k.clone())
+                                    } else {
+                                        state.update(v.unwrap_or(0));
+                                        None
+                                    }
+                                },
+                            ));
                     if snapshots {
                         mapped.state_snapshots().map(|(k, v)| format!("{k}={v}"))
                     } else {

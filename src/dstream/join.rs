@@ -3,7 +3,7 @@
 //! Both sides are hash-partitioned by key into the same partitions and grouped there; the
 //! joins are cogroup followed by Spark's per-key rules (inner: every pair of values; left outer:
 //! every left value, with `None` when the key has no right value; right and full outer
-//! likewise). Each takes Spark's optional number of partitions in its `_into` form.
+//! likewise). Spark's optional number of partitions is given with [`partitioned`](super::partitioned).
 
 use super::partition::{FixedMap, shuffle};
 use super::stateless::Either;
@@ -35,7 +35,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// [`cogroup`](DStream::cogroup) into `partitions` partitions (Spark's
     /// `cogroup(other, numPartitions)`); `None` for the job's default.
-    pub fn cogroup_into<W: Data>(
+    pub(crate) fn cogroup_into<W: Data>(
         &self,
         other: &DStream<'s, (K, W)>,
         partitions: Option<usize>,
@@ -86,7 +86,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// [`join`](DStream::join) into `partitions` partitions (Spark's `numPartitions`); `None`
     /// for the job's default.
-    pub fn join_into<W: Data>(
+    pub(crate) fn join_into<W: Data>(
         &self,
         other: &DStream<'s, (K, W)>,
         partitions: Option<usize>,
@@ -128,7 +128,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// [`left_outer_join`](DStream::left_outer_join) into `partitions` partitions (Spark's `numPartitions`); `None`
     /// for the job's default.
-    pub fn left_outer_join_into<W: Data>(
+    pub(crate) fn left_outer_join_into<W: Data>(
         &self,
         other: &DStream<'s, (K, W)>,
         partitions: Option<usize>,
@@ -172,7 +172,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// [`right_outer_join`](DStream::right_outer_join) into `partitions` partitions (Spark's `numPartitions`); `None`
     /// for the job's default.
-    pub fn right_outer_join_into<W: Data>(
+    pub(crate) fn right_outer_join_into<W: Data>(
         &self,
         other: &DStream<'s, (K, W)>,
         partitions: Option<usize>,
@@ -215,7 +215,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// [`full_outer_join`](DStream::full_outer_join) into `partitions` partitions (Spark's `numPartitions`); `None`
     /// for the job's default.
-    pub fn full_outer_join_into<W: Data>(
+    pub(crate) fn full_outer_join_into<W: Data>(
         &self,
         other: &DStream<'s, (K, W)>,
         partitions: Option<usize>,

@@ -13,6 +13,7 @@
 //! - [`aggregate`]: `count`, `reduce`, `count_by_value`;
 //! - [`pair`]: per-batch keyed operators on `DStream<(K, V)>`;
 //! - [`join`]: `cogroup` and the `join` family;
+//! - [`partitioned`]: Spark's `numPartitions` on any of them, `stream.partitioned(n).op(...)`;
 //! - [`output`]: `print`, `foreach_batch`, `foreach_partition`, `save_as_text_files`,
 //!   `collect_into`;
 //! - [`remember`]: `transform_remembered`, whole batches that look back (Spark's `remember`).
@@ -35,6 +36,7 @@ pub mod join;
 pub mod output;
 pub mod pair;
 pub mod partition;
+pub mod partitioned;
 pub(crate) mod place;
 pub mod remember;
 pub mod render;
@@ -224,24 +226,56 @@ impl<'s, T: Data> DStream<'s, T> {
         self.derive(stream)
     }
 
+    /// Where this worker sits in the job.
+    pub fn worker(&self) -> WorkerInfo {
+        self.ctx.info
+    }
+}
+
+/// Escape hatches: the timely dataflow underneath, for operators sluice does not have. The
+/// crate re-exports [`timely`](crate::timely) and
+/// [`differential_dataflow`](crate::differential_dataflow) at the versions these signatures
+/// use; a custom operator must keep the invariants of [`partition`] (each chunk one Spark
+/// partition's records, timestamps batch times) for the operators after it to stay exact.
+impl<'s, T: Data> DStream<'s, T> {
     /// The underlying timely stream of partition chunks (timestamps are batch times in ms), for
     /// custom operators; see [`partition`] for the invariants a custom operator must keep.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2]], |s| s.wrap(s.inner()))?;
+    /// assert_eq!(out, vec![vec![1, 2]]);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn inner(&self) -> Parts<'s, T> {
         self.stream.clone()
     }
 
     /// The job's batch ticks: every worker emits each batch time it cuts, at that time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::timely::dataflow::operators::Inspect;
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64]], |s| { s.batch_ticks().inspect(|t| assert_eq!(t % 1000, 0)); s.clone() })?;
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn batch_ticks(&self) -> StreamVec<'s, u64, u64> {
         self.ticks.clone()
     }
 
-    /// Where this worker sits in the job.
-    pub fn worker(&self) -> WorkerInfo {
-        self.ctx.info
-    }
-
     /// Wraps a timely stream of partition chunks of this job (timestamps must be batch times)
     /// as a DStream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::timely::dataflow::operators::vec::Map;
+    /// let out = sluice::testing::collect_batches(vec![vec![1u64, 2]], |s| s.wrap(s.inner().map(|mut part| { part.records.iter_mut().for_each(|x| *x *= 10); part })))?;
+    /// assert_eq!(out, vec![vec![10, 20]]); // a custom operator on the chunks themselves
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn wrap<U: Data>(&self, stream: Parts<'s, U>) -> DStream<'s, U> {
         self.derive(stream)
     }

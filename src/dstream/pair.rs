@@ -1,7 +1,7 @@
 //! Per-batch keyed operators on `DStream<(K, V)>` (Spark's `PairDStreamFunctions`).
 //!
 //! Each shuffle hash-partitions the keys into `n` partitions (Spark's `HashPartitioner`; `n` is
-//! the job's default parallelism unless an `_into` form names it) with a hash that every
+//! the job's default parallelism unless [`partitioned`](super::partitioned) names it) with a hash that every
 //! process computes alike ([`route`]). `combine_by_key` and `reduce_by_key` combine within each
 //! input partition before the shuffle (Spark's map-side combine), `group_by_key` does not.
 //! Within a partition, the output follows the input partitions' order and fixed-seed hash
@@ -141,7 +141,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// [`group_by_key`](DStream::group_by_key) into `partitions` partitions (Spark's
     /// `groupByKey(numPartitions)`); `None` for the job's default.
-    pub fn group_by_key_into(&self, partitions: Option<usize>) -> DStream<'s, (K, Vec<V>)> {
+    pub(crate) fn group_by_key_into(&self, partitions: Option<usize>) -> DStream<'s, (K, Vec<V>)> {
         let n = self.shuffle_partitions(partitions);
         let partitioner = self.ctx.info.partitioner;
         let stream = shuffle(
@@ -187,7 +187,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// [`combine_by_key`](DStream::combine_by_key) into `partitions` partitions (Spark's
     /// `combineByKey(.., partitioner)`); `None` for the job's default.
-    pub fn combine_by_key_into<C: Data>(
+    pub(crate) fn combine_by_key_into<C: Data>(
         &self,
         create: impl Fn(V) -> C + 'static,
         merge_value: impl Fn(C, V) -> C + 'static,
@@ -255,16 +255,8 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     }
 
     /// [`reduce_by_key`](DStream::reduce_by_key) into `partitions` partitions (Spark's
-    /// `reduceByKey(func, numPartitions)`); `None` for the job's default.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let out = sluice::testing::collect_batches(vec![vec![('a', 1u64), ('b', 2), ('a', 3)]], |s| s.reduce_by_key_into(|a, b| a + b, Some(1)).glom())?;
-    /// assert_eq!(out[0].len(), 1); // one partition holds every key
-    /// # Ok::<(), sluice::SluiceError>(())
-    /// ```
-    pub fn reduce_by_key_into(
+    /// `reduceByKey(func, numPartitions)`, [`Partitioned::reduce_by_key`](super::partitioned::Partitioned::reduce_by_key)); `None` for the job's default.
+    pub(crate) fn reduce_by_key_into(
         &self,
         f: impl Fn(V, V) -> V + 'static,
         partitions: Option<usize>,

@@ -343,7 +343,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
 
     /// [`reduce_by_key_and_window`](DStream::reduce_by_key_and_window) into `partitions`
     /// partitions (Spark's `numPartitions`); `None` for the job's default.
-    pub fn reduce_by_key_and_window_into(
+    pub(crate) fn reduce_by_key_and_window_into(
         &self,
         f: impl Fn(V, V) -> V + 'static,
         length: Duration,

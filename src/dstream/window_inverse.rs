@@ -59,7 +59,7 @@ impl<'s, K: Key, V: Data> DStream<'s, (K, V)> {
     /// [`reduce_by_key_and_window_inv`](DStream::reduce_by_key_and_window_inv) into
     /// `partitions` partitions (Spark's `reduceByKeyAndWindow(f, invF, L, S, numPartitions,
     /// filterFunc)`); `None` for the job's default.
-    pub fn reduce_by_key_and_window_inv_into(
+    pub(crate) fn reduce_by_key_and_window_inv_into(
         &self,
         f: impl Fn(V, V) -> V + 'static,
         inv: impl Fn(V, V) -> V + 'static,

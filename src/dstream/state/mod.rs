@@ -54,7 +54,7 @@ pub struct UpdateState<K, V, S> {
     pure: bool,
     initial: Vec<(K, S)>,
     name: Option<String>,
-    partitions: Option<usize>,
+    pub(crate) partitions: Option<usize>,
 }
 
 impl<K, V, S> UpdateState<K, V, S> {
@@ -96,12 +96,6 @@ impl<K, V, S> UpdateState<K, V, S> {
     /// A stable name for metrics (and, later, checkpoints).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
-        self
-    }
-    /// Keeps the state in `n` hash partitions of the keys (Spark's `updateStateByKey(f,
-    /// numPartitions)` / `new HashPartitioner(n)`) instead of the job's default parallelism.
-    pub fn partitions(mut self, n: usize) -> Self {
-        self.partitions = Some(n.max(1));
         self
     }
 }
@@ -206,7 +200,7 @@ pub struct StateSpec<K, V, S, U> {
     timeout: Option<Duration>,
     checks: TimeoutChecks,
     name: Option<String>,
-    partitions: Option<usize>,
+    pub(crate) partitions: Option<usize>,
 }
 
 impl<K, V, S, U> StateSpec<K, V, S, U> {
@@ -265,12 +259,6 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
     /// A stable name for metrics (and, later, checkpoints).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
-        self
-    }
-    /// Keeps the state in `n` hash partitions of the keys (Spark's `StateSpec.numPartitions`)
-    /// instead of the job's default parallelism.
-    pub fn partitions(mut self, n: usize) -> Self {
-        self.partitions = Some(n.max(1));
         self
     }
 }
