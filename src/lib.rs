@@ -79,6 +79,14 @@ pub use dstream::{DStream, Data, Key, WorkerInfo};
 pub use error::{Result, SluiceError};
 pub use time::Time;
 
+/// The dataflow engines sluice runs on, at the versions its escape hatches
+/// ([`DStream::inner`], [`DStream::wrap`], [`Job::scope`], [`dstream::stateful::Stateful::collection`])
+/// use in their signatures: a custom operator is written against these, not against a
+/// separately added copy that may differ.
+pub use differential_dataflow;
+/// (See [`differential_dataflow`].)
+pub use timely;
+
 /// A string kept inline up to 24 bytes (a word, a short key) and on the heap beyond: the key
 /// of the course's word counts, so that splitting a line into words allocates nothing.
 ///

@@ -97,17 +97,6 @@ fn io<'a>(
 }
 
 /// Writes `payload` as a framed file of `kind` at `path`, atomically (see the module docs).
-///
-/// # Examples
-///
-/// ```
-/// use sluice::checkpoint::file::{read_framed, write_framed, Kind};
-/// let dir = tempfile::tempdir().unwrap();
-/// let path = dir.path().join("meta");
-/// write_framed(&path, Kind::Metadata, b"hello")?;
-/// assert_eq!(read_framed(&path, Kind::Metadata)?, b"hello");
-/// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
-/// ```
 pub fn write_framed(path: &Path, kind: Kind, payload: &[u8]) -> Result<(), CheckpointError> {
     write_atomic(path, &[&frame_header(kind, payload), payload])
 }
@@ -162,16 +151,6 @@ pub(crate) fn write_framed_new(
 /// directory (unique to this process), fsync, rename over `path`, fsync of the directory. A
 /// crash leaves the old file or the new one, never a torn one. Every file sluice writes whole
 /// (checkpoint files, offsets, text outputs) goes through here.
-///
-/// # Examples
-///
-/// ```
-/// let dir = tempfile::tempdir().unwrap();
-/// let path = dir.path().join("out").join("part-00000");
-/// sluice::checkpoint::file::write_atomic(&path, &[b"a\n", b"b\n"])?;
-/// assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\n");
-/// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
-/// ```
 pub fn write_atomic(path: &Path, pieces: &[&[u8]]) -> Result<(), CheckpointError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -209,18 +188,6 @@ pub fn read_framed(path: &Path, kind: Kind) -> Result<Vec<u8>, CheckpointError> 
 }
 
 /// [`read_framed`] of a file that may be any of `kinds`: which one it is, and its payload.
-///
-/// # Examples
-///
-/// ```
-/// use sluice::checkpoint::file::{read_framed_of, write_framed, Kind};
-/// let dir = tempfile::tempdir().unwrap();
-/// let path = dir.path().join("part");
-/// write_framed(&path, Kind::StateDelta, b"changes")?;
-/// let (kind, payload) = read_framed_of(&path, &[Kind::StatePart, Kind::StateDelta])?;
-/// assert_eq!((kind, payload.as_slice()), (Kind::StateDelta, &b"changes"[..]));
-/// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
-/// ```
 pub fn read_framed_of(path: &Path, kinds: &[Kind]) -> Result<(Kind, Vec<u8>), CheckpointError> {
     let corrupt = |why: String| CheckpointError::Corrupt {
         path: path.to_owned(),
@@ -306,19 +273,6 @@ pub fn parse_framed_of(
 }
 
 /// An append-only log of checksummed records, made durable record by record.
-///
-/// # Examples
-///
-/// ```
-/// use sluice::checkpoint::file::{read_log, LogWriter};
-/// let dir = tempfile::tempdir().unwrap();
-/// let path = dir.path().join("plans.log");
-/// let mut log = LogWriter::create(&path)?;
-/// log.append(b"batch 1", true)?;
-/// log.append(b"batch 2", true)?;
-/// assert_eq!(read_log(&path)?, vec![b"batch 1".to_vec(), b"batch 2".to_vec()]);
-/// # Ok::<(), sluice::checkpoint::file::CheckpointError>(())
-/// ```
 pub struct LogWriter {
     file: File,
     path: PathBuf,
@@ -408,11 +362,6 @@ impl LogWriter {
             pending.clear();
         }
         Ok(())
-    }
-
-    /// The log's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -528,5 +477,58 @@ mod tests {
             read_log(&path).unwrap(),
             vec![b"one".to_vec(), b"two".to_vec()]
         );
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    //! What the items' examples showed before they became crate-private, kept as tests.
+
+    #[test]
+    fn write_framed_example() -> Result<(), Box<dyn std::error::Error>> {
+        use crate::checkpoint::file::{Kind, read_framed, write_framed};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta");
+        write_framed(&path, Kind::Metadata, b"hello")?;
+        assert_eq!(read_framed(&path, Kind::Metadata)?, b"hello");
+        Ok(())
+    }
+
+    #[test]
+    fn write_atomic_example() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out").join("part-00000");
+        crate::checkpoint::file::write_atomic(&path, &[b"a\n", b"b\n"])?;
+        assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\n");
+        Ok(())
+    }
+
+    #[test]
+    fn read_framed_of_example() -> Result<(), Box<dyn std::error::Error>> {
+        use crate::checkpoint::file::{Kind, read_framed_of, write_framed};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        write_framed(&path, Kind::StateDelta, b"changes")?;
+        let (kind, payload) = read_framed_of(&path, &[Kind::StatePart, Kind::StateDelta])?;
+        assert_eq!(
+            (kind, payload.as_slice()),
+            (Kind::StateDelta, &b"changes"[..])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn logwriter_example() -> Result<(), Box<dyn std::error::Error>> {
+        use crate::checkpoint::file::{LogWriter, read_log};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plans.log");
+        let mut log = LogWriter::create(&path)?;
+        log.append(b"batch 1", true)?;
+        log.append(b"batch 2", true)?;
+        assert_eq!(
+            read_log(&path)?,
+            vec![b"batch 1".to_vec(), b"batch 2".to_vec()]
+        );
+        Ok(())
     }
 }

@@ -34,9 +34,9 @@
 //!    transactional sinks make that exactly-once);
 //! 4. new batches follow.
 
-pub mod codec;
+pub(crate) mod codec;
 mod delta;
-pub mod file;
+pub(crate) mod file;
 pub(crate) mod generated;
 pub mod inspect;
 #[cfg(feature = "files")]
@@ -49,7 +49,9 @@ mod snapshot;
 pub(crate) mod sources;
 mod writer;
 
+pub use codec::CodecError;
 pub(crate) use delta::FullEntry;
+pub use file::CheckpointError;
 pub use inspect::{Inspection, SnapshotEntry, StoredOffset, inspect};
 pub use plans::SourceRecovery;
 pub(crate) use snapshot::{StateStore, file_name};
@@ -60,7 +62,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use file::{CheckpointError, Kind, read_framed, write_framed};
+use file::{Kind, read_framed, write_framed};
 use snapshot::Snapshot;
 use writer::Msg;
 
