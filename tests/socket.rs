@@ -406,3 +406,6 @@ fn max_rate_paces_the_receiver() {
     assert!(inputs.iter().all(|r| r.rate_limit == Some(4000)));
     assert!(inputs.iter().map(|r| r.held_back_ms).sum::<u64>() >= 400);
 }
+
+#[path = "socket/examples.rs"]
+mod examples;
