@@ -15,7 +15,7 @@
 //! state-<t>/MANIFEST                the snapshot is complete: written last, after every part
 //! ```
 //!
-//! Every file is framed (version, kind, checksum) and written atomically, see [`file`](mod@file).
+//! Every file is framed (version, kind, checksum) and written atomically, see `checkpoint/file.rs`.
 //! State parts are encoded on their workers and written by a background thread (`parts`), so a
 //! snapshot never holds a batch up for the disk; the manifest follows once every part is there.
 //! Snapshots are incremental (`delta`): operators log their changes as they make them, a

@@ -233,8 +233,7 @@ impl<'s, T: Data> DStream<'s, T> {
 }
 
 /// Escape hatches: the timely dataflow underneath, for operators sluice does not have. The
-/// crate re-exports [`timely`](crate::timely) and
-/// [`differential_dataflow`](crate::differential_dataflow) at the versions these signatures
+/// crate re-exports [`timely`] and [`differential_dataflow`] at the versions these signatures
 /// use; a custom operator must keep the invariants of [`partition`] (each chunk one Spark
 /// partition's records, timestamps batch times) for the operators after it to stay exact.
 impl<'s, T: Data> DStream<'s, T> {

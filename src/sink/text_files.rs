@@ -1,6 +1,6 @@
 //! Text files, one directory per batch (Spark's `saveAsTextFiles`): `prefix-<ms>[.suffix]/`
 //! holds one `part-NNNNN` per worker and `_SUCCESS` once every part is written. Every file is
-//! written atomically ([`write_atomic`]), so a batch replayed after a crash replaces its files
+//! written atomically (`checkpoint::file::write_atomic`), so a batch replayed after a crash replaces its files
 //! whole; a write that keeps failing (disk full, no permission) fails the job.
 
 use std::path::{Path, PathBuf};
