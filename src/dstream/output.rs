@@ -311,17 +311,21 @@ impl<'s, T: Data> DStream<'s, T> {
     pub fn foreach_partition(&self, f: impl FnMut(Partition, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
         let info = self.ctx.info;
-        self.foreach_chunks(&self.ctx.name("ForeachPartition"), move |t, chunks| {
-            for (id, records) in by_partition(chunks) {
-                let p = Partition {
-                    time: Time::from_millis(t),
-                    id,
-                    worker: info.index,
-                    peers: info.peers,
-                };
-                (f.borrow_mut())(p, records)
-            }
-        });
+        self.foreach_chunks(
+            &self.ctx.name("ForeachPartition"),
+            "foreachPartition",
+            move |t, chunks| {
+                for (id, records) in by_partition(chunks) {
+                    let p = Partition {
+                        time: Time::from_millis(t),
+                        id,
+                        worker: info.index,
+                        peers: info.peers,
+                    };
+                    (f.borrow_mut())(p, records)
+                }
+            },
+        );
     }
 
     /// Calls `f(share, records)` once per batch on every worker with all the partitions it runs
@@ -333,16 +337,26 @@ impl<'s, T: Data> DStream<'s, T> {
     )] // used by the sinks
     pub(crate) fn foreach_worker(&self, f: impl FnMut(WorkerShare, Vec<T>) + 'static) {
         let f = std::cell::RefCell::new(f);
-        self.foreach_chunks(&self.ctx.name("ForeachWorker"), move |t, chunks| {
-            let share = WorkerShare {
-                time: Time::from_millis(t),
-            };
-            (f.borrow_mut())(share, super::partition::concat_in_order(chunks))
-        });
+        self.foreach_chunks(
+            &self.ctx.name("ForeachWorker"),
+            "foreachPartition",
+            move |t, chunks| {
+                let share = WorkerShare {
+                    time: Time::from_millis(t),
+                };
+                (f.borrow_mut())(share, super::partition::concat_in_order(chunks))
+            },
+        );
     }
 
-    /// Every worker's chunks of every batch, once the batch is complete, as an output.
-    fn foreach_chunks(&self, name: &str, mut f: impl FnMut(u64, Vec<Part<T>>) + 'static) {
+    /// Every worker's chunks of every batch, once the batch is complete, as an output (`output`:
+    /// its name as Spark names it).
+    pub(crate) fn foreach_chunks(
+        &self,
+        name: &str,
+        output: &str,
+        mut f: impl FnMut(u64, Vec<Part<T>>) + 'static,
+    ) {
         let this = self.for_output();
         let done = batch_fold(
             this.stream,
@@ -354,7 +368,7 @@ impl<'s, T: Data> DStream<'s, T> {
             |acc: &mut Vec<Part<T>>, data: &mut Vec<Part<T>>| acc.append(data),
             move |t, chunks, _out: &mut Vec<()>| f(t, chunks),
         );
-        self.register_output("foreachPartition", done);
+        self.register_output(output, done);
     }
 
     /// Collects every batch into `into` (on worker 0 of process 0), in partition order: for

@@ -8,13 +8,17 @@
 //! - [`text_files`]: `save_as_text_files` (always built);
 //! - [`sql`]: PostgreSQL and MySQL/MariaDB, idempotent or with offsets (features `postgres`,
 //!   `mysql`);
-//! - [`kafka`]: at-least-once, transactional, exactly-once Kafka → Kafka (feature `kafka`).
+//! - [`kafka`]: at-least-once, transactional, exactly-once Kafka → Kafka (feature `kafka`);
+//! - [`user`]: the user's own outputs with the same retry, failure and replay rules
+//!   ([`Sink`], `try_foreach_batch`, `try_foreach_partition`; always built).
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod sql;
 pub mod text_files;
+pub mod user;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use sql::{SqlSink, SqlValue};
+pub use user::{BatchId, OutputError, Sink};
