@@ -265,11 +265,22 @@ impl BatchReader<FileSplit> for FileListReader {
         let with_known = self.batches == 1 || self.runtime.snapshot_due(slot.time.millis());
         let plan = FilePlan {
             picked: std::mem::take(&mut self.last),
+            // What the batches up to this one read: the files the generator already picked
+            // for later batches are not (they are read by those batches, after a restart
+            // too); a snapshot that counted them as read lost them when the job died before
+            // cutting those batches.
             known: with_known.then(|| {
-                lock(&self.picking)
-                    .selector
+                let p = lock(&self.picking);
+                let ahead: std::collections::HashSet<&str> = p
+                    .picked
+                    .values()
+                    .flatten()
+                    .map(|e| e.path.as_str())
+                    .collect();
+                p.selector
                     .known
                     .iter()
+                    .filter(|(path, _)| !ahead.contains(path.as_str()))
                     .map(|(p, s)| (p.clone(), *s))
                     .collect()
             }),
