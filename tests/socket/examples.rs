@@ -68,19 +68,22 @@ fn last_batch(printed: &str) -> Vec<String> {
     lines
 }
 
+/// The count of `word` in printed `(word,count)` lines.
+fn count_of(lines: &[String], word: &str) -> Option<u64> {
+    lines.iter().find_map(|l| {
+        l.strip_prefix(&format!("({word},"))?
+            .strip_suffix(')')?
+            .parse()
+            .ok()
+    })
+}
+
 #[test]
 fn the_network_word_count_counts_each_batch() {
     let printed = run_against_lines("network_wordcount", &["4"], &["to be or", "not to be"]);
     // A whole batch of input holds as many of each line, so `to` and `be` count alike.
     let last = last_batch(&printed);
-    let count = |w: &str| {
-        last.iter().find_map(|l| {
-            l.strip_prefix(&format!("({w},"))?
-                .strip_suffix(')')?
-                .parse::<u64>()
-                .ok()
-        })
-    };
+    let count = |w: &str| count_of(&last, w);
     assert!(count("to").is_some_and(|n| n > 0), "{printed}");
     assert_eq!(count("to"), count("be"), "{printed}");
     assert_eq!(count("to"), count("or").map(|n| 2 * n), "{printed}");
@@ -92,9 +95,7 @@ fn the_stateful_word_count_goes_on_from_its_checkpoint() {
     let checkpoint = dir.path().join("checkpoint");
     let checkpoint = checkpoint.to_str().unwrap();
     let total = |printed: &str| -> u64 {
-        last_batch(printed)
-            .iter()
-            .find_map(|l| l.strip_prefix("(hello,")?.strip_suffix(')')?.parse().ok())
+        count_of(&last_batch(printed), "hello")
             .unwrap_or_else(|| panic!("no (hello,n) in the last batch:\n{printed}"))
     };
     let first = total(&run_against_lines(
@@ -117,14 +118,7 @@ fn the_stateful_word_count_goes_on_from_its_checkpoint() {
 fn the_windowed_word_count_sums_its_window() {
     let printed = run_against_lines("windowed_wordcount", &["5"], &["a a b"]);
     let last = last_batch(&printed);
-    let count = |w: &str| {
-        last.iter().find_map(|l| {
-            l.strip_prefix(&format!("({w},"))?
-                .strip_suffix(')')?
-                .parse::<u64>()
-                .ok()
-        })
-    };
+    let count = |w: &str| count_of(&last, w);
     assert!(count("b").is_some_and(|n| n > 0), "{printed}");
     assert_eq!(count("a"), count("b").map(|n| 2 * n), "{printed}");
 }
