@@ -132,7 +132,7 @@ pub enum SluiceError {
     },
     /// A checkpoint file cannot be read or written.
     #[error(transparent)]
-    CheckpointFile(#[from] crate::checkpoint::file::CheckpointError),
+    CheckpointFile(#[from] CheckpointError),
     /// An I/O error on a named path. A path that does not exist, is not a directory where one
     /// is needed, or may not be written is the configuration's mistake (exit 2); anything else
     /// (a full disk, a failing device) is the world's.
@@ -232,3 +232,47 @@ fn io_hint(e: &std::io::Error) -> &'static str {
 
 /// A `Result` with [`SluiceError`].
 pub type Result<T, E = SluiceError> = std::result::Result<T, E>;
+
+/// A checkpoint file that cannot be used (here rather than in `checkpoint`, so that the error
+/// types depend on nothing else of the crate).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file is missing, truncated, of another version or kind, or fails its checksum.
+    #[error("checkpoint file {path} is unusable: {why}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The file was written by a sluice with another format version.
+    #[error(
+        "checkpoint file {path} has format version {found}, this sluice reads version {reads}: finish the job with the sluice that wrote it, or start afresh with a new checkpoint directory"
+    )]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version it has.
+        found: u16,
+        /// The version this sluice reads.
+        reads: u16,
+    },
+    /// The checkpoint is on an object store and the store did not take a write.
+    #[error("cannot mirror {path} to the checkpoint's object store: {source}")]
+    Mirror {
+        /// The local working copy's file.
+        path: PathBuf,
+        /// The store's error.
+        source: crate::error::BoxError,
+    },
+    /// Reading or writing failed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}

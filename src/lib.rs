@@ -49,6 +49,7 @@ pub mod context;
 mod database;
 pub mod dstream;
 pub mod error;
+pub(crate) mod fixed_hash;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod listener;

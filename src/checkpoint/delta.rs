@@ -34,7 +34,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec::{self, CodecError};
-use crate::dstream::partition::FixedMap;
+use crate::fixed_hash::FixedMap;
 
 /// Deltas written on one base before the writer compacts them into a full part regardless of
 /// their size (bounds how long a base and the plans after it are kept).

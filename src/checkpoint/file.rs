@@ -44,46 +44,7 @@ pub enum Kind {
     StateDelta = 5,
 }
 
-/// A checkpoint file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// The file is missing, truncated, of another version or kind, or fails its checksum.
-    #[error("checkpoint file {path} is unusable: {why}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        why: String,
-    },
-    /// The file was written by a sluice with another format version.
-    #[error(
-        "checkpoint file {path} has format version {found}, this sluice reads version {VERSION}: finish the job with the sluice that wrote it, or start afresh with a new checkpoint directory"
-    )]
-    Version {
-        /// The file.
-        path: PathBuf,
-        /// The version it has.
-        found: u16,
-    },
-    /// The checkpoint is on an object store and the store did not take a write.
-    #[error("cannot mirror {path} to the checkpoint's object store: {source}")]
-    Mirror {
-        /// The local working copy's file.
-        path: PathBuf,
-        /// The store's error.
-        source: crate::error::BoxError,
-    },
-    /// Reading or writing failed.
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        /// What was done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-}
+pub use crate::error::CheckpointError;
 
 fn io<'a>(
     action: &'static str,
@@ -238,6 +199,7 @@ pub fn parse_framed_of(
     let version = u16::from_le_bytes([bytes[6], bytes[7]]);
     if version != VERSION {
         return Err(CheckpointError::Version {
+            reads: VERSION,
             path: path.to_owned(),
             found: version,
         });
@@ -387,6 +349,7 @@ pub fn parse_log(path: &Path, bytes: &[u8]) -> Result<Vec<Vec<u8>>, CheckpointEr
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     if version != VERSION {
         return Err(CheckpointError::Version {
+            reads: VERSION,
             path: path.to_owned(),
             found: version,
         });

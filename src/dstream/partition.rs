@@ -138,11 +138,7 @@ pub(crate) struct Shard<T> {
     pub(crate) records: Vec<T>,
 }
 
-/// The hash maps of keyed operators: a fixed seed, so that every worker of every process, and
-/// every run, iterates them alike.
-pub(crate) type FixedMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
-/// A hash set with a fixed seed (see [`FixedMap`]).
-pub(crate) type FixedSet<K> = std::collections::HashSet<K, foldhash::fast::FixedState>;
+pub(crate) use crate::fixed_hash::{FixedMap, FixedSet};
 
 /// The partition (of `partitions`) of a key with sluice's default partitioner: Spark's
 /// `HashPartitioner` with a hash that every process computes alike (not the JVM's `hashCode`,
