@@ -221,8 +221,9 @@ impl Link {
         ];
         for step in &steps {
             if !ip(step) {
-                eprintln!(
-                    "cluster: network namespaces are not available here (root and iproute2 needed): skipped"
+                common::skip_without(
+                    "netns",
+                    "cluster: network namespaces are not available here (root and iproute2 needed)",
                 );
                 return None;
             }

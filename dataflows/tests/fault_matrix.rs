@@ -530,8 +530,9 @@ fn every_fault_ends_exact_or_refused() {
                 continue; // only a receiver has a write-ahead log, and a host name
             }
             if matches!(fault, ReadOnlyDirectory | DiskFull) && !root {
-                eprintln!(
-                    "fault-matrix\t{fault:?}\t{job:?}\tskipped (needs root to mount a tmpfs)"
+                common::skip_without(
+                    "root",
+                    &format!("fault-matrix\t{fault:?}\t{job:?}\tneeds root to mount a tmpfs"),
                 );
                 continue;
             }
@@ -546,8 +547,11 @@ fn every_fault_ends_exact_or_refused() {
                 continue;
             }
             if clock && !faketime {
-                eprintln!(
-                    "fault-matrix\t{fault:?}\t{job:?}\tskipped (needs libfaketime: apt-get install faketime)"
+                common::skip_without(
+                    "faketime",
+                    &format!(
+                        "fault-matrix\t{fault:?}\t{job:?}\tneeds libfaketime: apt-get install faketime"
+                    ),
                 );
                 continue;
             }

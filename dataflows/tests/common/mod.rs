@@ -9,6 +9,20 @@ pub fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
 }
 
+/// Skips a test (or a case) that needs `capability` (`root`, `netns`, `faketime`) the machine
+/// lacks, saying why — unless the environment claims it (`SLUICE_TEST_REQUIRE=root,netns,faketime`,
+/// as `.ci/run` sets it), where a missing capability fails the test instead: a CI run cannot go
+/// green by skipping.
+pub fn skip_without(capability: &str, why: &str) {
+    let claimed = std::env::var("SLUICE_TEST_REQUIRE")
+        .is_ok_and(|list| list.split(',').any(|c| c.trim() == capability));
+    assert!(
+        !claimed,
+        "SLUICE_TEST_REQUIRE says this machine has `{capability}`, but it does not: {why}"
+    );
+    eprintln!("{why}: skipped");
+}
+
 /// Runs `sluice` with `args` to its end.
 pub fn run(args: &[&str]) -> Output {
     sluice().args(args).output().expect("run sluice")
