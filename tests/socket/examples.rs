@@ -139,6 +139,30 @@ fn the_blacklist_transform_drops_listed_ips() {
     assert!(!printed.contains("110.52.250.126"), "{printed}");
 }
 
+#[test]
+fn the_sql_top_three_keeps_three_brands_a_category() {
+    let printed = run_against_lines(
+        "sql_top3",
+        &["3"],
+        &[
+            "1 apple fruit",
+            "2 pear fruit",
+            "3 apple fruit",
+            "4 kiwi fruit",
+            "5 fig fruit",
+            "6 carrot veg",
+            "a line that is not a sale",
+        ],
+    );
+    // apple sells twice as much as the rest; fig, kiwi and pear tie, and the tie goes by
+    // brand: pear is fourth in fruit, never shown.
+    for shown in ["apple", "fig", "kiwi", "carrot"] {
+        assert!(printed.contains(shown), "{shown} missing:\n{printed}");
+    }
+    assert!(!printed.contains("pear"), "{printed}");
+    assert!(printed.contains("rank"), "{printed}");
+}
+
 /// `examples/user_sink.rs`, a Redis sink of the user's own on the `Sink` trait, SIGKILLed at
 /// random points while files keep arriving and restarted on its checkpoint: afterwards every
 /// word's total is exact (a batch replayed after a kill is not added twice).
