@@ -529,11 +529,9 @@ fn every_fault_ends_exact_or_refused() {
             {
                 continue; // only a receiver has a write-ahead log, and a host name
             }
+            let case = format!("fault-matrix\t{fault:?}\t{job:?}");
             if matches!(fault, ReadOnlyDirectory | DiskFull) && !root {
-                common::skip_without(
-                    "root",
-                    &format!("fault-matrix\t{fault:?}\t{job:?}\tneeds root to mount a tmpfs"),
-                );
+                common::skip_without("root", &format!("{case}\tneeds root to mount a tmpfs"));
                 continue;
             }
             let clock = matches!(
@@ -547,12 +545,8 @@ fn every_fault_ends_exact_or_refused() {
                 continue;
             }
             if clock && !faketime {
-                common::skip_without(
-                    "faketime",
-                    &format!(
-                        "fault-matrix\t{fault:?}\t{job:?}\tneeds libfaketime: apt-get install faketime"
-                    ),
-                );
+                let why = format!("{case}\tneeds libfaketime: apt-get install faketime");
+                common::skip_without("faketime", &why);
                 continue;
             }
             let only = std::env::var("FAULT_MATRIX_ONLY").unwrap_or_default();
