@@ -121,16 +121,21 @@ fn report(label: &str, timeline: &[(BatchInfo, u64)], skip: usize) {
     );
 }
 
+/// 1 s batches run as fast as possible, `batches` of them, reported to `timeline`.
+fn fast_batches(batches: u64, timeline: &Timeline) -> StreamingConfig {
+    StreamingConfig::new(Duration::from_secs(1))
+        .unwrap()
+        .as_fast_as_possible(1)
+        .max_batches(batches)
+        .listener(timeline.clone())
+}
+
 fn run(
     batches: u64,
     build: impl for<'s> Fn(DStream<'s, (u64, u64)>) + Send + Sync + 'static,
 ) -> Vec<(BatchInfo, u64)> {
     let timeline = Timeline::default();
-    let config = StreamingConfig::new(Duration::from_secs(1))
-        .unwrap()
-        .as_fast_as_possible(1)
-        .max_batches(batches)
-        .listener(timeline.clone());
+    let config = fast_batches(batches, &timeline);
     StreamingContext::new(config)
         .run(move |job| build(job.source(KeyUpdates(KEYS))))
         .unwrap();
@@ -252,11 +257,7 @@ fn bytes_per_key(batches: u64) {
         .unwrap_or(1_000_000);
     let before = rss_kib();
     let timeline = Timeline::default();
-    let config = StreamingConfig::new(Duration::from_secs(1))
-        .unwrap()
-        .as_fast_as_possible(1)
-        .max_batches(batches)
-        .listener(timeline.clone());
+    let config = fast_batches(batches, &timeline);
     StreamingContext::new(config)
         .run(move |job| {
             let totals = job
@@ -279,11 +280,7 @@ fn window(inverse: bool, quick: bool) {
     let window_batches = if quick { 10 } else { 60 };
     let total = window_batches + if quick { 3 } else { 15 };
     let timeline = Timeline::default();
-    let config = StreamingConfig::new(Duration::from_secs(1))
-        .unwrap()
-        .as_fast_as_possible(1)
-        .max_batches(total)
-        .listener(timeline.clone());
+    let config = fast_batches(total, &timeline);
     let generator = GeneratorConfig {
         rate_per_sec: 1_000_000,
         vocabulary: 10_000,

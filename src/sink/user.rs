@@ -17,8 +17,8 @@
 //! `(batch, worker)` committed in one transaction, skipping a batch whose marker is there
 //! (transactional), as `write_sql_with_offsets` does.
 
-use super::super::dstream::output::Partition;
-use super::super::dstream::partition::{PartitionId, by_partition};
+use crate::dstream::output::Partition;
+use crate::dstream::partition::{PartitionId, by_partition};
 use crate::error::{BoxError, SluiceError};
 use crate::retry::{Backoff, Failure, GaveUp};
 use crate::runtime::Runtime;
