@@ -50,7 +50,7 @@ pub(crate) mod sources;
 mod writer;
 
 pub use codec::CodecError;
-pub(crate) use delta::FullEntry;
+pub(crate) use delta::{Changelog, FullEntry};
 pub use file::CheckpointError;
 pub use inspect::{Inspection, SnapshotEntry, StoredOffset, inspect};
 pub use plans::SourceRecovery;

@@ -32,6 +32,7 @@ use super::{DStream, Data, Key};
 use crate::checkpoint::{FullEntry, StateStore};
 use crate::time::Time;
 
+mod driver;
 mod map_with_state;
 mod update_state_by_key;
 
