@@ -1,71 +1,26 @@
 //! What the workers of one process agree on: which batches to cut, when to stop, how far the
 //! job has got, and the first fatal error.
 //!
-//! Invariants:
-//! - A batch `t` is cut by every local worker or by none: once a graceful stop fixes the final
-//!   batch `f` (the latest batch any local worker has cut, or the latest batch whose time has
-//!   come, whichever is later), every worker cuts every batch up to `f` without waiting for the
-//!   clock, and none cuts a batch after `f`.
-//! - `completed_through` only grows; it is the latest batch all local workers have finished.
+//! The coordinator is the shared, locked wiring around two halves of plain data, each with
+//! its invariants stated and unit-tested in its own file:
+//! - **control** ([`cuts`]): which batch may be cut, and the final batch a stop or
+//!   `max_batches` fixes. A batch is cut by every local worker or by none; after a stop every
+//!   batch up to the final one is cut without waiting for the clock, none after it.
+//! - **progress** ([`progress`], told to the listeners by [`reports`]): what the workers
+//!   report of each batch, merged until all local workers have finished it. Batches finish in
+//!   order; `completed_through` only grows.
+//!
+//! Around them: the clock and the first batch of the run ([`restart`]), batch generation
+//! ([`generation`]), the checkpoint's schedule and the job's first fatal error (here).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::SluiceError;
-use crate::listener::{
-    BatchInfo, OutputOp, SnapshotWrite, SourceInput, StateSize, StreamingListener,
-};
+use crate::listener::{StateSize, StreamingListener};
 use crate::time::{Time, batch_at_or_after};
-
-/// What a worker may do with the next batch.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum CutDecision {
-    /// Cut it now; `last` when no batch will follow it (a stop or `max_batches`).
-    Cut {
-        /// This is the final batch.
-        last: bool,
-    },
-    /// Its time has not come.
-    NotYet,
-    /// The job is past its final batch: close the inputs.
-    Finished,
-}
-
-#[derive(Default)]
-struct CutState {
-    max_cut: Option<u64>,
-    final_batch: Option<u64>,
-    /// A stop was requested: cut up to the final batch without waiting for the clock.
-    hurry: bool,
-}
-
-/// One worker's view of a finished batch.
-pub(crate) struct WorkerBatch {
-    pub(crate) batch_ms: u64,
-    pub(crate) inputs: Vec<SourceInput>,
-    pub(crate) cut_at: Instant,
-    pub(crate) started_at: Instant,
-    pub(crate) done_at: Instant,
-}
-
-struct Progress {
-    partial: BTreeMap<u64, (usize, WorkerBatch)>,
-    state_sizes: BTreeMap<u64, Vec<StateSize>>,
-    snapshot_writes: BTreeMap<u64, Vec<SnapshotWrite>>,
-    /// Per batch, per output operation: its name, when the last local worker finished it, and
-    /// how many local workers have.
-    outputs_done: BTreeMap<u64, BTreeMap<usize, (String, Instant, usize)>>,
-    completed_through: Option<u64>,
-    completed_batches: u64,
-    /// The latest batch a local worker cut (listeners hear of each batch once).
-    started_through: Option<u64>,
-    /// A job of several processes: this process's state of the batches it finished, to be
-    /// sent to process 0 (see [`Coordinator::take_finished_state`]).
-    finished_state: Vec<(u64, Vec<StateSize>)>,
-}
 
 pub(crate) struct Coordinator {
     pub(crate) batch_ms: u64,
@@ -88,7 +43,7 @@ pub(crate) struct Coordinator {
     /// Added to the clock: set at start when the clock reads earlier than the checkpoint's
     /// last batch (it went back), so that batch times go on from the checkpoint's.
     clock_offset: std::sync::atomic::AtomicU64,
-    cut: Mutex<CutState>,
+    cut: Mutex<Cuts>,
     abort: AtomicBool,
     /// A stop was asked (gracefully or not).
     stop_asked: AtomicBool,
@@ -106,9 +61,16 @@ pub(crate) struct Coordinator {
     ended: AtomicBool,
 }
 
+mod cuts;
 mod generation;
+mod progress;
 mod reports;
 mod restart;
+
+pub(crate) use cuts::CutDecision;
+use cuts::{Cuts, Stop};
+use progress::Progress;
+pub(crate) use progress::WorkerBatch;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking worker poisons nothing we cannot still read: the data are plain counters.
@@ -137,7 +99,7 @@ impl Coordinator {
         let zero = checkpoint.as_ref().map_or(proposed_first, |c| c.zero);
         Ok(Coordinator {
             batch_ms,
-            parallelism: config.parallelism(),
+            parallelism: config.get_default_parallelism(),
             partitioner: config.partitioner,
             proposed_first,
             start: std::sync::OnceLock::new(),
@@ -149,26 +111,13 @@ impl Coordinator {
             local_workers: config.cluster.threads,
             clock: Arc::clone(&config.clock),
             clock_offset: std::sync::atomic::AtomicU64::new(0),
-            cut: Mutex::new(CutState {
-                max_cut: None,
-                final_batch: None,
-                hurry: false,
-            }),
+            cut: Mutex::new(Cuts::default()),
             abort: AtomicBool::new(false),
             stop_asked: AtomicBool::new(false),
             signal,
             signal_handled: AtomicBool::new(false),
             fatal: Mutex::new(None),
-            progress: Mutex::new(Progress {
-                partial: BTreeMap::new(),
-                state_sizes: BTreeMap::new(),
-                snapshot_writes: BTreeMap::new(),
-                outputs_done: BTreeMap::new(),
-                completed_through: None,
-                completed_batches: 0,
-                started_through: None,
-                finished_state: Vec::new(),
-            }),
+            progress: Mutex::new(Progress::default()),
             progressed: Condvar::new(),
             built: Mutex::new(0),
             listeners: config.listeners.clone(),
@@ -191,9 +140,7 @@ impl Coordinator {
                 let base = self
                     .silent_through()
                     .map_or(first, |c| (c + self.batch_ms).max(first));
-                let last = base + n.saturating_sub(1) * self.batch_ms;
-                let mut cut = lock(&self.cut);
-                cut.final_batch = Some(cut.final_batch.map_or(last, |f| f.min(last)));
+                lock(&self.cut).limit(base + n.saturating_sub(1) * self.batch_ms);
             }
             Ok(first)
         });
@@ -231,7 +178,7 @@ impl Coordinator {
     /// checkpoint interval, and after the final batch of a graceful stop.
     pub(crate) fn snapshot_due(&self, t: u64) -> bool {
         self.checkpoint.as_ref().is_some_and(|c| {
-            c.on_schedule(t) || (!self.aborted() && lock(&self.cut).final_batch == Some(t))
+            c.on_schedule(t) || (!self.aborted() && lock(&self.cut).final_batch() == Some(t))
         })
     }
 
@@ -260,19 +207,9 @@ impl Coordinator {
                 "stop signal: stopping gracefully without waiting for the batch timer: the batches in progress and what was received so far are processed, then the job exits; a second signal stops it at once (unfinished batches are replayed on restart from the checkpoint)"
             );
             self.request_stop(true);
-            lock(&self.cut).hurry = true;
+            lock(&self.cut).hurry();
         }
-        let mut state = lock(&self.cut);
-        if state.final_batch.is_some_and(|f| t > f) {
-            CutDecision::Finished
-        } else if due || state.hurry {
-            state.max_cut = Some(state.max_cut.map_or(t, |m| m.max(t)));
-            CutDecision::Cut {
-                last: state.final_batch == Some(t),
-            }
-        } else {
-            CutDecision::NotYet
-        }
+        lock(&self.cut).decide(t, due)
     }
 
     /// Asks the job to stop: gracefully (every batch whose time has come, or that a worker has
@@ -282,22 +219,14 @@ impl Coordinator {
         if !graceful {
             self.abort.store(true, Ordering::SeqCst);
         }
-        let mut state = lock(&self.cut);
-        let due = batch_at_or_after(self.now_ms(), self.batch_ms);
-        let candidate = state.max_cut.map_or(due, |m| m.max(due));
-        // Never before the first batch minus one interval: a stop before start cuts nothing.
-        let candidate = candidate.max(self.first_batch().saturating_sub(self.batch_ms));
-        // With a checkpoint, a graceful stop cuts one more batch, known to be the last when it
-        // is cut, so stateful operators snapshot it (a batch already cut may have been
-        // processed before the stop was asked).
-        let candidate = match (&self.checkpoint, state.max_cut) {
-            (Some(_), Some(m)) if graceful => candidate.max(m + self.batch_ms),
-            _ => candidate,
+        let stop = Stop {
+            due: batch_at_or_after(self.now_ms(), self.batch_ms),
+            first: self.first_batch(),
+            batch_ms: self.batch_ms,
+            graceful,
+            checkpointed: self.checkpoint.is_some(),
         };
-        state.final_batch = Some(state.final_batch.map_or(candidate, |f| {
-            f.min(candidate).max(state.max_cut.unwrap_or(0))
-        }));
-        drop(state);
+        lock(&self.cut).stop(stop);
         self.progressed.notify_all();
     }
 
@@ -364,127 +293,6 @@ impl Coordinator {
 
     pub(crate) fn take_error(&self) -> Option<SluiceError> {
         lock(&self.fatal).take()
-    }
-
-    /// A local worker finished batch `b.batch_ms`; when all have, listeners hear about it.
-    pub(crate) fn report(&self, b: WorkerBatch) {
-        let t = b.batch_ms;
-        let mut p = lock(&self.progress);
-        let entry = p.partial.entry(t).or_insert_with(|| {
-            (
-                0,
-                WorkerBatch {
-                    batch_ms: t,
-                    inputs: Vec::new(),
-                    cut_at: b.cut_at,
-                    started_at: b.started_at,
-                    done_at: b.done_at,
-                },
-            )
-        });
-        entry.0 += 1;
-        let merged = &mut entry.1;
-        merged.cut_at = merged.cut_at.min(b.cut_at);
-        merged.started_at = merged.started_at.min(b.started_at);
-        merged.done_at = merged.done_at.max(b.done_at);
-        for input in b.inputs {
-            match merged.inputs.iter_mut().find(|i| i.source == input.source) {
-                Some(i) => i.merge(input),
-                None => merged.inputs.push(input),
-            }
-        }
-        let mut finished = Vec::new();
-        while let Some(entry) = p.partial.first_entry() {
-            if entry.get().0 < self.local_workers {
-                break;
-            }
-            finished.push(entry.remove().1);
-        }
-        if let (Some(c), 0) = (&self.checkpoint, self.process) {
-            // Process 0's probe passing a batch means every worker of every process finished it.
-            let before = c.completed();
-            for f in &finished {
-                if before.is_none_or(|b| f.batch_ms > b) {
-                    let due = self.snapshot_due(f.batch_ms);
-                    c.batch_completed(f.batch_ms, self.peers, self.local_workers, due);
-                }
-            }
-        }
-        let mut states = Vec::with_capacity(finished.len());
-        for f in &finished {
-            p.completed_through = Some(f.batch_ms);
-            p.completed_batches += 1;
-            let snapshots = p.snapshot_writes.remove(&f.batch_ms).unwrap_or_default();
-            let outputs = p
-                .outputs_done
-                .remove(&f.batch_ms)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(id, (name, at, _))| OutputOp {
-                    id,
-                    name,
-                    duration: at.saturating_duration_since(f.started_at),
-                })
-                .collect();
-            states.push((
-                p.state_sizes.remove(&f.batch_ms).unwrap_or_default(),
-                snapshots,
-                outputs,
-            ));
-        }
-        if let Some(done) = p.completed_through {
-            // Reports of operators no output depends on may come late: drop them.
-            while p
-                .state_sizes
-                .first_key_value()
-                .is_some_and(|(t, _)| *t <= done)
-            {
-                p.state_sizes.pop_first();
-            }
-            while p
-                .snapshot_writes
-                .first_key_value()
-                .is_some_and(|(t, _)| *t <= done)
-            {
-                p.snapshot_writes.pop_first();
-            }
-            while p
-                .outputs_done
-                .first_key_value()
-                .is_some_and(|(t, _)| *t <= done)
-            {
-                p.outputs_done.pop_first();
-            }
-        }
-        drop(p);
-        if !finished.is_empty() {
-            self.progressed.notify_all();
-        }
-        let several = self.peers > self.local_workers;
-        for (f, (state, snapshots, outputs)) in finished.into_iter().zip(states) {
-            // Process 0 of several reports the whole job's state once every process sent it.
-            let state = if several {
-                lock(&self.progress)
-                    .finished_state
-                    .push((f.batch_ms, state.clone()));
-                if self.process == 0 { Vec::new() } else { state }
-            } else {
-                state
-            };
-            let info = BatchInfo {
-                batch_time: Time::from_millis(f.batch_ms),
-                inputs: f.inputs,
-                scheduling_delay: f.started_at.saturating_duration_since(f.cut_at),
-                processing_time: f.done_at.saturating_duration_since(f.started_at),
-                total_delay: f.done_at.saturating_duration_since(f.cut_at),
-                state,
-                snapshots,
-                outputs,
-            };
-            for l in &self.listeners {
-                l.on_batch_completed(&info);
-            }
-        }
     }
 
     /// This process's state of the batches it finished since the last call (sent to process 0

@@ -29,7 +29,7 @@ impl Coordinator {
                     let over = || {
                         coord.aborted()
                             || coord.ended.load(Ordering::SeqCst)
-                            || lock(&coord.cut).final_batch.is_some_and(|f| next > f)
+                            || lock(&coord.cut).final_batch().is_some_and(|f| next > f)
                     };
                     if !crate::context::generator::wait_for(&|| coord.now_ms() >= next, &over) {
                         return;
