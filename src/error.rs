@@ -265,6 +265,23 @@ pub enum CheckpointError {
         /// The store's error.
         source: crate::error::BoxError,
     },
+    /// A record could not be encoded for the file (or decoded from it).
+    #[error("cannot encode a record for {path}: {source}")]
+    Codec {
+        /// The file.
+        path: PathBuf,
+        /// The codec's error.
+        source: CodecError,
+    },
+    /// A write that must follow another cannot: the file it builds on was not written or is
+    /// gone (a snapshot part's base, a log that is not open).
+    #[error("cannot write {path}: {why}")]
+    OutOfOrder {
+        /// The file.
+        path: PathBuf,
+        /// What it should have followed.
+        why: String,
+    },
     /// Reading or writing failed.
     #[error("cannot {action} {path}: {source}")]
     Io {
@@ -276,3 +293,32 @@ pub enum CheckpointError {
         source: std::io::Error,
     },
 }
+
+impl CheckpointError {
+    /// The operating system's kind of error, when the file system refused (a full disk is
+    /// `StorageFull`, a denied permission `PermissionDenied`); `None` for a file that is
+    /// there but unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::checkpoint::CheckpointError;
+    /// let e = CheckpointError::Io {
+    ///     action: "write",
+    ///     path: "/ckpt/plans.log".into(),
+    ///     source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+    /// };
+    /// assert_eq!(e.io_kind(), Some(std::io::ErrorKind::StorageFull));
+    /// ```
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            CheckpointError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// A value sluice could not encode for a checkpoint file or decode from one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(#[from] postcard::Error);

@@ -9,10 +9,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// A value that could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CodecError(#[from] postcard::Error);
+pub use crate::error::CodecError;
 
 /// Encodes `value`.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {

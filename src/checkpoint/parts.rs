@@ -31,7 +31,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::delta::{EMPTY_FULL, MAX_DELTAS, StateCodec, delta_payload};
-use super::file::{Kind, read_framed, write_framed};
+use super::file::{CheckpointError, Kind, read_framed, write_framed};
 
 /// What a worker hands over.
 pub(crate) enum Body {
@@ -128,7 +128,7 @@ impl Chains {
     }
 
     /// Writes `job`'s part; on failure the chain ends and the reason is returned.
-    fn write(&mut self, job: Job) -> Result<(), String> {
+    fn write(&mut self, job: Job) -> Result<(), CheckpointError> {
         let id = part_name(&job.path);
         let written = self.write_part(&id, job);
         if written.is_err() {
@@ -137,7 +137,7 @@ impl Chains {
         written
     }
 
-    fn write_part(&mut self, id: &Path, job: Job) -> Result<(), String> {
+    fn write_part(&mut self, id: &Path, job: Job) -> Result<(), CheckpointError> {
         let Job {
             path,
             t,
@@ -145,7 +145,10 @@ impl Chains {
             body,
             ..
         } = job;
-        let text = |e: &dyn std::fmt::Display| e.to_string();
+        let codec_error = |source| CheckpointError::Codec {
+            path: path.clone(),
+            source,
+        };
         let (prev, keys, changed, codec) = match body {
             Body::Full => return self.write_base(id, &path, t, &bytes),
             Body::Changes {
@@ -157,37 +160,42 @@ impl Chains {
         };
         let Some(prev) = prev else {
             // The run's first part: its changes since empty state, compacted at once.
-            let full = (codec.apply)(EMPTY_FULL, &bytes).map_err(|e| text(&e))?;
+            let full = (codec.apply)(EMPTY_FULL, &bytes).map_err(codec_error)?;
             return self.write_base(id, &path, t, &full);
         };
         let chain = self
             .0
             .get_mut(id)
             .filter(|c| c.last == prev)
-            .ok_or_else(|| {
-                format!("its changes follow the part of batch {prev} ms, which was not written")
+            .ok_or_else(|| CheckpointError::OutOfOrder {
+                path: path.clone(),
+                why: format!(
+                    "its changes follow the part of batch {prev} ms, which was not written"
+                ),
             })?;
         let (changes, n) = match chain.changes.take() {
             None => (bytes, changed),
-            Some((older, _)) => (codec.merge)(&older, &bytes).map_err(|e| text(&e))?,
+            Some((older, _)) => (codec.merge)(&older, &bytes).map_err(codec_error)?,
         };
         let base_path = same_part_at(&path, chain.base);
         if n.saturating_mul(4) >= keys || chain.deltas + 1 >= MAX_DELTAS {
             // Compaction: the base with the changes applied is the next base.
-            let base = read_framed(&base_path, Kind::StatePart).map_err(|e| text(&e))?;
-            let full = (codec.apply)(&base, &changes).map_err(|e| text(&e))?;
+            let base = read_framed(&base_path, Kind::StatePart)?;
+            let full = (codec.apply)(&base, &changes).map_err(codec_error)?;
             return self.write_base(id, &path, t, &full);
         }
         // The base may have been abandoned with its snapshot (another worker's part failed).
         if !base_path.exists() {
-            return Err(format!("its base {} is gone", base_path.display()));
+            return Err(CheckpointError::OutOfOrder {
+                path,
+                why: format!("its base {} is gone", base_path.display()),
+            });
         }
         write_framed(
             &path,
             Kind::StateDelta,
             &delta_payload(chain.base, &changes),
-        )
-        .map_err(|e| text(&e))?;
+        )?;
         chain.last = t;
         chain.deltas += 1;
         chain.changes = Some((changes, n));
@@ -195,8 +203,14 @@ impl Chains {
     }
 
     /// Writes a full part, the base of the chain's next deltas.
-    fn write_base(&mut self, id: &Path, path: &Path, t: u64, full: &[u8]) -> Result<(), String> {
-        write_framed(path, Kind::StatePart, full).map_err(|e| e.to_string())?;
+    fn write_base(
+        &mut self,
+        id: &Path,
+        path: &Path,
+        t: u64,
+        full: &[u8],
+    ) -> Result<(), CheckpointError> {
+        write_framed(path, Kind::StatePart, full)?;
         let chain = Chain {
             base: t,
             last: t,
@@ -294,7 +308,7 @@ impl PartWriter {
 }
 
 impl Outstanding {
-    fn fail(&self, operator: &str, path: &Path, t: u64, why: &str) {
+    fn fail(&self, operator: &str, path: &Path, t: u64, why: &CheckpointError) {
         tracing::warn!("checkpoint: state of `{operator}` after batch {t} ms not written: {why}");
         *super::lock(&self.failed)
             .entry(part_name(path))

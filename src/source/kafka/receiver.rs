@@ -97,15 +97,20 @@ struct PositionLog {
 }
 
 impl PositionLog {
-    fn record(&mut self, p: &Positions) -> Result<(), String> {
+    fn record(&mut self, p: &Positions) -> Result<(), crate::error::CheckpointError> {
+        let encode = |path: &std::path::Path| {
+            codec::encode(p).map_err(|source| crate::error::CheckpointError::Codec {
+                path: path.to_owned(),
+                source,
+            })
+        };
         if self.log.is_none() || self.records >= ROTATE_EVERY {
             self.generation += 1;
             let path = self
                 .dir
                 .join(format!("positions-{:020}.log", self.generation));
-            let mut log = file::LogWriter::create(&path).map_err(|e| e.to_string())?;
-            let bytes = codec::encode(p).map_err(|e| e.to_string())?;
-            log.append(&bytes, true).map_err(|e| e.to_string())?;
+            let mut log = file::LogWriter::create(&path)?;
+            log.append(&encode(&path)?, true)?;
             for old in position_logs(&self.dir) {
                 if old != path {
                     let _ = std::fs::remove_file(&old);
@@ -117,9 +122,9 @@ impl PositionLog {
             self.records = 1;
             return Ok(());
         }
-        let bytes = codec::encode(p).map_err(|e| e.to_string())?;
+        let bytes = encode(&self.dir)?;
         if let Some(log) = self.log.as_mut() {
-            log.append(&bytes, true).map_err(|e| e.to_string())?;
+            log.append(&bytes, true)?;
         }
         self.records += 1;
         Ok(())

@@ -1,6 +1,8 @@
 //! The receiver's write-ahead log (Spark's `spark.streaming.receiver.writeAheadLog.enable`):
 //! every line is durable before a batch can take it.
 
+use crate::error::CheckpointError;
+
 /// The receiver's write-ahead log: segments `<dir>/<batch>.wal` of records
 /// `(first sequence number, lines)`, appended durably before the lines are handed over.
 pub(crate) struct Wal {
@@ -10,21 +12,30 @@ pub(crate) struct Wal {
 }
 
 impl Wal {
-    pub(crate) fn append(&mut self, lines: &[String]) -> Result<(), String> {
+    /// Appends `lines` durably to the open segment.
+    pub(crate) fn append(&mut self, lines: &[String]) -> Result<(), CheckpointError> {
         let Some(log) = self.log.as_mut() else {
-            return Err("the write-ahead log is not open".into());
+            return Err(CheckpointError::OutOfOrder {
+                path: self.dir.clone(),
+                why: "no segment of the write-ahead log is open".into(),
+            });
         };
         let bytes =
-            crate::checkpoint::codec::encode(&(self.next_seq, lines)).map_err(|e| e.to_string())?;
-        log.append(&bytes, true).map_err(|e| e.to_string())?;
+            crate::checkpoint::codec::encode(&(self.next_seq, lines)).map_err(|source| {
+                CheckpointError::Codec {
+                    path: self.dir.clone(),
+                    source,
+                }
+            })?;
+        log.append(&bytes, true)?;
         self.next_seq += lines.len() as u64;
         Ok(())
     }
 
-    pub(crate) fn open_segment(&mut self, batch: u64) -> Result<(), String> {
+    /// Starts the segment of the batch `batch` (appending if it is there).
+    pub(crate) fn open_segment(&mut self, batch: u64) -> Result<(), CheckpointError> {
         let path = self.dir.join(format!("{batch:020}.wal"));
-        self.log =
-            Some(crate::checkpoint::file::LogWriter::append_to(&path).map_err(|e| e.to_string())?);
+        self.log = Some(crate::checkpoint::file::LogWriter::append_to(&path)?);
         Ok(())
     }
 
