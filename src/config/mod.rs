@@ -145,7 +145,7 @@ impl StreamingConfig {
     /// ```
     /// use std::time::Duration;
     /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?.app_name("word-totals");
-    /// assert_eq!(c.name(), Some("word-totals"));
+    /// assert_eq!(c.get_app_name(), Some("word-totals"));
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn app_name(mut self, name: impl Into<String>) -> Self {
@@ -154,8 +154,10 @@ impl StreamingConfig {
         self
     }
 
-    /// The job's name, if it has one.
-    pub fn name(&self) -> Option<&str> {
+    /// The job's name, if it has one (set with [`app_name`](StreamingConfig::app_name)).
+    ///
+    /// Getters are named after their setter with `get_`, as `std::process::Command`'s are.
+    pub fn get_app_name(&self) -> Option<&str> {
         self.app_name.as_deref()
     }
 
@@ -171,8 +173,8 @@ impl StreamingConfig {
     /// ```
     /// use std::time::Duration;
     /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?.threads(4).default_parallelism(2);
-    /// assert_eq!(c.parallelism(), 2);
-    /// assert_eq!(sluice::StreamingConfig::new(Duration::from_secs(1))?.threads(4).parallelism(), 4);
+    /// assert_eq!(c.get_default_parallelism(), 2);
+    /// assert_eq!(sluice::StreamingConfig::new(Duration::from_secs(1))?.threads(4).get_default_parallelism(), 4);
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
     pub fn default_parallelism(mut self, partitions: usize) -> Self {
@@ -201,7 +203,7 @@ impl StreamingConfig {
 
     /// The default number of partitions in effect (see
     /// [`default_parallelism`](StreamingConfig::default_parallelism)).
-    pub fn parallelism(&self) -> usize {
+    pub fn get_default_parallelism(&self) -> usize {
         self.default_parallelism
             .unwrap_or_else(|| self.cluster.peers())
             .max(1)
@@ -212,8 +214,10 @@ impl StreamingConfig {
         self.batch_ms
     }
 
-    /// The workers this configuration asks for.
-    pub fn cluster_ref(&self) -> &Cluster {
+    /// The workers this configuration asks for (set with [`cluster`](StreamingConfig::cluster),
+    /// [`threads`](StreamingConfig::threads) or
+    /// [`cluster_from_args`](StreamingConfig::cluster_from_args)).
+    pub fn get_cluster(&self) -> &Cluster {
         &self.cluster
     }
 
@@ -237,7 +241,7 @@ impl StreamingConfig {
     /// use std::time::Duration;
     /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?
     ///     .cluster_from_args(["-w", "2"])?;
-    /// assert_eq!(c.cluster_ref().threads, 2);
+    /// assert_eq!(c.get_cluster().threads, 2);
     /// assert!(sluice::StreamingConfig::new(Duration::from_secs(1))?.cluster_from_args(["--bogus"]).is_err());
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
