@@ -4,6 +4,9 @@
 
 mod common;
 
+#[cfg(feature = "postgres")]
+#[path = "kafka/example.rs"]
+mod example;
 #[path = "kafka/generation.rs"]
 mod generation;
 

@@ -407,5 +407,6 @@ fn max_rate_paces_the_receiver() {
     assert!(inputs.iter().map(|r| r.held_back_ms).sum::<u64>() >= 400);
 }
 
+mod common;
 #[path = "socket/examples.rs"]
 mod examples;

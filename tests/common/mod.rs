@@ -13,7 +13,7 @@ pub mod kafka;
 
 use std::fmt::Debug;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -322,4 +322,20 @@ pub fn run_source<O: Data + Debug>(
         .run(move |job| f(job).collect_into(&o))
         .expect("the job runs");
     normalize(&out)
+}
+
+/// An example's binary, beside this test's (`target/<profile>/examples/<name>`).
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the whole suite (`cargo test --workspace` builds the examples) or `cargo build --examples`",
+        path.display()
+    );
+    path
 }

@@ -4,25 +4,10 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// An example's binary, beside this test's (`target/<profile>/examples/<name>`).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test runs from target/<profile>/deps");
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run the whole suite (`cargo test --workspace` builds the examples) or `cargo build --examples`",
-        path.display()
-    );
-    path
-}
+use crate::common::example;
 
 /// Runs example `name` with `args` (the port first), serving `lines` every 100 ms to its
 /// connection until it exits; returns what it printed.
