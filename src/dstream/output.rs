@@ -57,18 +57,6 @@ pub struct Partition {
     pub peers: usize,
 }
 
-/// One worker's share of a batch (all the partitions it runs), for the sinks that write one
-/// transaction per worker and batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    not(any(feature = "kafka", feature = "postgres", feature = "mysql")),
-    allow(dead_code)
-)] // used by the sinks
-pub(crate) struct WorkerShare {
-    /// The batch.
-    pub(crate) time: Time,
-}
-
 /// Batches collected by [`DStream::collect_into`], shared between the job and the caller.
 ///
 /// # Examples
@@ -324,27 +312,6 @@ impl<'s, T: Data> DStream<'s, T> {
                     };
                     (f.borrow_mut())(p, records)
                 }
-            },
-        );
-    }
-
-    /// Calls `f(share, records)` once per batch on every worker with all the partitions it runs
-    /// (in partition order), also when it runs none: for sinks that write one transaction per
-    /// worker and batch.
-    #[cfg_attr(
-        not(any(feature = "kafka", feature = "postgres", feature = "mysql")),
-        allow(dead_code)
-    )] // used by the sinks
-    pub(crate) fn foreach_worker(&self, f: impl FnMut(WorkerShare, Vec<T>) + 'static) {
-        let f = std::cell::RefCell::new(f);
-        self.foreach_chunks(
-            &self.ctx.name("ForeachWorker"),
-            "foreachPartition",
-            move |t, chunks| {
-                let share = WorkerShare {
-                    time: Time::from_millis(t),
-                };
-                (f.borrow_mut())(share, super::partition::concat_in_order(chunks))
             },
         );
     }

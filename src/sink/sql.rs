@@ -20,11 +20,12 @@
 pub use crate::database::SqlValue;
 
 use crate::database::{Connection, DbError, Dialect, connect};
+use crate::dstream::partition::PartitionId;
 use crate::dstream::{DStream, Data};
 use crate::error::SluiceError;
 use crate::offsets::OffsetRange;
 use crate::retry::{Backoff, GaveUp};
-use crate::runtime::Runtime;
+use crate::sink::{BatchId, OutputError, Sink};
 
 /// A connection to PostgreSQL (`postgres://…`) or MySQL/MariaDB (`mysql://…`) that writes
 /// batches of rows, optionally with Kafka offsets, in one transaction each.
@@ -110,10 +111,31 @@ impl SqlSink {
     ) -> Result<(), SluiceError> {
         self.write(rows, None, &stop)
             .map_err(|gave_up| SluiceError::OutputFailed {
-                output: format!("sql sink {}", crate::redact::url(&self.url)),
+                output: self.name(),
                 batch_ms: 0,
                 source: Box::new(gave_up.into_inner()),
             })
+    }
+
+    /// What the UI and errors call this sink (its URL without credentials).
+    fn name(&self) -> String {
+        format!("sql sink {}", crate::redact::url(&self.url))
+    }
+
+    /// One attempt at writing `rows` (and, when given, the new offsets of `group`) in one
+    /// transaction, for [`Sink::commit`]: a transient failure drops the connection (the
+    /// retry reconnects).
+    fn commit(
+        &mut self,
+        rows: &[Vec<SqlValue>],
+        offsets: Option<(&str, &[OffsetRange])>,
+    ) -> Result<(), OutputError> {
+        self.try_write(rows, offsets).map_err(|e| {
+            if e.is_transient() {
+                self.conn = None;
+            }
+            OutputError::from_failure(e.into_failure())
+        })
     }
 
     /// Writes `rows` (and, when given, the new offsets of `group`) in one transaction;
@@ -182,32 +204,6 @@ pub(crate) fn offset_key(r: &OffsetRange, group: &str) -> Vec<SqlValue> {
     ]
 }
 
-/// Writes one batch share through `sink`, failing the job when the sink gives up.
-pub(crate) fn write_or_fail(
-    sink: &mut SqlSink,
-    runtime: &Runtime,
-    batch: crate::Time,
-    rows: &[Vec<SqlValue>],
-    offsets: Option<(&str, &[OffsetRange])>,
-) {
-    let stop = || runtime.stopping();
-    if let Err(gave_up) = sink.write(rows, offsets, &stop) {
-        let stopped = matches!(gave_up, GaveUp::Stopped(_));
-        let source = gave_up.into_inner();
-        let output = format!("sql sink {}", crate::redact::url(&sink.url));
-        runtime.fail(SluiceError::OutputFailed {
-            output,
-            batch_ms: batch.millis(),
-            source: if stopped {
-                format!("{source} (gave up: the job is stopping; the batch is replayed on restart)")
-                    .into()
-            } else {
-                Box::new(source)
-            },
-        });
-    }
-}
-
 impl<'s, T: Data> DStream<'s, T> {
     /// Writes every batch to PostgreSQL or MySQL: each worker runs `statement` (an upsert, for
     /// exactly-once) with `to_row(record)`'s parameters for its share of the batch, in one
@@ -234,20 +230,44 @@ impl<'s, T: Data> DStream<'s, T> {
         statement: &str,
         to_row: impl Fn(&T) -> Option<Vec<SqlValue>> + 'static,
     ) {
-        let mut sink = match SqlSink::new(url, setup, statement) {
-            Ok(s) => s,
-            Err(e) => {
-                self.ctx.fail_build(e);
-                return;
-            }
-        };
-        let runtime = self.ctx.runtime.clone();
-        self.foreach_worker(move |p, records| {
-            let rows: Vec<Vec<SqlValue>> = records.iter().filter_map(&to_row).collect();
-            if !rows.is_empty() {
-                write_or_fail(&mut sink, &runtime, p.time, &rows, None);
-            }
-        });
+        match SqlSink::new(url, setup, statement) {
+            Ok(sink) => self.write_to(SqlRows {
+                sink,
+                to_row,
+                rows: Vec::new(),
+            }),
+            Err(e) => self.ctx.fail_build(e),
+        }
+    }
+}
+
+/// `write_sql` as a [`Sink`]: a worker's rows of a batch in one transaction at commit.
+struct SqlRows<F> {
+    sink: SqlSink,
+    to_row: F,
+    rows: Vec<Vec<SqlValue>>,
+}
+
+impl<T, F: Fn(&T) -> Option<Vec<SqlValue>> + 'static> Sink<T> for SqlRows<F> {
+    fn open(&mut self, _batch: &BatchId) -> Result<(), OutputError> {
+        self.rows.clear();
+        Ok(())
+    }
+
+    fn write(&mut self, _: &BatchId, _: &PartitionId, records: &[T]) -> Result<(), OutputError> {
+        self.rows.extend(records.iter().filter_map(&self.to_row));
+        Ok(())
+    }
+
+    fn commit(&mut self, _batch: &BatchId) -> Result<(), OutputError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        self.sink.commit(&self.rows, None)
+    }
+
+    fn name(&self) -> String {
+        self.sink.name()
     }
 }
 
@@ -282,30 +302,67 @@ impl crate::source::kafka::DirectStream<'_> {
         statement: &str,
         to_row: impl Fn(&crate::source::kafka::ConsumerRecord) -> Option<Vec<SqlValue>> + 'static,
     ) {
+        match SqlSink::new(url, setup, statement) {
+            Ok(sink) => self.items().write_to(SqlRowsWithOffsets {
+                sink,
+                group: group.to_owned(),
+                to_row,
+                rows: Vec::new(),
+                ranges: Vec::new(),
+            }),
+            Err(e) => self.items().ctx.fail_build(e),
+        }
+    }
+}
+
+/// `write_sql_with_offsets` as a [`Sink`]: a worker's rows of a batch and its partitions' new
+/// offsets in one transaction at commit (a replay whose offsets are stored is skipped in it).
+#[cfg(feature = "kafka")]
+struct SqlRowsWithOffsets<F> {
+    sink: SqlSink,
+    group: String,
+    to_row: F,
+    rows: Vec<Vec<SqlValue>>,
+    ranges: Vec<OffsetRange>,
+}
+
+#[cfg(feature = "kafka")]
+impl<F> Sink<crate::source::kafka::KafkaItem> for SqlRowsWithOffsets<F>
+where
+    F: Fn(&crate::source::kafka::ConsumerRecord) -> Option<Vec<SqlValue>> + 'static,
+{
+    fn open(&mut self, _batch: &BatchId) -> Result<(), OutputError> {
+        self.rows.clear();
+        self.ranges.clear();
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        _: &BatchId,
+        _: &PartitionId,
+        items: &[crate::source::kafka::KafkaItem],
+    ) -> Result<(), OutputError> {
         use crate::source::kafka::KafkaItem;
-        let items = self.items();
-        let mut sink = match SqlSink::new(url, setup, statement) {
-            Ok(s) => s,
-            Err(e) => {
-                items.ctx.fail_build(e);
-                return;
+        for item in items {
+            match item {
+                KafkaItem::Record(r) => self.rows.extend((self.to_row)(r)),
+                KafkaItem::Range(r) if r.until > r.from => self.ranges.push(r.clone()),
+                KafkaItem::Range(_) => {}
             }
-        };
-        let group = group.to_owned();
-        let runtime = items.ctx.runtime.clone();
-        items.foreach_worker(move |p, items| {
-            let mut rows = Vec::new();
-            let mut ranges = Vec::new();
-            for item in &items {
-                match item {
-                    KafkaItem::Record(r) => rows.extend(to_row(r)),
-                    KafkaItem::Range(r) if r.until > r.from => ranges.push(r.clone()),
-                    KafkaItem::Range(_) => {}
-                }
-            }
-            if !rows.is_empty() || !ranges.is_empty() {
-                write_or_fail(&mut sink, &runtime, p.time, &rows, Some((&group, &ranges)));
-            }
-        });
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, _batch: &BatchId) -> Result<(), OutputError> {
+        if self.rows.is_empty() && self.ranges.is_empty() {
+            return Ok(());
+        }
+        self.sink
+            .commit(&self.rows, Some((&self.group, &self.ranges)))
+    }
+
+    fn name(&self) -> String {
+        self.sink.name()
     }
 }

@@ -85,6 +85,18 @@ impl OutputError {
             OutputError::Permanent(e) => Failure::Permanent(e),
         }
     }
+
+    /// The built-in sinks' classified failures, as an output error.
+    #[cfg_attr(
+        not(any(feature = "kafka", feature = "postgres", feature = "mysql")),
+        allow(dead_code)
+    )]
+    pub(crate) fn from_failure<E: Into<BoxError>>(failure: Failure<E>) -> Self {
+        match failure {
+            Failure::Transient(e) => OutputError::Transient(e.into()),
+            Failure::Permanent(e) => OutputError::Permanent(e.into()),
+        }
+    }
 }
 
 impl std::fmt::Display for OutputError {
@@ -166,6 +178,12 @@ pub trait Sink<T>: 'static {
     fn commit(&mut self, batch: &BatchId) -> Result<(), OutputError> {
         let _ = batch;
         Ok(())
+    }
+
+    /// The name the web UI, the listeners and a failed batch's error give this output (the
+    /// built-in sinks say what they write to, e.g. `sql sink postgres://…/test`).
+    fn name(&self) -> String {
+        "sink".to_owned()
     }
 }
 
@@ -279,7 +297,9 @@ impl<'s, T: Data> DStream<'s, T> {
         let runtime = self.ctx.runtime.clone();
         let info = self.ctx.info;
         let in_doubt_through = runtime.in_doubt_through();
-        self.foreach_chunks(&self.ctx.name("WriteTo"), "sink", move |t, chunks| {
+        let output = sink.name();
+        let name = self.ctx.name("WriteTo");
+        self.foreach_chunks(&name, &output.clone(), move |t, chunks| {
             let batch = BatchId {
                 time: Time::from_millis(t),
                 worker: info.index,
@@ -287,7 +307,7 @@ impl<'s, T: Data> DStream<'s, T> {
                 in_doubt: in_doubt_through.is_some_and(|last| t <= last),
             };
             let parts = by_partition(chunks);
-            attempt_or_fail(&runtime, "sink", batch.time, || {
+            attempt_or_fail(&runtime, &output, batch.time, || {
                 sink.open(&batch)?;
                 for (id, records) in &parts {
                     sink.write(&batch, id, records)?;

@@ -7,8 +7,9 @@
 //! replayed batch whose offsets the group already holds is not written again.
 
 use super::transactional::Transactional;
-use super::{KafkaSink, OutRecord, fail_output};
-use crate::retry::Backoff;
+use super::{KafkaSink, OutRecord};
+use crate::dstream::partition::PartitionId;
+use crate::sink::{BatchId, OutputError, Sink};
 use crate::source::kafka::client::failure;
 use crate::source::kafka::{ConsumerRecord, DirectStream, KafkaItem};
 
@@ -36,49 +37,83 @@ impl DirectStream<'_> {
         to_records: impl Fn(&ConsumerRecord) -> Vec<OutRecord> + 'static,
     ) {
         let items = self.items();
-        let runtime = items.ctx.runtime.clone();
-        let worker = runtime.worker().index;
-        let mut tx = Transactional::new(sink, format!("sluice-{job}-{worker}"), group.to_owned());
-        let in_doubt_through = runtime.in_doubt_through();
-        let job = job.to_owned();
-        items.foreach_worker(move |p, items| {
-            let mut out = Vec::new();
-            let mut offsets = Vec::new();
-            for item in &items {
-                match item {
-                    KafkaItem::Record(r) => out.extend(to_records(r)),
-                    KafkaItem::Range(r) if r.until > r.from => {
-                        offsets.push((r.topic.clone(), r.partition, r.until))
-                    }
-                    KafkaItem::Range(_) => {}
-                }
-            }
-            if out.is_empty() && offsets.is_empty() {
-                return;
-            }
-            let what = format!(
-                "Kafka sink {job}: batch {} waits for its transaction",
-                p.time
-            );
-            let written = Backoff::default().retry(&what, &|| runtime.stopping(), || {
-                if in_doubt_through.is_some_and(|d| p.time.millis() <= d) && !offsets.is_empty() {
-                    // Replayed after a crash: committed already if the group holds its offsets.
-                    let parts: Vec<(String, i32)> =
-                        offsets.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
-                    let committed = tx.committed(&parts).map_err(failure)?;
-                    let done = committed
-                        .iter()
-                        .zip(&offsets)
-                        .all(|(c, (_, _, next))| c.is_some_and(|c| c >= *next));
-                    if done {
-                        return Ok(());
-                    }
-                }
-                tx.write(&out, &offsets)
-            });
-            if let Err(gave_up) = written {
-                fail_output(&runtime, format!("kafka sink {job}"), p.time, gave_up);
-            }
+        let worker = items.ctx.info.index;
+        items.write_to(WithOffsets {
+            tx: Transactional::new(sink, format!("sluice-{job}-{worker}"), group.to_owned()),
+            job: job.to_owned(),
+            to_records,
+            out: Vec::new(),
+            offsets: Vec::new(),
         });
+    }
+}
+
+/// `write_kafka_exactly_once` as a [`Sink`]: a worker's records of a batch and its partitions'
+/// new offsets in one transaction at commit; a batch in doubt whose offsets the group holds is
+/// skipped.
+struct WithOffsets<F> {
+    tx: Transactional,
+    job: String,
+    to_records: F,
+    out: Vec<OutRecord>,
+    /// (topic, partition, next offset) of each partition of the batch with records.
+    offsets: Vec<(String, i32, i64)>,
+}
+
+impl<F: Fn(&ConsumerRecord) -> Vec<OutRecord> + 'static> Sink<KafkaItem> for WithOffsets<F> {
+    fn open(&mut self, _batch: &BatchId) -> Result<(), OutputError> {
+        self.out.clear();
+        self.offsets.clear();
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        _: &BatchId,
+        _: &PartitionId,
+        items: &[KafkaItem],
+    ) -> Result<(), OutputError> {
+        for item in items {
+            match item {
+                KafkaItem::Record(r) => self.out.extend((self.to_records)(r)),
+                KafkaItem::Range(r) if r.until > r.from => {
+                    self.offsets.push((r.topic.clone(), r.partition, r.until))
+                }
+                KafkaItem::Range(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, batch: &BatchId) -> Result<(), OutputError> {
+        if self.out.is_empty() && self.offsets.is_empty() {
+            return Ok(());
+        }
+        if batch.in_doubt && !self.offsets.is_empty() {
+            // Replayed after a crash: committed already if the group holds its offsets.
+            let parts: Vec<(String, i32)> = self
+                .offsets
+                .iter()
+                .map(|(t, p, _)| (t.clone(), *p))
+                .collect();
+            let committed = self
+                .tx
+                .committed(&parts)
+                .map_err(|e| OutputError::from_failure(failure(e)))?;
+            let done = committed
+                .iter()
+                .zip(&self.offsets)
+                .all(|(c, (_, _, next))| c.is_some_and(|c| c >= *next));
+            if done {
+                return Ok(());
+            }
+        }
+        self.tx
+            .write(&self.out, &self.offsets)
+            .map_err(OutputError::from_failure)
+    }
+
+    fn name(&self) -> String {
+        format!("kafka sink {}", self.job)
     }
 }

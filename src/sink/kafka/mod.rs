@@ -1,7 +1,9 @@
 //! Kafka producer sinks (course §4.3.3, without its producer-per-record).
 //!
 //! **At-least-once** ([`DStream::write_kafka`]):
-//! One producer per worker, created on first use and reused across batches. A batch's output
+//! One producer per worker, created when the job is built (a wrong setting fails it then)
+//! and reused across batches; written through the [`Sink`] trait, as every built-in sink is.
+//! A batch's output
 //! finishes only when the producer has flushed every record of it and the broker acknowledged
 //! them all; if any delivery fails, the whole share is sent again (duplicates are what
 //! at-least-once allows) with backoff, so the batch's source offsets, committed after the
@@ -32,9 +34,10 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use crate::dstream::DStream;
+use crate::dstream::partition::PartitionId;
 use crate::error::SluiceError;
-use crate::retry::{Backoff, Failure, GaveUp};
-use crate::runtime::Runtime;
+use crate::retry::Failure;
+use crate::sink::{BatchId, OutputError, Sink};
 use crate::source::kafka::client::{client_config_error, failure};
 
 /// A record to produce.
@@ -154,6 +157,15 @@ pub(crate) fn produce_all(
     producer: &BaseProducer<Deliveries>,
     records: &[OutRecord],
 ) -> Result<(), Failure<KafkaError>> {
+    send_all(producer, records)?;
+    producer.flush(Duration::from_secs(60)).map_err(failure)
+}
+
+/// Queues every record in the producer (waiting while its queue is full).
+fn send_all(
+    producer: &BaseProducer<Deliveries>,
+    records: &[OutRecord],
+) -> Result<(), Failure<KafkaError>> {
     for r in records {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &r.headers {
@@ -184,27 +196,7 @@ pub(crate) fn produce_all(
             }
         }
     }
-    producer.flush(Duration::from_secs(60)).map_err(failure)
-}
-
-/// Fails the job for an output that gave up on batch `batch`.
-pub(crate) fn fail_output(
-    runtime: &Runtime,
-    output: String,
-    batch: crate::Time,
-    gave_up: GaveUp<KafkaError>,
-) {
-    let stopped = matches!(gave_up, GaveUp::Stopped(_));
-    let e = gave_up.into_inner();
-    runtime.fail(SluiceError::OutputFailed {
-        output,
-        batch_ms: batch.millis(),
-        source: if stopped {
-            format!("{e} (gave up: the job is stopping; the batch is replayed on restart)").into()
-        } else {
-            Box::new(e)
-        },
-    });
+    Ok(())
 }
 
 impl<'s> DStream<'s, OutRecord> {
@@ -222,31 +214,44 @@ impl<'s> DStream<'s, OutRecord> {
     /// ```
     pub fn write_kafka(&self, sink: KafkaSink) {
         let failed = Failed::default();
-        let mut producer: Option<BaseProducer<Deliveries>> = None;
-        let runtime = self.ctx.runtime.clone();
-        self.foreach_worker(move |p, records| {
-            if records.is_empty() {
-                return;
-            }
-            if producer.is_none() {
-                match sink.producer(Arc::clone(&failed)) {
-                    Ok(pr) => producer = Some(pr),
-                    Err(e) => return runtime.fail(e),
-                }
-            }
-            let Some(pr) = producer.as_ref() else { return };
-            let what = format!(
-                "Kafka sink: batch {} not delivered; sending it again",
-                p.time
-            );
-            let sent = Backoff::default().retry(&what, &|| runtime.stopping(), || {
-                reset(&failed);
-                produce_all(pr, &records)?;
-                delivery_failures(&failed)
-            });
-            if let Err(gave_up) = sent {
-                fail_output(&runtime, "kafka sink".into(), p.time, gave_up);
-            }
-        });
+        match sink.producer(Arc::clone(&failed)) {
+            Ok(producer) => self.write_to(AtLeastOnce { producer, failed }),
+            Err(e) => self.ctx.fail_build(e),
+        }
+    }
+}
+
+/// `write_kafka` as a [`Sink`]: a worker's records of a batch produced and flushed at commit;
+/// an attempt with a failed delivery is sent again whole (at least once).
+struct AtLeastOnce {
+    producer: BaseProducer<Deliveries>,
+    failed: Failed,
+}
+
+impl Sink<OutRecord> for AtLeastOnce {
+    fn open(&mut self, _batch: &BatchId) -> Result<(), OutputError> {
+        reset(&self.failed);
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        _: &BatchId,
+        _: &PartitionId,
+        records: &[OutRecord],
+    ) -> Result<(), OutputError> {
+        send_all(&self.producer, records).map_err(OutputError::from_failure)
+    }
+
+    fn commit(&mut self, _batch: &BatchId) -> Result<(), OutputError> {
+        self.producer
+            .flush(Duration::from_secs(60))
+            .map_err(failure)
+            .and_then(|()| delivery_failures(&self.failed))
+            .map_err(OutputError::from_failure)
+    }
+
+    fn name(&self) -> String {
+        "kafka sink".to_owned()
     }
 }

@@ -16,11 +16,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
 
-use super::{
-    Deliveries, Failed, KafkaSink, OutRecord, delivery_failures, fail_output, produce_all, reset,
-};
+use super::{Deliveries, Failed, KafkaSink, OutRecord, delivery_failures, produce_all, reset};
 use crate::dstream::DStream;
-use crate::retry::{Backoff, Failure};
+use crate::dstream::partition::PartitionId;
+use crate::retry::Failure;
+use crate::sink::{BatchId, OutputError, Sink};
 use crate::source::kafka::client::failure;
 
 impl<'s> DStream<'s, OutRecord> {
@@ -45,39 +45,74 @@ impl<'s> DStream<'s, OutRecord> {
     /// ```
     pub fn write_kafka_transactional(&self, sink: KafkaSink, name: &str) {
         let worker = self.ctx.info.index;
-        let mut tx = Transactional::new(
-            sink,
-            format!("sluice-{name}-{worker}"),
-            format!("sluice-{name}-w{worker}"),
-        );
-        let runtime = self.ctx.runtime.clone();
-        let name = name.to_owned();
-        // Batches up to this one may have been committed by a run that crashed.
-        let in_doubt_through = runtime.in_doubt_through();
-        self.foreach_worker(move |p, records| {
-            let Some(first) = records.first() else {
-                return;
-            };
-            let t = p.time.millis();
-            let marker = (first.topic.clone(), 0, t as i64 + 1);
-            let what = format!("Kafka sink {name}: batch {} waits for its transaction", p.time);
-            let written = Backoff::default().retry(&what, &|| runtime.stopping(), || {
-                if in_doubt_through.is_some_and(|d| t <= d) {
-                    let done = tx.committed(&[(marker.0.clone(), 0)]).map_err(failure)?;
-                    if done.first().copied().flatten().is_some_and(|d| d > t as i64) {
-                        tracing::info!(
-                            "Kafka sink {name}: batch {} was committed before the restart; not written again",
-                            p.time
-                        );
-                        return Ok(());
-                    }
-                }
-                tx.write(&records, std::slice::from_ref(&marker))
-            });
-            if let Err(gave_up) = written {
-                fail_output(&runtime, format!("kafka sink {name}"), p.time, gave_up);
-            }
+        self.write_to(MarkedBatches {
+            tx: Transactional::new(
+                sink,
+                format!("sluice-{name}-{worker}"),
+                format!("sluice-{name}-w{worker}"),
+            ),
+            name: name.to_owned(),
+            records: Vec::new(),
         });
+    }
+}
+
+/// `write_kafka_transactional` as a [`Sink`]: a worker's records of a batch and the batch's
+/// marker in one transaction at commit; a batch in doubt whose marker is committed is skipped.
+struct MarkedBatches {
+    tx: Transactional,
+    name: String,
+    records: Vec<OutRecord>,
+}
+
+impl Sink<OutRecord> for MarkedBatches {
+    fn open(&mut self, _batch: &BatchId) -> Result<(), OutputError> {
+        self.records.clear();
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        _: &BatchId,
+        _: &PartitionId,
+        records: &[OutRecord],
+    ) -> Result<(), OutputError> {
+        self.records.extend_from_slice(records);
+        Ok(())
+    }
+
+    fn commit(&mut self, batch: &BatchId) -> Result<(), OutputError> {
+        let Some(first) = self.records.first() else {
+            return Ok(());
+        };
+        let t = batch.time.millis();
+        let marker = (first.topic.clone(), 0, t as i64 + 1);
+        if batch.in_doubt {
+            let done = self
+                .tx
+                .committed(&[(marker.0.clone(), 0)])
+                .map_err(|e| OutputError::from_failure(failure(e)))?;
+            if done
+                .first()
+                .copied()
+                .flatten()
+                .is_some_and(|d| d > t as i64)
+            {
+                tracing::info!(
+                    "Kafka sink {}: batch {} was committed before the restart; not written again",
+                    self.name,
+                    batch.time
+                );
+                return Ok(());
+            }
+        }
+        self.tx
+            .write(&self.records, std::slice::from_ref(&marker))
+            .map_err(OutputError::from_failure)
+    }
+
+    fn name(&self) -> String {
+        format!("kafka sink {}", self.name)
     }
 }
 
