@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Proc, feed_socket, run, sluice, text, wait_until};
+use common::{Run, feed_socket, run, text, wait_until};
 
 #[test]
 fn checkpoint_show_tells_what_a_restart_will_do() {
@@ -12,30 +12,25 @@ fn checkpoint_show_tells_what_a_restart_will_do() {
     let chk = dir.path().join("chk");
     let (mut feed, port) =
         feed_socket(&["--generate", "wordcount", "--count", "2000", "--keep-open"]);
-    let mut cmd = sluice();
-    cmd.args([
-        "run",
-        "stateful-wordcount",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-    ])
-    .args([
-        "--batch",
-        "200ms",
-        "--checkpoint-interval",
-        "200ms",
-        "--checkpoint",
-    ])
-    .arg(&chk);
-    let mut job = Proc::spawn(cmd);
+    let mut job = Run::job("stateful-wordcount")
+        .flag("host", "127.0.0.1")
+        .flag("port", port.to_string())
+        .batch("200ms")
+        .checkpoint_interval("200ms")
+        .checkpoint(&chk)
+        .spawn();
     assert!(
         wait_until(Duration::from_secs(30), || feed.err().contains("sent 2000")),
         "{}",
         feed.err()
     );
-    std::thread::sleep(Duration::from_secs(1));
+    // Received, counted and snapshotted.
+    job.expect_out("Time: ", Duration::from_secs(30));
+    assert!(
+        wait_until(Duration::from_secs(30), || common::has_snapshot(&chk)),
+        "no snapshot: {}",
+        job.err()
+    );
     assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
     feed.signal("-KILL");
 

@@ -22,6 +22,14 @@ use common::{Proc, free_port};
 
 /// A job of several processes stops when all are asked to (a graceful stop finishes the batches
 /// due, which needs every process).
+/// The tests here run one at a time: each starts two processes whose timing (peer timeouts,
+/// link cuts, kills) is the point; on 2 cores, four such pairs at once starve each other.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn stop_both(a: &mut Proc, b: &mut Proc) -> [i32; 2] {
     a.send("-TERM");
     b.send("-TERM");
@@ -33,6 +41,7 @@ fn stop_both(a: &mut Proc, b: &mut Proc) -> [i32; 2] {
 /// an error naming the lost process, and the restarted pair ends with exact totals.
 #[test]
 fn a_killed_process_stops_the_other_and_a_restart_resumes_exactly_once() {
+    let _alone = alone();
     let broker = Broker::start();
     broker.create_topic("words", 4);
     broker.create_topic("totals", 4);
@@ -153,6 +162,7 @@ fn a_killed_process_stops_the_other_and_a_restart_resumes_exactly_once() {
 /// Two processes of another job, or started with another -n, refuse each other by name.
 #[test]
 fn processes_of_different_jobs_refuse_each_other() {
+    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(
@@ -367,6 +377,7 @@ fn wait_totals(p: &Proc, want: u64, within: Duration) -> (u64, u64) {
 /// on when the link is back, and every line is counted once.
 #[test]
 fn two_hosts_ride_out_a_ten_second_link_cut() {
+    let _alone = alone();
     let Some((job, listener)) = ns_job() else {
         return;
     };
@@ -405,6 +416,7 @@ fn two_hosts_ride_out_a_ten_second_link_cut() {
 /// link: process 0 stops at once, and a restart counts every line once.
 #[test]
 fn two_hosts_stop_on_a_cut_longer_than_the_peer_timeout_and_resume_exactly_once() {
+    let _alone = alone();
     let Some((job, listener)) = ns_job() else {
         return;
     };

@@ -11,15 +11,15 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, sluice, text, wait_until};
+use common::{Proc, Run, sluice, text, wait_until};
 
 /// `dataflow` on generated input with `--checkpoint dir`, until it is stopped.
 fn generated(dataflow: &str, dir: &std::path::Path) -> Command {
-    let mut c = sluice();
-    c.args(["run", dataflow, "--batch", "100ms", "--ui", "off"])
-        .arg("--checkpoint")
-        .arg(dir);
-    c
+    Run::job(dataflow)
+        .batch("100ms")
+        .ui_off()
+        .checkpoint(dir)
+        .command()
 }
 
 /// Waits until `job` has printed a batch (it holds its checkpoint then).
@@ -77,7 +77,9 @@ fn two_jobs_started_together_on_an_empty_directory_leave_one_running() {
         a.exited().is_some() || b.exited().is_some()
     });
     assert!(one_refused, "both run: {} / {}", a.err(), b.err());
-    std::thread::sleep(Duration::from_millis(500));
+    // The other one goes on: it prints batches (and has not stopped since, checked below).
+    let still = if a.exited().is_some() { &b } else { &a };
+    assert!(running(still), "{}", still.err());
     let (refused, other) = match (a.exited(), b.exited()) {
         (Some(code), None) => ((code, a.err()), &b),
         (None, Some(code)) => ((code, b.err()), &a),
@@ -96,7 +98,11 @@ fn the_lock_of_a_killed_process_is_taken_over() {
     cmd.args(["--checkpoint-interval", "100ms"]);
     let mut first = Proc::spawn(cmd);
     assert!(running(&first), "{}", first.err());
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        wait_until(Duration::from_secs(30), || common::has_snapshot(dir.path())),
+        "no snapshot: {}",
+        first.err()
+    );
     first.signal("-KILL");
     // The dead process's lock file is still there, naming it; the restart takes it over.
     let lock = std::fs::read_to_string(dir.path().join("owner-p0")).unwrap();

@@ -23,6 +23,88 @@ pub fn skip_without(capability: &str, why: &str) {
     eprintln!("{why}: skipped");
 }
 
+/// A `sluice run <job>` invocation built flag by flag, so that a test says what it changes
+/// from the job's defaults and nothing else:
+///
+/// ```ignore
+/// let job = Run::job("stateful-wordcount").batch("100ms").checkpoint(dir).ui_off().spawn();
+/// ```
+pub struct Run {
+    cmd: Command,
+}
+
+impl Run {
+    /// `sluice run <name>`.
+    pub fn job(name: &str) -> Run {
+        let mut cmd = sluice();
+        cmd.args(["run", name]);
+        Run { cmd }
+    }
+
+    /// One more argument, as given.
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// More arguments, as given.
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Run {
+        self.cmd.args(args);
+        self
+    }
+
+    /// `--<name> <value>`.
+    pub fn flag(self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.arg(format!("--{name}")).arg(value)
+    }
+
+    /// `--batch <interval>` (`100ms`, `1s`, `1m`).
+    pub fn batch(self, interval: &str) -> Run {
+        self.flag("batch", interval)
+    }
+
+    /// `--checkpoint <dir>`.
+    pub fn checkpoint(self, dir: impl AsRef<std::path::Path>) -> Run {
+        self.flag("checkpoint", dir.as_ref())
+    }
+
+    /// `--checkpoint-interval <interval>`.
+    pub fn checkpoint_interval(self, interval: &str) -> Run {
+        self.flag("checkpoint-interval", interval)
+    }
+
+    /// `--max-batches <n>`.
+    pub fn max_batches(self, n: u64) -> Run {
+        self.flag("max-batches", n.to_string())
+    }
+
+    /// `--ui off`: no web UI (its port is not needed).
+    pub fn ui_off(self) -> Run {
+        self.flag("ui", "off")
+    }
+
+    /// An environment variable for the job.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// The command, to run some other way.
+    pub fn command(self) -> Command {
+        self.cmd
+    }
+
+    /// Starts it, its outputs collected as it runs.
+    pub fn spawn(self) -> Proc {
+        Proc::spawn(self.cmd)
+    }
+
+    /// Runs it to its end.
+    pub fn output(mut self) -> Output {
+        self.cmd.output().expect("run sluice")
+    }
+}
+
 /// Runs `sluice` with `args` to its end.
 pub fn run(args: &[&str]) -> Output {
     sluice().args(args).output().expect("run sluice")
@@ -44,6 +126,16 @@ pub fn local_hostfile(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
         .collect();
     std::fs::write(&path, lines).expect("write the hostfile");
     path
+}
+
+/// Whether a snapshot of the checkpoint in `dir` is complete (a `state-<t>/MANIFEST`).
+pub fn has_snapshot(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with("state-")
+                && e.path().join("MANIFEST").exists()
+        })
+    })
 }
 
 /// Polls `done` until it holds or `within` has passed; whether it held.
@@ -185,6 +277,22 @@ impl Proc {
     /// Standard error so far.
     pub fn err(&self) -> String {
         self.err.lock().unwrap().clone()
+    }
+
+    /// Standard output so far.
+    pub fn stdout(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `within`) until standard output holds `needle`; fails the test with
+    /// both outputs otherwise.
+    pub fn expect_out(&self, needle: &str, within: std::time::Duration) {
+        assert!(
+            wait_until(within, || self.out.lock().unwrap().contains(needle)),
+            "`{needle}` not printed within {within:?}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.err()
+        );
     }
 
     /// The web UI's `host:port`, once the job has printed it (within 30 s).
