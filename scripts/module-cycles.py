@@ -84,3 +84,7 @@ for c in cyclic:
 for a, b in in_cycle:
     sites = edges[(a, b)]
     print(f"  {a} -> {b}: {len(sites)} uses, e.g. {sites[0]}")
+
+# `--check` (CI): a cycle is an error, so none comes back unnoticed.
+if "--check" in sys.argv[1:] and cyclic:
+    sys.exit("module cycles: the top-level modules above import each other; see ARCHITECTURE.md §7")

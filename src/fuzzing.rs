@@ -20,7 +20,7 @@ use std::path::Path;
 
 use crate::checkpoint::file::{Kind, parse_framed, parse_log};
 use crate::checkpoint::{Checkpoint, CheckpointConfig, StateStore, codec};
-use crate::source::socket::framing::{Framed, LineFramer};
+use crate::source::receiver::framing::{Framed, LineFramer};
 
 /// Splits a packed directory into `(relative path, bytes)`: repeated `[name length: u8][name]
 /// [length: u16 le][bytes]`; names are kept to `[A-Za-z0-9._/-]` without `..` or a leading `/`.
@@ -170,7 +170,7 @@ pub fn plan_log(data: &[u8]) {
 
 fn decode_plans(plan: &[u8]) {
     let _ = codec::decode::<(u64, u64)>(plan);
-    if let Some(((from, until), blocks)) = crate::source::socket::decode_plan(plan) {
+    if let Some(((from, until), blocks)) = crate::source::receiver::decode_plan(plan) {
         assert!(from <= until);
         assert_eq!(blocks.iter().sum::<u64>(), until - from);
     }
@@ -183,7 +183,7 @@ pub fn write_ahead_log(data: &[u8]) {
         return;
     };
     let mut lines = BTreeMap::new();
-    crate::source::socket::wal::add_records(&mut lines, &records);
+    crate::source::receiver::wal::add_records(&mut lines, &records);
     assert!(lines.len() <= data.len());
 }
 

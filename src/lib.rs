@@ -47,6 +47,7 @@ pub mod config;
 pub mod context;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod database;
+pub mod dead_letter;
 pub mod dstream;
 pub mod error;
 pub(crate) mod fixed_hash;
@@ -56,11 +57,13 @@ pub mod listener;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod offsets;
+mod partition_id;
 pub mod redact;
 pub(crate) mod retry;
 pub(crate) mod runtime;
 pub mod sink;
 pub mod source;
+pub mod spark_hash;
 #[cfg(feature = "sql")]
 pub mod sql;
 #[cfg(feature = "files")]

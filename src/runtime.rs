@@ -14,31 +14,81 @@
 //!   [`in_doubt_through`](Runtime::in_doubt_through) may have run them in part (sinks check
 //!   their own markers).
 
-use std::path::PathBuf;
-use std::sync::Arc;
+//!
+//! The handle reaches the job's coordinator through [`Control`], which the coordinator
+//! implements: `runtime` stays below `context` in the module layers (operators, sources and
+//! sinks import it; it imports none of them).
 
-use crate::checkpoint::StateStore;
-use crate::context::coordinator::Coordinator;
-use crate::dstream::WorkerInfo;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checkpoint::{Checkpoint, StateStore};
 use crate::error::SluiceError;
-use crate::listener::StateSize;
+use crate::listener::{SnapshotWrite, StateSize};
+
+/// Where this worker sits in the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// Global worker index: `process * threads + thread`.
+    pub index: usize,
+    /// All workers of all processes.
+    pub peers: usize,
+    /// Worker threads per process.
+    pub threads: usize,
+    /// This worker's process.
+    pub process: usize,
+    /// The batch interval in ms.
+    pub batch_ms: u64,
+    /// The job's default number of partitions (Spark's `spark.default.parallelism`): queue
+    /// streams are sliced into this many, and shuffles use it unless told otherwise.
+    pub parallelism: usize,
+    /// How shuffles place keys in partitions (`StreamingConfig::partitioner`).
+    pub partitioner: crate::spark_hash::Partitioner,
+}
+
+/// What the job's coordinator answers and is told on behalf of the operators (implemented by
+/// `context::coordinator::Coordinator`).
+pub(crate) trait Control: Send + Sync {
+    /// The batch interval, ms.
+    fn batch_ms(&self) -> u64;
+    /// The job's first batch ever.
+    fn zero(&self) -> u64;
+    /// Fails the job (the first error wins) and stops it at once.
+    fn fail(&self, error: SluiceError);
+    /// The job is stopping at once.
+    fn aborted(&self) -> bool;
+    /// A stop was asked.
+    fn stopping(&self) -> bool;
+    /// Whether stateful operators save their state after batch `t`.
+    fn snapshot_due(&self, t: u64) -> bool;
+    /// Output operation `id` (`name`) finished batch `t` on a worker at `at`.
+    fn report_output(&self, t: u64, id: usize, name: &str, at: Instant);
+    /// An operator's snapshot write after batch `t`.
+    fn report_snapshot(&self, t: u64, write: SnapshotWrite);
+    /// An operator's state size after batch `t`.
+    fn report_state(&self, t: u64, size: StateSize);
+    /// Outputs are off up to this batch.
+    fn silent_through(&self) -> Option<u64>;
+    /// The job's checkpoint, if it has one.
+    fn checkpoint(&self) -> Option<&Arc<Checkpoint>>;
+}
 
 /// What an operator may ask of and tell the running job (see the module docs).
 #[derive(Clone)]
 pub(crate) struct Runtime {
-    coord: Arc<Coordinator>,
+    coord: Arc<dyn Control>,
     info: WorkerInfo,
 }
 
 impl Runtime {
-    pub(crate) fn new(coord: Arc<Coordinator>, info: WorkerInfo) -> Self {
+    pub(crate) fn new(coord: Arc<dyn Control>, info: WorkerInfo) -> Self {
         Runtime { coord, info }
     }
 
     /// The batch interval, ms.
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))] // used by the Kafka source
     pub(crate) fn batch_ms(&self) -> u64 {
-        self.coord.batch_ms
+        self.coord.batch_ms()
     }
 
     /// Where this worker sits in the job.
@@ -70,12 +120,11 @@ impl Runtime {
 
     /// Output operation `id` (`name`) finished batch `t` on this worker, now.
     pub(crate) fn report_output(&self, t: u64, id: usize, name: &str) {
-        self.coord
-            .report_output(t, id, name, std::time::Instant::now());
+        self.coord.report_output(t, id, name, Instant::now());
     }
 
     /// Reports an operator's snapshot write after batch `t`, for the batch metrics.
-    pub(crate) fn report_snapshot(&self, t: u64, write: crate::listener::SnapshotWrite) {
+    pub(crate) fn report_snapshot(&self, t: u64, write: SnapshotWrite) {
         self.coord.report_snapshot(t, write);
     }
 
@@ -106,7 +155,7 @@ impl Runtime {
 
     /// The job's first batch ever (window slides are aligned to it).
     pub(crate) fn zero(&self) -> u64 {
-        self.coord.zero
+        self.coord.zero()
     }
 
     /// The state store of the stateful operator `name` on this worker; `None` without a
@@ -146,9 +195,16 @@ impl Runtime {
 
     /// A folder of the checkpoint for a source's own files (`receiver/<name>`); `None`
     /// without a checkpoint.
-    pub(crate) fn checkpoint_folder(&self, folder: &str, name: &str) -> Option<PathBuf> {
+    pub(crate) fn checkpoint_folder(
+        &self,
+        folder: &str,
+        name: &str,
+    ) -> Option<crate::checkpoint::storage::Folder> {
         self.coord
             .checkpoint()
-            .map(|c| c.dir.join(folder).join(crate::checkpoint::file_name(name)))
+            .map(|c| crate::checkpoint::storage::Folder {
+                dir: c.dir.join(folder).join(crate::checkpoint::file_name(name)),
+                storage: c.storage.clone(),
+            })
     }
 }

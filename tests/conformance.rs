@@ -986,8 +986,8 @@ fn a_shuffle_takes_its_number_of_partitions() {
 /// keys, printed with the pyspark wheel's jars), on 1, 2 and 3 workers.
 #[test]
 fn spark_partitioner_places_keys_as_spark_does() {
-    use sluice::dstream::spark_hash::Partitioner;
     use sluice::source::BatchQueue;
+    use sluice::spark_hash::Partitioner;
     use sluice::{CollectedBatches, StreamingContext};
     let words: Vec<String> = [
         "spark",

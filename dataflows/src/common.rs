@@ -252,8 +252,8 @@ impl CommonArgs {
             config = config.default_parallelism(n as usize);
         }
         config = config.partitioner(match self.partitioner {
-            PartitionerArg::Sluice => sluice::dstream::spark_hash::Partitioner::Sluice,
-            PartitionerArg::Spark => sluice::dstream::spark_hash::Partitioner::Spark,
+            PartitionerArg::Sluice => sluice::spark_hash::Partitioner::Sluice,
+            PartitionerArg::Spark => sluice::spark_hash::Partitioner::Spark,
         });
         self.web_ui(config)
     }

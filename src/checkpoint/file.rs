@@ -14,6 +14,10 @@
 //! then records `length: u32 LE | crc32: u32 LE | payload`, each appended and made durable with
 //! `fdatasync`. A reader stops at the first torn or corrupt record (the tail a crash cut short)
 //! and keeps the records before it.
+//!
+//! Everything here writes to the local disk only. A checkpoint's own writers go through its
+//! [`Storage`](super::storage::Storage), which also puts each durable write to an object store
+//! when the checkpoint is on one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -103,8 +107,6 @@ pub(crate) fn write_framed_new(
         return Ok(false);
     }
     sync_dir(dir)?;
-    #[cfg(feature = "files")]
-    super::mirror::created(path)?;
     Ok(true)
 }
 
@@ -130,10 +132,7 @@ pub fn write_atomic(path: &Path, pieces: &[&[u8]]) -> Result<(), CheckpointError
         let _ = std::fs::remove_file(&tmp);
     }
     written?;
-    sync_dir(dir)?;
-    #[cfg(feature = "files")]
-    super::mirror::wrote(path)?;
-    Ok(())
+    sync_dir(dir)
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.
@@ -240,8 +239,17 @@ pub struct LogWriter {
     path: PathBuf,
     /// Bytes in the log.
     len: u64,
-    /// In a checkpoint on an object store: the bytes appended since the last mirrored piece.
-    unmirrored: Option<Vec<u8>>,
+    /// In a checkpoint on an object store: its mirror, and the bytes appended since the last
+    /// mirrored piece (see [`Storage::create_log`](super::storage::Storage::create_log)).
+    #[cfg(feature = "files")]
+    mirror: Option<(std::sync::Arc<super::mirror::Mirror>, Vec<u8>)>,
+}
+
+/// A log's first bytes: magic and format version.
+pub(crate) fn log_header() -> Vec<u8> {
+    let mut header = LOG_MAGIC.to_vec();
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header
 }
 
 impl LogWriter {
@@ -250,26 +258,24 @@ impl LogWriter {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let mut file = File::create(path).map_err(io("create", path))?;
-        file.write_all(LOG_MAGIC).map_err(io("write", path))?;
-        file.write_all(&VERSION.to_le_bytes())
-            .map_err(io("write", path))?;
+        let header = log_header();
+        file.write_all(&header).map_err(io("write", path))?;
         file.sync_all().map_err(io("fsync", path))?;
         sync_dir(dir)?;
-        let mut log = LogWriter {
+        Ok(LogWriter {
             file,
             path: path.to_owned(),
-            len: 0,
-            unmirrored: None,
-        };
-        #[cfg(feature = "files")]
-        if super::mirror::mirrored(path) {
-            let mut header = LOG_MAGIC.to_vec();
-            header.extend_from_slice(&VERSION.to_le_bytes());
-            super::mirror::appended(path, 0, &header)?;
-            log.unmirrored = Some(Vec::new());
-        }
-        log.len = (LOG_MAGIC.len() + 2) as u64;
-        Ok(log)
+            len: header.len() as u64,
+            #[cfg(feature = "files")]
+            mirror: None,
+        })
+    }
+
+    /// From now on, every durable append is put to `mirror`'s store as a piece.
+    #[cfg(feature = "files")]
+    pub(crate) fn mirrored_by(mut self, mirror: std::sync::Arc<super::mirror::Mirror>) -> Self {
+        self.mirror = Some((mirror, Vec::new()));
+        self
     }
 
     /// Opens an existing log to append to it; creates it when missing.
@@ -282,15 +288,12 @@ impl LogWriter {
             .open(path)
             .map_err(io("open", path))?;
         let len = file.metadata().map_err(io("open", path))?.len();
-        #[cfg(feature = "files")]
-        let unmirrored = super::mirror::mirrored(path).then(Vec::new);
-        #[cfg(not(feature = "files"))]
-        let unmirrored = None;
         Ok(LogWriter {
             file,
             path: path.to_owned(),
             len,
-            unmirrored,
+            #[cfg(feature = "files")]
+            mirror: None,
         })
     }
 
@@ -304,7 +307,8 @@ impl LogWriter {
             .write_all(&record)
             .map_err(io("append to", &self.path))?;
         self.len += record.len() as u64;
-        if let Some(pending) = self.unmirrored.as_mut() {
+        #[cfg(feature = "files")]
+        if let Some((_, pending)) = self.mirror.as_mut() {
             pending.extend_from_slice(&record);
         }
         if durable {
@@ -318,9 +322,9 @@ impl LogWriter {
     pub fn sync(&mut self) -> Result<(), CheckpointError> {
         self.file.sync_data().map_err(io("fsync", &self.path))?;
         #[cfg(feature = "files")]
-        if let Some(pending) = self.unmirrored.as_mut().filter(|p| !p.is_empty()) {
+        if let Some((mirror, pending)) = self.mirror.as_mut().filter(|(_, p)| !p.is_empty()) {
             let offset = self.len - pending.len() as u64;
-            super::mirror::appended(&self.path, offset, pending)?;
+            mirror.appended(&self.path, offset, pending)?;
             pending.clear();
         }
         Ok(())

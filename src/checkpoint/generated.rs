@@ -45,7 +45,10 @@ impl Checkpoint {
                 .dir
                 .join("generated")
                 .join(format!("{t:020}-p{process:04}-{}.log", self.run));
-            let writer = LogWriter::create(&path).map_err(|e| ck_err(e.to_string()))?;
+            let writer = self
+                .storage
+                .create_log(&path)
+                .map_err(|e| ck_err(e.to_string()))?;
             log.segment = Some((t, writer));
         }
         let Some((_, writer)) = log.segment.as_mut() else {

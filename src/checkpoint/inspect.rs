@@ -133,10 +133,9 @@ impl Inspection {
 /// ```
 pub fn inspect(dir: &Path) -> Result<Inspection> {
     // A checkpoint on an object store is read from a fresh working copy of it, removed after.
-    let working = super::working_dir(dir)?;
+    let (working, storage) = super::working_dir(dir)?;
     let inspection = inspect_copy(dir, &working);
-    #[cfg(feature = "files")]
-    super::mirror::close(&working);
+    storage.close();
     inspection
 }
 

@@ -22,42 +22,24 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::file::CheckpointError;
+use crate::error::CheckpointError;
 use crate::error::SluiceError;
 use crate::storage::Location;
 
-struct Mirror {
+/// A checkpoint's object store and its local working copy: every durable write to the copy is
+/// put to the store before the write returns (see the module docs). One per opened
+/// checkpoint, held by its [`Storage`](super::storage::Storage) handle: nothing is shared
+/// between two jobs of one process, not even the working copy's directory.
+pub(crate) struct Mirror {
     local: PathBuf,
     location: Mutex<Location>,
     /// Set when this process lost the checkpoint's lease (see `owner`): nothing more is
     /// written to the store.
     fenced: Option<Arc<AtomicBool>>,
 }
-
-impl Mirror {
-    /// The store, unless this process was fenced off it.
-    fn store(&self, path: &Path) -> Result<std::sync::MutexGuard<'_, Location>, CheckpointError> {
-        if self
-            .fenced
-            .as_ref()
-            .is_some_and(|f| f.load(Ordering::SeqCst))
-        {
-            return Err(mirror_error(
-                path,
-                SluiceError::Checkpoint {
-                    problem: "this process lost the checkpoint's lease to another process".into(),
-                    fix: "stop the other copy of the job, then restart this one".into(),
-                },
-            ));
-        }
-        Ok(self.location.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-static MIRRORS: Mutex<Vec<Arc<Mirror>>> = Mutex::new(Vec::new());
 
 /// Whether `dir` names an object store rather than a local directory.
 pub(crate) fn is_remote(dir: &Path) -> bool {
@@ -68,14 +50,6 @@ pub(crate) fn is_remote(dir: &Path) -> bool {
     })
 }
 
-fn find(path: &Path) -> Option<(Arc<Mirror>, String)> {
-    let list = MIRRORS.lock().ok()?;
-    list.iter().find_map(|m| {
-        let rel = path.strip_prefix(&m.local).ok()?;
-        Some((Arc::clone(m), rel.to_string_lossy().replace('\\', "/")))
-    })
-}
-
 fn mirror_error(path: &Path, e: SluiceError) -> CheckpointError {
     CheckpointError::Mirror {
         path: path.to_owned(),
@@ -83,9 +57,9 @@ fn mirror_error(path: &Path, e: SluiceError) -> CheckpointError {
     }
 }
 
-/// Opens the checkpoint at `url`: the local working copy, rebuilt from the store, whose writes
-/// are mirrored from now on.
-pub(crate) fn open(url: &str) -> Result<PathBuf, SluiceError> {
+/// Opens the checkpoint at `url`: its local working copy, rebuilt from the store, whose writes
+/// through the returned mirror are put to the store from now on.
+pub(crate) fn open(url: &str) -> Result<Arc<Mirror>, SluiceError> {
     open_fenced(url, None)
 }
 
@@ -94,14 +68,17 @@ pub(crate) fn open(url: &str) -> Result<PathBuf, SluiceError> {
 pub(crate) fn open_fenced(
     url: &str,
     fenced: Option<Arc<AtomicBool>>,
-) -> Result<PathBuf, SluiceError> {
+) -> Result<Arc<Mirror>, SluiceError> {
+    /// Working copies opened by this process so far: each gets a directory of its own.
+    static OPENED: AtomicU64 = AtomicU64::new(0);
     let location = Location::open(url)?;
     let hash = url.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
     let local = std::env::temp_dir().join(format!(
-        "sluice-checkpoint-{hash:016x}-{}",
-        std::process::id()
+        "sluice-checkpoint-{hash:016x}-{}-{}",
+        std::process::id(),
+        OPENED.fetch_add(1, Ordering::SeqCst)
     ));
     let _ = std::fs::remove_dir_all(&local);
     std::fs::create_dir_all(&local).map_err(|e| SluiceError::Io {
@@ -110,34 +87,15 @@ pub(crate) fn open_fenced(
         source: e,
     })?;
     download(&location, &local)?;
-    let mut list = MIRRORS.lock().unwrap_or_else(|p| p.into_inner());
-    list.retain(|m| m.local != local);
-    list.push(Arc::new(Mirror {
-        local: local.clone(),
-        location: Mutex::new(location),
-        fenced,
-    }));
     tracing::info!(
         "checkpoint {url}: working copy in {} (every write is mirrored to the store first)",
         local.display()
     );
-    Ok(local)
-}
-
-/// Closes the working copy in `local` (the job, or the inspection, is over): its writes are no
-/// longer mirrored and the directory is removed (everything in it is in the store already).
-pub(crate) fn close(local: &Path) {
-    let mut list = MIRRORS.lock().unwrap_or_else(|p| p.into_inner());
-    let before = list.len();
-    list.retain(|m| m.local != local);
-    if list.len() < before
-        && let Err(e) = std::fs::remove_dir_all(local)
-    {
-        tracing::warn!(
-            "checkpoint: cannot remove the working copy {}: {e}",
-            local.display()
-        );
-    }
+    Ok(Arc::new(Mirror {
+        local,
+        location: Mutex::new(location),
+        fenced,
+    }))
 }
 
 /// The piece offset of a log object's name `<log>.at<20 digits>`.
@@ -198,78 +156,129 @@ fn write_local(path: &Path, bytes: &[u8]) -> Result<(), SluiceError> {
     })
 }
 
-/// A whole file was written durably at `path`: put it (when it is in a mirrored checkpoint).
-pub(crate) fn wrote(path: &Path) -> Result<(), CheckpointError> {
-    let Some((m, rel, bytes)) = read_back(path)? else {
-        return Ok(());
-    };
-    m.store(path)?
-        .write(&rel, &bytes)
-        .map_err(|e| mirror_error(path, e))
-}
+impl Mirror {
+    /// The working copy's directory.
+    pub(crate) fn local(&self) -> &Path {
+        &self.local
+    }
 
-/// The mirror `path` is in, its name there and its bytes, read back from the working copy
-/// (`None`: not in a mirrored checkpoint).
-fn read_back(path: &Path) -> Result<Option<(Arc<Mirror>, String, Vec<u8>)>, CheckpointError> {
-    let Some((m, rel)) = find(path) else {
-        return Ok(None);
-    };
-    let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io {
-        action: "read back",
-        path: path.to_owned(),
-        source: e,
-    })?;
-    Ok(Some((m, rel, bytes)))
-}
+    /// `path`'s name in the store, when it is in the working copy.
+    fn name_of(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.local).ok()?;
+        Some(rel.to_string_lossy().replace('\\', "/"))
+    }
 
-/// A whole file was created durably at `path` and must be the only one there: put it only if
-/// the store has none (or the same bytes, a retried put); other bytes are another writer's.
-pub(crate) fn created(path: &Path) -> Result<(), CheckpointError> {
-    let Some((m, rel, bytes)) = read_back(path)? else {
-        return Ok(());
-    };
-    m.store(path)?
-        .write_new(&rel, &bytes)
-        .map_err(|e| mirror_error(path, e))
-}
+    /// Whether writes to `path` are mirrored (it is in the working copy).
+    pub(crate) fn covers(&self, path: &Path) -> bool {
+        self.name_of(path).is_some()
+    }
 
-/// Bytes `[offset, offset + bytes.len())` of the log at `path` are durable: put them as a piece.
-pub(crate) fn appended(path: &Path, offset: u64, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let Some((m, rel)) = find(path) else {
-        return Ok(());
-    };
-    m.store(path)?
-        .write_new(&format!("{rel}.at{offset:020}"), bytes)
-        .map_err(|e| mirror_error(path, e))
-}
-
-/// Whether `path` is in a mirrored checkpoint.
-pub(crate) fn mirrored(path: &Path) -> bool {
-    find(path).is_some()
-}
-
-/// `path` (a file, a log or a directory) was removed locally: remove it from the store.
-pub(crate) fn removed(path: &Path) {
-    let Some((m, rel)) = find(path) else {
-        return;
-    };
-    let Ok(location) = m.store(path) else {
-        return;
-    };
-    let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
-    let entries = match location.list_under(parent) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!("checkpoint: cannot prune {rel} from the store: {e}");
-            return;
+    /// The store, unless this process was fenced off it.
+    fn store(&self, path: &Path) -> Result<std::sync::MutexGuard<'_, Location>, CheckpointError> {
+        if self
+            .fenced
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            return Err(mirror_error(
+                path,
+                SluiceError::Checkpoint {
+                    problem: "this process lost the checkpoint's lease to another process".into(),
+                    fix: "stop the other copy of the job, then restart this one".into(),
+                },
+            ));
         }
-    };
-    for e in entries {
-        let gone = e.path == rel
-            || e.path.starts_with(&format!("{rel}/"))
-            || piece(&e.path).is_some_and(|(base, _)| base == rel);
-        if gone && let Err(err) = location.delete(&e.path) {
-            tracing::warn!("checkpoint: cannot prune {} from the store: {err}", e.path);
+        Ok(self.location.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// `path`'s name in the store and its bytes, read back from the working copy (`None`: not
+    /// in the working copy).
+    fn read_back(&self, path: &Path) -> Result<Option<(String, Vec<u8>)>, CheckpointError> {
+        let Some(rel) = self.name_of(path) else {
+            return Ok(None);
+        };
+        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io {
+            action: "read back",
+            path: path.to_owned(),
+            source: e,
+        })?;
+        Ok(Some((rel, bytes)))
+    }
+
+    /// A whole file was written durably at `path`: put it.
+    pub(crate) fn wrote(&self, path: &Path) -> Result<(), CheckpointError> {
+        let Some((rel, bytes)) = self.read_back(path)? else {
+            return Ok(());
+        };
+        self.store(path)?
+            .write(&rel, &bytes)
+            .map_err(|e| mirror_error(path, e))
+    }
+
+    /// A whole file was created durably at `path` and must be the only one there: put it only
+    /// if the store has none (or the same bytes, a retried put); other bytes are another
+    /// writer's.
+    pub(crate) fn created(&self, path: &Path) -> Result<(), CheckpointError> {
+        let Some((rel, bytes)) = self.read_back(path)? else {
+            return Ok(());
+        };
+        self.store(path)?
+            .write_new(&rel, &bytes)
+            .map_err(|e| mirror_error(path, e))
+    }
+
+    /// Bytes `[offset, offset + bytes.len())` of the log at `path` are durable: put them as a
+    /// piece.
+    pub(crate) fn appended(
+        &self,
+        path: &Path,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), CheckpointError> {
+        let Some(rel) = self.name_of(path) else {
+            return Ok(());
+        };
+        self.store(path)?
+            .write_new(&format!("{rel}.at{offset:020}"), bytes)
+            .map_err(|e| mirror_error(path, e))
+    }
+
+    /// `path` (a file, a log or a directory) was removed locally: remove it from the store.
+    pub(crate) fn removed(&self, path: &Path) {
+        let Some(rel) = self.name_of(path) else {
+            return;
+        };
+        let Ok(location) = self.store(path) else {
+            return;
+        };
+        let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
+        let entries = match location.list_under(parent) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("checkpoint: cannot prune {rel} from the store: {e}");
+                return;
+            }
+        };
+        for e in entries {
+            let gone = e.path == rel
+                || e.path.starts_with(&format!("{rel}/"))
+                || piece(&e.path).is_some_and(|(base, _)| base == rel);
+            if gone && let Err(err) = location.delete(&e.path) {
+                tracing::warn!("checkpoint: cannot prune {} from the store: {err}", e.path);
+            }
+        }
+    }
+
+    /// The job (or the inspection) is over: the working copy is removed (everything in it is
+    /// in the store already).
+    pub(crate) fn close(&self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.local)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(
+                "checkpoint: cannot remove the working copy {}: {e}",
+                self.local.display()
+            );
         }
     }
 }
@@ -277,21 +286,30 @@ pub(crate) fn removed(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::file::{LogWriter, read_log, write_atomic};
+    use crate::checkpoint::file::read_log;
+    use crate::checkpoint::storage::Storage;
+
+    /// A fresh working copy of the store at `url`, and the storage that writes through it.
+    fn open_copy(url: &str) -> (PathBuf, Storage) {
+        let mirror = open(url).unwrap();
+        (mirror.local().to_owned(), Storage::mirrored(mirror))
+    }
 
     /// A local directory stands in for the store (the same `Location` code as S3's).
     #[test]
     fn logs_come_back_from_their_pieces_up_to_the_first_gap_and_files_whole() {
         let store = tempfile::tempdir().unwrap();
         let url = store.path().to_str().unwrap().to_owned();
-        let local = open(&url).unwrap();
-        let mut log = LogWriter::create(&local.join("plans/a.log")).unwrap();
+        let (local, storage) = open_copy(&url);
+        let mut log = storage.create_log(&local.join("plans/a.log")).unwrap();
         log.append(b"one", true).unwrap();
         log.append(b"two", false).unwrap();
         log.append(b"three", true).unwrap();
-        write_atomic(&local.join("state-1/MANIFEST"), &[b"m"]).unwrap();
+        storage
+            .write_atomic(&local.join("state-1/MANIFEST"), &[b"m"])
+            .unwrap();
         // A working copy made afresh from the store holds the same.
-        let again = open(&url).unwrap();
+        let (again, _) = open_copy(&url);
         assert_eq!(
             read_log(&again.join("plans/a.log")).unwrap(),
             vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
@@ -306,11 +324,11 @@ mod tests {
         assert_eq!(pieces.len(), 3, "{pieces:?}");
         // A lost middle piece is a gap: what follows it was never acknowledged.
         std::fs::remove_file(store.path().join("plans").join(&pieces[1])).unwrap();
-        let torn = open(&url).unwrap();
+        let (torn, torn_storage) = open_copy(&url);
         assert!(read_log(&torn.join("plans/a.log")).unwrap().is_empty());
         // Pruning removes a log's pieces and a directory's objects from the store.
-        removed(&torn.join("plans/a.log"));
-        removed(&torn.join("state-1"));
+        torn_storage.removed(&torn.join("plans/a.log"));
+        torn_storage.removed(&torn.join("state-1"));
         assert_eq!(
             std::fs::read_dir(store.path().join("plans"))
                 .unwrap()
@@ -318,5 +336,48 @@ mod tests {
             0
         );
         assert!(!store.path().join("state-1/MANIFEST").exists());
+    }
+
+    /// Two checkpoints open in one process (two jobs), even on one store: each has its own
+    /// working copy and writes only through its own handle; closing one leaves the other.
+    #[test]
+    fn two_checkpoints_in_one_process_share_nothing() {
+        let (a_store, b_store) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a_url, b_url) = (
+            a_store.path().to_str().unwrap().to_owned(),
+            b_store.path().to_str().unwrap().to_owned(),
+        );
+        let (a_local, a) = open_copy(&a_url);
+        let (b_local, b) = open_copy(&b_url);
+        let (b2_local, b2) = open_copy(&b_url);
+        assert!(
+            a_local != b_local && b_local != b2_local,
+            "one working copy each"
+        );
+        a.write_atomic(&a_local.join("completed"), &[b"a"]).unwrap();
+        b.write_atomic(&b_local.join("completed"), &[b"b"]).unwrap();
+        // A handle writes nothing of another's working copy to its store.
+        a.write_atomic(&b_local.join("stray"), &[b"x"]).unwrap();
+        assert_eq!(
+            std::fs::read(a_store.path().join("completed")).unwrap(),
+            b"a"
+        );
+        assert_eq!(
+            std::fs::read(b_store.path().join("completed")).unwrap(),
+            b"b"
+        );
+        assert!(!a_store.path().join("stray").exists() && !b_store.path().join("stray").exists());
+        // Closing one job's copy leaves the other job's copy and mirroring as they were.
+        b2.close();
+        assert!(!b2_local.exists() && b_local.exists());
+        let mut log = b.create_log(&b_local.join("plans/p.log")).unwrap();
+        log.append(b"still mirrored", true).unwrap();
+        let (fresh, _) = open_copy(&b_url);
+        assert_eq!(
+            read_log(&fresh.join("plans/p.log")).unwrap(),
+            vec![b"still mirrored".to_vec()]
+        );
+        a.close();
+        b.close();
     }
 }

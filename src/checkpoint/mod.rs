@@ -47,6 +47,7 @@ pub(crate) mod plans;
 mod recovery;
 mod snapshot;
 pub(crate) mod sources;
+pub(crate) mod storage;
 mod writer;
 
 pub use codec::CodecError;
@@ -62,8 +63,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use file::{Kind, read_framed, write_framed};
+use file::{Kind, read_framed};
 use snapshot::Snapshot;
+use storage::Storage;
 use writer::Msg;
 
 use crate::error::{Result, SluiceError};
@@ -106,6 +108,8 @@ struct Metadata {
 /// A job's checkpoint, shared by the workers of a process.
 pub(crate) struct Checkpoint {
     pub(crate) dir: PathBuf,
+    /// Where its writes are durable (see [`storage`]).
+    pub(crate) storage: Storage,
     pub(crate) batch_ms: u64,
     pub(crate) every_ms: u64,
     /// Whether state parts may be deltas (`CheckpointConfig::incremental`).
@@ -142,37 +146,40 @@ pub(crate) struct Checkpoint {
     owner: Mutex<Option<owner::Owner>>,
 }
 
-/// Takes `dir` for this process (see [`owner`]) and returns the directory it works in, before
-/// anything there is read: a local directory is locked, an object store's lease is taken
-/// before its working copy is made.
+/// Takes `dir` for this process (see [`owner`]) and returns the directory it works in, and
+/// the storage that makes its writes durable, before anything there is read: a local
+/// directory is locked, an object store's lease is taken before its working copy is made.
 fn own(
     dir: &std::path::Path,
     process: usize,
     job: Option<&str>,
-) -> Result<(owner::Owner, std::path::PathBuf)> {
+) -> Result<(owner::Owner, std::path::PathBuf, Storage)> {
     #[cfg(feature = "files")]
     if mirror::is_remote(dir) {
         let url = dir.to_string_lossy();
         let owner = owner::lease(&url, process, job)?;
-        let local = mirror::open_fenced(&url, Some(Arc::clone(&owner.fenced)))?;
-        return Ok((owner, local));
+        let mirror = mirror::open_fenced(&url, Some(Arc::clone(&owner.fenced)))?;
+        let local = mirror.local().to_owned();
+        return Ok((owner, local, Storage::mirrored(mirror)));
     }
-    let local = working_dir(dir)?;
+    let (local, storage) = working_dir(dir)?;
     std::fs::create_dir_all(&local).map_err(|e| SluiceError::Io {
         action: "cannot create the checkpoint directory",
         path: local.clone(),
         source: e,
     })?;
     let owner = owner::lock_local(&local, process, job)?;
-    Ok((owner, local))
+    Ok((owner, local, storage))
 }
 
-/// The directory the checkpoint works in: `dir` itself, or for a checkpoint on an object
-/// store its local working copy (see `mirror`).
-pub(crate) fn working_dir(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+/// The directory the checkpoint works in — `dir` itself, or for a checkpoint on an object
+/// store a fresh local working copy of it (see `mirror`) — and its storage (close it when
+/// done, which removes a working copy).
+pub(crate) fn working_dir(dir: &std::path::Path) -> Result<(std::path::PathBuf, Storage)> {
     #[cfg(feature = "files")]
     if mirror::is_remote(dir) {
-        return mirror::open(&dir.to_string_lossy());
+        let mirror = mirror::open(&dir.to_string_lossy())?;
+        return Ok((mirror.local().to_owned(), Storage::mirrored(mirror)));
     }
     let text = dir.to_string_lossy();
     if text.contains("://") && !text.starts_with("file://") {
@@ -183,7 +190,7 @@ pub(crate) fn working_dir(dir: &std::path::Path) -> Result<std::path::PathBuf> {
             fix: "rebuild with `--features s3` (or `hdfs`), or give a local directory".into(),
         });
     }
-    Ok(dir.to_owned())
+    Ok((dir.to_owned(), Storage::local()))
 }
 
 fn ck_err(problem: String) -> SluiceError {
@@ -211,7 +218,7 @@ impl Checkpoint {
                 suggestion: every_ms.div_ceil(batch_ms).max(1) * batch_ms,
             });
         }
-        let (owner, dir) = own(&config.dir, process, job)?;
+        let (owner, dir, storage) = own(&config.dir, process, job)?;
         // A checkpoint of another format version is refused before anything else is read.
         let meta_path = dir.join("metadata");
         let meta = match read_framed(&meta_path, Kind::Metadata) {
@@ -273,7 +280,7 @@ impl Checkpoint {
                 let bytes = serde_json::to_vec(&meta).map_err(|e| ck_err(e.to_string()))?;
                 // Created exclusively: of two first starts at once, one writes it and the other
                 // takes what it wrote (the other processes of one job), or is refused.
-                if file::write_framed_new(&meta_path, Kind::Metadata, &bytes)? {
+                if storage.write_framed_new(&meta_path, Kind::Metadata, &bytes)? {
                     proposed_first
                 } else {
                     let theirs = read_framed(&meta_path, Kind::Metadata)?;
@@ -301,7 +308,8 @@ impl Checkpoint {
                     job: job.map(str::to_owned),
                 };
                 let bytes = serde_json::to_vec(&meta).map_err(|e| ck_err(e.to_string()))?;
-                write_framed(&meta_path, Kind::Metadata, &bytes)
+                storage
+                    .write_framed(&meta_path, Kind::Metadata, &bytes)
                     .map_err(|e| ck_err(e.to_string()))?;
                 proposed_first
             }
@@ -321,6 +329,8 @@ impl Checkpoint {
             .unwrap_or(0);
         Ok(Arc::new(Checkpoint {
             dir,
+            parts: parts::PartWriter::new(storage.clone()),
+            storage,
             batch_ms,
             every_ms,
             incremental: config.incremental,
@@ -335,7 +345,6 @@ impl Checkpoint {
             stream_intervals: Mutex::new(BTreeSet::new()),
             max_window_ms: AtomicU64::new(0),
             writer: Mutex::new(None),
-            parts: parts::PartWriter::default(),
             resumed: Mutex::new(Default::default()),
             resuming,
             accept_source_change: config.accept_source_change,
@@ -357,8 +366,7 @@ impl Checkpoint {
     pub(crate) fn release(&self) {
         drop(lock(&self.owner).take());
         // A checkpoint on an object store leaves no working copy behind.
-        #[cfg(feature = "files")]
-        mirror::close(&self.dir);
+        self.storage.close();
     }
 
     /// Whether the job keeps anything across batches that a replay rebuilds (a stateful

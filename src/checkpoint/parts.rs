@@ -31,7 +31,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::delta::{EMPTY_FULL, MAX_DELTAS, StateCodec, delta_payload};
-use super::file::{CheckpointError, Kind, read_framed, write_framed};
+use super::file::{CheckpointError, Kind, read_framed};
+use super::storage::Storage;
 
 /// What a worker hands over.
 pub(crate) enum Body {
@@ -84,11 +85,13 @@ struct Outstanding {
     failed: Mutex<BTreeMap<PathBuf, u64>>,
 }
 
-/// The process's part writer (started with the first part).
+/// The process's part writer (started with the first part), writing through the
+/// checkpoint's storage.
 #[derive(Default)]
 pub(crate) struct PartWriter {
     tx: Mutex<Option<Sender<Order>>>,
     outstanding: Arc<Outstanding>,
+    storage: Storage,
 }
 
 /// `path` (a part of `state-<t>/`) as the same part of `state-<base>/`.
@@ -107,15 +110,24 @@ fn part_name(path: &Path) -> PathBuf {
 }
 
 /// The writer thread's side: the chains, and what one job does to them.
-#[derive(Default)]
-struct Chains(HashMap<PathBuf, Chain>);
+struct Chains {
+    chains: HashMap<PathBuf, Chain>,
+    storage: Storage,
+}
 
 impl Chains {
+    fn new(storage: Storage) -> Self {
+        Chains {
+            chains: HashMap::new(),
+            storage,
+        }
+    }
+
     /// Carries out one order, reporting how a write ended.
     fn take(&mut self, order: Order, outstanding: &Outstanding) {
         match order {
             Order::Resume { id, chain } => {
-                self.0.insert(id, chain);
+                self.chains.insert(id, chain);
             }
             Order::Write(job) => {
                 let (t, operator, path) = (job.t, job.operator.clone(), job.path.clone());
@@ -132,7 +144,7 @@ impl Chains {
         let id = part_name(&job.path);
         let written = self.write_part(&id, job);
         if written.is_err() {
-            self.0.remove(&id);
+            self.chains.remove(&id);
         }
         written
     }
@@ -164,7 +176,7 @@ impl Chains {
             return self.write_base(id, &path, t, &full);
         };
         let chain = self
-            .0
+            .chains
             .get_mut(id)
             .filter(|c| c.last == prev)
             .ok_or_else(|| CheckpointError::OutOfOrder {
@@ -191,7 +203,7 @@ impl Chains {
                 why: format!("its base {} is gone", base_path.display()),
             });
         }
-        write_framed(
+        self.storage.write_framed(
             &path,
             Kind::StateDelta,
             &delta_payload(chain.base, &changes),
@@ -210,19 +222,27 @@ impl Chains {
         t: u64,
         full: &[u8],
     ) -> Result<(), CheckpointError> {
-        write_framed(path, Kind::StatePart, full)?;
+        self.storage.write_framed(path, Kind::StatePart, full)?;
         let chain = Chain {
             base: t,
             last: t,
             changes: None,
             deltas: 0,
         };
-        self.0.insert(id.to_owned(), chain);
+        self.chains.insert(id.to_owned(), chain);
         Ok(())
     }
 }
 
 impl PartWriter {
+    /// A writer of parts through `storage`.
+    pub(crate) fn new(storage: Storage) -> Self {
+        PartWriter {
+            storage,
+            ..PartWriter::default()
+        }
+    }
+
     /// Queues `bytes` to be written to `path` as batch `t`'s part of `operator`.
     pub(crate) fn write(&self, path: PathBuf, t: u64, operator: &str, bytes: Vec<u8>, body: Body) {
         *super::lock(&self.outstanding.count).entry(t).or_default() += 1;
@@ -270,10 +290,11 @@ impl PartWriter {
         // First order, or the thread is gone: (re)start it.
         let (sender, rx) = std::sync::mpsc::channel::<Order>();
         let outstanding = Arc::clone(&self.outstanding);
+        let storage = self.storage.clone();
         let spawned = std::thread::Builder::new()
             .name("sluice-state-parts".into())
             .spawn(move || {
-                let mut chains = Chains::default();
+                let mut chains = Chains::new(storage);
                 while let Ok(order) = rx.recv() {
                     chains.take(order, &outstanding);
                 }
@@ -288,7 +309,7 @@ impl PartWriter {
                 // at all; changes cannot be (the chain lives on the thread), so they fail and
                 // the worker's next part is full.
                 tracing::warn!("checkpoint: no background writer ({e}); writing state inline");
-                Chains::default().take(order, &self.outstanding);
+                Chains::new(self.storage.clone()).take(order, &self.outstanding);
             }
         }
     }
@@ -408,7 +429,7 @@ mod tests {
         };
         let base = codec::encode(&vec![(1u8, 5u16, 0u64)]).unwrap();
         for w in 0..2 {
-            write_framed(&at(10, w), Kind::StatePart, &base).unwrap();
+            super::super::file::write_framed(&at(10, w), Kind::StatePart, &base).unwrap();
         }
         let writer = PartWriter::default();
         // Worker 0 resumes the chain of its restored part; worker 1 does not.

@@ -132,7 +132,9 @@ impl Checkpoint {
             .dir
             .join("plans")
             .join(format!("{start:020}-w{worker:04}-{}.log", self.run));
-        file::LogWriter::create(&path).map_err(|e| ck_err(e.to_string()))
+        self.storage
+            .create_log(&path)
+            .map_err(|e| ck_err(e.to_string()))
     }
 
     /// Appends batch `t`'s plans (source key → bytes) to `log`, durably.

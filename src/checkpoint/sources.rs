@@ -219,7 +219,8 @@ impl Checkpoint {
                 .collect();
             if sources != recorded {
                 let bytes = serde_json::to_vec_pretty(&sources).unwrap_or_default();
-                super::file::write_atomic(&self.dir.join("sources"), &[&bytes])?;
+                self.storage
+                    .write_atomic(&self.dir.join("sources"), &[&bytes])?;
             }
         }
         Ok(dropped.into_iter().map(|d| d.key).collect())

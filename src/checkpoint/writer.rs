@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
-use super::file::{Kind, read_framed, write_framed};
+use super::file::{Kind, read_framed};
 use super::parts::same_part_at;
 use super::snapshot::{Manifest, parse_state_dir, part_base, part_path};
 use super::{Checkpoint, codec, lock};
@@ -54,6 +54,7 @@ impl Checkpoint {
         let job = WriterJob {
             parts: self.parts.waiter(),
             dir: self.dir.clone(),
+            storage: self.storage.clone(),
             batch_ms: self.batch_ms,
             operators: lock(&self.operators).iter().cloned().collect(),
             window_ms: self.max_window_ms.load(Ordering::SeqCst),
@@ -74,6 +75,7 @@ struct WriterJob {
     /// This process's state parts still being written.
     parts: super::parts::PartsDone,
     dir: PathBuf,
+    storage: super::storage::Storage,
     batch_ms: u64,
     operators: Vec<String>,
     window_ms: u64,
@@ -108,7 +110,10 @@ impl WriterJob {
     fn write_completed(&self, pending: &mut Option<u64>) {
         if let Some(t) = pending.take() {
             let bytes = codec::encode(&t).unwrap_or_default();
-            if let Err(e) = write_framed(&self.dir.join("completed"), Kind::Completed, &bytes) {
+            if let Err(e) =
+                self.storage
+                    .write_framed(&self.dir.join("completed"), Kind::Completed, &bytes)
+            {
                 tracing::warn!("checkpoint: cannot record batch {t} ms as completed: {e}");
             }
         }
@@ -178,7 +183,11 @@ impl WriterJob {
         let path = self.dir.join(format!("state-{t}")).join("MANIFEST");
         let written = serde_json::to_vec(&manifest)
             .map_err(|e| e.to_string())
-            .and_then(|b| write_framed(&path, Kind::Manifest, &b).map_err(|e| e.to_string()));
+            .and_then(|b| {
+                self.storage
+                    .write_framed(&path, Kind::Manifest, &b)
+                    .map_err(|e| e.to_string())
+            });
         match written {
             Ok(()) => {
                 tracing::debug!("checkpoint: snapshot of batch {t} ms complete");
@@ -194,7 +203,7 @@ impl WriterJob {
     /// Removes a snapshot that is never to be used.
     fn abandon(&self, state_dir: &Path) {
         let _ = std::fs::remove_dir_all(state_dir);
-        removed(state_dir);
+        self.storage.removed(state_dir);
     }
 
     /// Keeps the snapshots recovery may need (the two newest, and every one a window replay
@@ -230,18 +239,18 @@ impl WriterJob {
         for t in complete.iter().chain(&partial) {
             if *t < oldest && !keep.contains(t) {
                 let _ = std::fs::remove_dir_all(self.dir.join(format!("state-{t}")));
-                removed(&self.dir.join(format!("state-{t}")));
+                self.storage.removed(&self.dir.join(format!("state-{t}")));
             }
         }
         // Plan segments (`<start>-w<worker>-<run>.log`) and the receivers' write-ahead log
         // segments (`receiver/<source>/<start>.wal`): a segment started at batch `s` holds what
         // belongs to batches from `s` on, so per series the newest segment starting at or
         // before `oldest` and every later one are kept.
-        prune_segments(&self.dir.join("plans"), oldest);
-        prune_segments(&self.dir.join("generated"), oldest);
+        prune_segments(&self.storage, &self.dir.join("plans"), oldest);
+        prune_segments(&self.storage, &self.dir.join("generated"), oldest);
         if let Ok(receivers) = std::fs::read_dir(self.dir.join("receiver")) {
             for r in receivers.flatten() {
-                prune_segments(&r.path(), oldest);
+                prune_segments(&self.storage, &r.path(), oldest);
             }
         }
     }
@@ -260,15 +269,9 @@ impl WriterJob {
     }
 }
 
-/// `path` was pruned: from the object store too, when the checkpoint is on one.
-fn removed(_path: &Path) {
-    #[cfg(feature = "files")]
-    super::mirror::removed(_path);
-}
-
 /// Removes the segments of `dir` that only hold batches before `oldest` (see `prune`).
 /// Segment names start with their first batch time, then `-series` or `.extension`.
-fn prune_segments(dir: &Path, oldest: u64) {
+fn prune_segments(storage: &super::storage::Storage, dir: &Path, oldest: u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -292,7 +295,7 @@ fn prune_segments(dir: &Path, oldest: u64) {
         for (i, (_, path)) in list.iter().enumerate() {
             if covering.is_some_and(|c| i < c) {
                 let _ = std::fs::remove_file(path);
-                removed(path);
+                storage.removed(path);
             }
         }
     }

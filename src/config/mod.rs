@@ -63,7 +63,7 @@ pub struct StreamingConfig {
     pub(crate) listeners: Vec<Arc<dyn StreamingListener>>,
     pub(crate) checkpoint: Option<crate::checkpoint::CheckpointConfig>,
     pub(crate) default_parallelism: Option<usize>,
-    pub(crate) partitioner: crate::dstream::spark_hash::Partitioner,
+    pub(crate) partitioner: crate::spark_hash::Partitioner,
     pub(crate) app_name: Option<String>,
     pub(crate) connect_timeout: Duration,
     pub(crate) peer_timeout: Duration,
@@ -186,17 +186,17 @@ impl StreamingConfig {
     /// `HashPartitioner` with the JVM's `hashCode` for strings, `i32`, `i64` and tuples of
     /// them, so that after a shuffle every partition holds exactly the records Spark's would
     /// (what `glom`, `mapPartitions` and the part files of `save_as_text_files` show). See
-    /// [`spark_hash`](crate::dstream::spark_hash).
+    /// [`spark_hash`](crate::spark_hash).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
-    /// use sluice::dstream::spark_hash::Partitioner;
+    /// use sluice::spark_hash::Partitioner;
     /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?.partitioner(Partitioner::Spark);
     /// # Ok::<(), sluice::SluiceError>(())
     /// ```
-    pub fn partitioner(mut self, partitioner: crate::dstream::spark_hash::Partitioner) -> Self {
+    pub fn partitioner(mut self, partitioner: crate::spark_hash::Partitioner) -> Self {
         self.partitioner = partitioner;
         self
     }

@@ -27,7 +27,7 @@ pub(crate) struct Coordinator {
     /// The job's default number of partitions.
     pub(crate) parallelism: usize,
     /// How shuffles place keys.
-    pub(crate) partitioner: crate::dstream::spark_hash::Partitioner,
+    pub(crate) partitioner: crate::spark_hash::Partitioner,
     /// The first batch this run would start at without a checkpoint.
     proposed_first: u64,
     /// The first batch of this run, decided once the dataflow is built.
@@ -351,5 +351,52 @@ impl Coordinator {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
+    }
+}
+
+/// What the operators' [`Runtime`](crate::runtime::Runtime) handle asks of the coordinator.
+impl crate::runtime::Control for Coordinator {
+    fn batch_ms(&self) -> u64 {
+        self.batch_ms
+    }
+
+    fn zero(&self) -> u64 {
+        self.zero
+    }
+
+    fn fail(&self, error: SluiceError) {
+        Coordinator::fail(self, error);
+    }
+
+    fn aborted(&self) -> bool {
+        Coordinator::aborted(self)
+    }
+
+    fn stopping(&self) -> bool {
+        Coordinator::stopping(self)
+    }
+
+    fn snapshot_due(&self, t: u64) -> bool {
+        Coordinator::snapshot_due(self, t)
+    }
+
+    fn report_output(&self, t: u64, id: usize, name: &str, at: Instant) {
+        Coordinator::report_output(self, t, id, name, at);
+    }
+
+    fn report_snapshot(&self, t: u64, write: crate::listener::SnapshotWrite) {
+        Coordinator::report_snapshot(self, t, write);
+    }
+
+    fn report_state(&self, t: u64, size: StateSize) {
+        Coordinator::report_state(self, t, size);
+    }
+
+    fn silent_through(&self) -> Option<u64> {
+        Coordinator::silent_through(self)
+    }
+
+    fn checkpoint(&self) -> Option<&Arc<Checkpoint>> {
+        Coordinator::checkpoint(self)
     }
 }

@@ -61,7 +61,7 @@ pub(crate) fn run_worker(
         probe: probe.clone(),
         outputs: std::cell::Cell::new(0),
         info,
-        runtime: crate::runtime::Runtime::new(Arc::clone(&coord), info),
+        runtime: crate::runtime::Runtime::new(Arc::clone(&coord) as _, info),
         operator_count: std::cell::Cell::new(0),
         build_error: std::cell::RefCell::new(None),
         state_names: Default::default(),

@@ -6,7 +6,7 @@ use timely::dataflow::{InputHandleVec, Scope, StreamVec};
 
 use crate::dstream::{DStream, Data, JobCtx, WorkerInfo};
 use crate::source::queue::QueueReader;
-use crate::source::socket::SocketReader;
+use crate::source::socket::socket_reader;
 use crate::source::{
     BatchQueue, BatchReader, Feeder, Generator, GeneratorConfig, InputFeeder, SocketOptions,
 };
@@ -158,7 +158,7 @@ impl<'s> Job<'s> {
             self.ctx.runtime.checkpoint_folder("receiver", &resolved),
             self.ctx.runtime.checkpoint_folder("receiver", &as_given),
         ) {
-            (Some(new), Some(old)) if !new.exists() && old.exists() => as_given,
+            (Some(new), Some(old)) if !new.dir.exists() && old.dir.exists() => as_given,
             _ => resolved,
         };
         let wal_dir = self.receiver_wal(
@@ -166,7 +166,7 @@ impl<'s> Job<'s> {
             &folder,
             options.write_ahead_log,
         );
-        let reader = SocketReader::new(host, port, options, receiver, wal_dir);
+        let reader = socket_reader(host, port, options, receiver, wal_dir);
         self.source(reader)
     }
 
@@ -177,7 +177,7 @@ impl<'s> Job<'s> {
         what: &str,
         folder: &str,
         option: crate::source::WriteAheadLog,
-    ) -> Option<std::path::PathBuf> {
+    ) -> Option<crate::checkpoint::storage::Folder> {
         use crate::source::WriteAheadLog;
         let checkpointed = self.ctx.runtime.checkpointed();
         let receiver = self.ctx.info.index == 0;

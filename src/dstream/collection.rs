@@ -13,8 +13,8 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
 use super::partition::{Part, PartitionId, Parts, shuffle};
-use super::spark_hash::Partitioner;
 use super::{DStream, Data, Key};
+use crate::spark_hash::Partitioner;
 
 /// Keyed changes out of differential (on whichever worker its hash chose) into `n` hash
 /// partitions of their keys; within a partition, a batch's changes are sorted, so the result is

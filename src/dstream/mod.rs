@@ -40,7 +40,6 @@ pub mod partitioned;
 pub(crate) mod place;
 pub mod remember;
 pub mod render;
-pub mod spark_hash;
 pub mod state;
 pub mod stateful;
 pub mod stateless;
@@ -57,25 +56,7 @@ impl<T: timely::ExchangeData + Clone> Data for T {}
 pub trait Key: Data + Hash + Eq {}
 impl<T: Data + Hash + Eq> Key for T {}
 
-/// Where this worker sits in the job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WorkerInfo {
-    /// Global worker index: `process * threads + thread`.
-    pub index: usize,
-    /// All workers of all processes.
-    pub peers: usize,
-    /// Worker threads per process.
-    pub threads: usize,
-    /// This worker's process.
-    pub process: usize,
-    /// The batch interval in ms.
-    pub batch_ms: u64,
-    /// The job's default number of partitions (Spark's `spark.default.parallelism`): queue
-    /// streams are sliced into this many, and shuffles use it unless told otherwise.
-    pub parallelism: usize,
-    /// How shuffles place keys in partitions (`StreamingConfig::partitioner`).
-    pub partitioner: spark_hash::Partitioner,
-}
+pub use crate::runtime::WorkerInfo;
 
 /// Per-worker state shared by every DStream of a job.
 pub(crate) struct JobCtx {

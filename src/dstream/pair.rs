@@ -8,7 +8,6 @@
 //! maps, so it is the same on any number of workers (Spark leaves it unspecified).
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hash};
 
 use timely::dataflow::channels::pact::Pipeline;
 
@@ -16,10 +15,7 @@ use super::batch_op::batch_fold;
 use super::partition::{FixedMap, Part, PartitionId, map_parts, shuffle};
 use super::{DStream, Data, Key};
 
-/// The worker-routing hash of a key: the same in every process of a job.
-pub fn route<K: Hash + ?Sized>(key: &K) -> u64 {
-    foldhash::quality::FixedState::with_seed(0x5EED_5EED).hash_one(key)
-}
+pub use crate::fixed_hash::route;
 
 type Map_<K, V> = FixedMap<K, V>;
 

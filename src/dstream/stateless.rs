@@ -135,8 +135,8 @@ impl<'s, T: Data> DStream<'s, T> {
     /// ```
     pub fn try_map<U: Data>(
         &self,
-        dead: &crate::source::DeadLetters,
-        f: impl Fn(T) -> Result<U, crate::source::Malformed> + 'static,
+        dead: &crate::dead_letter::DeadLetters,
+        f: impl Fn(T) -> Result<U, crate::dead_letter::Malformed> + 'static,
     ) -> DStream<'s, U> {
         let name = self.ctx.name("TryMap");
         let dead = dead.clone();
@@ -152,7 +152,7 @@ impl<'s, T: Data> DStream<'s, T> {
                     .filter_map(|r| f(r).map_err(|m| bad.push(m)).ok())
                     .collect();
                 // Set aside durably, or the batch fails (replayed on restart): never dropped.
-                let give_up = std::time::Instant::now() + crate::source::dead_letter::GIVE_UP;
+                let give_up = std::time::Instant::now() + crate::dead_letter::GIVE_UP;
                 let stop = || runtime.stopping() || std::time::Instant::now() >= give_up;
                 if let Err(e) = dead.write_batch(t, id, bad, &stop) {
                     runtime.fail(e);

@@ -19,7 +19,6 @@ use crate::dstream::partition::{Part, PartitionId};
 use crate::listener::SourceInput;
 use crate::time::Time;
 
-pub mod dead_letter;
 #[cfg(feature = "files")]
 pub mod file;
 pub mod generator;
@@ -27,13 +26,15 @@ pub mod generator;
 pub mod kafka;
 pub mod queue;
 pub mod rate;
+pub(crate) mod receiver;
 pub mod socket;
 
-pub use dead_letter::{DeadLetters, Malformed};
+pub use crate::dead_letter::{DeadLetters, Malformed};
 pub use generator::{Generator, GeneratorConfig};
 pub use queue::BatchQueue;
 pub use rate::{Backpressure, PidRateEstimator, PidSettings};
-pub use socket::{BufferBound, SocketOptions, WriteAheadLog};
+pub use receiver::BufferBound;
+pub use socket::{SocketOptions, WriteAheadLog};
 
 /// The batch a reader is asked for, and where the asking worker sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -242,8 +242,7 @@ pub(crate) fn file_stream<'s>(
                     match read.next().unwrap_or_else(|| Ok(Default::default())) {
                         Ok(got) => {
                             lines.extend(got.lines);
-                            let give_up =
-                                std::time::Instant::now() + crate::source::dead_letter::GIVE_UP;
+                            let give_up = std::time::Instant::now() + crate::dead_letter::GIVE_UP;
                             let stop =
                                 || runtime.stopping() || std::time::Instant::now() >= give_up;
                             if let Err(e) = dead.write_batch(t, id, got.malformed, &stop) {

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::KafkaConfig;
 use super::read::offsets_client;
-use crate::context::generator::SharedSamples;
+use super::samples::SharedSamples;
 use crate::offsets::TopicPartition;
 use crate::source::{BatchTimeHook, Generated};
 

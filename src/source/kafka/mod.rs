@@ -29,6 +29,7 @@ pub mod config;
 mod generate;
 mod read;
 pub mod record;
+mod samples;
 
 pub use config::{Backpressure, ConsumerStrategy, ExpiredOffsets, KafkaConfig};
 pub(crate) use read::KafkaReader;

@@ -12,8 +12,8 @@ use rdkafka::{ClientConfig, Offset};
 
 use super::client::{self, client_config_error, kafka_error};
 use super::generate::{CutSoFar, RecordedSample, sample_at_batch_time};
+use super::samples::SharedSamples;
 use super::{ConsumerRecord, ConsumerStrategy, KafkaConfig, KafkaItem};
-use crate::context::generator::SharedSamples;
 use crate::dstream::partition::PartitionId;
 use crate::error::SluiceError;
 use crate::offsets::{OffsetRange, OffsetStore, TopicPartition};

@@ -33,10 +33,10 @@ use super::client::{failure, kafka_error};
 use super::{ConsumerStrategy, KafkaConfig};
 use crate::checkpoint::{codec, file};
 use crate::retry::{Backoff, Failure, sleep_unless};
-use crate::source::socket::framing::Framed;
-use crate::source::socket::limits::hand_over_lines;
-use crate::source::socket::wal::Wal;
-use crate::source::socket::{ReceiveFn, Shared, SocketReader, deliver};
+use crate::source::receiver::framing::Framed;
+use crate::source::receiver::limits::hand_over_lines;
+use crate::source::receiver::wal::Wal;
+use crate::source::receiver::{ReceiveFn, ReceiverReader, Shared, deliver};
 use crate::source::{DeadLetters, Malformed, SocketOptions};
 
 /// Offsets after the last logged record of each partition, and the log's sequence number
@@ -91,6 +91,7 @@ fn confirmed(dir: &Path) -> u64 {
 /// Where positions are recorded, durably.
 struct PositionLog {
     dir: PathBuf,
+    storage: crate::checkpoint::storage::Storage,
     log: Option<file::LogWriter>,
     records: usize,
     generation: u64,
@@ -109,13 +110,12 @@ impl PositionLog {
             let path = self
                 .dir
                 .join(format!("positions-{:020}.log", self.generation));
-            let mut log = file::LogWriter::create(&path)?;
+            let mut log = self.storage.create_log(&path)?;
             log.append(&encode(&path)?, true)?;
             for old in position_logs(&self.dir) {
                 if old != path {
                     let _ = std::fs::remove_file(&old);
-                    #[cfg(feature = "files")]
-                    crate::checkpoint::mirror::removed(&old);
+                    self.storage.removed(&old);
                 }
             }
             self.log = Some(log);
@@ -135,9 +135,9 @@ impl PositionLog {
 pub(crate) fn reader(
     config: KafkaConfig,
     receiver: bool,
-    wal_dir: Option<PathBuf>,
+    wal_dir: Option<crate::checkpoint::storage::Folder>,
     options: &SocketOptions,
-) -> Result<SocketReader, crate::SluiceError> {
+) -> Result<ReceiverReader, crate::SluiceError> {
     let dead = options.dead_letters.clone();
     let block_interval = options.block_interval;
     let ConsumerStrategy::Subscribe(topics) = config.strategy.clone() else {
@@ -159,7 +159,7 @@ pub(crate) fn reader(
             block_interval,
         )
     });
-    Ok(SocketReader::receiver(
+    Ok(ReceiverReader::new(
         name,
         receive,
         receiver,
@@ -237,6 +237,7 @@ fn receive(
         .unwrap_or_default();
     let mut log = wal.as_ref().map(|w| PositionLog {
         dir: w.dir.clone(),
+        storage: w.storage.clone(),
         log: None,
         records: 0,
         // Names that sort after every earlier run's logs.

@@ -1,7 +1,7 @@
 //! Bytes to lines: `\n`-separated UTF-8, a partial line kept between reads; lines that are
 //! not UTF-8, too long, or cut by a reset are set aside as malformed.
 
-use crate::source::dead_letter::Malformed;
+use crate::dead_letter::Malformed;
 
 /// How much of an over-long line its dead letter keeps.
 const KEPT: usize = 256;

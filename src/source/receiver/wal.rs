@@ -7,6 +7,8 @@ use crate::error::CheckpointError;
 /// `(first sequence number, lines)`, appended durably before the lines are handed over.
 pub(crate) struct Wal {
     pub(crate) dir: std::path::PathBuf,
+    /// The checkpoint's storage (a log's appends go to its object store too).
+    pub(crate) storage: crate::checkpoint::storage::Storage,
     pub(crate) log: Option<crate::checkpoint::file::LogWriter>,
     pub(crate) next_seq: u64,
 }
@@ -35,7 +37,7 @@ impl Wal {
     /// Starts the segment of the batch `batch` (appending if it is there).
     pub(crate) fn open_segment(&mut self, batch: u64) -> Result<(), CheckpointError> {
         let path = self.dir.join(format!("{batch:020}.wal"));
-        self.log = Some(crate::checkpoint::file::LogWriter::append_to(&path)?);
+        self.log = Some(self.storage.append_log(&path)?);
         Ok(())
     }
 

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::limits::BufferBound;
-use crate::source::dead_letter::DeadLetters;
+use crate::dead_letter::DeadLetters;
 use crate::source::rate::{Backpressure, PidSettings};
+use crate::source::receiver::limits::BufferBound;
 
 /// Settings of the socket receiver.
 #[derive(Clone, Debug)]

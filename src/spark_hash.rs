@@ -25,7 +25,7 @@ use std::hash::{Hash, Hasher};
 /// # Examples
 ///
 /// ```
-/// use sluice::dstream::spark_hash::Partitioner;
+/// use sluice::spark_hash::Partitioner;
 /// // Spark: "a".hashCode = 97, so partition 97 mod 2 = 1; 7 goes to 7 mod 2 = 1.
 /// assert_eq!(Partitioner::Spark.partition(&"a", 2), 1);
 /// assert_eq!(Partitioner::Spark.partition(&7i32, 2), 1);
@@ -45,10 +45,10 @@ impl Partitioner {
     pub fn partition<K: Hash + ?Sized>(&self, key: &K, partitions: usize) -> u32 {
         let n = partitions.max(1);
         match self {
-            Partitioner::Sluice => (super::pair::route(key) % n as u64) as u32,
+            Partitioner::Sluice => (crate::fixed_hash::route(key) % n as u64) as u32,
             Partitioner::Spark => match java_hash_code(key) {
                 Some(h) => non_negative_mod(h, n as i32) as u32,
-                None => (super::pair::route(key) % n as u64) as u32,
+                None => (crate::fixed_hash::route(key) % n as u64) as u32,
             },
         }
     }
@@ -66,7 +66,7 @@ fn non_negative_mod(x: i32, m: i32) -> i32 {
 /// # Examples
 ///
 /// ```
-/// use sluice::dstream::spark_hash::java_hash_code;
+/// use sluice::spark_hash::java_hash_code;
 /// assert_eq!(java_hash_code(&"spark"), Some(109638365));
 /// assert_eq!(java_hash_code(&(1i64 << 40)), Some(256));
 /// assert_eq!(java_hash_code(&true), None);
@@ -260,7 +260,7 @@ mod tests {
             "é😀",
         ] {
             let (s, c) = (word.to_owned(), CompactString::from(word));
-            assert_eq!(super::super::pair::route(&c), super::super::pair::route(&s));
+            assert_eq!(crate::fixed_hash::route(&c), crate::fixed_hash::route(&s));
             assert_eq!(java_hash_code(&c), java_hash_code(&s));
             for n in [1, 2, 7] {
                 for p in [Partitioner::Sluice, Partitioner::Spark] {

@@ -40,8 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::checkpoint::file::write_atomic;
-use crate::dstream::partition::PartitionId;
 use crate::error::{Result, SluiceError};
+use crate::partition_id::PartitionId;
 
 /// One record a source could not use.
 #[derive(Clone, Debug, PartialEq, Eq)]
