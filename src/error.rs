@@ -200,6 +200,30 @@ impl SluiceError {
         }
     }
 
+    /// The operating system's kind of error behind this one, when a file system refused (a
+    /// full disk is `StorageFull`, a denied permission `PermissionDenied`): kept through
+    /// checkpoint and output writes, so a caller can tell the two apart without reading text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::SluiceError;
+    /// let e = SluiceError::Io {
+    ///     action: "cannot write",
+    ///     path: "/data/out".into(),
+    ///     source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    /// };
+    /// assert_eq!(e.io_kind(), Some(std::io::ErrorKind::PermissionDenied));
+    /// assert!(e.is_user_error());
+    /// ```
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            SluiceError::Io { source, .. } => Some(source.kind()),
+            SluiceError::CheckpointFile(e) => e.io_kind(),
+            _ => None,
+        }
+    }
+
     /// The process exit code for this error: 2 for a configuration mistake, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         if self.is_user_error() { 2 } else { 1 }

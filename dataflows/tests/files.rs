@@ -121,7 +121,7 @@ fn local_files_are_read_once_when_complete_however_they_arrive() {
     ]);
     let arrived = wait_for_totals(&job, &want, Duration::from_secs(30));
     // A few more batches: nothing is read twice.
-    std::thread::sleep(Duration::from_millis(1500));
+    job.expect_more_batches(7);
     assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
     let out = job.out.lock().unwrap().clone();
     let got = batches(&out);
@@ -166,7 +166,7 @@ fn marker_files_gate_a_file_and_globs_choose_among_nested_directories() {
         &expect(&[("gated", 2)]),
         Duration::from_secs(20)
     ));
-    std::thread::sleep(Duration::from_millis(800));
+    job.expect_more_batches(4);
     assert_eq!(
         totals(&batches(&job.out.lock().unwrap())),
         expect(&[("gated", 2)]),
@@ -175,7 +175,7 @@ fn marker_files_gate_a_file_and_globs_choose_among_nested_directories() {
     std::fs::write(d.join("2026/12/a.log.done"), "").unwrap();
     let want = expect(&[("gated", 5)]);
     let arrived = wait_for_totals(&job, &want, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(600));
+    job.expect_more_batches(3);
     assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
     assert!(arrived, "{}", job.err());
     assert_eq!(totals(&batches(&job.out.lock().unwrap())), want);
@@ -326,7 +326,7 @@ fn s3_objects_are_read_once_multipart_uploads_only_when_complete() {
         totals(&batches(&job.out.lock().unwrap())),
         job.err()
     );
-    std::thread::sleep(Duration::from_millis(1000));
+    job.expect_more_batches(3);
     assert_eq!(
         totals(&batches(&job.out.lock().unwrap())),
         want,
@@ -335,7 +335,7 @@ fn s3_objects_are_read_once_multipart_uploads_only_when_complete() {
     block_on(upload.complete()).unwrap();
     let want = expect(&[("big", 300_000), ("many", 1200)]);
     let arrived = wait_for_totals(&job, &want, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(900));
+    job.expect_more_batches(3);
     assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
     assert!(arrived, "{}", job.err());
     assert_eq!(totals(&batches(&job.out.lock().unwrap())), want);
@@ -423,7 +423,7 @@ fn a_checkpoint_on_s3_survives_sigkill_and_a_move_to_another_machine() {
         "{}",
         first.err()
     );
-    std::thread::sleep(Duration::from_millis(700));
+    first.expect_more_batches(3);
     first.signal("-KILL");
     drop(first_tmp);
     killed.send(()).unwrap();
@@ -525,7 +525,7 @@ fn a_deleted_input_file_of_a_finished_batch_does_not_stop_a_stateless_restart() 
         "{}",
         job.err()
     );
-    std::thread::sleep(Duration::from_millis(600));
+    job.expect_more_batches(3);
     job.signal("-KILL");
     std::fs::remove_file(dir.path().join("a.txt")).unwrap();
     std::fs::write(dir.path().join("b.txt"), words("beta", 2)).unwrap();

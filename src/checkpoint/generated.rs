@@ -45,19 +45,15 @@ impl Checkpoint {
                 .dir
                 .join("generated")
                 .join(format!("{t:020}-p{process:04}-{}.log", self.run));
-            let writer = self
-                .storage
-                .create_log(&path)
-                .map_err(|e| ck_err(e.to_string()))?;
+            // (Checkpoint file errors keep their kind: a full disk stays `StorageFull`.)
+            let writer = self.storage.create_log(&path)?;
             log.segment = Some((t, writer));
         }
         let Some((_, writer)) = log.segment.as_mut() else {
             return Ok(());
         };
         let bytes = codec::encode(&PlanRecord { t, sources }).map_err(|e| ck_err(e.to_string()))?;
-        writer
-            .append(&bytes, true)
-            .map_err(|e| ck_err(e.to_string()))
+        Ok(writer.append(&bytes, true)?)
     }
 
     /// The latest batch an earlier run generated (`None` without one).

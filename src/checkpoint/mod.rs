@@ -308,9 +308,7 @@ impl Checkpoint {
                     job: job.map(str::to_owned),
                 };
                 let bytes = serde_json::to_vec(&meta).map_err(|e| ck_err(e.to_string()))?;
-                storage
-                    .write_framed(&meta_path, Kind::Metadata, &bytes)
-                    .map_err(|e| ck_err(e.to_string()))?;
+                storage.write_framed(&meta_path, Kind::Metadata, &bytes)?;
                 proposed_first
             }
         };

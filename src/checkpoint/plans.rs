@@ -132,9 +132,7 @@ impl Checkpoint {
             .dir
             .join("plans")
             .join(format!("{start:020}-w{worker:04}-{}.log", self.run));
-        self.storage
-            .create_log(&path)
-            .map_err(|e| ck_err(e.to_string()))
+        Ok(self.storage.create_log(&path)?)
     }
 
     /// Appends batch `t`'s plans (source key → bytes) to `log`, durably.
@@ -146,6 +144,6 @@ impl Checkpoint {
     ) -> Result<()> {
         let record = PlanRecord { t, sources };
         let bytes = codec::encode(&record).map_err(|e| ck_err(e.to_string()))?;
-        log.append(&bytes, true).map_err(|e| ck_err(e.to_string()))
+        Ok(log.append(&bytes, true)?)
     }
 }

@@ -157,6 +157,16 @@ impl StreamingConfig {
     /// The job's name, if it has one (set with [`app_name`](StreamingConfig::app_name)).
     ///
     /// Getters are named after their setter with `get_`, as `std::process::Command`'s are.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?;
+    /// assert_eq!(c.get_app_name(), None);
+    /// assert_eq!(c.app_name("totals").get_app_name(), Some("totals"));
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn get_app_name(&self) -> Option<&str> {
         self.app_name.as_deref()
     }
@@ -203,6 +213,16 @@ impl StreamingConfig {
 
     /// The default number of partitions in effect (see
     /// [`default_parallelism`](StreamingConfig::default_parallelism)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?.threads(3);
+    /// assert_eq!(c.get_default_parallelism(), 3); // the workers, until set
+    /// assert_eq!(c.default_parallelism(8).get_default_parallelism(), 8);
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn get_default_parallelism(&self) -> usize {
         self.default_parallelism
             .unwrap_or_else(|| self.cluster.peers())
@@ -217,6 +237,15 @@ impl StreamingConfig {
     /// The workers this configuration asks for (set with [`cluster`](StreamingConfig::cluster),
     /// [`threads`](StreamingConfig::threads) or
     /// [`cluster_from_args`](StreamingConfig::cluster_from_args)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = sluice::StreamingConfig::new(Duration::from_secs(1))?.threads(2);
+    /// assert_eq!((c.get_cluster().threads, c.get_cluster().processes), (2, 1));
+    /// # Ok::<(), sluice::SluiceError>(())
+    /// ```
     pub fn get_cluster(&self) -> &Cluster {
         &self.cluster
     }

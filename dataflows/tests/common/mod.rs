@@ -284,6 +284,25 @@ impl Proc {
         self.out.lock().unwrap().clone()
     }
 
+    /// How many batches `print` has printed so far (their `Time: ` headers).
+    pub fn printed_batches(&self) -> usize {
+        self.out.lock().unwrap().matches("Time: ").count()
+    }
+
+    /// Waits until `more` batches beyond those printed now are printed (at most 60 s): what
+    /// a test means by "a few more batches", with no fixed sleep that a slow machine outruns.
+    pub fn expect_more_batches(&self, more: usize) {
+        let target = self.printed_batches() + more;
+        assert!(
+            wait_until(std::time::Duration::from_secs(60), || self
+                .printed_batches()
+                >= target),
+            "{more} more batches were not printed within 60 s\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.err()
+        );
+    }
+
     /// Waits (at most `within`) until standard output holds `needle`; fails the test with
     /// both outputs otherwise.
     pub fn expect_out(&self, needle: &str, within: std::time::Duration) {
