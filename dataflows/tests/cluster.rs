@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use common::{Proc, free_port};
+use common::{Proc, free_port, wait_until};
 
 /// A job of several processes stops when all are asked to (a graceful stop finishes the batches
 /// due, which needs every process).
@@ -96,8 +96,18 @@ fn a_killed_process_stops_the_other_and_a_restart_resumes_exactly_once() {
         Proc::spawn(cmd)
     };
     for victim in [1usize, 0] {
+        // Killed once the pair is running: it has committed totals since it started.
+        let committed = broker.read_all_with("totals", "read_committed").len();
         let mut procs = [start(0), start(1)];
-        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            wait_until(Duration::from_secs(60), || broker
+                .read_all_with("totals", "read_committed")
+                .len()
+                > committed),
+            "no totals committed: {}\n{}",
+            procs[0].err(),
+            procs[1].err()
+        );
         procs[victim].signal("-KILL");
         let other = 1 - victim;
         let ended = procs[other].wait_exit(Duration::from_secs(5));

@@ -320,7 +320,8 @@ impl<'b> Case<'b> {
         let mut first =
             Proc::spawn(self.command(self.fault == Fault::OtherJobsCheckpoint, None, false));
         if self.fault == Fault::OtherJobsCheckpoint {
-            std::thread::sleep(Duration::from_secs(2));
+            // The other job runs a few batches (its checkpoint is then its own), then stops.
+            first.expect_more_batches(3);
             first.signal("-TERM");
         } else {
             self.feed(0, FIRST);

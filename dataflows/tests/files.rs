@@ -483,7 +483,28 @@ fn a_checkpoint_on_s3_is_leased_to_one_process() {
             && err.contains("lease expires in"),
         "{err}"
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Generated input cannot be replayed: the restart needs a snapshot, so the holder is
+    // killed once one is in the bucket.
+    let snapshotted = || {
+        block_on(async {
+            use futures::TryStreamExt;
+            use object_store::ObjectStore;
+            s3.store("leases")
+                .list(Some(&object_store::path::Path::from("job")))
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .is_ok_and(|objects| {
+            objects
+                .iter()
+                .any(|o| o.location.as_ref().ends_with("/MANIFEST"))
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), snapshotted),
+        "no snapshot in the bucket: {}",
+        first.err()
+    );
     first.signal("-KILL");
     let third = start(&["--max-batches", "2", "-v"]).output().unwrap();
     let err = common::text(&third.stderr);

@@ -329,21 +329,29 @@ fn feed_socket_sales_through_category_top3() {
     assert!(wait_until(Duration::from_secs(30), || feed
         .err()
         .contains("sent 2000 lines")));
-    std::thread::sleep(Duration::from_secs(1));
+    // The last table: three brands for each of the 20 categories, ranks 1 to 3 — once the
+    // job has shown one, it is stopped, and the table of its last batch is checked.
+    let last_table = |out: &str| -> Vec<String> {
+        let lines: Vec<&str> = out.lines().collect();
+        let Some(header) = lines.iter().rposition(|l| l.ends_with("|rank|")) else {
+            return Vec::new(); // no table shown yet
+        };
+        lines[header + 1..]
+            .iter()
+            .filter(|l| l.starts_with('|'))
+            .map(|l| (*l).to_owned())
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || last_table(&job.stdout()).len()
+            == 60),
+        "{}",
+        job.stdout()
+    );
     assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
     feed.signal("-KILL");
     let out = job.out.lock().unwrap().clone();
-    // The last table: three brands for each of the 20 categories, ranks 1 to 3.
-    let lines: Vec<&str> = out.lines().collect();
-    let header = lines
-        .iter()
-        .rposition(|l| l.ends_with("|rank|"))
-        .unwrap_or(0);
-    let rows: Vec<&str> = lines[header + 1..]
-        .iter()
-        .copied()
-        .filter(|l| l.starts_with('|'))
-        .collect();
+    let rows = last_table(&out);
     assert_eq!(rows.len(), 60, "{out}");
     assert!(
         rows.iter()
@@ -438,7 +446,9 @@ fn fed_socket_job(args: &[&str]) -> String {
     assert!(wait_until(Duration::from_secs(30), || feed
         .err()
         .contains("sent 200 lines")));
-    std::thread::sleep(Duration::from_millis(1500));
+    // A few printed batches after the last line was sent (the receiver has them by then;
+    // a windowed job prints at its slides).
+    job.expect_more_batches(3);
     assert_eq!(job.signal("-TERM"), 0, "{}", job.err());
     feed.signal("-KILL");
     let out = job.out.lock().unwrap().clone();
